@@ -1,0 +1,221 @@
+"""The contract every hypervisor backend fulfils: shared state enum, capabilities, operations.
+
+Two snapshot models live side by side:
+
+* ``SnapshotModel.OVERLAY_CHAIN`` (libvirt): vmlog owns the qcow2 chain; the backend only swaps a
+  disk onto a new overlay that vmlog created (live or stopped) and redefines disks on restore.
+* ``SnapshotModel.NATIVE_TREE`` (VirtualBox, VMware): the hypervisor owns differencing disks;
+  vmlog mirrors its tree through ``snapshot_*``.
+
+Operations a backend cannot do raise :class:`~hypervisors.errors.Unsupported` and the matching
+:class:`Capability` flag is absent, so callers can ask before they try.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from hypervisors.errors import Unsupported
+from hypervisors.spec import DiskSpec, VMSpec
+
+
+class VMState(enum.Enum):
+    """The one state vocabulary; each backend maps its native states onto it."""
+
+    RUNNING = "running"
+    PAUSED = "paused"  # CPU stopped, memory still held by the hypervisor process
+    SAVED = "saved"  # memory state written to disk; start/resume continues where it was
+    STOPPED = "stopped"  # powered off, nothing in memory
+    CRASHED = "crashed"
+    TRANSITIONING = "transitioning"  # booting, saving, shutting down
+    UNKNOWN = "unknown"
+
+
+class SnapshotModel(enum.Enum):
+    OVERLAY_CHAIN = "overlay-chain"
+    NATIVE_TREE = "native-tree"
+
+
+class Capability(enum.Flag):
+    NONE = 0
+    LIVE_SNAPSHOT = enum.auto()  # freeze a disk layer while the guest runs
+    MEMORY_SAVE = enum.auto()  # suspend to disk and resume (switching projects)
+    MEMORY_IMAGE = enum.auto()  # write the memory state to a file vmlog keeps with a state
+    OVERLAY_CHAIN = enum.auto()
+    NATIVE_SNAPSHOT_TREE = enum.auto()
+    SHARED_FOLDERS = enum.auto()
+    PORT_FORWARD = enum.auto()
+    SERIAL_CHANNEL = enum.auto()  # a host Unix socket wired to a guest serial port
+    ACPI_SHUTDOWN = enum.auto()
+    REMOTE = enum.auto()  # the VMs may run on another machine
+
+
+@dataclass
+class Probe:
+    """What a backend found when asked whether it can work here."""
+
+    backend: str
+    available: bool
+    summary: str
+    fix: str | None = None
+    details: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "backend": self.backend,
+            "available": self.available,
+            "summary": self.summary,
+            "fix": self.fix,
+            "details": dict(self.details),
+            "warnings": list(self.warnings),
+        }
+
+
+@dataclass(frozen=True)
+class NativeSnapshot:
+    """One node of a backend-owned snapshot tree."""
+
+    id: str
+    name: str
+    parent_id: str | None
+    has_memory: bool = False
+
+
+class Hypervisor(ABC):
+    """One backend connection. Methods take VM names; a VM is defined from a :class:`VMSpec`."""
+
+    name: ClassVar[str]
+    snapshot_model: ClassVar[SnapshotModel]
+    native_disk_format: ClassVar[str] = "qcow2"
+
+    @property
+    @abstractmethod
+    def capabilities(self) -> Capability:
+        """What this connection can do (may depend on the host, e.g. a remote URI)."""
+
+    def can(self, capability: Capability) -> bool:
+        return capability in self.capabilities
+
+    def require(self, capability: Capability, what: str) -> None:
+        if capability not in self.capabilities:
+            raise Unsupported(f"{self.name} cannot {what}", backend=self.name)
+
+    # -- discovery ---------------------------------------------------------------------------
+    @abstractmethod
+    def probe(self) -> Probe:
+        """Check that the backend works here; never raises, never hangs."""
+
+    @abstractmethod
+    def list_vms(self) -> list[str]:
+        """Names of the VMs defined in this backend (all of them, not only vmlog's)."""
+
+    def exists(self, name: str) -> bool:
+        return name in self.list_vms()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @abstractmethod
+    def define(self, spec: VMSpec) -> None:
+        """Create the VM from ``spec``; ``VMExists`` if the name is taken."""
+
+    @abstractmethod
+    def redefine(self, spec: VMSpec) -> None:
+        """Replace the definition of a stopped VM (disks, memory, ...); keeps its saved state out."""
+
+    @abstractmethod
+    def delete(self, name: str) -> None:
+        """Power off if needed and remove the VM and whatever the backend keeps for it.
+
+        Disk files vmlog created stay where they are: vmlog owns them.
+        """
+
+    @abstractmethod
+    def state(self, name: str) -> VMState: ...
+
+    @abstractmethod
+    def start(self, name: str) -> None:
+        """Boot the VM, or continue from its saved memory state if it has one."""
+
+    @abstractmethod
+    def shutdown(self, name: str, timeout: float = 60.0) -> None:
+        """ACPI power button, then wait until the guest is off (``OperationTimeout`` if not)."""
+
+    @abstractmethod
+    def poweroff(self, name: str) -> None:
+        """Pull the plug. Idempotent on a stopped VM."""
+
+    def suspend(self, name: str) -> None:
+        """Write the running VM's memory to disk and stop it (state becomes ``SAVED``)."""
+        raise Unsupported(f"{self.name} cannot save a VM's memory state", backend=self.name)
+
+    def resume(self, name: str) -> None:
+        """Continue a ``SAVED`` or ``PAUSED`` VM exactly where it was."""
+        raise Unsupported(f"{self.name} cannot resume a saved VM", backend=self.name)
+
+    def discard_saved_state(self, name: str) -> None:
+        """Forget the saved memory state; the next start cold-boots."""
+        raise Unsupported(f"{self.name} has no saved memory state to discard", backend=self.name)
+
+    def save_memory_image(self, name: str, path: Path) -> None:
+        """Save the running VM's memory to ``path`` (vmlog keeps it with a state); the VM stops."""
+        raise Unsupported(f"{self.name} cannot write a memory image", backend=self.name)
+
+    def restore_memory_image(self, spec: VMSpec, path: Path) -> None:
+        """Start the VM defined by ``spec`` from a memory image written by ``save_memory_image``."""
+        raise Unsupported(f"{self.name} cannot restore a memory image", backend=self.name)
+
+    # -- overlay-chain model (vmlog owns the disk chain) -------------------------------------
+    def swap_disk(self, name: str, label: str, new_top: Path) -> None:
+        """Make the disk labelled ``label`` write into ``new_top`` from now on.
+
+        ``new_top`` is an existing qcow2 overlay whose backing file is the disk's current top.
+        Works on a running VM (the old top freezes atomically) and on a stopped one.
+        """
+        raise Unsupported(f"{self.name} does not let vmlog manage overlay chains", backend=self.name)
+
+    def disk_tops(self, name: str) -> dict[str, Path]:
+        """The file each labelled disk currently writes into."""
+        raise Unsupported(f"{self.name} does not report disk tops", backend=self.name)
+
+    # -- native-tree model (the hypervisor owns differencing disks) --------------------------
+    def snapshot_create(self, name: str, snapshot_name: str, *, with_memory: bool = False) -> str:
+        """Take a native snapshot; return its immutable native id."""
+        raise Unsupported(f"{self.name} has no native snapshot tree", backend=self.name)
+
+    def snapshot_restore(self, name: str, snapshot_id: str) -> None:
+        raise Unsupported(f"{self.name} has no native snapshot tree", backend=self.name)
+
+    def snapshot_delete(self, name: str, snapshot_id: str) -> None:
+        raise Unsupported(f"{self.name} has no native snapshot tree", backend=self.name)
+
+    def snapshot_list(self, name: str) -> list[NativeSnapshot]:
+        raise Unsupported(f"{self.name} has no native snapshot tree", backend=self.name)
+
+    # -- disks across backends ---------------------------------------------------------------
+    def export_disk(self, name: str, label: str, dest: Path, fmt: str = "qcow2") -> Path:
+        """Flatten the disk's whole chain into one standalone image at ``dest``."""
+        from hypervisors import qemu_img
+
+        top = self.disk_tops(name)[label]
+        qemu_img.convert(top, dest, src_format=self.native_disk_format, dest_format=fmt)
+        return dest
+
+    def import_disk(self, src: Path, src_format: str, dest: Path) -> DiskSpec:
+        """Convert a portable image into this backend's native disk format at ``dest``."""
+        from hypervisors import qemu_img
+
+        qemu_img.convert(src, dest, src_format=src_format, dest_format=self.native_disk_format)
+        return DiskSpec(path=dest, format=self.native_disk_format)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        """Release the connection (idempotent)."""
+
+    def __enter__(self) -> Hypervisor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""The ``vml`` command line: one module per command, command groups as sub-packages."""

@@ -1,0 +1,38 @@
+"""``vml doctor``: which backends are usable here and why not, with the fix for each."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from vmlog.cli.output import out, print_json
+from vmlog.doctor import diagnose
+
+
+def doctor(
+    json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Check the hypervisor backends and tools vmlog needs, and say how to fix what is missing."""
+    report = diagnose()
+    if json_output:
+        print_json(report.to_dict())
+        return
+    out.print("[bold]Backends[/]")
+    for probe in report.backends:
+        mark = "[green]ok[/]" if probe.available else "[red]--[/]"
+        out.print(f"  {mark} {probe.backend:<11} {probe.summary}")
+        for key, value in probe.details.items():
+            out.print(f"       {key}: {value}")
+        for warning in probe.warnings:
+            out.print(f"       [yellow]warning:[/] {warning}")
+        if probe.fix and not probe.available:
+            out.print(f"       fix: {probe.fix}")
+    out.print("[bold]Tools[/]")
+    for check in report.tools:
+        mark = "[green]ok[/]" if check.ok else "[red]--[/]"
+        out.print(f"  {mark} {check.name:<11} {check.summary}")
+        if check.fix and not check.ok:
+            out.print(f"       fix: {check.fix}")
+    best = report.best_backend()
+    out.print(f"Best backend here: [bold]{best}[/]" if best else "[red]No usable backend here.[/]")

@@ -1,0 +1,73 @@
+"""Entry point of ``vml``: builds the typer app and maps domain errors to exit codes at one place."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from hypervisors.errors import HypervisorError
+from vmlog import __version__
+from vmlog.cli import doctor
+from vmlog.cli.output import err
+from vmlog.errors import VmlogError
+
+app = typer.Typer(
+    name="vml",
+    help="vmlog, the Virtual Machine Logbook: projects, state trees and shareable states for VMs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"vml {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """vmlog keeps one VM per project, a tree of saved states per VM, and a logbook of everything."""
+
+
+app.command("doctor")(doctor.doctor)
+
+
+def run() -> None:
+    """Console-script entry: run the app, turning domain errors into one-line messages."""
+    try:
+        app(standalone_mode=False)
+    except (VmlogError, HypervisorError) as exc:
+        if os.environ.get("VMLOG_DEBUG"):
+            raise
+        err.print(f"[red]error:[/] {exc.message}")
+        if exc.fix:
+            err.print(f"  [bold]fix:[/] {exc.fix}")
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors etc.
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    run()

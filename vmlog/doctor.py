@@ -1,0 +1,70 @@
+"""Health checks: which backends work here and why not, each with the fix.
+
+The CLI (``vml doctor``), the GUI and ``vml setup`` (to pick the best usable backend) all read
+this one report.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+
+from hypervisors import qemu_img, registry
+from hypervisors.base import Probe
+from hypervisors.errors import HypervisorError
+
+# Order of preference when vmlog picks a backend by itself.
+PREFERRED_BACKENDS = ("kvm", "virtualbox", "vmware")
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    summary: str
+    fix: str | None = None
+    details: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "ok": self.ok,
+            "summary": self.summary,
+            "fix": self.fix,
+            "details": self.details,
+            "warnings": self.warnings,
+        }
+
+
+@dataclass
+class Report:
+    backends: list[Probe]
+    tools: list[Check]
+
+    @property
+    def usable_backends(self) -> list[str]:
+        return [p.backend for p in self.backends if p.available]
+
+    def best_backend(self) -> str | None:
+        usable = set(self.usable_backends)
+        return next((name for name in PREFERRED_BACKENDS if name in usable), None)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "backends": [p.to_dict() for p in self.backends],
+            "tools": [c.to_dict() for c in self.tools],
+            "best_backend": self.best_backend(),
+        }
+
+
+def check_qemu_img() -> Check:
+    try:
+        ver = qemu_img.version()
+    except HypervisorError as exc:
+        return Check("qemu-img", False, exc.message, fix=exc.fix)
+    return Check("qemu-img", True, f"qemu-img {ver}", details={"path": shutil.which("qemu-img") or ""})
+
+
+def diagnose() -> Report:
+    return Report(backends=registry.probe_all(), tools=[check_qemu_img()])

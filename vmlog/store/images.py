@@ -1,0 +1,470 @@
+"""The image store: immutable base images addressed by the sha256 of their bytes.
+
+Layout under the store root (``paths.home().images``)::
+
+    <sha256>/<name>-<version>.<format>   the image, read-only (0444)
+    <sha256>/meta.json                   name, version, format, size, urls, arch, added
+    <sha256>/refs/<holder>               one empty file per project/state that uses the image
+    <sha256>/converted/<name>-<version>.<fmt>   qemu-img conversions, made once, read-only
+    .staging/                            entries being assembled; renamed into place whole
+    .locks/<sha256>.lock                 serialises add/remove/ref changes of one image
+
+An entry appears by renaming a complete staging directory, so a crash never leaves a half-written
+image under its digest; ``list()`` ignores everything that is not a complete entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import stat
+import urllib.parse
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from hypervisors import qemu_img
+from hypervisors.errors import HypervisorError
+from vmlog.errors import Busy, IntegrityError, InvalidInput, NotFound, VmlogError
+from vmlog.store._files import atomic_write_text, file_lock, fsync_dir
+
+HASH_CHUNK = 4 << 20
+MIN_PREFIX = 8
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEX = re.compile(r"^[0-9a-f]+$")
+_SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+
+# Image formats as catalogs name them -> the format qemu-img must be told (never probed).
+QEMU_FORMATS = {
+    "raw": "raw",
+    "hdd": "raw",
+    "img": "raw",
+    "iso": "raw",
+    "qcow2": "qcow2",
+    "vmdk": "vmdk",
+    "vdi": "vdi",
+    "vhdx": "vhdx",
+    "vpc": "vpc",
+}
+CONVERTIBLE_TARGETS = ("raw", "qcow2", "vmdk", "vdi", "vhdx", "vpc")
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    """One base image in the store; ``path`` is read-only and never changes for a given sha256."""
+
+    sha256: str
+    name: str
+    version: str
+    format: str
+    size: int
+    path: Path
+    urls: tuple[str, ...] = field(default=())
+    added: str = ""
+    arch: str = "x86_64"
+
+    @property
+    def qemu_format(self) -> str:
+        """The format to pass to qemu-img for this image (``hdd``/``iso`` are raw bytes)."""
+        return qemu_format(self.format)
+
+    def to_dict(self) -> dict:
+        return {
+            "sha256": self.sha256,
+            "name": self.name,
+            "version": self.version,
+            "format": self.format,
+            "size": self.size,
+            "path": str(self.path),
+            "urls": list(self.urls),
+            "added": self.added,
+            "arch": self.arch,
+        }
+
+
+def qemu_format(fmt: str) -> str:
+    try:
+        return QEMU_FORMATS[fmt]
+    except KeyError:
+        raise InvalidInput(
+            f"image format {fmt!r} is not a disk format qemu-img can read",
+            fix=f"use one of: {', '.join(sorted(QEMU_FORMATS))}",
+        ) from None
+
+
+def _check_part(what: str, value: str) -> str:
+    """Names end up in file names: keep them to a safe alphabet (no slashes, no leading dot)."""
+    if not _SAFE_PART.match(value or ""):
+        raise InvalidInput(
+            f"invalid image {what} {value!r}",
+            fix="use letters, digits, '.', '_', '+' and '-' only, starting with a letter or digit",
+        )
+    return value
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _version_key(version: str) -> list[tuple[int, int | str]]:
+    """Natural ordering (4.10 after 4.9) used when a ref names an image without a version."""
+    return [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[.\-+_]", version)]
+
+
+def hash_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    buf = bytearray(HASH_CHUNK)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as fh:
+        while n := fh.readinto(buf):
+            digest.update(view[:n])
+    return digest.hexdigest()
+
+
+class ImageStore:
+    """Adds, finds, verifies, reference-counts and converts base images under ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    # -- layout -------------------------------------------------------------------------------
+
+    def _entry(self, sha256: str) -> Path:
+        return self.root / sha256
+
+    def _lock(self, sha256: str):
+        return file_lock(self.root / ".locks" / f"{sha256}.lock")
+
+    def _staging(self) -> Path:
+        staging = self.root / ".staging"
+        staging.mkdir(parents=True, exist_ok=True)
+        return staging
+
+    def _ensure(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _load(self, entry: Path) -> StoredImage | None:
+        try:
+            meta = json.loads((entry / "meta.json").read_text())
+        except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
+            return None
+        path = entry / meta["file"]
+        return StoredImage(
+            sha256=entry.name,
+            name=meta["name"],
+            version=meta["version"],
+            format=meta["format"],
+            size=int(meta["size"]),
+            path=path,
+            urls=tuple(meta.get("urls", ())),
+            added=meta.get("added", ""),
+            arch=meta.get("arch", "x86_64"),
+        )
+
+    def find(self, sha256: str) -> StoredImage | None:
+        """The image with exactly this digest, or None."""
+        sha256 = sha256.lower()
+        if not _HEX64.match(sha256):
+            return None
+        return self._load(self._entry(sha256))
+
+    def list(self) -> list[StoredImage]:
+        if not self.root.is_dir():
+            return []
+        images = []
+        for entry in sorted(self.root.iterdir()):
+            if _HEX64.match(entry.name):
+                image = self._load(entry)
+                if image is not None:
+                    images.append(image)
+        return sorted(images, key=lambda i: (i.name, _version_key(i.version), i.format))
+
+    def get(self, ref: str) -> StoredImage:
+        """Resolve a sha256, a unique sha256 prefix (>= 8 hex digits), or ``name[:version]``.
+
+        Without a version the highest version wins; two formats of the same name and version are
+        ambiguous and must be named by digest.
+        """
+        ref = ref.strip()
+        lowered = ref.lower().removeprefix("sha256:")
+        if _HEX.match(lowered) and len(lowered) >= MIN_PREFIX:
+            matches = [i for i in self.list() if i.sha256.startswith(lowered)]
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise InvalidInput(
+                    f"image prefix {ref!r} matches {len(matches)} images",
+                    fix="give more digits of the sha256",
+                )
+        name, _, version = ref.partition(":")
+        candidates = [i for i in self.list() if i.name == name and (not version or i.version == version)]
+        if not candidates:
+            raise NotFound(f"no image {ref!r} in the store", fix="see `vml appliance list` or pull it")
+        if not version:
+            best = max(_version_key(i.version) for i in candidates)
+            candidates = [i for i in candidates if _version_key(i.version) == best]
+        if len(candidates) > 1:
+            choices = ", ".join(f"{i.sha256[:12]} ({i.format})" for i in candidates)
+            raise InvalidInput(f"image {ref!r} is ambiguous: {choices}", fix="name it by its sha256 prefix")
+        return candidates[0]
+
+    # -- adding -------------------------------------------------------------------------------
+
+    def add_file(
+        self,
+        src: Path,
+        *,
+        name: str,
+        version: str,
+        format: str,
+        urls: tuple[str, ...] | list[str] = (),
+        arch: str = "x86_64",
+        expected_sha256: str | None = None,
+        move: bool = False,
+    ) -> StoredImage:
+        """Copy (or move) ``src`` into the store and return its entry; idempotent per digest.
+
+        The digest is computed while the bytes are copied into a staging file inside the store, so
+        what is hashed is what is stored. A mismatch with ``expected_sha256`` raises
+        ``IntegrityError`` and leaves the store untouched. With ``move`` a file on the same
+        filesystem is hashed in place and renamed (no copy).
+        """
+        src = Path(src)
+        _check_part("name", name)
+        _check_part("version", version)
+        _check_part("format", format)
+        _check_part("arch", arch)
+        if not src.is_file():
+            raise NotFound(f"image file {src} does not exist")
+        self._ensure()
+        stage = Path(os.fspath(self._staging() / f"add-{secrets.token_hex(6)}"))
+        stage.mkdir()
+        file_name = f"{name}-{version}.{format}"
+        staged = stage / file_name
+        try:
+            sha256, size = self._stage_bytes(src, staged, move=move)
+            if expected_sha256 is not None and sha256 != expected_sha256.lower():
+                raise IntegrityError(
+                    f"{src.name}: sha256 is {sha256}, expected {expected_sha256.lower()}",
+                    fix="the file is corrupt or not the image you meant; download it again",
+                )
+            os.chmod(staged, 0o444)
+            meta = {
+                "name": name,
+                "version": version,
+                "format": format,
+                "size": size,
+                "file": file_name,
+                "urls": list(dict.fromkeys(urls)),
+                "arch": arch,
+                "added": _now(),
+                "sha256": sha256,
+            }
+            atomic_write_text(stage / "meta.json", json.dumps(meta, indent=2) + "\n")
+            (stage / "refs").mkdir()
+            fsync_dir(stage)
+            with self._lock(sha256):
+                existing = self.find(sha256)
+                if existing is not None:
+                    self._merge_urls(existing, urls)
+                    if move:
+                        src.unlink(missing_ok=True)
+                    return self.find(sha256) or existing
+                entry = self._entry(sha256)
+                if entry.exists():  # an incomplete leftover (no meta.json): replace it
+                    self._discard(entry)
+                os.rename(stage, entry)
+                fsync_dir(self.root)
+            if move:
+                src.unlink(missing_ok=True)
+            image = self.find(sha256)
+            assert image is not None
+            return image
+        finally:
+            if stage.exists():
+                self._discard(stage)
+
+    def _stage_bytes(self, src: Path, staged: Path, *, move: bool) -> tuple[str, int]:
+        if move:
+            try:
+                os.link(src, staged)  # same filesystem: hash the linked bytes, no copy
+            except OSError:
+                pass
+            else:
+                return hash_file(staged), staged.stat().st_size
+        digest = hashlib.sha256()
+        size = 0
+        buf = bytearray(HASH_CHUNK)
+        view = memoryview(buf)
+        with open(src, "rb", buffering=0) as fin, open(staged, "xb", buffering=0) as fout:
+            while n := fin.readinto(buf):
+                chunk = view[:n]
+                digest.update(chunk)
+                fout.write(chunk)
+                size += n
+            os.fsync(fout.fileno())
+        return digest.hexdigest(), size
+
+    def _merge_urls(self, image: StoredImage, urls) -> None:
+        new = [u for u in urls if u not in image.urls]
+        if not new:
+            return
+        meta_path = self._entry(image.sha256) / "meta.json"
+        meta = json.loads(meta_path.read_text())
+        meta["urls"] = list(dict.fromkeys([*meta.get("urls", []), *new]))
+        atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
+
+    # -- checking -----------------------------------------------------------------------------
+
+    def verify(self, sha256: str) -> None:
+        """Re-hash the stored bytes; raise ``IntegrityError`` if they no longer match their name."""
+        image = self._require(sha256)
+        actual = hash_file(image.path)
+        if actual != image.sha256:
+            raise IntegrityError(
+                f"image {image.name}-{image.version} is corrupt: sha256 {actual}, expected {image.sha256}",
+                fix=f"remove it (`vml appliance rm {image.sha256[:12]}`) and pull it again",
+            )
+        size = image.path.stat().st_size
+        if size != image.size:
+            raise IntegrityError(
+                f"image {image.name}-{image.version} has {size} bytes, expected {image.size}",
+                fix=f"remove it (`vml appliance rm {image.sha256[:12]}`) and pull it again",
+            )
+
+    def _require(self, sha256: str) -> StoredImage:
+        image = self.find(sha256)
+        if image is None:
+            raise NotFound(f"no image with sha256 {sha256} in the store", fix="see `vml appliance list`")
+        return image
+
+    # -- references ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _ref_file_name(holder: str) -> str:
+        if not holder:
+            raise InvalidInput("a reference needs a holder name")
+        return urllib.parse.quote(holder, safe="")
+
+    def add_ref(self, sha256: str, holder: str) -> None:
+        """Record that ``holder`` (a project or state id) uses the image, so it cannot be removed."""
+        name = self._ref_file_name(holder)
+        with self._lock(sha256):
+            image = self._require(sha256)
+            refs = self._entry(image.sha256) / "refs"
+            refs.mkdir(exist_ok=True)
+            (refs / name).touch()
+            fsync_dir(refs)
+
+    def remove_ref(self, sha256: str, holder: str) -> None:
+        name = self._ref_file_name(holder)
+        with self._lock(sha256):
+            refs = self._entry(sha256.lower()) / "refs"
+            (refs / name).unlink(missing_ok=True)
+            if refs.is_dir():
+                fsync_dir(refs)
+
+    def refs(self, sha256: str) -> list[str]:
+        refs = self._entry(sha256.lower()) / "refs"
+        if not refs.is_dir():
+            return []
+        return sorted(urllib.parse.unquote(p.name) for p in refs.iterdir() if not p.name.startswith("."))
+
+    # -- removing -----------------------------------------------------------------------------
+
+    def remove(self, ref: str) -> None:
+        """Delete an image and its conversions; refused while any holder references it."""
+        image = self.get(ref)
+        with self._lock(image.sha256):
+            holders = self.refs(image.sha256)
+            if holders:
+                raise Busy(
+                    f"image {image.name}-{image.version} ({image.sha256[:12]}) is in use by: "
+                    + ", ".join(holders),
+                    fix="delete those projects/states first",
+                )
+            entry = self._entry(image.sha256)
+            if entry.exists():
+                self._discard(entry)
+                fsync_dir(self.root)
+
+    def _discard(self, path: Path) -> None:
+        """Rename out of the way first (atomic), then delete; read-only files are fine on POSIX."""
+        trash = self._staging() / f"trash-{secrets.token_hex(6)}"
+        os.rename(path, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+
+    # -- conversion ---------------------------------------------------------------------------
+
+    def converted(self, sha256: str, fmt: str) -> Path:
+        """The image in disk format ``fmt``, converted once with qemu-img and cached read-only.
+
+        The original's format is always given to qemu-img (never probed), and a qcow2 that names a
+        backing or data file is refused: a store image must stand alone.
+        """
+        image = self._require(sha256)
+        if fmt not in CONVERTIBLE_TARGETS:
+            raise InvalidInput(
+                f"cannot convert to {fmt!r}", fix=f"use one of: {', '.join(CONVERTIBLE_TARGETS)}"
+            )
+        src_fmt = image.qemu_format
+        if fmt == image.format or (fmt == "raw" and src_fmt == "raw"):
+            return image.path
+        if image.format == "iso":
+            raise InvalidInput(
+                f"{image.name}-{image.version} is an ISO; it boots as a CD-ROM and is not converted",
+                fix="attach it as a cdrom instead of a disk",
+            )
+        target_dir = self._entry(image.sha256) / "converted"
+        target = target_dir / f"{image.name}-{image.version}.{fmt}"
+        if target.exists():
+            return target
+        with file_lock(self.root / ".locks" / f"{image.sha256}.convert-{fmt}.lock"):
+            if target.exists():
+                return target
+            self._check_standalone(image)
+            target_dir.mkdir(exist_ok=True)
+            tmp = target_dir / f".{target.name}.tmp-{secrets.token_hex(4)}"
+            try:
+                options = {"cluster_size": "65536"} if fmt == "qcow2" else None
+                qemu_img.convert(image.path, tmp, src_format=src_fmt, dest_format=fmt, options=options)
+                fd = os.open(tmp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.chmod(tmp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+                os.rename(tmp, target)
+                fsync_dir(target_dir)
+            except HypervisorError as exc:
+                raise VmlogError(
+                    f"could not convert {image.name}-{image.version} to {fmt}: {exc.message}",
+                    fix="check free disk space and that qemu-utils is installed",
+                ) from exc
+            finally:
+                tmp.unlink(missing_ok=True)
+        return target
+
+    def _check_standalone(self, image: StoredImage) -> None:
+        try:
+            details = qemu_img.info(image.path, image.qemu_format, limits=True)
+        except HypervisorError as exc:
+            raise IntegrityError(
+                f"{image.name}-{image.version} is not a valid {image.format} image: {exc.message}"
+            ) from exc
+        specific = details.get("format-specific", {}).get("data", {})
+        backing = details.get("backing-filename") or details.get("full-backing-filename")
+        if backing or specific.get("data-file"):
+            raise IntegrityError(
+                f"{image.name}-{image.version} refers to another file (backing or data file); refused",
+                fix="use an image that stands alone",
+            )
+
+
+__all__ = ["ImageStore", "StoredImage", "hash_file", "qemu_format"]

@@ -211,7 +211,7 @@ class Hypervisor(ABC):
         qemu_img.convert(src, dest, src_format=src_format, dest_format=self.native_disk_format)
         return DiskSpec(path=dest, format=self.native_disk_format)  # type: ignore[arg-type]
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - most backends hold nothing to release
         """Release the connection (idempotent)."""
 
     def __enter__(self) -> Hypervisor:

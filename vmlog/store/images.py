@@ -255,20 +255,7 @@ class ImageStore:
                     fix="the file is corrupt or not the image you meant; download it again",
                 )
             os.chmod(staged, 0o444)
-            meta = {
-                "name": name,
-                "version": version,
-                "format": format,
-                "size": size,
-                "file": file_name,
-                "urls": list(dict.fromkeys(urls)),
-                "arch": arch,
-                "added": _now(),
-                "sha256": sha256,
-            }
-            atomic_write_text(stage / "meta.json", json.dumps(meta, indent=2) + "\n")
-            (stage / "refs").mkdir()
-            fsync_dir(stage)
+            self._write_meta(stage, name, version, format, size, file_name, urls, arch, sha256)
             with self._lock(sha256):
                 existing = self.find(sha256)
                 if existing is not None:
@@ -289,6 +276,91 @@ class ImageStore:
         finally:
             if stage.exists():
                 self._discard(stage)
+
+    def adopt(
+        self,
+        src: Path,
+        *,
+        sha256: str,
+        name: str,
+        version: str,
+        format: str,
+        urls: tuple[str, ...] | list[str] = (),
+        arch: str = "x86_64",
+    ) -> StoredImage:
+        """Move in a file whose sha256 the caller computed from the very bytes it wrote.
+
+        The downloader hashes while it streams into its partial file; hashing the file a second
+        time would double the cost of every pull. ``src`` must be on the store's filesystem (it is
+        renamed, not copied); anything else goes through :meth:`add_file`.
+        """
+        src = Path(src)
+        sha256 = sha256.lower()
+        if not _HEX64.match(sha256):
+            raise InvalidInput(f"not a sha256 digest: {sha256!r}")
+        for what, value in (("name", name), ("version", version), ("format", format), ("arch", arch)):
+            _check_part(what, value)
+        self._ensure()
+        existing = self.find(sha256)
+        if existing is not None:
+            with self._lock(sha256):
+                self._merge_urls(existing, urls)
+            src.unlink(missing_ok=True)
+            return self.find(sha256) or existing
+        stage = self._staging() / f"adopt-{secrets.token_hex(6)}"
+        stage.mkdir()
+        file_name = f"{name}-{version}.{format}"
+        try:
+            try:
+                os.link(src, stage / file_name)
+            except OSError:
+                return self.add_file(
+                    src,
+                    name=name,
+                    version=version,
+                    format=format,
+                    urls=urls,
+                    arch=arch,
+                    expected_sha256=sha256,
+                    move=True,
+                )
+            os.chmod(stage / file_name, 0o444)
+            self._write_meta(
+                stage, name, version, format, (stage / file_name).stat().st_size, file_name, urls, arch, sha256
+            )
+            with self._lock(sha256):
+                existing = self.find(sha256)
+                if existing is None:
+                    entry = self._entry(sha256)
+                    if entry.exists():
+                        self._discard(entry)
+                    os.rename(stage, entry)
+                    fsync_dir(self.root)
+                else:
+                    self._merge_urls(existing, urls)
+            src.unlink(missing_ok=True)
+            image = self.find(sha256)
+            assert image is not None
+            return image
+        finally:
+            if stage.exists():
+                self._discard(stage)
+
+    def _write_meta(self, stage: Path, name, version, format, size, file_name, urls, arch, sha256) -> None:
+        meta = {
+            "name": name,
+            "version": version,
+            "format": format,
+            "size": size,
+            "file": file_name,
+            "urls": list(dict.fromkeys(urls)),
+            "arch": arch,
+            "added": _now(),
+            "sha256": sha256,
+        }
+        atomic_write_text(stage / "meta.json", json.dumps(meta, indent=2) + "\n")
+        (stage / "refs").mkdir()
+        fsync_dir(stage)
 
     def _stage_bytes(self, src: Path, staged: Path, *, move: bool) -> tuple[str, int]:
         if move:
@@ -385,8 +457,7 @@ class ImageStore:
             holders = self.refs(image.sha256)
             if holders:
                 raise Busy(
-                    f"image {image.name}-{image.version} ({image.sha256[:12]}) is in use by: "
-                    + ", ".join(holders),
+                    f"image {image.name}-{image.version} ({image.sha256[:12]}) is in use by: " + ", ".join(holders),
                     fix="delete those projects/states first",
                 )
             entry = self._entry(image.sha256)
@@ -410,9 +481,7 @@ class ImageStore:
         """
         image = self._require(sha256)
         if fmt not in CONVERTIBLE_TARGETS:
-            raise InvalidInput(
-                f"cannot convert to {fmt!r}", fix=f"use one of: {', '.join(CONVERTIBLE_TARGETS)}"
-            )
+            raise InvalidInput(f"cannot convert to {fmt!r}", fix=f"use one of: {', '.join(CONVERTIBLE_TARGETS)}")
         src_fmt = image.qemu_format
         if fmt == image.format or (fmt == "raw" and src_fmt == "raw"):
             return image.path

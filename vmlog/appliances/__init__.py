@@ -1,0 +1,1 @@
+"""Appliances: catalogs of downloadable base images, verified downloads, pulling into the store."""

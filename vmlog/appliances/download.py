@@ -23,7 +23,8 @@ from pathlib import Path
 
 from vmlog import paths
 from vmlog.errors import Cancelled, DownloadError, IntegrityError, InvalidInput
-from vmlog.store._files import file_lock, fsync_dir
+from vmlog.fsutil import atomic_write_text, fsync_dir
+from vmlog.store._files import file_lock
 from vmlog.store.images import ImageStore, StoredImage
 
 CHUNK = 1 << 20  # 1 MiB reads: few syscalls, few Python-level iterations
@@ -215,8 +216,6 @@ def _move_into_store(
 ) -> StoredImage:
     image = store.adopt(partial, sha256=sha256, name=name, version=version, format=format, urls=urls, arch=arch)
     if want.algo != "sha256":
-        from vmlog.store._files import atomic_write_text
-
         aliases = store.root / ".aliases"
         aliases.mkdir(parents=True, exist_ok=True)
         atomic_write_text(aliases / want.key, sha256 + "\n")

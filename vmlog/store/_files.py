@@ -1,52 +1,17 @@
-"""Small crash-safe file primitives for the image store: atomic writes, directory fsync, file locks.
-
-Kept private to the store (and the appliance download code) until a shared module exists; every
-write goes to a temporary name in the same directory, is fsync'ed, then renamed over the target.
-"""
+"""Advisory file locks (flock) used by the image store and the downloader to serialise per-digest work."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+# Re-exported for code that imported them from here before vmlog.fsutil existed.
+from vmlog.fsutil import atomic_write_bytes, atomic_write_text, fsync_dir
 
-def fsync_dir(path: Path) -> None:
-    """Make a rename or unlink inside ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def temp_name(target: Path, tag: str = "tmp") -> Path:
-    """A unique hidden sibling of ``target``, so the final rename stays on one filesystem."""
-    return target.with_name(f".{target.name}.{tag}-{secrets.token_hex(4)}")
-
-
-def atomic_write_bytes(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` so a crash leaves either the old or the new content, never a mix."""
-    path = Path(path)
-    tmp = temp_name(path)
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def atomic_write_text(path: Path, text: str, *, mode: int = 0o644) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"), mode=mode)
+__all__ = ["atomic_write_bytes", "atomic_write_text", "file_lock", "fsync_dir"]
 
 
 @contextlib.contextmanager

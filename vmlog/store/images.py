@@ -30,7 +30,8 @@ from pathlib import Path
 from hypervisors import qemu_img
 from hypervisors.errors import HypervisorError
 from vmlog.errors import Busy, IntegrityError, InvalidInput, NotFound, VmlogError
-from vmlog.store._files import atomic_write_text, file_lock, fsync_dir
+from vmlog.fsutil import atomic_write_text, fsync_dir
+from vmlog.store._files import file_lock
 
 HASH_CHUNK = 4 << 20
 MIN_PREFIX = 8

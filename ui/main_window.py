@@ -1,0 +1,120 @@
+"""The main window: page navigation on the left, the pages, and running jobs along the bottom."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Signal
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ui.jobs_panel import JobsPanel
+from ui.pages.appliances import AppliancesPage
+from ui.pages.projects import ProjectsPage
+from ui.pages.releases import ReleasesPage
+from ui.workers import JobRunner
+
+BUNDLE_SUFFIX = ".vmlstate"
+PAGES = ("Projects", "Appliances", "Releases")
+
+
+class MainWindow(QMainWindow):
+    """Holds the pages and the job runner; dropping ``.vmlstate`` files emits ``bundles_dropped``."""
+
+    bundles_dropped = Signal(list)
+
+    def __init__(self, runner: JobRunner | None = None) -> None:
+        super().__init__()
+        self.setWindowTitle("vmlog")
+        self.setObjectName("vmlog-main")
+        self.runner = runner or JobRunner(self)
+        self.projects_page = ProjectsPage()
+        self.appliances_page = AppliancesPage()
+        self.releases_page = ReleasesPage()
+        self.stack = QStackedWidget()
+        for page in (self.projects_page, self.appliances_page, self.releases_page):
+            self.stack.addWidget(page)
+        self.nav = QListWidget()
+        self.nav.setObjectName("nav")
+        self.nav.setFixedWidth(150)
+        for name in PAGES:
+            self.nav.addItem(QListWidgetItem(name))
+        self.nav.currentRowChanged.connect(self.stack.setCurrentIndex)
+        brand = QLabel("vmlog")
+        brand.setObjectName("brand")
+        nav_box = QWidget()
+        nav_box.setObjectName("nav-box")
+        nav_layout = QVBoxLayout(nav_box)
+        nav_layout.setContentsMargins(0, 14, 0, 8)
+        nav_layout.setSpacing(8)
+        nav_layout.addWidget(brand)
+        nav_layout.addWidget(self.nav, 1)
+        self.jobs = JobsPanel(self.runner)
+        body = QWidget()
+        body_layout = QVBoxLayout(body)
+        body_layout.setContentsMargins(0, 0, 0, 0)
+        body_layout.setSpacing(0)
+        body_layout.addWidget(self.stack, 1)
+        body_layout.addWidget(self.jobs)
+        central = QWidget()
+        layout = QHBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(nav_box)
+        layout.addWidget(body, 1)
+        self.setCentralWidget(central)
+        self.nav.setCurrentRow(0)
+        self.setAcceptDrops(True)
+        self.resize(1280, 800)
+
+    def show_page(self, name: str) -> None:
+        self.nav.setCurrentRow(PAGES.index(name))
+
+    # -- dropping bundles ----------------------------------------------------------------
+    @staticmethod
+    def _bundles(event: QDragEnterEvent | QDropEvent) -> list[Path]:
+        if not event.mimeData().hasUrls():
+            return []
+        paths = [Path(url.toLocalFile()) for url in event.mimeData().urls() if url.isLocalFile()]
+        return [p for p in paths if p.suffix == BUNDLE_SUFFIX]
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if self._bundles(event):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        bundles = self._bundles(event)
+        if bundles:
+            event.acceptProposedAction()
+            self.bundles_dropped.emit(bundles)
+
+    def closeEvent(self, event) -> None:
+        self.runner.cancel_all()
+        self.runner.wait(30_000)
+        super().closeEvent(event)
+
+
+STYLE = """
+#nav-box { background: palette(window); border-right: 1px solid palette(mid); }
+#brand { font-size: 18px; font-weight: 700; padding: 0 16px 8px 16px; }
+#nav { border: none; background: transparent; font-size: 14px; outline: 0; }
+#nav::item { padding: 9px 16px; border-radius: 6px; margin: 1px 8px; }
+#nav::item:selected { background: palette(highlight); color: palette(highlighted-text); }
+#page-title { font-size: 20px; font-weight: 700; }
+#page-subtitle, #muted { color: palette(placeholder-text); }
+#section { font-weight: 700; font-size: 13px; padding-top: 4px; }
+#tile-title { font-size: 15px; font-weight: 600; }
+QToolButton { padding: 4px 10px; }
+QTreeView::item { padding: 3px 4px; }
+"""

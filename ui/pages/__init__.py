@@ -1,0 +1,1 @@
+"""The window's pages: Projects (state tree and logbook), Appliances, Releases."""

@@ -1,0 +1,147 @@
+"""Running service calls off the UI thread: a QRunnable per job, progress and outcome as Qt signals.
+
+A service function takes ``progress=`` (a callback) and ``cancel=`` (a ``threading.Event``); the
+job passes both down, so cancelling sets the event and the service stops at its next check and
+raises :class:`vmlog.errors.Cancelled`. Generators are supported too: each yielded value is
+reported as progress and the generator's return value is the result. Signals are delivered to the
+receiver's thread (queued), so slots always run on the UI thread.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+
+from vmlog.errors import Cancelled
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A worker's exception as the UI shows it: a short message, the fix, and the folded details."""
+
+    message: str
+    fix: str | None
+    details: str
+    exception: BaseException
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> Failure:
+        message = getattr(exc, "message", None) or str(exc).strip() or type(exc).__name__
+        fix = getattr(exc, "fix", None)
+        details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        return cls(message=str(message).splitlines()[0], fix=fix, details=details, exception=exc)
+
+
+class JobSignals(QObject):
+    """What a job tells the UI. Exactly one of finished/errored/cancelled is emitted, then ``done``."""
+
+    progress = Signal(object)
+    finished = Signal(object)
+    errored = Signal(object)  # a Failure
+    cancelled = Signal()
+    done = Signal()
+
+
+class Job(QRunnable):
+    """One call of a service function on the pool; ``cancel()`` asks it to stop cleanly."""
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        title: str = "",
+        pass_progress: bool = True,
+        pass_cancel: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__()
+        self.setAutoDelete(False)  # the Python object owns the signals; Qt must not free it under us
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.title = title
+        self.cancel_event = threading.Event()
+        self.signals = JobSignals()
+        self._pass_progress = pass_progress
+        self._pass_cancel = pass_cancel
+        self.result: Any = None
+        self.failure: Failure | None = None
+        self.was_cancelled = False
+        self.finished_event = threading.Event()
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+    def _report(self, *values: Any) -> None:
+        self.signals.progress.emit(values[0] if len(values) == 1 else values)
+
+    def run(self) -> None:  # runs on a pool thread
+        kwargs = dict(self.kwargs)
+        if self._pass_progress:
+            kwargs["progress"] = self._report
+        if self._pass_cancel:
+            kwargs["cancel"] = self.cancel_event
+        try:
+            result = self.fn(*self.args, **kwargs)
+            if inspect.isgenerator(result):
+                result = self._drain(result)
+        except Cancelled:
+            self.was_cancelled = True
+            self.finished_event.set()
+            self.signals.cancelled.emit()
+        except BaseException as exc:  # every failure must reach the user, not vanish in a thread
+            self.failure = Failure.from_exception(exc)
+            self.finished_event.set()
+            self.signals.errored.emit(self.failure)
+        else:
+            self.result = result
+            self.finished_event.set()
+            self.signals.finished.emit(result)
+        self.signals.done.emit()
+
+    def _drain(self, gen: Any) -> Any:
+        try:
+            while True:
+                if self.cancel_event.is_set():
+                    gen.close()
+                    raise Cancelled("cancelled")
+                self.signals.progress.emit(next(gen))
+        except StopIteration as stop:
+            return stop.value
+
+
+class JobRunner(QObject):
+    """Starts jobs on a thread pool and keeps them alive until they are done."""
+
+    job_started = Signal(object)
+    job_done = Signal(object)
+
+    def __init__(self, parent: QObject | None = None, pool: QThreadPool | None = None) -> None:
+        super().__init__(parent)
+        self.pool = pool or QThreadPool.globalInstance()
+        self.active: list[Job] = []
+
+    def start(self, job: Job) -> Job:
+        self.active.append(job)
+        job.signals.done.connect(lambda: self._forget(job))
+        self.job_started.emit(job)
+        self.pool.start(job)
+        return job
+
+    def _forget(self, job: Job) -> None:
+        if job in self.active:
+            self.active.remove(job)
+        self.job_done.emit(job)
+
+    def cancel_all(self) -> None:
+        for job in list(self.active):
+            job.cancel()
+
+    def wait(self, msecs: int = -1) -> bool:
+        return self.pool.waitForDone(msecs)

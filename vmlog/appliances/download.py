@@ -194,12 +194,25 @@ def fetch(
 
 def _already_stored(store: ImageStore, want: Digest) -> StoredImage | None:
     if want.algo == "sha256":
-        return store.find(want.hex)
+        found = store.find(want.hex)
+        if found is not None:
+            return found
     alias = store.root / ".aliases" / want.key
     try:
         return store.find(alias.read_text().strip())
     except FileNotFoundError:
         return None
+
+
+def record_alias(store: ImageStore, digest: tuple[str, str], sha256: str) -> None:
+    """Remember that the download with ``digest`` became the store image ``sha256``.
+
+    Used for sha512 catalog digests and for Vagrant boxes, whose disk is stored instead of the box.
+    """
+    want = Digest.parse(digest)
+    aliases = store.root / ".aliases"
+    aliases.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(aliases / want.key, sha256 + "\n")
 
 
 def _move_into_store(
@@ -423,3 +436,26 @@ def _rehash_prefix(partial: Path, offset: int, hashers: _Hashers) -> None:
                 raise _Attempt("the partial file shrank while resuming")
             hashers.feed(buf, n)
             remaining -= n
+
+
+def fetch_small(url: str, *, insecure: bool = False, limit: int = 4 << 20, timeout: float = DEFAULT_TIMEOUT) -> bytes:
+    """GET a small document (a catalog, a version file, a ``.sha256`` file) under the same URL policy.
+
+    Refuses anything larger than ``limit`` bytes so a hostile server cannot exhaust memory.
+    """
+    try:
+        resp, _ = _open(url, 0, insecure, timeout)
+    except _Attempt as exc:
+        raise DownloadError(f"could not fetch {url}: {exc}", fix="check the URL and your network") from exc
+    try:
+        if resp.status != 200:
+            raise DownloadError(f"could not fetch {url}: HTTP {resp.status} {resp.reason}", fix="check the URL")
+        try:
+            data = resp.read(limit + 1)
+        except (OSError, http.client.HTTPException) as exc:
+            raise DownloadError(f"could not fetch {url}: {_describe_network_error(exc, timeout)}") from exc
+        if len(data) > limit:
+            raise DownloadError(f"{url} is larger than {limit} bytes; refused", fix="check the URL")
+        return data
+    finally:
+        resp.close()

@@ -1,0 +1,115 @@
+"""The appliances every vmlog knows without a catalog: CernVM 4 (micro-CernVM) and vmlog-test.
+
+CernVM publishes a plain-text ``latest`` version file and, per version, images in several formats
+with a ``.sha256`` file next to each. The base URL can be pointed elsewhere (a mirror, a test
+server) with ``$VMLOG_CERNVM_BASE_URL`` or ``settings.cernvm_base_url`` in catalogs.json.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from vmlog.appliances.catalog import Appliance, ApplianceVersion, ImageSource, setting
+from vmlog.appliances.download import fetch_small
+from vmlog.errors import DownloadError, IntegrityError
+
+CERNVM_BASE_URL = "https://cernvm.cern.ch/releases"
+CERNVM_BRANCH = "v4prod"
+CERNVM_FORMATS = ("hdd", "iso", "vdi", "vmdk", "ova")
+CERNVM_MIN_MEMORY_MIB = 2048
+CERNVM_SCRATCH_GIB = 20
+_VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._+-]{0,63}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def cernvm_base_url(config_dir: Path) -> str:
+    return (setting(config_dir, "cernvm_base_url", "VMLOG_CERNVM_BASE_URL") or CERNVM_BASE_URL).rstrip("/")
+
+
+def cernvm_latest_version(base_url: str, *, insecure: bool = False) -> str:
+    """The version named by ``<base>/latest`` (plain text, one line)."""
+    text = fetch_small(f"{base_url}/latest", insecure=insecure, limit=256).decode("ascii", "replace").strip()
+    version = text.splitlines()[0].strip() if text else ""
+    if not _VERSION.match(version):
+        raise DownloadError(
+            f"{base_url}/latest does not name a CernVM version: {text[:60]!r}",
+            fix="name the version explicitly (e.g. `vml appliance pull cernvm --version 2024.04-1`)",
+        )
+    return version
+
+
+def cernvm_image_url(base_url: str, version: str, fmt: str, *, arch: str = "x86_64") -> str:
+    release = f"ucernvm-images.{version}.cernvm.{arch}"
+    return f"{base_url}/{release}/ucernvm-{CERNVM_BRANCH}.{version}.cernvm.{arch}.{fmt}"
+
+
+def cernvm_version(base_url: str, version: str, *, arch: str = "x86_64") -> ApplianceVersion:
+    images = {}
+    for fmt in CERNVM_FORMATS:
+        url = cernvm_image_url(base_url, version, fmt, arch=arch)
+        images[fmt] = ImageSource(format=fmt, urls=(url,), arch=arch, digest_url=url + ".sha256")
+    return ApplianceVersion(
+        version=version,
+        images=images,
+        min_memory_mib=CERNVM_MIN_MEMORY_MIB,
+        scratch_disk_gib=CERNVM_SCRATCH_GIB,
+        context="cernvm",
+        boot={"firmware": "bios", "scratch_disk": "empty, >= 20 GB, formatted by CernVM at first boot"},
+    )
+
+
+def published_sha256(digest_url: str, *, insecure: bool = False) -> str:
+    """Read a ``.sha256`` file (the hex digest, optionally followed by a file name) and check it."""
+    text = fetch_small(digest_url, insecure=insecure, limit=1024).decode("ascii", "replace").strip()
+    value = text.split()[0].lower() if text else ""
+    if not _SHA256.match(value):
+        raise IntegrityError(
+            f"{digest_url} does not hold a sha256 digest: {text[:80]!r}", fix="check the mirror or base URL"
+        )
+    return value
+
+
+def cernvm_appliance(config_dir: Path, *, insecure: bool = False) -> Appliance:
+    base = cernvm_base_url(config_dir)
+
+    def resolve(version: str | None) -> ApplianceVersion:
+        if version in (None, "latest"):
+            version = cernvm_latest_version(base, insecure=insecure)
+        if not _VERSION.match(version):
+            raise DownloadError(f"invalid CernVM version {version!r}")
+        return cernvm_version(base, version)
+
+    return Appliance(
+        name="cernvm",
+        title="CernVM 4 (micro-CernVM)",
+        description="CERN's virtual appliance for LHC analysis: a tiny boot image that loads the OS from CernVM-FS.",
+        versions=(),
+        catalog="built-in",
+        resolver=resolve,
+    )
+
+
+def vmlog_test_appliance() -> Appliance:
+    """vmlog-test: a tiny appliance built on this machine from Debian packages (no download)."""
+    from vmlog.testappliance.build import APPLIANCE_NAME, APPLIANCE_VERSION, MIN_MEMORY_MIB
+
+    version = ApplianceVersion(
+        version=APPLIANCE_VERSION,
+        images={"raw": ImageSource(format="raw", urls=())},
+        min_memory_mib=MIN_MEMORY_MIB,
+        context="nocloud",
+        boot={"firmware": "bios", "console": "serial"},
+    )
+    return Appliance(
+        name=APPLIANCE_NAME,
+        title="vmlog test appliance",
+        description="A busybox system that boots in seconds under TCG; reads a NoCloud seed. Built locally.",
+        versions=(version,),
+        catalog="built-in",
+        local_builder=True,
+    )
+
+
+def builtin_appliances(config_dir: Path, *, insecure: bool = False) -> list[Appliance]:
+    return [cernvm_appliance(config_dir, insecure=insecure), vmlog_test_appliance()]

@@ -1,0 +1,156 @@
+"""The ``.vmlstate`` manifest: its format version, the features a reader needs, and its validation.
+
+The manifest is the bundle's first member and the only thing a signature covers; it names every
+other member with its stored and raw sizes and sha256, so a reader can check everything before
+writing anything. Validation here is structural: types, sizes, names, known features.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from vmlog.bundles.errors import BundleRejected
+
+FORMAT = "vmlstate"
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+SIGNATURE_NAME = "manifest.sig"
+LOGBOOK_NAME = "logbook.json"
+MEMORY_NAME = "memory.zst"
+MAX_MANIFEST_SIZE = 1 << 20
+MAX_LOGBOOK_SIZE = 16 << 20
+MAX_DISKS = 16
+
+FEATURE_QCOW2_DELTA = "qcow2-delta"
+FEATURE_ZSTD = "zstd"
+FEATURE_INCREMENTAL = "incremental"
+FEATURE_MEMORY = "memory-image"
+FEATURE_SIGNATURE = "signature"
+KNOWN_FEATURES = frozenset({FEATURE_QCOW2_DELTA, FEATURE_ZSTD, FEATURE_INCREMENTAL, FEATURE_MEMORY, FEATURE_SIGNATURE})
+
+_LABEL = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+DISK_FORMATS = ("raw", "qcow2", "vmdk", "vdi")
+
+
+def disk_member_name(label: str) -> str:
+    return f"disk-{label}.qcow2.zst"
+
+
+def check_label(label: str) -> str:
+    if not _LABEL.match(label):
+        raise ValueError(f"invalid disk label {label!r}: use 1-32 of a-z, 0-9, '_' or '-'")
+    return label
+
+
+def _fail(message: str) -> BundleRejected:
+    return BundleRejected("manifest", f"malformed manifest: {message}")
+
+
+def _int(doc: dict[str, Any], key: str, where: str) -> int:
+    value = doc.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise _fail(f"{where}.{key} must be a non-negative integer")
+    return value
+
+
+def _hex64(doc: dict[str, Any], key: str, where: str) -> str:
+    value = doc.get(key)
+    if not isinstance(value, str) or not _HEX64.match(value):
+        raise _fail(f"{where}.{key} must be a sha256 hex digest")
+    return value
+
+
+def _check_member(entry: Any, where: str) -> None:
+    if not isinstance(entry, dict):
+        raise _fail(f"{where} must be an object")
+    _int(entry, "stored_size", where)
+    _hex64(entry, "stored_sha256", where)
+    if entry.get("compression") not in ("zstd", "none"):
+        raise _fail(f"{where}.compression must be 'zstd' or 'none'")
+    if entry["compression"] == "zstd":
+        _int(entry, "raw_size", where)
+        _hex64(entry, "raw_sha256", where)
+
+
+def parse(data: bytes) -> dict[str, Any]:
+    """Parse and validate manifest bytes; raise :class:`BundleRejected` with what is wrong."""
+    if len(data) > MAX_MANIFEST_SIZE:
+        raise BundleRejected("manifest-size", f"the manifest is {len(data)} bytes (limit {MAX_MANIFEST_SIZE})")
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _fail(f"not JSON ({exc})") from exc
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise _fail("this is not a vmlstate manifest")
+    version = doc.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise _fail("format_version must be a positive integer")
+    if version > FORMAT_VERSION:
+        raise BundleRejected(
+            "future-version",
+            f"the bundle uses format version {version}; this vmlog reads up to {FORMAT_VERSION}",
+            fix="update vmlog, then import the bundle again",
+        )
+    required = doc.get("features_required")
+    if not isinstance(required, list) or not all(isinstance(f, str) for f in required):
+        raise _fail("features_required must be a list of names")
+    unknown = sorted(set(required) - KNOWN_FEATURES)
+    if unknown:
+        raise BundleRejected(
+            "unknown-feature",
+            f"the bundle needs features this vmlog does not have: {', '.join(unknown)}",
+            fix="update vmlog, then import the bundle again",
+        )
+    for key in ("state", "vm_spec", "base", "members"):
+        if not isinstance(doc.get(key), dict):
+            raise _fail(f"{key} must be an object")
+    base = doc["base"]
+    _hex64(base, "sha256", "base")
+    _int(base, "size", "base")
+    _int(base, "virtual_size", "base")
+    if base.get("format") not in DISK_FORMATS:
+        raise _fail("base.format must be one of " + ", ".join(DISK_FORMATS))
+    urls = base.get("urls", [])
+    if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+        raise _fail("base.urls must be a list of strings")
+    since = doc.get("since")
+    if since is not None:
+        if not isinstance(since, dict) or not isinstance(since.get("state_id"), str):
+            raise _fail("since must be null or an object with a state_id")
+        if not isinstance(since.get("digest"), str):
+            raise _fail("since.digest must be a string")
+        if FEATURE_INCREMENTAL not in required:
+            raise _fail("an incremental bundle must require the 'incremental' feature")
+    disks = doc.get("disks")
+    if not isinstance(disks, list) or not 1 <= len(disks) <= MAX_DISKS:
+        raise _fail(f"disks must be a list of 1 to {MAX_DISKS} entries")
+    members = doc["members"]
+    expected_members = {LOGBOOK_NAME}
+    labels = set()
+    for i, disk in enumerate(disks):
+        where = f"disks[{i}]"
+        if not isinstance(disk, dict) or not isinstance(disk.get("label"), str):
+            raise _fail(f"{where} must be an object with a label")
+        if not _LABEL.match(disk["label"]) or disk["label"] in labels:
+            raise _fail(f"{where}.label is invalid or repeated")
+        labels.add(disk["label"])
+        _int(disk, "virtual_size", where)
+        if disk.get("backing_format") not in DISK_FORMATS:
+            raise _fail(f"{where}.backing_format must be one of " + ", ".join(DISK_FORMATS))
+        if disk.get("member") != disk_member_name(disk["label"]):
+            raise _fail(f"{where}.member must be {disk_member_name(disk['label'])!r}")
+        if since is None and disk["virtual_size"] != base["virtual_size"]:
+            raise _fail(f"{where}.virtual_size differs from the base's")
+        expected_members.add(disk["member"])
+    if doc.get("memory") is not None:
+        if FEATURE_MEMORY not in required:
+            raise _fail("a bundle with a memory image must require the 'memory-image' feature")
+        expected_members.add(MEMORY_NAME)
+    if set(members) != expected_members:
+        raise _fail("members must list exactly " + ", ".join(sorted(expected_members)))
+    for name, entry in members.items():
+        _check_member(entry, f"members[{name!r}]")
+    return doc

@@ -1,0 +1,175 @@
+"""A minimal NBD client over a ``qemu-nbd`` unix socket, to read and write guest bytes of any image.
+
+The delta builder must compare the guest view of a chain top with the guest view of the base only
+where the chain has allocations, without flattening gigabytes to raw first. qemu-nbd serves any
+format (and its backing chain) over a unix socket, no kernel module or root needed; this client
+speaks just enough of the protocol (fixed newstyle, EXPORT_NAME, simple replies) to read, write
+and write zeroes. Only trusted, vmlog-made images are opened this way.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+from vmlog.errors import VmlogError
+
+_NBDMAGIC = b"NBDMAGIC"
+_IHAVEOPT = 0x49484156454F5054
+_REQUEST_MAGIC = 0x25609513
+_REPLY_MAGIC = 0x67446698
+_FLAG_FIXED_NEWSTYLE = 1
+_FLAG_NO_ZEROES = 2
+_OPT_EXPORT_NAME = 1
+_CMD_READ, _CMD_WRITE, _CMD_DISC, _CMD_FLUSH, _CMD_WRITE_ZEROES = 0, 1, 2, 3, 6
+_TFLAG_SEND_WRITE_ZEROES = 1 << 6
+MAX_REQUEST = 16 << 20
+EXPORT = "vmlog"
+
+
+class NbdError(VmlogError):
+    """qemu-nbd could not serve an image, or the connection broke."""
+
+
+class NbdImage:
+    """A connected qemu-nbd export of one image: ``read``, ``write``, ``write_zeroes``, ``close``.
+
+    Use as a context manager; leaving it disconnects and stops the server process.
+    """
+
+    def __init__(self, path: Path, fmt: str, *, writable: bool = False, timeout: float = 30.0) -> None:
+        binary = shutil.which("qemu-nbd")
+        if binary is None:
+            raise NbdError("qemu-nbd is not installed", fix="apt-get install qemu-utils")
+        self._tmp = tempfile.TemporaryDirectory(prefix="vmlog-nbd-")
+        sock_path = Path(self._tmp.name) / "nbd.sock"
+        args = [binary, "-k", str(sock_path), "-f", fmt, "-x", EXPORT, "--cache=writeback"]
+        if not writable:
+            args.append("-r")
+        self._proc = subprocess.Popen([*args, str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self._handle = 0
+        self._sock = self._connect(sock_path, timeout)
+        try:
+            self.size, self._tflags = self._negotiate()
+        except BaseException:
+            self.close()
+            raise
+
+    def _connect(self, sock_path: Path, timeout: float) -> socket.socket:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._proc.poll() is not None:
+                detail = self._proc.stderr.read().strip() if self._proc.stderr else ""
+                self._tmp.cleanup()
+                raise NbdError(f"qemu-nbd exited before serving the image: {detail}")
+            if sock_path.exists():
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    sock.connect(str(sock_path))
+                    return sock
+                except OSError:
+                    sock.close()
+            if time.monotonic() > deadline:
+                self._proc.kill()
+                self._tmp.cleanup()
+                raise NbdError("qemu-nbd did not start listening in time")
+            time.sleep(0.01)
+
+    def _recv(self, n: int) -> bytes:
+        view = bytearray(n)
+        mv = memoryview(view)
+        got = 0
+        while got < n:
+            k = self._sock.recv_into(mv[got:], n - got)
+            if k == 0:
+                raise NbdError("qemu-nbd closed the connection")
+            got += k
+        return bytes(view)
+
+    def _negotiate(self) -> tuple[int, int]:
+        if self._recv(8) != _NBDMAGIC:
+            raise NbdError("not an NBD server")
+        magic, hflags = struct.unpack(">QH", self._recv(10))
+        if magic != _IHAVEOPT or not hflags & _FLAG_FIXED_NEWSTYLE:
+            raise NbdError("the NBD server does not speak fixed newstyle")
+        cflags = _FLAG_FIXED_NEWSTYLE | (hflags & _FLAG_NO_ZEROES)
+        name = EXPORT.encode()
+        self._sock.sendall(struct.pack(">IQII", cflags, _IHAVEOPT, _OPT_EXPORT_NAME, len(name)) + name)
+        size, tflags = struct.unpack(">QH", self._recv(10))
+        if not cflags & _FLAG_NO_ZEROES:
+            self._recv(124)
+        return size, tflags
+
+    def _request(self, cmd: int, offset: int, length: int, payload: bytes = b"") -> bytes:
+        self._handle += 1
+        header = struct.pack(">IHHQQI", _REQUEST_MAGIC, 0, cmd, self._handle, offset, length)
+        self._sock.sendall(header + payload)
+        magic, error, handle = struct.unpack(">IIQ", self._recv(16))
+        if magic != _REPLY_MAGIC or handle != self._handle:
+            raise NbdError("unexpected NBD reply")
+        if error:
+            raise NbdError(f"NBD request {cmd} at offset {offset} failed with error {error}")
+        return self._recv(length) if cmd == _CMD_READ else b""
+
+    def read(self, offset: int, length: int) -> bytes:
+        parts = []
+        while length > 0:
+            n = min(length, MAX_REQUEST)
+            parts.append(self._request(_CMD_READ, offset, n))
+            offset += n
+            length -= n
+        return b"".join(parts)
+
+    def write(self, offset: int, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        pos = 0
+        while pos < len(view):
+            n = min(len(view) - pos, MAX_REQUEST)
+            self._request(_CMD_WRITE, offset + pos, n, bytes(view[pos : pos + n]))
+            pos += n
+
+    def write_zeroes(self, offset: int, length: int) -> None:
+        if not self._tflags & _TFLAG_SEND_WRITE_ZEROES:
+            self.write(offset, bytes(length))
+            return
+        while length > 0:
+            n = min(length, 1 << 30)
+            self._request(_CMD_WRITE_ZEROES, offset, n)
+            offset += n
+            length -= n
+
+    def flush(self) -> None:
+        self._request(_CMD_FLUSH, 0, 0)
+
+    def close(self) -> None:
+        sock = getattr(self, "_sock", None)
+        if sock is not None:
+            try:
+                sock.sendall(struct.pack(">IHHQQI", _REQUEST_MAGIC, 0, _CMD_DISC, 0, 0, 0))
+            except OSError:
+                pass
+            sock.close()
+            self._sock = None
+        if self._proc.poll() is None:
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.terminate()
+                self._proc.wait()
+        if self._proc.stderr:
+            self._proc.stderr.close()
+        self._tmp.cleanup()
+
+    def __enter__(self) -> NbdImage:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,423 @@
+"""Reads an untrusted ``.vmlstate`` bundle: verifies everything, then materialises its layers atomically.
+
+The archive is never extracted. Its members are walked one by one; a member is accepted only if
+its name is one the manifest announces and it is a regular file, and its bytes are streamed into
+files this reader creates. :meth:`BundleReader.verify` checks the manifest, the signature, every
+stored and decompressed digest and every size limit while writing nothing at all;
+:meth:`BundleReader.materialise` then checks the local base (or ``since`` layers), writes the
+layers into a staging directory next to the destination, vets each qcow2 (header parsed in
+Python first, then ``qemu-img info`` without the chain, under resource limits), re-points its
+backing name at the verified local reference with ``rebase -u`` and renames the directory into
+place. Any failure removes the staging directory: nothing is left on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tarfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO
+
+from hypervisors import qemu_img
+from hypervisors.errors import HypervisorError
+from vmlog.bundles import manifest as mf
+from vmlog.bundles.delta import REFERENCE_PLACEHOLDER
+from vmlog.bundles.errors import BundleRejected
+from vmlog.bundles.qcow2_header import read_header
+from vmlog.bundles.signing import MAX_SIGNATURE_MEMBER, KnownSigners, SignerInfo, verify_signature
+from vmlog.bundles.zstd_stream import CHUNK, decompress_stream
+from vmlog.errors import AlreadyExists, InvalidInput
+from vmlog.bundles.files import fsync_dir
+
+HASH_CHUNK = 4 << 20
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """How much an untrusted bundle may make this reader read, decompress and write."""
+
+    max_members: int = 32
+    max_ratio: int = 1000  # decompressed/stored, enforced above ratio_floor
+    ratio_floor: int = 256 << 20
+    max_member_size: int = 64 << 30
+    disk_overhead: float = 0.1  # qcow2 metadata allowance over the virtual size
+    disk_overhead_floor: int = 64 << 20
+
+
+@dataclass(frozen=True)
+class LocalReference:
+    """The recipient's copy of what the deltas sit on: the base image (or a ``since`` layer)."""
+
+    path: Path
+    format: str
+    sha256: str | None = None  # None: hash the file now
+
+
+@dataclass(frozen=True)
+class VerifiedBundle:
+    """A bundle whose structure, signature and digests all checked out (nothing written yet)."""
+
+    path: Path
+    manifest: dict[str, Any]
+    manifest_sha256: str
+    signer: SignerInfo | None
+    logbook: list[dict[str, Any]]
+
+    @property
+    def base(self) -> dict[str, Any]:
+        return self.manifest["base"]
+
+    @property
+    def since(self) -> dict[str, Any] | None:
+        return self.manifest.get("since")
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return self.manifest["state"]
+
+    @property
+    def labels(self) -> list[str]:
+        return [d["label"] for d in self.manifest["disks"]]
+
+
+@dataclass(frozen=True)
+class MaterialisedState:
+    """Layers written by :meth:`BundleReader.materialise`: one qcow2 per disk label, and memory."""
+
+    directory: Path
+    disks: dict[str, Path]
+    memory: Path | None
+    bundle: VerifiedBundle
+
+
+class _HashingReader:
+    """Reads a tar member, hashing and counting what passes through."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh = fh
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.fh.read(n)
+        self.sha.update(data)
+        self.size += len(data)
+        return data
+
+    def drain(self) -> int:
+        extra = 0
+        while data := self.read(CHUNK):
+            extra += len(data)
+        return extra
+
+
+def sha256_file(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(HASH_CHUNK):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+def _check_member_header(info: tarfile.TarInfo) -> None:
+    name = info.name
+    parts = PurePosixPath(name).parts
+    if name.startswith(("/", "\\")) or ".." in parts or "\\" in name or ":" in name:
+        raise BundleRejected("traversal", f"member {name!r} has a path that leaves the bundle")
+    if info.issym():
+        raise BundleRejected("link", f"member {name!r} is a symbolic link (to {info.linkname!r})")
+    if info.islnk():
+        raise BundleRejected("link", f"member {name!r} is a hard link (to {info.linkname!r})")
+    if not info.isreg():
+        raise BundleRejected("special", f"member {name!r} is not a regular file")
+
+
+class BundleReader:
+    """Verifies and materialises one ``.vmlstate`` file, treating every byte of it as hostile."""
+
+    def __init__(
+        self, path: Path, *, known_signers: KnownSigners | None = None, limits: ReadLimits | None = None
+    ) -> None:
+        self.path = Path(path)
+        self.known_signers = known_signers
+        self.limits = limits or ReadLimits()
+        self._verified: VerifiedBundle | None = None
+
+    # -- walking the archive -------------------------------------------------------------------------
+
+    @contextmanager
+    def _members(self) -> Iterator[Iterator[tuple[tarfile.TarInfo, BinaryIO]]]:
+        try:
+            fh = open(self.path, "rb")
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {self.path}: {exc.strerror}") from exc
+        with fh:
+            try:
+                tf = tarfile.open(fileobj=fh, mode="r:")
+            except tarfile.TarError as exc:
+                raise BundleRejected("not-a-bundle", f"{self.path.name} is not a vmlstate archive ({exc})") from exc
+
+            def walk() -> Iterator[tuple[tarfile.TarInfo, BinaryIO]]:
+                seen: set[str] = set()
+                count = 0
+                while True:
+                    try:
+                        info = tf.next()
+                    except tarfile.TarError as exc:
+                        raise BundleRejected("truncated", f"the archive is truncated or corrupt ({exc})") from exc
+                    if info is None:
+                        return
+                    count += 1
+                    if count > self.limits.max_members:
+                        raise BundleRejected("members", f"the archive has more than {self.limits.max_members} members")
+                    _check_member_header(info)
+                    if info.name in seen:
+                        raise BundleRejected("duplicate", f"member {info.name!r} appears twice")
+                    seen.add(info.name)
+                    member = tf.extractfile(info)
+                    assert member is not None
+                    yield info, member
+
+            with tf:
+                yield walk()
+
+    def _read_small(self, info: tarfile.TarInfo, member: BinaryIO, limit: int, reason: str) -> bytes:
+        if info.size > limit:
+            raise BundleRejected(reason, f"member {info.name!r} is {info.size} bytes (limit {limit})")
+        try:
+            return member.read()
+        except (tarfile.TarError, OSError) as exc:
+            raise BundleRejected("truncated", f"member {info.name!r} is truncated ({exc})") from exc
+
+    def _limit_for(self, name: str, doc: dict[str, Any], entry: dict[str, Any]) -> int:
+        lim = self.limits
+        limit = min(lim.max_member_size, max(lim.ratio_floor, lim.max_ratio * entry["stored_size"]))
+        for disk in doc["disks"]:
+            if disk["member"] == name:
+                vsize = disk["virtual_size"]
+                limit = min(limit, int(vsize * (1 + lim.disk_overhead)) + lim.disk_overhead_floor)
+        return limit
+
+    def _stream_member(
+        self,
+        info: tarfile.TarInfo,
+        member: BinaryIO,
+        entry: dict[str, Any],
+        doc: dict[str, Any],
+        write: Callable[[bytes], object] | None,
+    ) -> None:
+        """Stream one member through its digests (and into ``write``); reject on any mismatch."""
+        name = info.name
+        if info.size != entry["stored_size"]:
+            raise BundleRejected(
+                "size", f"member {name!r} is {info.size} bytes but the manifest says {entry['stored_size']}"
+            )
+        src = _HashingReader(member)
+        try:
+            if entry["compression"] == "zstd":
+                limit = self._limit_for(name, doc, entry)
+                if entry["raw_size"] > limit:
+                    raise BundleRejected(
+                        "bomb", f"member {name!r} claims {entry['raw_size']} bytes once decompressed (limit {limit})"
+                    )
+                raw_size, raw_sha = decompress_stream(
+                    src, write, what=f"member {name!r}", declared_size=entry["raw_size"], limit=limit
+                )
+                if src.drain():
+                    raise BundleRejected("corrupt", f"member {name!r} has data after its zstd stream")
+            else:
+                while data := src.read(CHUNK):
+                    if write is not None:
+                        write(data)
+                raw_size, raw_sha = src.size, src.sha.hexdigest()
+        except (tarfile.TarError, OSError) as exc:
+            raise BundleRejected("truncated", f"member {name!r} is truncated ({exc})") from exc
+        if src.size != entry["stored_size"] or src.sha.hexdigest() != entry["stored_sha256"]:
+            raise BundleRejected("digest", f"member {name!r} does not match its sha256 in the manifest")
+        if entry["compression"] == "zstd" and (raw_size != entry["raw_size"] or raw_sha != entry["raw_sha256"]):
+            raise BundleRejected("digest", f"member {name!r} decompresses to data that does not match its sha256")
+
+    def _walk_checked(
+        self, sink: Callable[[str], Callable[[bytes], object] | None] | None
+    ) -> tuple[dict[str, Any], bytes, SignerInfo | None, list[dict[str, Any]]]:
+        """One pass over the archive: manifest first, then every member checked against it."""
+        with self._members() as members:
+            first = next(members, None)
+            if first is None or first[0].name != mf.MANIFEST_NAME:
+                raise BundleRejected("manifest", "the first member of the archive is not manifest.json")
+            manifest_bytes = self._read_small(first[0], first[1], mf.MAX_MANIFEST_SIZE, "manifest-size")
+            if len(manifest_bytes) != first[0].size:
+                raise BundleRejected("truncated", "manifest.json is truncated")
+            doc = mf.parse(manifest_bytes)
+            entries = doc["members"]
+            signer = None
+            logbook: list[dict[str, Any]] = []
+            seen: set[str] = set()
+            for info, member in members:
+                name = info.name
+                if name == mf.SIGNATURE_NAME:
+                    sig = self._read_small(info, member, MAX_SIGNATURE_MEMBER, "signature")
+                    signer = verify_signature(manifest_bytes, sig, self.known_signers)
+                    continue
+                if name not in entries:
+                    raise BundleRejected("unexpected", f"member {name!r} is not listed in the manifest")
+                seen.add(name)
+                if name == mf.LOGBOOK_NAME:
+                    data = bytearray()
+                    if entries[name]["stored_size"] > mf.MAX_LOGBOOK_SIZE:
+                        raise BundleRejected("logbook", "the logbook excerpt is too large")
+                    self._stream_member(info, member, entries[name], doc, data.extend)
+                    try:
+                        logbook = json.loads(bytes(data))
+                    except ValueError as exc:
+                        raise BundleRejected("logbook", f"logbook.json is not JSON ({exc})") from exc
+                    if not isinstance(logbook, list) or not all(isinstance(r, dict) for r in logbook):
+                        raise BundleRejected("logbook", "logbook.json must be a list of objects")
+                    continue
+                self._stream_member(info, member, entries[name], doc, sink(name) if sink else None)
+            missing = sorted(set(entries) - seen)
+            if missing:
+                raise BundleRejected(
+                    "truncated", f"the archive ends before member(s) {', '.join(missing)}: it is truncated"
+                )
+        return doc, manifest_bytes, signer, logbook
+
+    # -- public API -----------------------------------------------------------------------------------
+
+    def verify(self) -> VerifiedBundle:
+        """Check everything that can be checked without the base; write nothing."""
+        if self._verified is None:
+            doc, manifest_bytes, signer, logbook = self._walk_checked(None)
+            self._verified = VerifiedBundle(self.path, doc, hashlib.sha256(manifest_bytes).hexdigest(), signer, logbook)
+        return self._verified
+
+    def _check_references(
+        self,
+        bundle: VerifiedBundle,
+        base: LocalReference,
+        since_layers: dict[str, Path] | None,
+        since_id: str | None,
+        since_digest: str | None,
+    ) -> dict[str, LocalReference]:
+        doc = bundle.manifest
+        digest = base.sha256 or sha256_file(base.path)
+        if digest != doc["base"]["sha256"]:
+            raise BundleRejected(
+                "base-digest",
+                f"the local base image has sha256 {digest[:16]}…, the bundle needs {doc['base']['sha256'][:16]}…",
+                fix="fetch the base appliance the bundle names (vml image fetch), then import again",
+            )
+        if base.format != doc["base"]["format"]:
+            raise BundleRejected("base-format", f"the bundle's base is {doc['base']['format']}, not {base.format}")
+        if qemu_img.info(base.path, base.format)["virtual-size"] != doc["base"]["virtual_size"]:
+            raise BundleRejected("base-size", "the local base image's virtual size differs from the bundle's")
+        since = doc.get("since")
+        if since is None:
+            return {label: base for label in bundle.labels}
+        if since_layers is None or since_id != since["state_id"] or since_digest != since["digest"]:
+            raise BundleRejected(
+                "since",
+                f"the bundle is incremental on state {since['state_id']}, which was not given to import onto",
+                fix="import the full bundle of that state first, or ask the sender for a full bundle",
+            )
+        refs = {}
+        for label in bundle.labels:
+            if label not in since_layers:
+                raise BundleRejected("since", f"the since state has no layer for disk {label!r}")
+            refs[label] = LocalReference(Path(since_layers[label]), "qcow2")
+        return refs
+
+    def _vet_layer(self, path: Path, disk: dict[str, Any], reference: LocalReference) -> None:
+        what = f"the delta of disk {disk['label']!r}"
+        header = read_header(path, what)
+        if header.backing_name != REFERENCE_PLACEHOLDER:
+            raise BundleRejected(
+                "backing", f"{what} names backing file {header.backing_name!r}; only the bundle's base is allowed"
+            )
+        if header.backing_format != disk["backing_format"]:
+            raise BundleRejected("backing", f"{what} has backing format {header.backing_format!r}")
+        if header.virtual_size != disk["virtual_size"]:
+            raise BundleRejected("qcow2-header", f"{what} has the wrong virtual size")
+        try:
+            info = qemu_img.info(path, "qcow2", limits=True)
+        except HypervisorError as exc:
+            raise BundleRejected("qcow2-header", f"qemu-img refuses {what}: {exc.message}") from exc
+        data = info.get("format-specific", {}).get("data", {})
+        if info.get("format") != "qcow2" or data.get("data-file") or data.get("data-file-raw"):
+            raise BundleRejected("data-file", f"{what} uses an external data file")
+        if info.get("backing-filename") != REFERENCE_PLACEHOLDER or info.get("virtual-size") != disk["virtual_size"]:
+            raise BundleRejected("backing", f"qemu-img sees another backing file or size in {what}")
+        rel = os.path.relpath(reference.path.resolve(), path.parent.resolve())
+        try:
+            qemu_img.run(
+                ["rebase", "-q", "-u", "-f", "qcow2", "-b", rel, "-F", reference.format, str(path)],
+                limits=True,
+                cwd=path.parent,
+            )
+            qemu_img.run(["check", "-q", "-f", "qcow2", str(path)], limits=True, cwd=path.parent)
+        except HypervisorError as exc:
+            raise BundleRejected("qcow2-check", f"{what} is damaged: {exc.message}") from exc
+
+    def materialise(
+        self,
+        dest: Path,
+        *,
+        base: LocalReference,
+        since_layers: dict[str, Path] | None = None,
+        since_id: str | None = None,
+        since_digest: str | None = None,
+        layer_name: Callable[[str], str] = lambda label: f"{label}.qcow2",
+    ) -> MaterialisedState:
+        """Write the bundle's layers into the new directory ``dest`` (a sibling staging dir first).
+
+        The layers' backing names point (relatively) at ``base`` or at ``since_layers[label]``.
+        """
+        bundle = self.verify()
+        refs = self._check_references(bundle, base, since_layers, since_id, since_digest)
+        dest = Path(dest)
+        if dest.exists():
+            raise AlreadyExists(f"{dest} already exists", fix="import into a new directory")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staging = dest.parent / f".{dest.name}.partial-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(mode=0o700)
+        targets = {d["member"]: staging / layer_name(d["label"]) for d in bundle.manifest["disks"]}
+        targets[mf.MEMORY_NAME] = staging / "memory.img"
+        open_files: list[BinaryIO] = []
+
+        def sink(name: str) -> Callable[[bytes], object]:
+            fh = open(targets[name], "xb")
+            open_files.append(fh)
+            return fh.write
+
+        try:
+            doc, manifest_bytes, _signer, _logbook = self._walk_checked(sink)
+            if hashlib.sha256(manifest_bytes).hexdigest() != bundle.manifest_sha256:
+                raise BundleRejected("changed", "the bundle file changed while it was being imported")
+            for fh in open_files:
+                fh.flush()
+                os.fsync(fh.fileno())
+                fh.close()
+            disks = {}
+            for disk in doc["disks"]:
+                path = targets[disk["member"]]
+                self._vet_layer(path, disk, refs[disk["label"]])
+                os.chmod(path, 0o644)
+                disks[disk["label"]] = path
+            os.chmod(staging, 0o755)
+            fsync_dir(staging)
+            os.rename(staging, dest)
+            fsync_dir(dest.parent)
+        except BaseException:
+            for fh in open_files:
+                fh.close()
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        memory = dest / "memory.img" if doc.get("memory") else None
+        return MaterialisedState(dest, {label: dest / p.name for label, p in disks.items()}, memory, bundle)

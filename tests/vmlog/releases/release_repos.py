@@ -1,0 +1,370 @@
+"""Builds small CernVM-FS-format repositories and HTTP release trees on disk, and serves them on 127.0.0.1.
+
+Written from the published CernVM-FS format (signed ``.cvmfspublished`` and ``.cvmfswhitelist``,
+zlib-compressed content-addressed objects under ``data/XX/``, SQLite catalogs keyed by MD5 path
+pairs, nested catalogs, chunked files, a tag history database). It makes its own master key and
+repository certificate, so tests can also produce what a broken or hostile server would serve.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import sqlite3
+import tempfile
+import threading
+import zlib
+from dataclasses import dataclass, field
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
+
+from vmlog.releases.content_hash import md5_path_pair
+
+FLAG_DIR, FLAG_MOUNTPOINT, FLAG_FILE, FLAG_LINK, FLAG_NESTED_ROOT, FLAG_CHUNKED = 1, 2, 4, 8, 32, 64
+
+_SCHEMA = """
+CREATE TABLE catalog (md5path_1 INTEGER, md5path_2 INTEGER, parent_1 INTEGER, parent_2 INTEGER,
+  hardlinks INTEGER, hash BLOB, size INTEGER, mode INTEGER, mtime INTEGER, flags INTEGER, name TEXT,
+  symlink TEXT, uid INTEGER, gid INTEGER, xattr BLOB, PRIMARY KEY (md5path_1, md5path_2));
+CREATE INDEX idx_catalog_parent ON catalog (parent_1, parent_2);
+CREATE TABLE chunks (md5path_1 INTEGER, md5path_2 INTEGER, offset INTEGER, size INTEGER, hash BLOB,
+  CONSTRAINT pk_chunks PRIMARY KEY (md5path_1, md5path_2, offset, size));
+CREATE TABLE nested_catalogs (path TEXT, sha1 TEXT, size INTEGER, CONSTRAINT pk_nested PRIMARY KEY (path));
+CREATE TABLE properties (key TEXT, value TEXT, CONSTRAINT pk_properties PRIMARY KEY (key));
+CREATE TABLE statistics (counter TEXT, value INTEGER, CONSTRAINT pk_statistics PRIMARY KEY (counter));
+"""
+_STAMP = "%Y%m%d%H%M%S"
+
+
+def raw_rsa_sign(key: rsa.RSAPrivateKey, message: bytes) -> bytes:
+    """PKCS#1 v1.5 type-1 block around ``message`` (no DigestInfo), raised to the private exponent."""
+    numbers = key.private_numbers()
+    size = (numbers.public_numbers.n.bit_length() + 7) // 8
+    block = b"\x00\x01" + b"\xff" * (size - len(message) - 3) + b"\x00" + message
+    value = pow(int.from_bytes(block, "big"), numbers.d, numbers.public_numbers.n)
+    return value.to_bytes(size, "big")
+
+
+def new_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def self_signed(key: rsa.RSAPrivateKey, common_name: str) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .sign(key, hashes.SHA256())
+    )
+
+
+@dataclass
+class _Node:
+    kind: str  # "dir", "file", "link"
+    mode: int = 0o755
+    data: bytes = b""
+    target: str = ""
+    chunk_size: int = 0
+
+
+@dataclass
+class CvmfsRepoBuilder:
+    """A repository ``name`` published under ``webroot/cvmfs/<name>``."""
+
+    webroot: Path
+    name: str = "sw.example.org"
+    mtime: int = 1_700_000_000
+    nodes: dict[str, _Node] = field(default_factory=dict)
+    nested: set[str] = field(default_factory=set)
+    tags: list[tuple[str, str, int, int]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.webroot = Path(self.webroot)
+        self.root = self.webroot / "cvmfs" / self.name
+        (self.root / "data").mkdir(parents=True, exist_ok=True)
+        self.master_key = new_key()
+        self.repo_key = new_key()
+        self.certificate = self_signed(self.repo_key, self.name)
+        self.nodes[""] = _Node("dir")
+        self.object_of: dict[str, list[str]] = {}  # file path -> object paths (relative to root)
+
+    @property
+    def url(self) -> str:
+        raise AttributeError("use server.url + '/cvmfs/' + builder.name")
+
+    def master_public_pem(self) -> str:
+        return (
+            self.master_key.public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            .decode("ascii")
+        )
+
+    # -- content -------------------------------------------------------------------------------
+    def _parents(self, path: str) -> None:
+        parts = path.strip("/").split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            self.nodes.setdefault("/" + "/".join(parts[:i]), _Node("dir"))
+
+    def add_dir(self, path: str, *, nested: bool = False) -> None:
+        path = "/" + path.strip("/")
+        self._parents(path)
+        self.nodes.setdefault(path, _Node("dir"))
+        if nested:
+            self.nested.add(path)
+
+    def add_file(self, path: str, data: bytes, *, mode: int = 0o644, chunk_size: int = 0) -> None:
+        path = "/" + path.strip("/")
+        self._parents(path)
+        self.nodes[path] = _Node("file", mode, data, chunk_size=chunk_size)
+
+    def add_link(self, path: str, target: str) -> None:
+        path = "/" + path.strip("/")
+        self._parents(path)
+        self.nodes[path] = _Node("link", 0o777, target=target)
+
+    # -- objects ---------------------------------------------------------------------------------
+    def put_object(self, plain: bytes, suffix: str = "", *, compress: bool = True) -> str:
+        """Store an object; return its hash text (SHA-1 of the stored bytes)."""
+        stored = zlib.compress(plain) if compress else plain
+        digest = hashlib.sha1(stored).hexdigest()
+        path = self.root / "data" / digest[:2] / (digest[2:] + suffix)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(stored)
+        return digest
+
+    def object_path(self, digest: str, suffix: str = "") -> Path:
+        return self.root / "data" / digest[:2] / (digest[2:] + suffix)
+
+    # -- catalogs -------------------------------------------------------------------------------
+    def _catalog_of(self, path: str) -> str:
+        """The mountpoint of the catalog holding ``path`` (its deepest nested ancestor-or-self)."""
+        best = ""
+        for mountpoint in self.nested:
+            if (path == mountpoint or path.startswith(mountpoint + "/")) and len(mountpoint) > len(best):
+                best = mountpoint
+        return best
+
+    def _row(self, db: sqlite3.Connection, path: str, node: _Node, flags_extra: int = 0) -> None:
+        md5_1, md5_2 = md5_path_pair(path)
+        parent = path.rsplit("/", 1)[0] if path else None
+        parent_1, parent_2 = md5_path_pair(parent) if parent is not None else (0, 0)
+        name = path.rsplit("/", 1)[-1]
+        digest: bytes | None = None
+        size = 0
+        if node.kind == "dir":
+            flags, mode = FLAG_DIR | flags_extra, 0o040000 | node.mode
+            size = 4096
+        elif node.kind == "link":
+            flags, mode = FLAG_LINK, 0o120777
+            size = len(node.target)
+        else:
+            flags, mode = FLAG_FILE, 0o100000 | node.mode
+            size = len(node.data)
+            if node.chunk_size and size > node.chunk_size:
+                flags |= FLAG_CHUNKED
+                objects = []
+                for offset in range(0, size, node.chunk_size):
+                    piece = node.data[offset : offset + node.chunk_size]
+                    chunk = self.put_object(piece, "P")
+                    objects.append(str(self.object_path(chunk, "P").relative_to(self.root)))
+                    db.execute(
+                        "INSERT INTO chunks VALUES (?,?,?,?,?)",
+                        (md5_1, md5_2, offset, len(piece), bytes.fromhex(chunk)),
+                    )
+                digest = hashlib.sha1(zlib.compress(node.data)).digest()  # bulk hash, never fetched
+                self.object_of[path] = objects
+            else:
+                text = self.put_object(node.data)
+                digest = bytes.fromhex(text)
+                self.object_of[path] = [str(self.object_path(text).relative_to(self.root))]
+        db.execute(
+            "INSERT INTO catalog VALUES (?,?,?,?,1,?,?,?,?,?,?,?,0,0,NULL)",
+            (md5_1, md5_2, parent_1, parent_2, digest, size, mode, self.mtime, flags, name, node.target or None),
+        )
+
+    def _build_catalog(self, mountpoint: str, hashes_of: dict[str, tuple[str, int]], revision: int) -> tuple[str, int]:
+        with tempfile.TemporaryDirectory() as tmp:
+            db_path = Path(tmp) / "catalog.db"
+            db = sqlite3.connect(db_path)
+            db.executescript(_SCHEMA)
+            for path, node in sorted(self.nodes.items()):
+                if self._catalog_of(path) == mountpoint:
+                    extra = FLAG_NESTED_ROOT if (path == mountpoint and mountpoint) else 0
+                    self._row(db, path, node, extra)
+                elif path in self.nested and self._catalog_of(path.rsplit("/", 1)[0]) == mountpoint:
+                    self._row(db, path, node, FLAG_MOUNTPOINT)
+                    text, size = hashes_of[path]
+                    db.execute("INSERT INTO nested_catalogs VALUES (?,?,?)", (path, text, size))
+            props = {
+                "revision": str(revision),
+                "schema": "2.5",
+                "schema_revision": "7",
+                "root_prefix": mountpoint or "/",
+            }
+            db.executemany("INSERT INTO properties VALUES (?,?)", list(props.items()))
+            db.commit()
+            db.close()
+            data = db_path.read_bytes()
+        return self.put_object(data, "C"), len(data)
+
+    def build_catalogs(self, revision: int) -> str:
+        hashes_of: dict[str, tuple[str, int]] = {}
+        for mountpoint in sorted(self.nested, key=lambda p: -p.count("/")):
+            hashes_of[mountpoint] = self._build_catalog(mountpoint, hashes_of, revision)
+        return self._build_catalog("", hashes_of, revision)[0]
+
+    # -- signing ---------------------------------------------------------------------------------
+    def _history(self) -> str:
+        with tempfile.TemporaryDirectory() as tmp:
+            db_path = Path(tmp) / "history.db"
+            db = sqlite3.connect(db_path)
+            db.execute(
+                "CREATE TABLE tags (name TEXT, hash TEXT, revision INTEGER, timestamp INTEGER, channel INTEGER,"
+                " description TEXT, size INTEGER, branch TEXT, CONSTRAINT pk_tags PRIMARY KEY (name))"
+            )
+            db.executemany("INSERT INTO tags VALUES (?,?,?,?,0,'',0,'')", self.tags)
+            db.commit()
+            db.close()
+            return self.put_object(db_path.read_bytes(), "H")
+
+    def publish(self, revision: int, tag: str | None = None, *, timestamp: int | None = None) -> str:
+        """Write catalogs, history, certificate, manifest and whitelist; return the root catalog hash."""
+        timestamp = timestamp or int(dt.datetime.now(dt.UTC).timestamp())
+        root = self.build_catalogs(revision)
+        self.tags = [t for t in self.tags if t[0] != (tag or f"generic-{revision}")]
+        self.tags.append((tag or f"generic-{revision}", root, revision, timestamp))
+        history = self._history()
+        cert_pem = self.certificate.public_bytes(serialization.Encoding.PEM)
+        cert = self.put_object(cert_pem, "X")
+        text = (
+            f"C{root}\nB4096\nRd41d8cd98f00b204e9800998ecf8427e\nD240\nS{revision}\nGno\nAno\n"
+            f"N{self.name}\nX{cert}\nH{history}\nT{timestamp}\n"
+        ).encode("ascii")
+        self.write_manifest(text)
+        self.write_whitelist()
+        return root
+
+    def write_manifest(self, text: bytes, *, signing_key: rsa.RSAPrivateKey | None = None) -> None:
+        printed = hashlib.sha1(text).hexdigest().encode("ascii")
+        signature = (signing_key or self.repo_key).sign(printed, padding.PKCS1v15(), hashes.SHA1())
+        (self.root / ".cvmfspublished").write_bytes(text + b"--\n" + printed + b"\n" + signature)
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha1(self.certificate.public_bytes(serialization.Encoding.DER)).hexdigest().upper()
+        return ":".join(digest[i : i + 2] for i in range(0, 40, 2))
+
+    def write_whitelist(self, *, expires: dt.datetime | None = None, repository: str | None = None) -> None:
+        now = dt.datetime.now(dt.UTC)
+        expires = expires or now + dt.timedelta(days=30)
+        text = (f"{now:{_STAMP}}\nE{expires:{_STAMP}}\nN{repository or self.name}\n{self.fingerprint()}\n").encode(
+            "ascii"
+        )
+        printed = hashlib.sha1(text).hexdigest().encode("ascii")
+        (self.root / ".cvmfswhitelist").write_bytes(
+            text + b"--\n" + printed + b"\n" + raw_rsa_sign(self.master_key, printed)
+        )
+
+    def tamper(self, path: str, data: bytes) -> None:
+        """Replace the stored objects of file ``path`` with other (validly compressed) content."""
+        for relative in self.object_of["/" + path.strip("/")]:
+            (self.root / relative).write_bytes(zlib.compress(data))
+
+
+@dataclass
+class HttpTreeBuilder:
+    """A release tree under ``webroot`` with its ``.vmlcatalog`` (GROW-FS style)."""
+
+    webroot: Path
+    mtime: int = 1_700_000_000
+    entries: dict[str, _Node] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.webroot = Path(self.webroot)
+        self.webroot.mkdir(parents=True, exist_ok=True)
+
+    def add_file(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
+        path = path.strip("/")
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            self.entries.setdefault("/".join(parts[:i]), _Node("dir"))
+        self.entries[path] = _Node("file", mode, data)
+
+    def add_link(self, path: str, target: str) -> None:
+        self.entries[path.strip("/")] = _Node("link", 0o777, target=target)
+
+    def publish(self, revision: int, tag: str = "") -> str:
+        lines = ["# vmlog release tree 1", f"# revision: {revision}", f"# tag: {tag}"]
+        for path, node in sorted(self.entries.items()):
+            target = self.webroot / path
+            if node.kind == "dir":
+                target.mkdir(parents=True, exist_ok=True)
+                lines.append(f"D\t{node.mode:o}\t0\t-\t{self.mtime}\t{path}")
+            elif node.kind == "file":
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(node.data)
+                digest = hashlib.sha256(node.data).hexdigest()
+                lines.append(f"F\t{node.mode:o}\t{len(node.data)}\t{digest}\t{self.mtime}\t{path}")
+            else:
+                lines.append(f"L\t777\t{len(node.target)}\t-\t{self.mtime}\t{path}\t{node.target}")
+        data = ("\n".join(lines) + "\n").encode("utf-8")
+        digest = hashlib.sha256(data).hexdigest()
+        (self.webroot / ".vmlcatalog").write_bytes(data)
+        (self.webroot / ".vmlcatalog.sha256").write_text(digest + "\n")
+        (self.webroot / ".vmlcatalogs").mkdir(exist_ok=True)
+        (self.webroot / ".vmlcatalogs" / digest).write_bytes(data)
+        return digest
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+        pass
+
+
+class ServedDirectory:
+    """A real threaded HTTP server on 127.0.0.1 serving ``directory``; stop() closes the port."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self._stopped = False
+        handler = partial(_QuietHandler, directory=str(directory))
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="release-http", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+
+def tree_bytes(directory: Path) -> dict[str, str]:
+    """sha256 of every regular file below ``directory`` (walks a mounted release for comparisons)."""
+    result = {}
+    for dirpath, _, files in os.walk(directory):
+        for name in files:
+            path = Path(dirpath) / name
+            if not path.is_symlink():
+                result[str(path.relative_to(directory))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return result

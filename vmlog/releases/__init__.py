@@ -1,0 +1,27 @@
+"""Release-mount manager: list software releases of a source and mount them as a lazy read-only filesystem.
+
+Sources are CernVM-FS repositories over HTTP (signed manifest, SQLite catalogs, content-addressed
+objects) and plain HTTP release trees with a catalogue file. A mounted release is pinned to an
+exact revision, so a saved state can record it and mount the same content again.
+"""
+
+from __future__ import annotations
+
+from vmlog.releases.cvmfs_source import CvmfsSource
+from vmlog.releases.model import Entry, Release, ReleaseSource, ReleaseTree
+from vmlog.releases.mounts import MountHandle, mount_release, remount_pinned, running_mounts, umount
+from vmlog.releases.tree_source import HttpTreeSource
+
+__all__ = [
+    "CvmfsSource",
+    "Entry",
+    "HttpTreeSource",
+    "MountHandle",
+    "Release",
+    "ReleaseSource",
+    "ReleaseTree",
+    "mount_release",
+    "remount_pinned",
+    "running_mounts",
+    "umount",
+]

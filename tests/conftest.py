@@ -17,3 +17,12 @@ def vmlog_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root.mkdir()
     monkeypatch.setenv("VMLOG_HOME", str(root))
     return root
+
+
+@pytest.fixture(scope="session")
+def test_appliance_image() -> Path:
+    """The vmlog test appliance's raw disk image, built once and cached in ``$VMLOG_TEST_CACHE``."""
+    from vmlog.testappliance.build import build_test_appliance
+
+    cache = Path(os.environ.get("VMLOG_TEST_CACHE", "~/.cache/vmlog-tests")).expanduser()
+    return build_test_appliance(cache)

@@ -1,0 +1,113 @@
+"""Opening a libvirt connection: URI choice, the lazy ``libvirt`` import, and error mapping."""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+from typing import Any
+from urllib.parse import urlsplit
+
+from hypervisors.errors import (
+    BackendUnavailable,
+    HypervisorError,
+    InvalidState,
+    OperationFailed,
+    OperationTimeout,
+    Unsupported,
+    VMNotFound,
+)
+
+BACKEND = "kvm"
+URI_ENV = "VMLOG_LIBVIRT_URI"
+INSTALL_HINT = (
+    "install libvirt-python and libvirt-daemon: `apt-get install libvirt-daemon-system qemu-system-x86"
+    " libvirt-dev pkg-config && pip install libvirt-python`, then start libvirtd"
+)
+START_DAEMON_HINT = "start libvirtd: `libvirtd -d` (or `systemctl start libvirtd virtlogd`)"
+
+# libvirt's virErrorNumber values this backend tells apart (stable ABI).
+ERR_NO_SUPPORT = 3
+ERR_OPERATION_FAILED = 9
+ERR_NO_DOMAIN = 42
+ERR_OPERATION_INVALID = 55
+ERR_OPERATION_TIMEOUT = 68
+ERR_ARGUMENT_UNSUPPORTED = 74
+ERR_OPERATION_UNSUPPORTED = 84
+
+
+def import_libvirt() -> ModuleType:
+    """The ``libvirt`` module, or ``BackendUnavailable`` saying how to install it."""
+    try:
+        import libvirt
+    except ImportError as exc:
+        raise BackendUnavailable(
+            f"the libvirt Python bindings are not installed ({exc})", fix=INSTALL_HINT, backend=BACKEND
+        ) from exc
+    # libvirt prints every error to stderr by default; we raise them as exceptions instead.
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    return libvirt
+
+
+def default_uri() -> str:
+    """``$VMLOG_LIBVIRT_URI``, else the system daemon for root and the session daemon for users."""
+    env = os.environ.get(URI_ENV, "").strip()
+    if env:
+        return env
+    return "qemu:///system" if os.geteuid() == 0 else "qemu:///session"
+
+
+def is_remote(uri: str) -> bool:
+    """True if the URI names another machine (``qemu+ssh://host/system``, ``qemu+tcp://host/...``)."""
+    parts = urlsplit(uri)
+    host = parts.hostname or ""
+    return bool(host) and host not in ("localhost", "127.0.0.1", "::1")
+
+
+def is_local_system(uri: str) -> bool:
+    """True for the local system daemon, where QEMU would otherwise run as ``libvirt-qemu``."""
+    parts = urlsplit(uri)
+    return not is_remote(uri) and parts.scheme.split("+")[0] == "qemu" and parts.path.rstrip("/") == "/system"
+
+
+def open_connection(libvirt: ModuleType, uri: str) -> Any:
+    """Open ``uri`` read-write; an unreachable daemon becomes ``BackendUnavailable`` with the fix."""
+    try:
+        conn = libvirt.open(uri)
+    except libvirt.libvirtError as exc:
+        text = str(exc)
+        fix = START_DAEMON_HINT
+        if is_remote(uri):
+            fix = f"check that libvirtd runs on the remote host and that `virsh -c {uri} version` works"
+        elif "ermission denied" in text:
+            fix = "add your user to the libvirt group (`adduser $USER libvirt`) or use qemu:///session"
+        raise BackendUnavailable(f"cannot connect to libvirt at {uri}: {text}", fix=fix, backend=BACKEND) from exc
+    if conn is None:  # old bindings returned None instead of raising
+        raise BackendUnavailable(f"cannot connect to libvirt at {uri}", fix=START_DAEMON_HINT, backend=BACKEND)
+    return conn
+
+
+def map_error(exc: Exception, what: str, name: str | None = None) -> HypervisorError:
+    """Turn a ``libvirtError`` into the matching vmlog hypervisor error, keeping libvirt's words."""
+    code = exc.get_error_code() if hasattr(exc, "get_error_code") else None
+    detail = str(exc)
+    target = f" {name!r}" if name else ""
+    if code == ERR_NO_DOMAIN:
+        return VMNotFound(
+            f"no VM{target} in libvirt ({detail})", fix="list the VMs with `virsh list --all`", backend=BACKEND
+        )
+    if code == ERR_OPERATION_INVALID:
+        return InvalidState(
+            f"cannot {what}{target} in its current state: {detail}",
+            fix="check the VM's state first (`vml status`, `virsh domstate`)",
+            backend=BACKEND,
+        )
+    if code == ERR_OPERATION_TIMEOUT:
+        return OperationTimeout(f"{what}{target} timed out: {detail}", fix="retry when the host is less busy",
+                                backend=BACKEND)
+    if code in (ERR_NO_SUPPORT, ERR_OPERATION_UNSUPPORTED, ERR_ARGUMENT_UNSUPPORTED):
+        return Unsupported(f"libvirt cannot {what}{target}: {detail}", backend=BACKEND)
+    return OperationFailed(
+        f"libvirt failed to {what}{target}: {detail}",
+        fix="see the domain log under /var/log/libvirt/qemu/ (or ~/.cache/libvirt/qemu/log/)",
+        backend=BACKEND,
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from PySide6.QtCore import QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QColor, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
@@ -16,13 +18,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ui.formatting import duration, local_time
+from ui.formatting import duration
 from vmlog.logbook.book import Entry, Note
 
 COLUMNS = ("When", "Who", "What", "Outcome", "Details")
 KIND_ROLE = Qt.ItemDataRole.UserRole + 20
 OUTCOME_COLOURS = {"ok": "#2e9a5d", "failed": "#c0392b", "cancelled": "#d68910", "interrupted": "#c0392b"}
 FILTERS = ("Everything", "Notes", "Operations", "Failures")
+
+
+def _when(iso: str | None) -> str:
+    """``2026-11-21T23:30:50+0000`` as ``2026-11-21 23:30`` (the rows are already in local time)."""
+    return (iso or "")[:16].replace("T", " ")
 
 
 class LogbookFilter(QSortFilterProxyModel):
@@ -106,20 +113,26 @@ class LogbookPanel(QWidget):
     def note_saved(self) -> None:
         self.note.clear()
 
-    def set_history(self, items: list[Entry | Note], state_names: dict[str, str] | None = None) -> None:
-        """Show ``items`` (the service's ``history()``), newest on top."""
+    def set_history(
+        self, items: list[dict[str, Any] | Entry | Note], state_names: dict[str, str] | None = None
+    ) -> None:
+        """Show ``items`` (the service's ``history()`` rows, or the logbook's records), newest on top."""
         names = state_names or {}
         self.source.removeRows(0, self.source.rowCount())
-        for item in reversed(items):
-            if isinstance(item, Note):
-                cells = [local_time(item.created), item.who, "note", "", item.text]
+        for record in reversed(items):
+            item = record.to_dict() if isinstance(record, (Entry, Note)) else record
+            state = item.get("state")
+            on = f" {names.get(state, state[:8])}" if state else ""
+            if item.get("kind") == "note":
+                cells = [_when(item.get("created")), item.get("who", ""), f"note{on}", "", item.get("text", "")]
                 kind = "note"
             else:
-                what = item.action + (f" {names.get(item.state_id, item.state_id[:8])}" if item.state_id else "")
-                detail = item.message or ""
-                if item.duration is not None and item.outcome != "running":
-                    detail = f"{detail} ({duration(item.duration)})" if detail else duration(item.duration)
-                cells = [local_time(item.started), item.who, what, item.outcome, detail]
+                detail = item.get("message") or ""
+                took = item.get("duration")
+                if took is not None and item.get("outcome") != "running":
+                    detail = f"{detail} ({duration(took)})" if detail else duration(took)
+                cells = [_when(item.get("started")), item.get("who", ""), item.get("action", "") + on,
+                         item.get("outcome", ""), detail]
                 kind = "operation"
             row = [QStandardItem(text) for text in cells]
             row[0].setData(kind, KIND_ROLE)

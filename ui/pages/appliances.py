@@ -39,6 +39,7 @@ class ApplianceCard:
     size: int | None
     catalog: str
     stored: bool  # the image is already in the store (set up needs no download)
+    built_locally: bool = False  # made on this machine from distribution packages
 
 
 class ApplianceTile(QFrame):
@@ -53,7 +54,9 @@ class ApplianceTile(QFrame):
         title.setObjectName("tile-title")
         summary = QLabel(card.summary)
         summary.setWordWrap(True)
-        facts = [card.catalog, human_bytes(card.size), "in the store" if card.stored else "download needed"]
+        where = "built on this machine" if card.built_locally else "download needed"
+        where = "in the store" if card.stored else where
+        facts = [card.catalog, human_bytes(card.size), where]
         detail = QLabel(" · ".join(f for f in facts if f))
         detail.setObjectName("muted")
         self.button = QPushButton("Set up")

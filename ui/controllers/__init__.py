@@ -1,0 +1,19 @@
+"""Wiring the pages to vmlog's services: each controller turns button presses into service jobs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ui.main_window import MainWindow
+
+
+def wire(window: MainWindow, *, refresh_ms: int = 5000) -> None:
+    """Attach the controllers to ``window`` (kept as attributes so they live as long as it does)."""
+    from ui.controllers.appliances import AppliancesController
+    from ui.controllers.projects import ProjectsController
+    from ui.controllers.releases import ReleasesController
+
+    window.projects_controller = ProjectsController(window, refresh_ms=refresh_ms)  # type: ignore[attr-defined]
+    window.appliances_controller = AppliancesController(window)  # type: ignore[attr-defined]
+    window.releases_controller = ReleasesController(window)  # type: ignore[attr-defined]

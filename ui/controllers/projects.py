@@ -1,0 +1,357 @@
+"""The Projects page's controller: reads projects, states and the logbook, runs the project service.
+
+Every action is one call of :mod:`vmlog.projects.service` (the functions ``vml`` calls) in a job;
+when it ends, the page is read again from the service. Reading happens in jobs too, so a slow or
+remote libvirt never freezes the window; a timer refreshes the machine states in the background.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtWidgets import QFileDialog
+
+from ui.dialogs import ConsoleDialog, RestoreDialog, SaveStateDialog, TextDialog
+from ui.project_list import ProjectSummary
+from ui.statetree.layout import StateNode
+from ui.workers import Job
+from vmlog.projects import service
+
+if TYPE_CHECKING:
+    from ui.main_window import MainWindow
+
+BUSY_STATES = ("running", "paused", "transitioning")
+
+
+@dataclass
+class ProjectView:
+    """Everything the page shows of one project, read in one job."""
+
+    name: str
+    info: dict[str, Any]
+    nodes: list[StateNode]
+    current: str | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def service_function(module: str, name: str) -> Callable[..., Any]:
+    """A service function imported when the job runs, so a missing one fails in the job, as a message."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        import importlib
+
+        from vmlog.errors import VmlogError
+
+        try:
+            fn = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            raise VmlogError(
+                f"this vmlog has no {module}.{name} yet", fix="update vmlog, or use the `vml` command line"
+            ) from None
+        return fn(*args, **kwargs)
+
+    return call
+
+
+def base_label(base: dict[str, Any]) -> str:
+    return " ".join(str(part) for part in (base.get("name"), base.get("version")) if part)
+
+
+def read_projects(ctx: service.Context | None) -> list[ProjectSummary]:
+    return [
+        ProjectSummary(
+            name=row["name"],
+            vm_state=str(row.get("vm") or "unknown").split(" ")[0],
+            backend=row["backend"],
+            base=base_label(row.get("base") or {}),
+            disk_bytes=row.get("disk_bytes"),  # not reported by the service yet
+            states=row.get("states", 0),
+        )
+        for row in service.list_projects(ctx)
+    ]
+
+
+def read_project(name: str, ctx: service.Context | None) -> ProjectView:
+    info = service.show_project(name, ctx)
+    project, states = service.states(name, ctx=ctx)
+    nodes = [
+        StateNode(
+            id=s.id,
+            parent=s.parent,
+            name=s.name,
+            created=s.created,
+            author=s.author,
+            message=s.message,
+            layer_bytes=getattr(s, "layer_bytes", None),  # not reported by the service yet
+        )
+        for s in states.values()
+    ]
+    return ProjectView(name, info, nodes, project.current, service.history(name, ctx=ctx))
+
+
+class ProjectsController(QObject):
+    """Owns no state of its own beyond what the page shows; the service is the truth."""
+
+    refreshed = Signal()  # the sidebar and the selected project were read again
+
+    def __init__(self, window: MainWindow, *, ctx: service.Context | None = None, refresh_ms: int = 5000) -> None:
+        super().__init__(window)
+        self.window = window
+        self.page = window.projects_page
+        self.runner = window.runner
+        self.ctx = ctx
+        self.view: ProjectView | None = None
+        self.active_dialog = None
+        self._reading = False
+        self._again = False
+        self.page.projects.project_selected.connect(lambda _name: self.refresh())
+        self.page.action.connect(self.on_action)
+        self.page.logbook.note_requested.connect(self.add_note)
+        self.page.tree.state_selected.connect(lambda _id: self._update_buttons())
+        self.page.tree.state_activated.connect(lambda state_id: state_id and self.ask_restore(state_id))
+        window.bundles_dropped.connect(lambda paths: [self.import_bundle(p) for p in paths])
+        self.timer = QTimer(self)
+        self.timer.setInterval(refresh_ms)
+        self.timer.timeout.connect(self.refresh)
+        if refresh_ms > 0:
+            self.timer.start()
+        self.refresh()
+
+    # -- reading -------------------------------------------------------------------------
+    @property
+    def project(self) -> str | None:
+        return self.page.projects.selected_project()
+
+    def refresh(self) -> None:
+        """Read the sidebar and the selected project in a job (coalesced while one is running)."""
+        if self._reading:
+            self._again = True
+            return
+        self._reading = True
+        selected = self.project
+
+        def read(progress=None) -> tuple[list[ProjectSummary], ProjectView | None]:
+            summaries = read_projects(self.ctx)
+            names = [s.name for s in summaries]
+            name = selected if selected in names else (names[0] if names else None)
+            return summaries, (read_project(name, self.ctx) if name else None)
+
+        job = Job(read, title="Reading projects", pass_cancel=False)
+        job.signals.finished.connect(self._show)
+        job.signals.done.connect(self._read_done)
+        job.signals.errored.connect(lambda failure: self.page.set_heading("Cannot read projects", failure.message))
+        self.runner.pool.start(job)
+        self._read_job = job  # keep the Python object alive until it is done
+
+    def _read_done(self) -> None:
+        self._reading = False
+        if self._again:
+            self._again = False
+            self.refresh()
+        else:
+            self.refreshed.emit()
+
+    def _show(self, result: tuple[list[ProjectSummary], ProjectView | None]) -> None:
+        summaries, view = result
+        page = self.page
+        page.projects.blockSignals(True)
+        page.projects.set_projects(summaries)
+        if view is not None:
+            names = [s.name for s in summaries]
+            page.projects.setCurrentRow(names.index(view.name))
+        page.projects.blockSignals(False)
+        if view is not None and view.name != self.project:
+            self.refresh()  # the user picked another project meanwhile
+            return
+        self.view = view
+        if view is None:
+            page.set_heading("No projects yet", "Set up an appliance on the Appliances page to make one.")
+            page.tree.set_states([], None)
+            page.logbook.set_history([])
+            self._update_buttons()
+            return
+        info = view.info
+        base = base_label(info.get("base") or {})
+        dirty = bool(info.get("unsaved_changes"))
+        page.set_heading(
+            view.name,
+            " · ".join(
+                p for p in (str(info.get("vm_state", "")), info.get("backend", ""), base,
+                            f"{len(view.nodes)} states", "unsaved changes" if dirty else "") if p
+            ),
+        )
+        page.tree.set_states(view.nodes, view.current, dirty=dirty)
+        names = {n.id: (n.name or n.id[:8]) for n in view.nodes}
+        page.logbook.set_history(view.history, names)
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        view = self.view
+        selected = self.page.tree.selected_state()
+        has_project = view is not None
+        vm = str(view.info.get("vm_state", "")) if view else ""
+        on_state = bool(selected)
+        self.page.set_enabled_actions(
+            {
+                "start": has_project and vm not in BUSY_STATES,
+                "shutdown": has_project and vm in BUSY_STATES,
+                "suspend": has_project and vm == "running",
+                "switch": has_project and vm not in BUSY_STATES,
+                "console": has_project,
+                "save": has_project,
+                "restore": on_state,
+                "branch": on_state,
+                "rename": on_state,
+                "delete": on_state,
+                "export": on_state,
+                "mail": on_state,
+                "import": has_project,
+            }
+        )
+
+    # -- running service calls -----------------------------------------------------------
+    def run(self, title: str, fn: Callable[..., Any], *args: Any, on_result=None, **kwargs: Any) -> Job:
+        """Start ``fn`` (a service function) in a job; read the page again whatever the outcome."""
+        kwargs.setdefault("ctx", self.ctx)
+        job = Job(fn, *args, title=title, pass_cancel=False, **kwargs)
+        if on_result is not None:
+            job.signals.finished.connect(on_result)
+        job.signals.done.connect(self.refresh)
+        return self.runner.start(job)
+
+    def on_action(self, key: str) -> None:
+        name = self.project
+        if name is None:
+            return
+        state = self.page.tree.selected_state()
+        handlers: dict[str, Callable[[], Any]] = {
+            "start": lambda: self.run(f"Starting {name}", service.up, name),
+            "shutdown": lambda: self.run(f"Shutting down {name}", service.down, name, mode="shutdown"),
+            "suspend": lambda: self.run(f"Suspending {name}", service.down, name, mode="save"),
+            "switch": lambda: self.run(f"Switching to {name}", service.switch, name),
+            "console": self.show_console,
+            "save": self.ask_save,
+            "restore": lambda: state and self.ask_restore(state),
+            "branch": lambda: state and self.ask_restore(state),
+            "rename": lambda: state and self.ask_rename(state),
+            "delete": lambda: state and self.delete_state(state),
+            "export": lambda: state and self.ask_export(state),
+            "mail": lambda: state and self.ask_mail(state),
+            "import": self.ask_import,
+        }
+        handlers[key]()
+
+    def _open(self, dialog, on_accept: Callable[[], Any]):
+        self.active_dialog = dialog
+        dialog.accepted.connect(on_accept)
+        dialog.finished.connect(lambda _code: setattr(self, "active_dialog", None))
+        dialog.open()
+        return dialog
+
+    def ask_save(self) -> SaveStateDialog:
+        name = self.project
+        dialog = SaveStateDialog(self.window, name or "")
+        return self._open(dialog, lambda: self.save_state(*dialog.values()))
+
+    def save_state(self, state_name: str | None, message: str) -> Job:
+        name = self.project
+        return self.run(
+            f"Saving a state of {name}", service.save_state, name, state_name, message=message,
+            on_result=lambda state: self.page.tree.select_state(state.id),
+        )
+
+    def ask_restore(self, state_id: str) -> RestoreDialog:
+        view = self.view
+        dirty = bool(view and view.info.get("unsaved_changes"))
+        running = bool(view and str(view.info.get("vm_state")) in (*BUSY_STATES, "saved"))
+        label = self._label(state_id)
+        dialog = RestoreDialog(self.window, label, dirty=dirty, running=running)
+        return self._open(
+            dialog, lambda: self.restore_state(state_id, discard=dialog.choice == RestoreDialog.DISCARD)
+        )
+
+    def restore_state(self, state_id: str, *, discard: bool = False) -> Job:
+        name = self.project
+        return self.run(
+            f"Restoring {self._label(state_id)}", service.restore_state, name, state_id, discard=discard,
+            stop=not discard,
+        )
+
+    def ask_rename(self, state_id: str) -> TextDialog:
+        dialog = TextDialog(self.window, "Rename state", "New name:", self._label(state_id))
+        return self._open(dialog, lambda: self.rename_state(state_id, dialog.value()))
+
+    def rename_state(self, state_id: str, new_name: str) -> Job:
+        return self.run(f"Renaming {self._label(state_id)}", service.rename_state, self.project, state_id, new_name)
+
+    def delete_state(self, state_id: str) -> Job:
+        from PySide6.QtWidgets import QMessageBox
+
+        box = QMessageBox(QMessageBox.Icon.Question, "Delete state", f"Delete the state “{self._label(state_id)}”?",
+                          QMessageBox.StandardButton.Cancel, self.window)
+        delete = box.addButton("Delete", QMessageBox.ButtonRole.DestructiveRole)
+        self.active_dialog = box
+        box.buttonClicked.connect(
+            lambda button: button is delete and self.run(
+                f"Deleting {self._label(state_id)}", service.remove_state, self.project, state_id
+            )
+        )
+        box.open()
+        return box
+
+    def add_note(self, text: str) -> Job:
+        state = self.page.tree.selected_state() or None
+        job = self.run("Adding a note", service.add_note, text, project_name=self.project, ref=state)
+        job.signals.finished.connect(lambda _r: self.page.logbook.note_saved())
+        return job
+
+    def show_console(self) -> None:
+        name = self.project
+
+        def read(progress=None) -> str:
+            return service.console_tail(name, lines=200, ctx=self.ctx)
+
+        job = Job(read, title=f"Reading the console of {name}", pass_cancel=False)
+        job.signals.finished.connect(lambda text: self._open(ConsoleDialog(self.window, name, text), lambda: None))
+        self.runner.start(job)
+
+    # -- bundles -------------------------------------------------------------------------
+    def ask_export(self, state_id: str) -> None:
+        default = str(Path.home() / f"{self.project}-{self._label(state_id)}.vmlstate")
+        dest, _ = QFileDialog.getSaveFileName(self.window, "Export state", default, "vmlog states (*.vmlstate)")
+        if dest:
+            self.export_state(state_id, Path(dest))
+
+    def export_state(self, state_id: str, dest: Path) -> Job:
+        export = service_function("vmlog.bundles.service", "export_state")
+        return self.run(f"Exporting {self._label(state_id)}", export, self.project, state_id, dest)
+
+    def ask_mail(self, state_id: str) -> TextDialog:
+        dialog = TextDialog(self.window, "Share by mail", "Send to:")
+        return self._open(dialog, lambda: self.mail_state(state_id, dialog.value()))
+
+    def mail_state(self, state_id: str, to: str) -> Job:
+        send = service_function("vmlog.mail.service", "send_state")
+        return self.run(f"Mailing {self._label(state_id)} to {to}", send, self.project, state_id, to)
+
+    def ask_import(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self.window, "Import state", str(Path.home()), "vmlog states (*.vmlstate)"
+        )
+        if path:
+            self.import_bundle(Path(path))
+
+    def import_bundle(self, path: Path) -> Job:
+        import_state = service_function("vmlog.bundles.service", "import_state")
+        return self.run(f"Importing {path.name}", import_state, path, project_name=self.project)
+
+    def _label(self, state_id: str) -> str:
+        if self.view:
+            for node in self.view.nodes:
+                if node.id == state_id:
+                    return node.name or node.id[:8]
+        return state_id[:8]

@@ -1,0 +1,124 @@
+"""Small non-blocking dialogs the pages open: save a state, name something, confirm a restore.
+
+Each is opened with ``open()`` (never ``exec()``), so the event loop, running jobs and tests keep
+going while it is up; the caller connects to ``accepted``.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+
+class SaveStateDialog(QDialog):
+    """Name (optional) and message of a new state."""
+
+    def __init__(self, parent: QWidget | None, project: str) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(f"Save a state of {project}")
+        self.name = QLineEdit()
+        self.name.setPlaceholderText("optional, e.g. after-calibration")
+        self.message = QPlainTextEdit()
+        self.message.setPlaceholderText("What is in this state? (shown in the tree and the logbook)")
+        self.message.setFixedHeight(90)
+        form = QFormLayout()
+        form.addRow("Name:", self.name)
+        form.addRow("Message:", self.message)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(buttons)
+        self.resize(460, self.sizeHint().height())
+
+    def values(self) -> tuple[str | None, str]:
+        return (self.name.text().strip() or None, self.message.toPlainText().strip())
+
+
+class TextDialog(QDialog):
+    """One line of text (a new name, a mail address)."""
+
+    def __init__(self, parent: QWidget | None, title: str, label: str, text: str = "") -> None:
+        super().__init__(parent)
+        self.setWindowTitle(title)
+        self.edit = QLineEdit(text)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form = QFormLayout()
+        form.addRow(label, self.edit)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(buttons)
+        self.resize(420, self.sizeHint().height())
+
+    def value(self) -> str:
+        return self.edit.text().strip()
+
+
+class RestoreDialog(QDialog):
+    """Asks before a restore; unsaved work is kept (auto-saved) unless the user picks Discard."""
+
+    KEEP, DISCARD = 1, 2
+
+    def __init__(self, parent: QWidget | None, target: str, *, dirty: bool, running: bool) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Restore state")
+        self.choice = 0
+        lines = [f"<b>Go back to “{target}”?</b>"]
+        if running:
+            lines.append("The machine is running: it will be saved with its memory as a new state first.")
+        if dirty:
+            lines.append("The machine's disks have unsaved changes.")
+        if dirty or running:
+            lines.append("Keep them as an automatically saved state, or discard them for good?")
+        text = QLabel("<br>".join(lines))
+        text.setWordWrap(True)
+        buttons = QDialogButtonBox()
+        self.keep = QPushButton("Keep changes and restore" if (dirty or running) else "Restore")
+        self.keep.setDefault(True)
+        buttons.addButton(self.keep, QDialogButtonBox.ButtonRole.AcceptRole)
+        self.discard = QPushButton("Discard changes and restore")
+        if dirty or running:
+            buttons.addButton(self.discard, QDialogButtonBox.ButtonRole.DestructiveRole)
+        buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
+        self.keep.clicked.connect(lambda: self._pick(self.KEEP))
+        self.discard.clicked.connect(lambda: self._pick(self.DISCARD))
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(text)
+        layout.addWidget(buttons)
+        self.resize(480, self.sizeHint().height())
+
+    def _pick(self, choice: int) -> None:
+        self.choice = choice
+        self.accept()
+
+
+class ConsoleDialog(QDialog):
+    """The last lines of the machine's serial console, read-only."""
+
+    def __init__(self, parent: QWidget | None, project: str, text: str) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(f"Console of {project}")
+        self.text = QPlainTextEdit(text)
+        self.text.setReadOnly(True)
+        font = self.text.font()
+        font.setFamily("monospace")
+        self.text.setFont(font)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.text)
+        layout.addWidget(buttons)
+        self.resize(720, 420)

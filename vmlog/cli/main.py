@@ -40,6 +40,12 @@ def main(
 
 app.command("doctor")(doctor.doctor)
 
+from vmlog.cli import appliance as appliance_cli  # noqa: E402
+from vmlog.cli import catalog as catalog_cli  # noqa: E402
+
+app.add_typer(catalog_cli.app, name="catalog")
+app.add_typer(appliance_cli.app, name="appliance")
+
 
 def run() -> None:
     """Console-script entry: run the app, turning domain errors into one-line messages."""

@@ -29,11 +29,11 @@ from hypervisors.errors import HypervisorError
 from vmlog.bundles import manifest as mf
 from vmlog.bundles.delta import REFERENCE_PLACEHOLDER
 from vmlog.bundles.errors import BundleRejected
+from vmlog.bundles.files import fsync_dir
 from vmlog.bundles.qcow2_header import read_header
 from vmlog.bundles.signing import MAX_SIGNATURE_MEMBER, KnownSigners, SignerInfo, verify_signature
 from vmlog.bundles.zstd_stream import CHUNK, decompress_stream
 from vmlog.errors import AlreadyExists, InvalidInput
-from vmlog.bundles.files import fsync_dir
 
 HASH_CHUNK = 4 << 20
 
@@ -226,9 +226,19 @@ class BundleReader:
                     raise BundleRejected(
                         "bomb", f"member {name!r} claims {entry['raw_size']} bytes once decompressed (limit {limit})"
                     )
-                raw_size, raw_sha = decompress_stream(
-                    src, write, what=f"member {name!r}", declared_size=entry["raw_size"], limit=limit
-                )
+                try:
+                    raw_size, raw_sha = decompress_stream(
+                        src, write, what=f"member {name!r}", declared_size=entry["raw_size"], limit=limit
+                    )
+                except BundleRejected as exc:
+                    # a damaged stream is first of all a digest mismatch: say so if it is one
+                    if exc.reason == "corrupt":
+                        src.drain()
+                        if src.sha.hexdigest() != entry["stored_sha256"]:
+                            raise BundleRejected(
+                                "digest", f"member {name!r} does not match its sha256 in the manifest"
+                            ) from exc
+                    raise
                 if src.drain():
                     raise BundleRejected("corrupt", f"member {name!r} has data after its zstd stream")
             else:

@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from vmlog.bundles.errors import BundleRejected
-from vmlog.errors import InvalidInput
 from vmlog.bundles.files import atomic_write_bytes
+from vmlog.errors import InvalidInput
 
 ALGORITHM = "ed25519"
 MAX_SIGNATURE_MEMBER = 16 << 10

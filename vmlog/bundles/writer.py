@@ -24,10 +24,10 @@ from hypervisors import qemu_img
 from vmlog import __version__
 from vmlog.bundles import manifest as mf
 from vmlog.bundles.delta import DeltaStats, write_delta
+from vmlog.bundles.files import fsync_dir, temp_name
 from vmlog.bundles.signing import SigningKey
 from vmlog.bundles.zstd_stream import StreamDigest, compress_file
 from vmlog.errors import InvalidInput
-from vmlog.bundles.files import fsync_dir, temp_name
 
 MAIL_ATTACHMENT_LIMIT = 25 * 1000 * 1000
 _MTIME = 0

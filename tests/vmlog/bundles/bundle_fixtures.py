@@ -42,7 +42,12 @@ class Chain:
 
     def base_ref(self) -> BaseImageRef:
         return BaseImageRef(
-            self.base, "raw", self.base_sha256, "testbase", "1.0", self.base.stat().st_size,
+            self.base,
+            "raw",
+            self.base_sha256,
+            "testbase",
+            "1.0",
+            self.base.stat().st_size,
             ("http://127.0.0.1:9/base.raw",),
         )
 
@@ -95,19 +100,21 @@ def read_members(bundle: Path) -> dict[str, bytes]:
         return {m.name: tf.extractfile(m).read() for m in tf.getmembers()}
 
 
-def member(name: str, data: bytes = b"", *, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
+Member = tuple[tarfile.TarInfo, bytes]
+
+
+def member(name: str, data: bytes = b"", *, kind: bytes = tarfile.REGTYPE, link: str = "") -> Member:
     info = tarfile.TarInfo(name)
     info.size = len(data) if kind == tarfile.REGTYPE else 0
     info.type = kind
     info.linkname = link
-    info.data = data  # type: ignore[attr-defined]
-    return info
+    return info, data
 
 
-def pack(path: Path, infos: list[tarfile.TarInfo]) -> Path:
+def pack(path: Path, members: list[Member]) -> Path:
     with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tf:
-        for info in infos:
-            tf.addfile(info, io.BytesIO(info.data) if info.isreg() else None)  # type: ignore[attr-defined]
+        for info, data in members:
+            tf.addfile(info, io.BytesIO(data) if info.isreg() else None)
     return path
 
 

@@ -135,4 +135,9 @@ def test_base_ref_metadata_is_in_manifest(chain: Chain, tmp_path: Path) -> None:
     writer.add_disk("system", chain.layer2)
     bundle = writer.write(tmp_path / "b.vmlstate").path
     base = json.loads(read_members(bundle)["manifest.json"])["base"]
-    assert (base["name"], base["version"], base["size"], base["urls"]) == ("cernvm", "5.1", 123, ["https://a", "https://b"])
+    assert (base["name"], base["version"], base["size"], base["urls"]) == (
+        "cernvm",
+        "5.1",
+        123,
+        ["https://a", "https://b"],
+    )

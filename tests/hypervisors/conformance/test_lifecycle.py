@@ -80,7 +80,7 @@ class TestHypervisorConformance:
             assert guest.check_output("cat /data/file-a").strip() == "before"
             assert guest.check_output("ls /data/file-b").strip() == "/data/file-b"
         assert old_top.read_bytes() == frozen  # the old layer stopped changing
-        assert qemu_img.info(new_top, "qcow2")["actual-size"] > 1 << 20
+        assert new_top.stat().st_size > 1 << 20  # the new one took the writes
         backend.poweroff(spec.name)
         assert backend.disk_tops(spec.name) == {"system": new_top}  # the definition follows the swap
 

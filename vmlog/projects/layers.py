@@ -1,0 +1,91 @@
+"""The qcow2 layer files of one project: overlays with small clusters and relative backing names.
+
+Small clusters matter: a guest's scattered 4 KiB writes each allocate a whole cluster in the live
+overlay (2,000 random writes: 15 MB at 4 KiB clusters, 131 MB at 64 KiB, 3.4 GB at 2 MiB).
+Every file is created under a temp name and renamed into place, so a file with a final name is
+always complete.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+
+from hypervisors import qemu_img
+from vmlog import fsutil
+
+CLUSTER_SIZE = 65536
+
+
+class LayerStore:
+    """The ``layers/`` directory of a project."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = Path(directory)
+
+    def path(self, name: str) -> Path:
+        return self.dir / name
+
+    @staticmethod
+    def new_name(label: str) -> str:
+        return f"{label}-{secrets.token_hex(6)}.qcow2"
+
+    def files(self) -> list[str]:
+        if not self.dir.is_dir():
+            return []
+        return sorted(p.name for p in self.dir.iterdir() if p.is_file())
+
+    def _publish(self, tmp: Path, name: str) -> Path:
+        fsutil.fsync_file(tmp)
+        dest = self.path(name)
+        fsutil.durable_rename(tmp, dest)
+        return dest
+
+    def create_overlay(self, name: str, backing: Path, backing_format: str) -> Path:
+        """A new empty overlay ``name`` on ``backing`` (O(1): nothing is copied)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = fsutil.temp_path_for(self.path(name))
+        try:
+            qemu_img.create_overlay(tmp, backing, backing_format, cluster_size=CLUSTER_SIZE)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return self._publish(tmp, name)
+
+    def create_blank(self, name: str, size: int | str) -> Path:
+        """A blank qcow2 disk (the root of a scratch disk's chain)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = fsutil.temp_path_for(self.path(name))
+        try:
+            qemu_img.create(tmp, "qcow2", size, cluster_size=CLUSTER_SIZE)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return self._publish(tmp, name)
+
+    def backing_name(self, name: str) -> str | None:
+        """The backing file name recorded in the layer (relative to ``layers/``), None for a root."""
+        data = qemu_img.info(self.path(name), "qcow2")
+        return data.get("backing-filename")
+
+    def has_changes(self, name: str) -> bool:
+        """True if the layer holds any data of its own (the guest wrote something into it)."""
+        out = qemu_img.run(["map", "--output=json", "-U", "-f", "qcow2", str(self.path(name))])
+        return any(entry.get("depth") == 0 for entry in json.loads(out))
+
+    def rebase(self, name: str, backing: Path, backing_format: str) -> None:
+        """Re-point layer ``name`` at ``backing``, copying in whatever the old chain showed differently.
+
+        Safe against a crash: qemu-img writes the copied clusters (which show the guest what the
+        old backing showed anyway) before it rewrites the header's backing name.
+        """
+        import os
+
+        target = self.path(name)
+        rel = os.path.relpath(Path(backing).resolve(), target.parent.resolve())
+        qemu_img.run(["rebase", "-q", "-f", "qcow2", "-b", rel, "-F", backing_format, str(target)], cwd=target.parent)
+        fsutil.fsync_file(target)
+
+    def remove(self, name: str) -> None:
+        self.path(name).unlink(missing_ok=True)

@@ -1,0 +1,303 @@
+"""Checking and repairing the project store after a crash (``vml doctor`` calls :func:`check_store`).
+
+What a kill -9 can leave, given the write order of :mod:`vmlog.projects.overlay_chain`:
+temp files, half-built or half-deleted project directories, state directories without
+``state.json``, layer files nothing names, an *uncommitted* save (a state whose layer is still the
+live layer), a live layer missing. Saved states are never touched except to finish an
+interrupted save.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hypervisors.base import Hypervisor, VMState
+from hypervisors.errors import HypervisorError
+from vmlog import fsutil
+from vmlog.projects.model import Project, State
+from vmlog.projects.store import NEW_PREFIX, STATE_FILE, TRASH_PREFIX, ProjectFiles, ProjectStore
+
+
+@dataclass
+class Finding:
+    project: str | None
+    problem: str
+    action: str  # what repair does (or did) about it
+    repaired: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        return {"project": self.project, "problem": self.problem, "action": self.action, "repaired": self.repaired}
+
+
+@dataclass
+class StoreReport:
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(f.repaired for f in self.findings)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"ok": self.ok, "findings": [f.to_dict() for f in self.findings]}
+
+
+def _remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    fsutil.fsync_dir(path.parent)
+
+
+def check_store(store: ProjectStore, *, repair: bool = False, release_ref=None, backend_for=None) -> StoreReport:
+    """Check every project; with ``repair`` fix what can be fixed without losing a saved state.
+
+    ``release_ref(sha256, holder)`` drops an image reference held by a half-built or trashed
+    project; ``backend_for(project)`` opens its backend (or returns None) so an interrupted live
+    save can ask the VM which layer it writes into.
+    """
+    report = StoreReport()
+    if not store.root.is_dir():
+        return report
+    for entry in sorted(store.root.iterdir()):
+        if entry.name.startswith((NEW_PREFIX, TRASH_PREFIX)) and entry.is_dir():
+            kind = "half-built" if entry.name.startswith(NEW_PREFIX) else "half-removed"
+            finding = Finding(None, f"{kind} project directory {entry.name}", "delete it")
+            if repair:
+                _release_project_refs(entry, release_ref)
+                _remove_tree(entry)
+                finding.repaired = True
+            report.findings.append(finding)
+        elif fsutil.is_temp(entry):
+            finding = Finding(None, f"temp file {entry.name}", "delete it")
+            if repair:
+                entry.unlink(missing_ok=True)
+                finding.repaired = True
+            report.findings.append(finding)
+    for name in store.names():
+        files = store.files(name)
+        backend = backend_for(files.load()) if (repair and backend_for) else None
+        report.findings.extend(check_project(files, repair=repair, backend=backend))
+    return report
+
+
+def _release_project_refs(directory: Path, release_ref) -> None:
+    if release_ref is None:
+        return
+    try:
+        project = Project.from_dict(fsutil.read_json(directory / "project.json"))
+    except (OSError, ValueError, KeyError):
+        return
+    for root in project.roots.values():
+        if root.image_sha256:
+            release_ref(root.image_sha256, f"project:{project.id}")
+
+
+def _vm_top(backend: Hypervisor | None, project: Project, label: str) -> Path | None:
+    """The layer the VM writes into right now, if it runs (None if unknown or stopped)."""
+    if backend is None:
+        return None
+    try:
+        if not backend.exists(project.vm_name) or backend.state(project.vm_name) in (VMState.STOPPED,):
+            return None
+        return Path(backend.disk_tops(project.vm_name)[label])
+    except (HypervisorError, KeyError):
+        return None
+
+
+def check_project(files: ProjectFiles, *, repair: bool = False, backend: Hypervisor | None = None) -> list[Finding]:
+    findings: list[Finding] = []
+    name = files.root.name
+
+    def found(problem: str, action: str, fix=None) -> None:
+        finding = Finding(name, problem, action)
+        if repair and fix is not None:
+            fix()
+            finding.repaired = True
+        findings.append(finding)
+
+    # temp files anywhere in the project
+    for path in sorted(files.root.rglob("*")):
+        if fsutil.is_temp(path) and path.is_file():
+            found(f"temp file {path.relative_to(files.root)}", "delete it", lambda p=path: p.unlink(missing_ok=True))
+    # state directories without state.json
+    if files.states_dir.is_dir():
+        for directory in sorted(files.states_dir.iterdir()):
+            if directory.is_dir() and not (directory / STATE_FILE).is_file():
+                found(
+                    f"half-written state directory states/{directory.name}",
+                    "delete it",
+                    lambda d=directory: _remove_tree(d),
+                )
+    project = files.load()
+    states = files.states()
+
+    # an interrupted save: a state whose layer is still the live layer
+    live_names = set(project.live.values())
+    pending: set[str] = set()  # overlays an interrupted save will adopt as the live layer
+    for state in sorted(states.values(), key=lambda s: s.created):
+        if not live_names.intersection(state.layers.values()):
+            continue
+        next_live = _next_live(files, project, state, backend)
+        if next_live is not None:
+            pending.update(next_live.values())
+
+            def roll_forward(state: State = state, next_live: dict[str, str] = next_live) -> None:
+                project.current = state.id
+                project.live = next_live
+                files.write(project)
+
+            found(
+                f"save of state {state.label()} was interrupted after its data was written",
+                "finish it (the state becomes current)",
+                roll_forward,
+            )
+            live_names = set(project.live.values()) if repair else live_names
+        else:
+            found(
+                f"save of state {state.label()} was interrupted before the VM switched layers",
+                "undo it (nothing had been saved yet)",
+                lambda s=state: files.delete_state(s.id),
+            )
+            if repair:
+                states.pop(state.id, None)
+    if repair:
+        project = files.load()
+        states = files.states()
+
+    # the current state and parents must exist
+    if project.current is not None and project.current not in states:
+
+        def reset_current() -> None:
+            project.current = None
+            files.write(project)
+
+        found(f"current state {project.current} does not exist", "point the project at no state", reset_current)
+    for state in states.values():
+        if state.parent is not None and state.parent not in states:
+            found(
+                f"state {state.label()} names a missing parent {state.parent}",
+                "nothing (the tree shows it as a root; its layer chain decides its content)",
+            )
+        for label, layer in state.layers.items():
+            if not files.layers.path(layer).is_file():
+                found(
+                    f"state {state.label()} lost its {label} layer {layer}",
+                    "nothing can bring it back; remove the state with `vml state rm`",
+                )
+
+    # each layer must back onto its parent's layer; an interrupted merge (rm) leaves a layer that
+    # already backs onto its grandparent: finish the re-parenting the merge had started
+    for state in sorted(states.values(), key=lambda s: s.created):
+        if state.parent is not None and state.parent not in states:
+            continue
+        for label, layer in state.layers.items():
+            problem = _chain_mismatch(files, project, states, layer, state.parent, label)
+            if problem is None:
+                continue
+            parent = states.get(state.parent) if state.parent else None
+            if parent is not None and _chain_mismatch(files, project, states, layer, parent.parent, label) is None:
+                found(
+                    f"state {state.label()} was merged with its parent {parent.label()} by an interrupted removal",
+                    "record its new parent",
+                    lambda s=state, p=parent.parent: files.rewrite_state(dataclasses.replace(s, parent=p)),
+                )
+                if repair:
+                    states[state.id] = dataclasses.replace(state, parent=parent.parent)
+            else:
+                found(f"state {state.label()}: {problem}", "nothing automatic; report this")
+            break
+    for label, layer in project.live.items():
+        if not files.layers.path(layer).is_file():
+            continue
+        problem = _chain_mismatch(files, project, states, layer, project.current, label)
+        if problem is None:
+            continue
+        head = states.get(project.current) if project.current else None
+        if head is not None and _chain_mismatch(files, project, states, layer, head.parent, label) is None:
+
+            def reparent_live(p: str | None = head.parent) -> None:
+                project.current = p
+                files.write(project)
+
+            found(
+                f"the live layer was merged with {head.label()} by an interrupted removal",
+                "make that state's parent the current state",
+                reparent_live,
+            )
+        else:
+            found(f"live {label} layer: {problem}", "nothing automatic; report this")
+
+    # live layers must exist
+    for label, layer in list(project.live.items()):
+        if not files.layers.path(layer).is_file():
+
+            def new_live(label: str = label) -> None:
+                fresh = files.layers.new_name(label)
+                backing, fmt = files.layer_under(project, states, project.current, label)
+                files.layers.create_overlay(fresh, backing, fmt)
+                project.live[label] = fresh
+                files.write(project)
+
+            found(f"live {label} layer {layer} is missing", "create an empty one on the current state", new_live)
+
+    # layer files nothing names
+    if repair:
+        project = files.load()
+    used = set(project.live.values()) | pending
+    used.update(root.file for root in project.roots.values() if root.file)
+    for state in states.values():
+        used.update(state.layers.values())
+    for layer in files.layers.files():
+        if layer not in used and not fsutil.is_temp(Path(layer)):
+            found(f"layer {layer} belongs to no state", "delete it", lambda layer=layer: files.layers.remove(layer))
+    return findings
+
+
+def _next_live(
+    files: ProjectFiles, project: Project, state: State, backend: Hypervisor | None
+) -> dict[str, str] | None:
+    """The overlays an interrupted save created on the state's layers, if the save can be finished."""
+    used = set(project.live.values())
+    for other in files.states().values():
+        used.update(other.layers.values())
+    result: dict[str, str] = {}
+    for label, frozen in state.layers.items():
+        top = _vm_top(backend, project, label)
+        if top is not None and top.name == frozen:
+            return None  # the VM still writes into the layer: it is not frozen
+        candidates = [
+            name
+            for name in files.layers.files()
+            if name not in used and name.startswith(f"{label}-") and _backing_is(files, name, frozen)
+        ]
+        if top is not None and top.name in candidates:
+            candidates = [top.name]
+        if len(candidates) != 1:
+            return None
+        result[label] = candidates[0]
+    return result
+
+
+def _chain_mismatch(
+    files: ProjectFiles, project: Project, states: dict[str, State], layer: str, parent: str | None, label: str
+) -> str | None:
+    """None if ``layer`` backs onto the layer of ``parent`` (or the chain root), else what is wrong."""
+    try:
+        backing = files.layers.backing_name(layer)
+    except HypervisorError as exc:
+        return f"layer {layer} cannot be read: {exc.message}"
+    expected, _fmt = files.layer_under(project, states, parent, label)
+    if backing is None:
+        return f"layer {layer} has no backing file"
+    if (files.layers.dir / backing).resolve() != Path(expected).resolve():
+        return f"layer {layer} backs onto {backing}, not {expected.name}"
+    return None
+
+
+def _backing_is(files: ProjectFiles, name: str, frozen: str) -> bool:
+    try:
+        backing = files.layers.backing_name(name)
+    except HypervisorError:
+        return False
+    return backing is not None and Path(backing).name == frozen

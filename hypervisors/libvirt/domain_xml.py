@@ -35,13 +35,17 @@ class DomainOptions:
 
 
 def disk_targets(spec: VMSpec) -> list[tuple[DiskSpec, str, str]]:
-    """Each disk with its target device and bus, in spec order: vda, vdb... (virtio); sda... (SATA)."""
+    """Each disk with its target device and bus, in spec order: vda, vdb... (virtio); sda... (SCSI).
+
+    CD-ROMs sit on a virtio-scsi controller rather than SATA: minimal appliance kernels (Debian's
+    cloud kernel among them) have virtio-scsi but no AHCI driver, and every full kernel has both.
+    """
     result: list[tuple[DiskSpec, str, str]] = []
-    virtio = sata = 0
+    virtio = scsi = 0
     for disk in spec.disks:
         if disk.device == "cdrom":
-            result.append((disk, "sd" + _letters(sata), "sata"))
-            sata += 1
+            result.append((disk, "sd" + _letters(scsi), "scsi"))
+            scsi += 1
         else:
             result.append((disk, "vd" + _letters(virtio), "virtio"))
             virtio += 1
@@ -131,6 +135,8 @@ def build_domain_xml(spec: VMSpec, options: DomainOptions) -> str:
     _sub(domain, "on_crash", "destroy")
 
     devices = _sub(domain, "devices")
+    if any(d.device == "cdrom" for d in spec.disks):
+        _sub(devices, "controller", type_="scsi", index="0", model="virtio-scsi")
     for disk, dev, bus in disk_targets(spec):
         disk_el = _sub(devices, "disk", type_="file", device=disk.device)
         _sub(disk_el, "driver", name="qemu", type_=disk.format)  # explicit format: qemu never probes

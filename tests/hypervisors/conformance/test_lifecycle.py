@@ -121,3 +121,19 @@ class TestHypervisorConformance:
         assert spec.disk("system").path.exists()  # vmlog's files stay
         with pytest.raises(VMNotFound):
             backend.state(spec.name)
+
+    def test_guest_reads_a_nocloud_seed_on_its_cdrom(self, backend, vm_factory) -> None:  # type: ignore[no-untyped-def]
+        from hypervisors.spec import DiskSpec
+        from vmlog.context.nocloud import build_nocloud_seed
+
+        probe_spec = vm_factory.spec()
+        seed = build_nocloud_seed(
+            Path(probe_spec.serial_log).with_name("seed.iso"),
+            meta_data="instance-id: conformance-1\nlocal-hostname: seeded-guest\n",
+            user_data="#cloud-config\nwrite_files:\n  - path: /data/from-seed\n    content: seeded content\n",
+        )
+        cdrom = DiskSpec(path=seed, format="raw", device="cdrom", readonly=True, label="seed")
+        spec = vm_factory.define(probe_spec.replace(disks=(*probe_spec.disks, cdrom)))
+        with _boot(backend, spec) as guest:
+            assert guest.check_output("hostname").strip() == "seeded-guest"
+            assert guest.check_output("cat /data/from-seed").strip() == "seeded content"

@@ -34,7 +34,7 @@ def test_disks_in_order_with_explicit_formats(tmp_path: Path) -> None:
     assert root.get("type") == "qemu"
     disks = root.findall("devices/disk")
     assert [(d.find("target").get("dev"), d.find("target").get("bus")) for d in disks] == [
-        ("vda", "virtio"), ("sda", "sata"), ("vdb", "virtio"),
+        ("vda", "virtio"), ("sda", "scsi"), ("vdb", "virtio"),
     ]  # fmt: skip
     assert [d.find("driver").get("type") for d in disks] == ["qcow2", "raw", "raw"]
     assert disks[1].get("device") == "cdrom" and disks[1].find("readonly") is not None

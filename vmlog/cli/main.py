@@ -46,6 +46,19 @@ from vmlog.cli import catalog as catalog_cli  # noqa: E402
 app.add_typer(catalog_cli.app, name="catalog")
 app.add_typer(appliance_cli.app, name="appliance")
 
+from vmlog.cli import lifecycle as lifecycle_cli  # noqa: E402
+from vmlog.cli import log as log_cli  # noqa: E402
+from vmlog.cli import project as project_cli  # noqa: E402
+from vmlog.cli import state as state_cli  # noqa: E402
+
+app.add_typer(project_cli.app, name="project")
+app.add_typer(state_cli.app, name="state")
+for _command in (lifecycle_cli.up, lifecycle_cli.down, lifecycle_cli.status, lifecycle_cli.console,
+                 lifecycle_cli.switch):
+    app.command(_command.__name__)(_command)
+app.command("log")(log_cli.log)
+app.command("note")(log_cli.note)
+
 
 def run() -> None:
     """Console-script entry: run the app, turning domain errors into one-line messages."""

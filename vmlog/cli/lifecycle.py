@@ -1,0 +1,92 @@
+"""``vml up|down|status|console|switch``: run, stop and switch between projects' VMs."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vmlog.cli.output import abort, info, out, print_json
+from vmlog.cli.progress import status as progress_status
+from vmlog.projects import service
+
+ProjectArg = Annotated[str | None, typer.Argument(help="Project (default: the current one).")]
+
+
+def up(project: ProjectArg = None) -> None:
+    """Start the project's VM, or resume it where it was suspended."""
+    with progress_status("Starting") as progress:
+        what = service.up(project, progress=progress)
+    info(f"{service.resolve_project(project)}: {what}")
+
+
+def down(
+    project: ProjectArg = None,
+    save: Annotated[bool, typer.Option("--save", help="Suspend with memory; `vml up` resumes it.")] = False,
+    poweroff: Annotated[bool, typer.Option("--poweroff", help="Pull the plug (unsaved guest data is lost).")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for an ACPI shutdown.")] = 60.0,
+) -> None:
+    """Stop the VM: ACPI shutdown by default."""
+    if save and poweroff:
+        abort("--save and --poweroff exclude each other", code=2)
+    mode = "save" if save else ("poweroff" if poweroff else "shutdown")
+    with progress_status("Stopping") as progress:
+        service.down(project, mode=mode, timeout=timeout, progress=progress)
+    info(f"{service.resolve_project(project)}: {'suspended' if save else 'stopped'}")
+
+
+def status(project: ProjectArg = None, json_output: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The VM state, the current saved state and whether there is unsaved work."""
+    data = service.status(project)
+    if json_output:
+        print_json(data)
+        return
+    head = f"{data['state'][:12]} {data['state_name'] or ''}".strip() if data["state"] else "(no state saved)"
+    out.print(
+        f"[bold]{data['project']}[/]: VM {data['vm']}, on state {head}"
+        + (", [yellow]unsaved changes[/]" if data["unsaved_changes"] else "")
+    )
+    if data["busy"]:
+        out.print(f"  busy: {data['busy']}")
+
+
+def console(
+    project: ProjectArg = None,
+    lines: Annotated[int, typer.Option("--lines", "-n", help="How many lines of the log tail.")] = 40,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new console output.")] = False,
+) -> None:
+    """Show the guest's serial console (the tail of its log; --follow keeps reading)."""
+    text = service.console_tail(project, lines=lines)
+    out.print(text, markup=False, highlight=False)
+    if not follow:
+        return
+    log = Path(service.status(project)["serial_log"])
+    with log.open("rb") as fh:
+        fh.seek(0, 2)
+        try:
+            while True:
+                chunk = fh.read(65536)
+                if chunk:
+                    out.file.write(chunk.decode("utf-8", "replace"))
+                    out.file.flush()
+                else:
+                    time.sleep(0.3)
+        except KeyboardInterrupt:
+            return
+
+
+def switch(
+    project: Annotated[str, typer.Argument(help="The project to switch to.")],
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Suspend the current project's VM (with memory) and resume or start PROJECT's."""
+    with progress_status(f"Switching to {project}") as progress:
+        result = service.switch(project, progress=progress)
+    if json_output:
+        print_json(result)
+        return
+    left = f"{result['from']} suspended, " if result["suspended"] else ""
+    how = "resumed" if result["target_was"] == "saved" else "started"
+    info(f"{left}{project} {how}")

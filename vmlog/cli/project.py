@@ -1,0 +1,125 @@
+"""``vml project``: create, list, show, remove and rename projects."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from vmlog.cli.output import info, out, print_json
+from vmlog.cli.progress import status
+from vmlog.projects import service
+
+app = typer.Typer(help="Projects: one VM on a base appliance, with its tree of saved states.", no_args_is_help=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _size(num: int | None) -> str:
+    if num is None:
+        return "-"
+    value = float(num)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return str(num)
+
+
+@app.command("new")
+def new(
+    name: Annotated[str, typer.Argument(help="Project name (letters, digits, '.', '_', '-').")],
+    image: Annotated[
+        str, typer.Argument(help="Base appliance: a store ref (name[:version] or sha256) or an image file.")
+    ],
+    backend: Annotated[str, typer.Option(help="Hypervisor backend: kvm, virtualbox or vmware.")] = "kvm",
+    uri: Annotated[str | None, typer.Option(help="libvirt URI for the kvm backend.")] = None,
+    accel: Annotated[str | None, typer.Option(help="kvm backend accelerator: auto, kvm or tcg.")] = None,
+    cpus: Annotated[int, typer.Option(min=1, help="Virtual CPUs.")] = 1,
+    memory: Annotated[int, typer.Option(min=32, help="Memory in MiB.")] = 512,
+    disk_size: Annotated[
+        str | None, typer.Option("--disk-size", help="Add an empty scratch disk of this size (e.g. 20G).")
+    ] = None,
+) -> None:
+    """Create a project on a base appliance; it becomes the current project."""
+    options = {key: value for key, value in (("uri", uri), ("accel", accel)) if value}
+    with status(f"Creating {name}") as progress:
+        project = service.new_project(
+            name,
+            image,
+            backend=backend,
+            backend_options=options,
+            cpus=cpus,
+            memory_mib=memory,
+            scratch_size=disk_size,
+            progress=progress,
+        )
+    info(
+        f"created project [bold]{project.name}[/] on {project.base.get('name')}:{project.base.get('version')}"
+        f" ({project.backend}); start it with `vml up`"
+    )
+
+
+@app.command("list")
+def list_(json_output: JsonOption = False) -> None:
+    """Every project, its VM state and how many states it has."""
+    rows = service.list_projects()
+    if json_output:
+        print_json(rows)
+        return
+    if not rows:
+        info("no projects yet; create one with `vml project new NAME IMAGE`")
+        return
+    for row in rows:
+        mark = "*" if row["current"] else " "
+        base = f"{row['base'].get('name')}:{row['base'].get('version')}"
+        out.print(
+            f"{mark} [bold]{row['name']:<20}[/] {row['vm']:<12} {row['states']:>3} states  "
+            f"{_size(row.get('disk_bytes')):>10}  {row['backend']:<8} {base}"
+        )
+
+
+@app.command("show")
+def show(
+    name: Annotated[str | None, typer.Argument(help="Project (default: the current one).")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Details of a project: base, backend, VM, current state, live layer."""
+    data = service.show_project(name)
+    if json_output:
+        print_json(data)
+        return
+    out.print(f"[bold]{data['name']}[/]  ({data['id']})")
+    out.print(
+        f"  base:     {data['base'].get('name')}:{data['base'].get('version')} ({data['base'].get('sha256', '')[:12]})"
+    )
+    out.print(f"  backend:  {data['backend']}  VM {data['vm_name']} is {data['vm_state']}")
+    out.print(f"  states:   {data['states']}, current {data['current'] or '(none)'}")
+    out.print(f"  unsaved:  {'yes' if data['unsaved_changes'] else 'no'}")
+    out.print(
+        f"  spec:     {data['spec'].get('cpus')} CPU, {data['spec'].get('memory_mib')} MiB, "
+        f"disks {', '.join(data['live'])}"
+    )
+    out.print(f"  files:    {data['path']}")
+
+
+@app.command("rm")
+def rm(
+    name: Annotated[str, typer.Argument(help="Project to delete.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+) -> None:
+    """Delete a project: its VM, its states and layers (the base appliance stays in the store)."""
+    if not yes:
+        typer.confirm(f"Delete project {name} with all its states?", abort=True)
+    service.remove_project(name)
+    info(f"removed project {name}")
+
+
+@app.command("rename")
+def rename(
+    old: Annotated[str, typer.Argument(help="Current name.")],
+    new: Annotated[str, typer.Argument(help="New name.")],
+) -> None:
+    """Rename a project (its VM must be stopped)."""
+    service.rename_project(old, new)
+    info(f"renamed {old} to {new}")

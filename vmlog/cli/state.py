@@ -1,0 +1,138 @@
+"""``vml state``: save, list, draw, show, restore, remove and rename the states of a project."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+
+from vmlog.cli.output import info, out, print_json
+from vmlog.cli.progress import status
+from vmlog.projects import service
+
+app = typer.Typer(help="Saved states of a project: a tree you can go back to and branch from.", no_args_is_help=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+ProjectOption = Annotated[str | None, typer.Option("--project", "-p", help="Project (default: the current one).")]
+
+
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+@app.command("save")
+def save(
+    name: Annotated[str | None, typer.Argument(help="A name for the state (optional, unique in the project).")] = None,
+    message: Annotated[str, typer.Option("--message", "-m", help="What this state is.")] = "",
+    memory: Annotated[bool, typer.Option("--memory", help="Also save the running VM's memory.")] = False,
+    project: ProjectOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Save the project's disks (and optionally memory) as a new state; works while the VM runs."""
+    with status("Saving a state") as progress:
+        state = service.save_state(project, name, message=message, memory=memory, progress=progress)
+    if json_output:
+        print_json(state.to_dict())
+        return
+    info(f"saved state [bold]{state.label()}[/]" + (" with memory" if state.memory else ""))
+
+
+@app.command("list")
+def list_(project: ProjectOption = None, json_output: JsonOption = False) -> None:
+    """The states of a project, oldest first."""
+    proj, states = service.states(project)
+    ordered = sorted(states.values(), key=lambda s: (s.created, s.id))
+    if json_output:
+        print_json([{**s.to_dict(), "current": s.id == proj.current} for s in ordered])
+        return
+    if not ordered:
+        info(f"project {proj.name} has no states yet; save one with `vml state save NAME`")
+    for s in ordered:
+        mark = "@" if s.id == proj.current else " "
+        mem = " [memory]" if s.memory else ""
+        parent = s.parent[:8] if s.parent else "-"
+        out.print(
+            f"{mark} {s.id[:12]}  {_when(s.created)}  {s.name or '':<20} parent {parent}{mem}  {s.message}",
+            soft_wrap=True,
+        )
+
+
+@app.command("tree")
+def tree(project: ProjectOption = None, json_output: JsonOption = False) -> None:
+    """Draw the tree of states like `git log --graph`; @ marks the current state."""
+    if json_output:
+        proj, states = service.states(project)
+        print_json({"current": proj.current, "states": [s.to_dict() for s in states.values()]})
+        return
+    for line in service.state_tree(project):
+        out.print(line, markup=False)
+
+
+@app.command("show")
+def show(
+    ref: Annotated[str, typer.Argument(help="State: name, id prefix, HEAD, HEAD~N.")] = "HEAD",
+    project: ProjectOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Details of one state, with its notes."""
+    data = service.show_state(project, ref)
+    if json_output:
+        print_json(data)
+        return
+    out.print(f"[bold]{data['id']}[/] {data['name'] or ''}{'  (current)' if data['current'] else ''}")
+    out.print(f"  created:  {_when(data['created'])} by {data['author']}")
+    out.print(f"  parent:   {data['parent'] or '-'}")
+    out.print(f"  children: {', '.join(c[:12] for c in data['children']) or '-'}")
+    out.print(f"  memory:   {'yes' if data['memory'] else 'no'}")
+    out.print(f"  layers:   {', '.join(f'{k}={v}' for k, v in data['layers'].items())}")
+    if data["message"]:
+        out.print(f"  message:  {data['message']}")
+    for note in data["notes"]:
+        out.print(f"  note ({note['created']}, {note['who']}): {note['text']}")
+
+
+@app.command("restore")
+def restore(
+    ref: Annotated[str, typer.Argument(help="State: name, id prefix, HEAD, HEAD~N.")],
+    discard: Annotated[
+        bool, typer.Option("--discard", help="Throw away unsaved work instead of auto-saving it.")
+    ] = False,
+    stop: Annotated[bool, typer.Option("--stop", help="Stop a running VM first (saving it with memory).")] = False,
+    project: ProjectOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Go back to a state; the next save branches the tree. Unsaved work is auto-saved unless --discard."""
+    with status(f"Restoring {ref}") as progress:
+        result = service.restore_state(project, ref, discard=discard, stop=stop, progress=progress)
+    if json_output:
+        print_json(result)
+        return
+    if result["autosaved"]:
+        info(f"unsaved work was saved as state {result['autosaved'][:12]} (auto-saved before restore)")
+    info(
+        f"restored state {result['state'][:12]}"
+        + ("; the VM is running" if result.get("running") else "; start it with `vml up`")
+    )
+
+
+@app.command("rm")
+def rm(
+    ref: Annotated[str, typer.Argument(help="State: name, id prefix, HEAD, HEAD~N.")],
+    project: ProjectOption = None,
+) -> None:
+    """Remove a state; its child (if one) keeps its content, a state with several children is refused."""
+    with status(f"Removing {ref}") as progress:
+        state = service.remove_state(project, ref, progress=progress)
+    info(f"removed state {state.label()}")
+
+
+@app.command("rename")
+def rename(
+    ref: Annotated[str, typer.Argument(help="State: name, id prefix, HEAD, HEAD~N.")],
+    name: Annotated[str, typer.Argument(help="New name.")],
+    project: ProjectOption = None,
+) -> None:
+    """Give a state a new name (its id never changes)."""
+    state = service.rename_state(project, ref, name)
+    info(f"state {state.id[:12]} is now called {state.name}")

@@ -49,7 +49,7 @@ class StateGraphDelegate(QStyledItemDelegate):
     def paint(
         self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
     ) -> None:
-        row: TreeRow = index.data(ROW_ROLE)
+        row: TreeRow = index.siblingAtColumn(0).data(ROW_ROLE)
         opt = QStyleOptionViewItem(option)
         self.initStyleOption(opt, index)
         style = opt.widget.style() if opt.widget else None

@@ -66,5 +66,29 @@ def check_qemu_img() -> Check:
     return Check("qemu-img", True, f"qemu-img {ver}", details={"path": shutil.which("qemu-img") or ""})
 
 
-def diagnose() -> Report:
-    return Report(backends=registry.probe_all(), tools=[check_qemu_img()])
+def check_project_store(*, repair: bool = False) -> Check:
+    """The project store after a crash: temp files, half-written states, interrupted saves, orphan layers."""
+    from vmlog.projects.service import check_projects
+
+    try:
+        report = check_projects(repair=repair)
+    except Exception as exc:  # the report must still come out if the store cannot be read at all
+        return Check("projects", False, f"cannot check the project store: {exc}", fix="see `VMLOG_DEBUG=1 vml doctor`")
+    if not report.findings:
+        return Check("projects", True, "project store consistent")
+    problems = [
+        f"{f.project or '-'}: {f.problem} -> {f.action}{' (done)' if f.repaired else ''}" for f in report.findings
+    ]
+    if report.ok:
+        return Check("projects", True, f"repaired {len(problems)} problem(s)", warnings=problems)
+    return Check(
+        "projects",
+        False,
+        f"{len(problems)} problem(s) in the project store",
+        fix="run `vml doctor --repair` (saved states are kept)",
+        warnings=problems,
+    )
+
+
+def diagnose(*, repair: bool = False) -> Report:
+    return Report(backends=registry.probe_all(), tools=[check_qemu_img(), check_project_store(repair=repair)])

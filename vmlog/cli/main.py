@@ -59,6 +59,10 @@ for _command in (lifecycle_cli.up, lifecycle_cli.down, lifecycle_cli.status, lif
 app.command("log")(log_cli.log)
 app.command("note")(log_cli.note)
 
+from vmlog.cli import release as release_cli  # noqa: E402
+
+app.add_typer(release_cli.app, name="release")
+
 
 def run() -> None:
     """Console-script entry: run the app, turning domain errors into one-line messages."""

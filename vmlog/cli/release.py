@@ -1,0 +1,159 @@
+"""``vml release ...``: release sources, listing, and mounting releases as lazy read-only filesystems."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vmlog.cli.output import info, out, print_json
+from vmlog.errors import InvalidInput, NotFound
+from vmlog.releases import mounts, sources
+from vmlog.releases.object_cache import DEFAULT_LIMIT
+
+app = typer.Typer(help="List, mount and unmount software releases (CernVM-FS repositories, HTTP release trees).")
+source_app = typer.Typer(help="Manage the release sources vmlog lists releases from.")
+app.add_typer(source_app, name="source")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+SourceOption = Annotated[str | None, typer.Option("--source", "-s", help="Source name (default: the only one).")]
+
+
+def parse_size(text: str) -> int:
+    """``4G``, ``500M``, ``123456`` -> bytes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*", text, re.IGNORECASE)
+    if not match:
+        raise InvalidInput(f"cannot read size {text!r}", fix="use e.g. 500M or 4G")
+    factor = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[match.group(2).upper()]
+    return int(float(match.group(1)) * factor)
+
+
+@source_app.command("add")
+def source_add(
+    url: Annotated[str, typer.Argument(help="http://server/cvmfs/<repo> or the URL of an HTTP release tree.")],
+    kind: Annotated[str, typer.Option(help="auto, cvmfs or http-tree.")] = "auto",
+    key: Annotated[
+        Path | None, typer.Option(help="Master public key (.pub) that signs the CernVM-FS whitelist.")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Name of the source (default: last URL component).")] = None,
+    pattern: Annotated[
+        str, typer.Option(help="Where releases are, e.g. 'sw/software/{series}/{release}'.")
+    ] = "{release}",
+    proxy: Annotated[str | None, typer.Option(help="HTTP proxy ('' for none; default: environment).")] = None,
+    check: Annotated[bool, typer.Option(help="Contact the server and verify it before adding.")] = True,
+) -> None:
+    """Add a release source (verifies its signatures or catalogue digest first)."""
+    key_pem = key.read_text("ascii") if key else None
+    source = sources.make_source(url, kind=kind, key_pem=key_pem, name=name, pattern=pattern, proxy=proxy)
+    if check:
+        found = source.list_releases(mounts.default_cache_dir())
+        info(f"{source.name}: verified, {len(found)} release(s)")
+    sources.add_source(source)
+    info(f"added release source {source.name} ({source.kind})")
+
+
+@source_app.command("list")
+def source_list(json_output: JsonOption = False) -> None:
+    """Show the configured release sources."""
+    configs = [s.to_config() for s in sources.load_sources()]
+    for config in configs:
+        config.pop("master_key_pem", None)
+    if json_output:
+        print_json(configs)
+        return
+    for config in configs:
+        out.print(f"{config['name']:<20} {config['kind']:<10} {config['url']}  pattern={config['pattern']}")
+
+
+@source_app.command("remove")
+def source_remove(name: str) -> None:
+    """Forget a release source (mounted releases stay mounted)."""
+    sources.remove_source(name)
+    info(f"removed release source {name}")
+
+
+@app.command("list")
+def list_releases(
+    available: Annotated[bool, typer.Option("--available", help="Only the releases the sources publish.")] = False,
+    running: Annotated[bool, typer.Option("--running", help="Only the mounted releases.")] = False,
+    source: SourceOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List available releases (with revision and tag) and mounted ones."""
+    show_available = available or not running
+    show_running = running or not available
+    result: dict[str, list] = {}
+    if show_available:
+        chosen = [sources.get_source(source)] if source else sources.load_sources()
+        result["available"] = [
+            {"source": s.name, **r.to_dict()} for s in chosen for r in s.list_releases(mounts.default_cache_dir())
+        ]
+    if show_running:
+        result["running"] = [
+            {
+                "name": h.name,
+                "revision": h.release.revision,
+                "tag": h.release.tag,
+                "pin": h.release.pin,
+                "mountpoint": str(h.mountpoint),
+                "pid": h.pid,
+                "log": str(h.log_file),
+            }
+            for h in mounts.running_mounts()
+        ]
+    if json_output:
+        print_json(result if show_available and show_running else next(iter(result.values())))
+        return
+    if "available" in result:
+        out.print("[bold]Available[/]")
+        for r in result["available"]:
+            series = f"{r['series']}/" if r["series"] else ""
+            out.print(f"  {series}{r['name']:<16} revision {r['revision']:<6} {r['tag']:<16} ({r['source']})")
+    if "running" in result:
+        out.print("[bold]Mounted[/]")
+        for m in result["running"]:
+            out.print(f"  {m['name']:<16} revision {m['revision']:<6} {m['tag']:<16} at {m['mountpoint']}")
+
+
+@app.command("mount")
+def mount(
+    name: Annotated[str, typer.Argument(help="Release name, series/name, or its path in the source.")],
+    source: SourceOption = None,
+    at: Annotated[Path | None, typer.Option("--at", help="Mount path (default: under vmlog's run dir).")] = None,
+    cache: Annotated[Path | None, typer.Option("--cache", help="Cache directory (persistent).")] = None,
+    cache_size: Annotated[str, typer.Option(help="Cache size limit, e.g. 4G.")] = f"{DEFAULT_LIMIT >> 30}G",
+    log: Annotated[Path | None, typer.Option("--log", help="Log file of this mount.")] = None,
+    revision: Annotated[int | None, typer.Option(help="Mount this revision instead of the current one.")] = None,
+) -> None:
+    """Mount a release read-only; files are fetched, verified and cached on first access."""
+    handle = mounts.mount_release(
+        sources.get_source(source),
+        name,
+        at=at,
+        cache_dir=cache,
+        cache_limit=parse_size(cache_size),
+        log_file=log,
+        revision=revision,
+    )
+    info(f"mounted {handle.name} revision {handle.release.revision} ({handle.release.tag or 'no tag'})")
+    out.print(str(handle.mountpoint))
+
+
+@app.command("umount")
+def umount(name: str) -> None:
+    """Unmount a mounted release."""
+    handle = mounts.umount(name)
+    info(f"unmounted {name} from {handle.mountpoint}")
+
+
+@app.command("log")
+def log(name: str, lines: Annotated[int, typer.Option("--lines", "-n", help="Last N lines (0: all).")] = 50) -> None:
+    """Show the log of a release mount (fetches, digest errors, offline reads)."""
+    path = mounts.log_path(name)
+    if not path.exists():
+        raise NotFound(f"no log for release {name}", fix="mount it first: vml release mount NAME")
+    text = path.read_text("utf-8", "replace").splitlines()
+    for line in text[-lines:] if lines else text:
+        typer.echo(line)

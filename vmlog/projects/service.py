@@ -19,7 +19,7 @@ from typing import Any
 from hypervisors import registry
 from hypervisors.base import Capability, Hypervisor, SnapshotModel, VMState
 from hypervisors.errors import VMNotFound
-from hypervisors.spec import DiskSpec, VMSpec, check_vm_name
+from hypervisors.spec import DiskSpec, NicSpec, VMSpec, check_vm_name
 from vmlog import locking
 from vmlog.errors import AlreadyExists, InvalidInput, NotFound, VmlogError
 from vmlog.logbook import Logbook, Operation
@@ -133,13 +133,15 @@ def new_project(
     memory_mib: int = 512,
     scratch_size: str | int | None = None,
     extra_disks: tuple[DiskSpec, ...] = (),
+    nics: tuple[NicSpec, ...] | None = None,
     ctx: Context | None = None,
     progress: Progress = no_progress,
 ) -> Project:
     """Create a project on a base image: a store ref (name[:version] or sha256) or a local image file.
 
     A local file is imported into the store first (format from its suffix: .qcow2, .vmdk, .vdi,
-    anything else raw). ``scratch_size`` adds an empty second disk labelled ``scratch``.
+    anything else raw). ``scratch_size`` adds an empty second disk labelled ``scratch``. ``nics``
+    replaces the default single NAT card (e.g. one with an SSH port forward).
     """
     ctx = _ctx(ctx)
     check_project_name(name)
@@ -190,6 +192,7 @@ def new_project(
                 cpus=cpus,
                 memory_mib=memory_mib,
                 disks=tuple(disks),
+                nics=nics if nics is not None else (NicSpec(),),
                 serial_log=run_dir / "serial.log",
                 channel_socket=run_dir / "channel.sock",
             )

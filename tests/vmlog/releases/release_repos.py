@@ -14,10 +14,12 @@ import os
 import sqlite3
 import tempfile
 import threading
+import urllib.error
+import urllib.request
 import zlib
 from dataclasses import dataclass, field
 from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from cryptography import x509
@@ -368,3 +370,37 @@ def tree_bytes(directory: Path) -> dict[str, str]:
             if not path.is_symlink():
                 result[str(path.relative_to(directory))] = hashlib.sha256(path.read_bytes()).hexdigest()
     return result
+
+
+class ForwardProxy:
+    """A minimal HTTP forward proxy on 127.0.0.1 that records the URLs it relayed."""
+
+    def __init__(self) -> None:
+        relayed = self.relayed = []
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                relayed.append(self.path)
+                try:
+                    with direct.open(self.path, timeout=10) as upstream:
+                        body, status = upstream.read(), upstream.status
+                except urllib.error.HTTPError as exc:
+                    body, status = b"", exc.code
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

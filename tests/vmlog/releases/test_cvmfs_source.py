@@ -17,9 +17,7 @@ PATTERN = "sw/software/{series}/{release}"
 
 
 def source_for(repo: CvmfsRepoBuilder, server: ServedDirectory, **kwargs: object) -> CvmfsSource:
-    return CvmfsSource(
-        f"{server.url}/cvmfs/{repo.name}", repo.master_public_pem(), pattern=PATTERN, proxy="", **kwargs
-    )
+    return CvmfsSource(f"{server.url}/cvmfs/{repo.name}", repo.master_public_pem(), pattern=PATTERN, proxy="", **kwargs)
 
 
 def read_all(tree, path: str) -> bytes:

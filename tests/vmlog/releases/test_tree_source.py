@@ -61,3 +61,18 @@ def test_pinned_revision_offline(tree_repo, server, tmp_path):
     again = source.resolve("24.0.3", tmp_path / "cache", revision=3, pin=release.pin)
     tree = source.open_tree(again, tmp_path / "cache", 1 << 30)
     assert tree.fetch_chunk(tree.lookup("/share/README").chunks[0]).read_bytes() == b"Physics release 24.0.3\n"
+
+
+def test_fetches_go_through_the_configured_proxy(tree_repo, server, tmp_path):
+    from release_repos import ForwardProxy
+
+    proxy = ForwardProxy()
+    try:
+        source = HttpTreeSource(f"{server.url}/tree", pattern="releases/{series}/{release}", proxy=proxy.url)
+        release = source.resolve("25.1.0", tmp_path / "cache")
+        tree = source.open_tree(release, tmp_path / "cache", 1 << 30)
+        assert tree.fetch_chunk(tree.lookup("/share/README").chunks[0]).read_bytes() == b"Physics release 25.1.0\n"
+    finally:
+        proxy.stop()
+    assert f"{server.url}/tree/.vmlcatalog.sha256" in proxy.relayed
+    assert f"{server.url}/tree/releases/25.1/25.1.0/share/README" in proxy.relayed

@@ -1,0 +1,7 @@
+"""Mailing state bundles: through the user's SMTP server, or handed to the desktop mail client."""
+
+from vmlog.mail.client import open_in_mail_client
+from vmlog.mail.settings import SmtpSettings
+from vmlog.mail.smtp import DEFAULT_SIZE_LIMIT, send_bundle
+
+__all__ = ["DEFAULT_SIZE_LIMIT", "SmtpSettings", "open_in_mail_client", "send_bundle"]

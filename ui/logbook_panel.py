@@ -84,7 +84,7 @@ class LogbookPanel(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         header = self.table.header()
         header.setStretchLastSection(True)
-        for column, width in ((0, 130), (1, 130), (2, 150), (3, 90)):
+        for column, width in ((0, 130), (1, 110), (2, 210), (3, 80)):
             self.table.setColumnWidth(column, width)
         header.setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
         self.note = QLineEdit()

@@ -68,7 +68,7 @@ def read_projects(ctx: service.Context | None) -> list[ProjectSummary]:
             vm_state=str(row.get("vm") or "unknown").split(" ")[0],
             backend=row["backend"],
             base=base_label(row.get("base") or {}),
-            disk_bytes=row.get("disk_bytes"),  # not reported by the service yet
+            disk_bytes=row.get("disk_bytes"),
             states=row.get("states", 0),
         )
         for row in service.list_projects(ctx)
@@ -159,10 +159,7 @@ class ProjectsController(QObject):
         summaries, view = result
         page = self.page
         page.projects.blockSignals(True)
-        page.projects.set_projects(summaries)
-        if view is not None:
-            names = [s.name for s in summaries]
-            page.projects.setCurrentRow(names.index(view.name))
+        page.projects.set_projects(summaries)  # keeps the user's selection if it still exists
         page.projects.blockSignals(False)
         if view is not None and view.name != self.project:
             self.refresh()  # the user picked another project meanwhile
@@ -177,13 +174,15 @@ class ProjectsController(QObject):
         info = view.info
         base = base_label(info.get("base") or {})
         dirty = bool(info.get("unsaved_changes"))
-        page.set_heading(
-            view.name,
-            " · ".join(
-                p for p in (str(info.get("vm_state", "")), info.get("backend", ""), base,
-                            f"{len(view.nodes)} states", "unsaved changes" if dirty else "") if p
-            ),
+        count = len(view.nodes)
+        facts = (
+            str(info.get("vm_state", "")),
+            info.get("backend", ""),
+            base,
+            f"{count} state{'s' if count != 1 else ''}",
+            "unsaved changes" if dirty else "",
         )
+        page.set_heading(view.name, " · ".join(p for p in facts if p))
         page.tree.set_states(view.nodes, view.current, dirty=dirty)
         names = {n.id: (n.name or n.id[:8]) for n in view.nodes}
         page.logbook.set_history(view.history, names)

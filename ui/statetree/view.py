@@ -165,7 +165,9 @@ class StateTreeView(QTreeView):
         keep = self.selected_state()
         self.state_model.set_states(nodes, current, dirty=dirty)
         self.graph.graph_lanes = self.state_model.max_lanes()
-        self.setColumnWidth(0, max(260, min(560, self.graph.graph_lanes * LANE + 210)))
+        self.setColumnWidth(0, max(220, min(520, self.graph.graph_lanes * LANE + 170)))
+        # the size column only appears once the service reports layer sizes
+        self.setColumnHidden(4, all(n.layer_bytes is None for n in nodes) and bool(nodes))
         target = keep if keep is not None and self.state_model.row_of(keep) is not None else ""
         self.select_state(target)
 

@@ -19,6 +19,7 @@ import dataclasses
 import time
 
 from hypervisors.base import Capability, Hypervisor, VMState
+from hypervisors.errors import InvalidState
 from vmlog import fsutil
 from vmlog.errors import AlreadyExists, InvalidInput
 from vmlog.projects import refs
@@ -152,7 +153,12 @@ class OverlayChain(StateDriver):
             self.backend.discard_saved_state(project.vm_name)
         if memory is not None and memory.is_file() and target.backend in (None, project.backend):
             progress("resuming from the state's memory image", 0.6)
-            self.backend.restore_memory_image(spec, memory)
+            try:
+                self.backend.restore_memory_image(spec, memory)
+            except InvalidState:
+                # an image of another incarnation (a renamed project): the disks are restored, the
+                # VM cold-boots from them instead
+                self.backend.redefine(spec)
         elif vm_state is not None:
             self.backend.redefine(spec)
         progress("restored", 1.0)

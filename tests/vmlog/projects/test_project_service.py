@@ -1,0 +1,73 @@
+"""The project service without booting VMs: names, current project, locks, logbook rows, rename, rm."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from vmlog import locking
+from vmlog.errors import AlreadyExists, Busy, InvalidInput, NotFound
+from vmlog.projects import service
+from vmlog.projects.store import ProjectFiles
+
+
+def _hold_lock(locks: Path, ready, release) -> None:  # runs in a child process
+    with locking.project_lock(locks, "alpha", "state save"):
+        ready.set()
+        release.wait(30)
+
+
+def test_busy_while_another_process_changes_the_project(project_files: ProjectFiles, ctx) -> None:
+    mp = multiprocessing.get_context("fork")
+    ready, release = mp.Event(), mp.Event()
+    child = mp.Process(target=_hold_lock, args=(ctx.home.locks, ready, release))
+    child.start()
+    try:
+        assert ready.wait(30)
+        with pytest.raises(Busy) as caught:
+            service.save_state("alpha", "x", ctx=ctx)
+        assert "state save" in caught.value.message and str(child.pid) in caught.value.message
+        with pytest.raises(Busy):
+            service.restore_state("alpha", "HEAD", ctx=ctx)
+        # read-only calls never lock
+        assert service.state_tree("alpha", ctx=ctx)
+        assert service.status("alpha", ctx=ctx)["busy"] == f"'state save' (pid {child.pid})"
+    finally:
+        release.set()
+        child.join(30)
+    assert project_files.states() == {}
+
+
+def test_new_project_is_current_and_logged(project_files: ProjectFiles, ctx) -> None:
+    assert service.resolve_project(None, ctx) == "alpha"
+    (row,) = [e for e in service.history("alpha", ctx=ctx)]
+    assert row["action"] == "project new" and row["outcome"] == "ok"
+    with pytest.raises(AlreadyExists):
+        service.new_project("alpha", "whatever", ctx=ctx)
+    with pytest.raises(InvalidInput):
+        service.new_project("../evil", "whatever", ctx=ctx)
+    failed = [e for e in service.history("alpha", ctx=ctx) if e["outcome"] == "failed"]
+    assert len(failed) == 1 and "exists" in failed[0]["message"]
+
+
+def test_listing_and_notes(project_files: ProjectFiles, ctx) -> None:
+    (row,) = service.list_projects(ctx, with_vm_state=False)
+    assert row["name"] == "alpha" and row["current"] and row["states"] == 0 and row["disk_bytes"] > 0
+    note = service.add_note("first look", ctx=ctx)
+    assert note["project"] == "alpha" and note["state"] is None
+    assert [h["kind"] for h in service.history("alpha", ctx=ctx)] == ["operation", "note"]
+    with pytest.raises(NotFound):
+        service.show_state("alpha", "HEAD", ctx=ctx)
+
+
+def test_remove_project_releases_base_image(project_files: ProjectFiles, ctx) -> None:
+    project = project_files.load()
+    sha = project.roots["system"].image_sha256
+    assert ctx.images.refs(sha)
+    service.remove_project("alpha", ctx=ctx)
+    assert ctx.images.refs(sha) == [] and ctx.projects.names() == []
+    assert not project_files.root.exists()
+    with pytest.raises(NotFound):
+        service.resolve_project(None, ctx)

@@ -63,6 +63,13 @@ from vmlog.cli import release as release_cli  # noqa: E402
 
 app.add_typer(release_cli.app, name="release")
 
+from vmlog.cli import demo as demo_cli  # noqa: E402
+from vmlog.cli import setup as setup_cli  # noqa: E402
+
+app.command("setup")(setup_cli.setup)
+app.command("ssh")(setup_cli.ssh)
+app.command("demo")(demo_cli.demo)
+
 
 def run() -> None:
     """Console-script entry: run the app, turning domain errors into one-line messages."""

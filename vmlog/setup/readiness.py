@@ -1,0 +1,98 @@
+"""How ``setup`` knows a guest is ready: our guest agent answers, SSH answers, or the console says so.
+
+Every wait polls in short slices so a cancel request is seen within a second, and gives up early
+when the VM stopped or crashed instead of waiting for a guest that will never answer.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from vmlog.errors import Cancelled, VmlogError
+from vmlog.testappliance.agent import GuestAgentError, GuestChannel
+
+SLICE = 1.0
+
+
+class GuestNotReady(VmlogError):
+    """The VM runs but its guest did not report ready in time (or it stopped while booting)."""
+
+
+def free_tcp_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now (the kernel's choice), for a port forward."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def ssh_banner(port: int, host: str = "127.0.0.1", timeout: float = 2.0) -> str | None:
+    """The SSH server's version line on ``host:port``, or None if nothing SSH answers there.
+
+    A user-mode NAT forward accepts the connection even when the guest has no SSH server, so an
+    open port proves nothing: only the ``SSH-`` banner does.
+    """
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            data = b""
+            while b"\n" not in data and len(data) < 256:
+                chunk = sock.recv(256)
+                if not chunk:
+                    break
+                data += chunk
+    except OSError:
+        return None
+    line = data.split(b"\n", 1)[0].decode("ascii", "replace").strip()
+    return line if line.startswith("SSH-") else None
+
+
+def console_has(log: Path | None, marker: str) -> bool:
+    """True if the guest printed ``marker`` on its serial console since the log was started."""
+    if log is None or not Path(log).is_file():
+        return False
+    return marker.encode() in Path(log).read_bytes()[-1024 * 1024 :]
+
+
+def wait_until(
+    check: Callable[[], bool],
+    *,
+    timeout: float,
+    what: str,
+    alive: Callable[[], str | None],
+    cancel: threading.Event | None,
+    fix: str,
+) -> None:
+    """Poll ``check`` until it is true; ``alive`` returns why the VM cannot become ready (or None)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(f"stopped waiting for {what}")
+        if check():
+            return
+        dead = alive()
+        if dead:
+            raise GuestNotReady(f"the VM {dead} while waiting for {what}", fix=fix)
+        if time.monotonic() >= deadline:
+            raise GuestNotReady(f"no sign of {what} within {timeout:.0f} s", fix=fix)
+        if cancel is not None:
+            cancel.wait(SLICE)
+        else:
+            time.sleep(SLICE)
+
+
+def agent_answers(channel: GuestChannel) -> Callable[[], bool]:
+    """A check that pings the guest agent once (a short wait: the caller loops)."""
+
+    def check() -> bool:
+        try:
+            channel.ping(timeout=SLICE * 2)
+            return True
+        except GuestAgentError:
+            channel.close()
+            return False
+
+    return check

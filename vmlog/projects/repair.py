@@ -77,7 +77,11 @@ def check_store(store: ProjectStore, *, repair: bool = False, release_ref=None, 
     for name in store.names():
         files = store.files(name)
         backend = backend_for(files.load()) if (repair and backend_for) else None
-        report.findings.extend(check_project(files, repair=repair, backend=backend))
+        try:
+            report.findings.extend(check_project(files, repair=repair, backend=backend))
+        finally:
+            if backend is not None:
+                backend.close()
     return report
 
 

@@ -149,6 +149,8 @@ def new_project(
     with _mutation(ctx, name, "project new", image=image, backend=backend) as op:
         if name in ctx.projects.names():
             raise AlreadyExists(f"a project called {name!r} exists", fix="choose another name")
+        with registry.open_backend(backend, **(backend_options or {})) as hv:
+            driver_for(hv)  # refuse a backend whose snapshot model this vmlog cannot drive yet
         path = Path(image).expanduser()
         if path.is_file():
             progress(f"importing {path.name} into the image store", 0.1)
@@ -170,6 +172,7 @@ def new_project(
             base={"name": stored.name, "version": stored.version, "sha256": stored.sha256},
         )
         staged = ctx.projects.staging(name)
+        staged.write(project)  # first, so a repair after a crash can release the reference below
         ctx.images.add_ref(stored.sha256, project_holder(project))
         try:
             progress("creating the live layer", 0.5)

@@ -63,6 +63,14 @@ from vmlog.cli import release as release_cli  # noqa: E402
 
 app.add_typer(release_cli.app, name="release")
 
+from vmlog.cli import bundle as bundle_cli  # noqa: E402
+
+state_cli.app.command("export")(bundle_cli.export)
+state_cli.app.command("import")(bundle_cli.import_)
+state_cli.app.command("send")(bundle_cli.send)
+state_cli.app.command("inspect")(bundle_cli.inspect)
+app.add_typer(bundle_cli.config_app, name="config")
+
 from vmlog.cli import demo as demo_cli  # noqa: E402
 from vmlog.cli import setup as setup_cli  # noqa: E402
 

@@ -1,0 +1,254 @@
+"""``vml state export|import|send|inspect`` (sharing states as ``.vmlstate`` files) and ``vml config mail``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vmlog.bundles import MAIL_ATTACHMENT_LIMIT, VerifiedBundle
+from vmlog.cli.output import err, info, out, print_json, warn
+from vmlog.cli.progress import status
+from vmlog.errors import VmlogError
+from vmlog.mail import SmtpSettings
+from vmlog.projects import exchange, service
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+ProjectOption = Annotated[str | None, typer.Option("--project", "-p", help="Project (default: the current one).")]
+RefArgument = Annotated[str, typer.Argument(help="State: name, id prefix, HEAD, HEAD~N.")]
+SinceOption = Annotated[
+    str | None,
+    typer.Option("--since", help="Only what changed since this earlier state (the recipient must have it)."),
+]
+MemoryOption = Annotated[bool, typer.Option("--with-memory", help="Include the memory image (same hypervisor only).")]
+SignOption = Annotated[bool, typer.Option("--sign/--no-sign", help="Sign the bundle with your key (default: sign).")]
+BaseUrlOption = Annotated[
+    list[str] | None,
+    typer.Option("--base-url", help="A URL the recipient can download the base appliance from (repeatable)."),
+]
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+def export(
+    ref: RefArgument = "HEAD",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File or directory to write.")] = None,
+    since: SinceOption = None,
+    with_memory: MemoryOption = False,
+    sign: SignOption = True,
+    base_url: BaseUrlOption = None,
+    project: ProjectOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Write a state as one .vmlstate file: what changed since the base appliance (or --since)."""
+    with status(f"Exporting {ref}") as progress:
+        result = exchange.export_state(
+            project,
+            ref,
+            output,
+            since=since,
+            with_memory=with_memory,
+            sign=sign,
+            base_urls=base_url or (),
+            progress=progress,
+        )
+    if json_output:
+        print_json(
+            {
+                "path": str(result.path),
+                "size": result.size,
+                "fits_mail": result.fits_mail,
+                "state": result.state_id,
+                "since": result.since_id,
+                "signer_fingerprint": result.signer_fingerprint,
+                "base_urls": list(result.base_urls),
+            }
+        )
+    else:
+        out.print(str(result.path), markup=False)
+    verdict = (
+        f"fits a {MAIL_ATTACHMENT_LIMIT // 1_000_000} MB mail attachment"
+        if result.fits_mail
+        else f"too large for a {MAIL_ATTACHMENT_LIMIT // 1_000_000} MB mail attachment: share it another way,"
+        " or export with --since a state the recipient has"
+    )
+    info(f"bundle of state {result.state_id[:12]}: {_mb(result.size)}, {verdict}")
+    if result.signer_fingerprint:
+        info(f"signed with key {result.signer_fingerprint}")
+    if not result.base_urls:
+        warn(
+            "the store knows no download URL for the base appliance: the recipient must already have it"
+            " (add one with --base-url)"
+        )
+
+
+def _ask(bundle: VerifiedBundle) -> bool:
+    """Ask on the terminal; without one (scripts, pipes) the answer is no."""
+    if not sys.stdin.isatty():
+        return False
+    return typer.confirm(f"Import {bundle.path.name} ({exchange.describe_signer(bundle.signer)}) anyway?")
+
+
+def import_(
+    file: Annotated[Path, typer.Argument(help="The .vmlstate file.", exists=True, dir_okay=False)],
+    project: Annotated[
+        str | None,
+        typer.Option("--project", "-p", help="Project to create, or existing project (same base) to add a branch to."),
+    ] = None,
+    trust: Annotated[
+        bool, typer.Option("--trust", help="Import an unsigned or unknown-signer bundle without asking.")
+    ] = False,
+    remember_signer: Annotated[
+        bool, typer.Option("--remember-signer", help="Accept the signer's key for future imports.")
+    ] = False,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Allow plain-HTTP base downloads (the sha256 is still checked).")
+    ] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Verify a .vmlstate file completely, fetch its base if needed, and rebuild the state here."""
+    summary = exchange.inspect_bundle(file)
+    state = summary["state"]
+    info(f"{file.name}: state {str(state.get('id'))[:12]} {state.get('name') or ''} by {state.get('author')}")
+    info(f"  {summary['signature']}")
+    with status(f"Importing {file.name}") as progress:
+        result = exchange.import_state(
+            file, project=project, trust=trust, confirm=_ask, insecure=insecure, progress=progress
+        )
+    if remember_signer and result.signer is not None and not result.signer.known:
+        fp = exchange.remember_signer(service.Context.default(), result.signer)
+        info(f"accepted the key of {result.signer.name} ({fp})")
+    if json_output:
+        print_json(
+            {
+                "project": result.project,
+                "state": result.state_id,
+                "name": result.state_name,
+                "new_project": result.new_project,
+                "base_downloaded": result.base_downloaded,
+                "since": result.since_id,
+                "sender": result.sender,
+                "signer": result.signer.name if result.signer else None,
+                "signer_known": result.signer.known if result.signer else None,
+            }
+        )
+    where = "new project" if result.new_project else "project"
+    info(
+        f"imported state {result.state_id[:12]} {result.state_name or ''} into {where} [bold]{result.project}[/]"
+        + (" (base appliance downloaded and verified)" if result.base_downloaded else "")
+    )
+    if result.memory_skipped:
+        warn("the bundle's memory image was not imported; the VM cold-boots from the disks")
+    if not result.new_project:
+        info(f"go there with `vml state restore {result.state_id[:12]} -p {result.project}`")
+
+
+def send(
+    to: Annotated[str, typer.Option("--to", help="Recipient's mail address.")],
+    ref: RefArgument = "HEAD",
+    client: Annotated[bool, typer.Option("--client", help="Open the desktop mail client instead of SMTP.")] = False,
+    since: SinceOption = None,
+    with_memory: MemoryOption = False,
+    sign: SignOption = True,
+    base_url: BaseUrlOption = None,
+    project: ProjectOption = None,
+) -> None:
+    """Export a state and mail it (SMTP settings from `vml config mail`), or hand it to the mail client."""
+    with status(f"Sending {ref}") as progress:
+        result = exchange.send_state(
+            project,
+            ref,
+            to,
+            since=since,
+            with_memory=with_memory,
+            client=client,
+            sign=sign,
+            base_urls=base_url or (),
+            progress=progress,
+        )
+    if result.via == "client":
+        info(f"opened a new message to {to} with {result.export.path} attached")
+    else:
+        info(f"mailed state {result.export.state_id[:12]} ({_mb(result.export.size)}) to {to}")
+
+
+def inspect(
+    file: Annotated[Path, typer.Argument(help="The .vmlstate file.", exists=True, dir_okay=False)],
+    json_output: JsonOption = False,
+) -> None:
+    """Verify a .vmlstate file and show what it holds and who signed it (writes nothing)."""
+    data = exchange.inspect_bundle(file)
+    if json_output:
+        print_json(data)
+        return
+    state, base = data["state"], data["base"]
+    out.print(f"state:     {state.get('id')} {state.get('name') or ''}", markup=False)
+    out.print(f"author:    {state.get('author')}", markup=False)
+    out.print(f"signature: {data['signature']}", markup=False)
+    out.print(
+        f"base:      {base['name']} {base['version']} sha256 {base['sha256'][:16]}…"
+        f" ({'in the store' if data['base_in_store'] else 'will be downloaded'})",
+        markup=False,
+    )
+    if data["since"]:
+        out.print(f"since:     {data['since']['state_id']}", markup=False)
+    for disk in data["disks"]:
+        out.print(f"disk:      {disk['label']} ({_mb(disk['changed_bytes'])} changed)", markup=False)
+
+
+# -- vml config mail -----------------------------------------------------------------------------
+config_app = typer.Typer(help="Settings of this vmlog home.", no_args_is_help=True)
+
+
+@config_app.command("mail")
+def mail(
+    host: Annotated[str | None, typer.Option("--host", help="SMTP server.")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="SMTP port (587 STARTTLS, 465 SSL).")] = None,
+    security: Annotated[str | None, typer.Option("--security", help="none, starttls or ssl.")] = None,
+    user: Annotated[str | None, typer.Option("--user", help="SMTP login.")] = None,
+    sender: Annotated[str | None, typer.Option("--sender", help="From: address (default: the user).")] = None,
+    size_limit_mb: Annotated[float | None, typer.Option("--size-limit", help="Largest bundle to mail, in MB.")] = None,
+    password: Annotated[
+        bool, typer.Option("--password", help="Ask for the SMTP password and keep it in the system keyring.")
+    ] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Show or change the SMTP settings `vml state send` uses (the password lives in the keyring)."""
+    config = service.Context.default().home.config
+    try:
+        current = SmtpSettings.load(config)
+    except VmlogError:
+        current = None
+    changes = {
+        k: v
+        for k, v in {"host": host, "port": port, "security": security, "user": user, "sender": sender}.items()
+        if v is not None
+    }
+    if size_limit_mb is not None:
+        changes["size_limit"] = int(size_limit_mb * 1e6)
+    if changes:
+        if current is None and "host" not in changes:
+            raise typer.BadParameter("give --host for the first mail settings")
+        data = {**(current.__dict__ if current else {}), **changes}
+        if "port" not in changes and "security" in changes and current is None:
+            data["port"] = {"ssl": 465, "starttls": 587, "none": 25}[changes["security"]]
+        current = SmtpSettings(**data)
+        path = current.save(config)
+        info(f"saved mail settings to {path}")
+    if password:
+        if current is None:
+            raise typer.BadParameter("configure --host and --user before the password")
+        current.store_password(typer.prompt("SMTP password", hide_input=True))
+        info("stored the password in the system keyring")
+    if current is None:
+        err.print("no SMTP server is configured; set one with `vml config mail --host HOST --user USER`")
+        raise typer.Exit(1)
+    if json_output:
+        print_json(current.__dict__)
+        return
+    for key, value in current.__dict__.items():
+        out.print(f"{key:<11} {value}", markup=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -130,6 +131,50 @@ def test_vml_demo_sets_up_the_appliance_and_shows_the_guest_answering(
         status = _vml(demo_home, "status", "demo", "--json")
         assert '"vm": "running"' in status.stdout
     finally:
+        ctx = service.Context.default()
+        if "demo" in ctx.projects.names():
+            service.remove_project("demo", ctx=ctx)
+
+
+@pytest.mark.vm
+def test_ctrl_c_during_the_boot_leaves_a_whole_project_that_a_rerun_finishes(
+    demo_home: Path, test_appliance_image: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not registry.probe("kvm").available:
+        pytest.skip("the kvm backend does not work here")
+    monkeypatch.setenv("VMLOG_HOME", str(demo_home))
+    cache = str(test_appliance_image.parent)
+    env = {**os.environ, "VMLOG_HOME": str(demo_home), "COLUMNS": "200"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vmlog.cli.main", "demo", "--build-cache", cache],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal
+    )
+    try:
+        seen = ""
+        assert process.stderr is not None
+        while "contextualise" not in seen:  # the project exists and has its seed
+            line = process.stderr.readline()
+            assert line, f"the demo ended early: {seen}"
+            seen += line
+        process.send_signal(signal.SIGINT)
+        _out, rest = process.communicate(timeout=300)
+        assert process.returncode == 130, seen + rest
+        assert "cancelling" in rest
+        ctx = service.Context.default()
+        assert ctx.projects.names() == ["demo"]
+        assert Catalogs(ctx.home.config).entries() == []  # the served catalog was forgotten
+
+        again = _vml(demo_home, "demo", "--build-cache", cache)
+        assert again.returncode == 0, again.stderr
+        assert DEMO_GREETING in again.stdout and "created" not in again.stdout
+    finally:
+        if process.poll() is None:
+            process.kill()
         ctx = service.Context.default()
         if "demo" in ctx.projects.names():
             service.remove_project("demo", ctx=ctx)

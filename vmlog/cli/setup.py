@@ -17,7 +17,6 @@ from rich.text import Text
 
 from vmlog.cli.output import abort, err, info, out, print_json, warn
 from vmlog.context.model import Context
-from vmlog.errors import Cancelled
 from vmlog.setup import SetupEvent, SetupResult, ssh_access
 from vmlog.setup import setup as run_setup
 
@@ -90,6 +89,7 @@ def run_cancellable(job: Callable[[threading.Event], T]) -> T:
     a KeyboardInterrupt landing in the middle of it could not guarantee. A second Ctrl-C gives up.
     """
     cancel = threading.Event()
+    finished = threading.Event()  # not Thread.join: an interrupted join can report a live thread as ended
     outcome: dict[str, Any] = {}
 
     def work() -> None:
@@ -97,20 +97,20 @@ def run_cancellable(job: Callable[[threading.Event], T]) -> T:
             outcome["value"] = job(cancel)
         except BaseException as exc:  # handed to the main thread
             outcome["error"] = exc
+        finally:
+            finished.set()
 
-    worker = threading.Thread(target=work, name="vml-job", daemon=True)
-    worker.start()
+    threading.Thread(target=work, name="vml-job", daemon=True).start()
     try:
-        while worker.is_alive():
-            worker.join(0.2)
+        while not finished.wait(0.2):
+            pass
     except KeyboardInterrupt:
         cancel.set()
         err.print("[yellow]cancelling[/] (finishing cleanly; Ctrl-C again to give up)")
-        worker.join()
+        while not finished.wait(0.2):
+            pass
     if "error" in outcome:
         raise outcome["error"]
-    if cancel.is_set() and "value" not in outcome:
-        raise Cancelled("cancelled")
     return outcome["value"]
 
 

@@ -115,19 +115,19 @@ class ProjectList(QListWidget):
 
     def set_projects(self, summaries: list[ProjectSummary]) -> None:
         keep = self.selected_project()
-        self.blockSignals(True)
+        was_blocked = self.blockSignals(True)  # a refresh is not the user picking a project
         self.clear()
         for summary in summaries:
             item = QListWidgetItem(summary.name)
             item.setData(SUMMARY_ROLE, summary)
             item.setToolTip(f"{summary.name}: {summary.vm_state}, {summary.states} saved states")
             self.addItem(item)
-        self.blockSignals(False)
         names = [s.name for s in summaries]
         if keep in names:
             self.setCurrentRow(names.index(keep))
         elif names:
             self.setCurrentRow(0)
+        self.blockSignals(was_blocked)
 
     def summary(self, name: str) -> ProjectSummary | None:
         for row in range(self.count()):

@@ -1,10 +1,15 @@
-"""Running service calls off the UI thread: a QRunnable per job, progress and outcome as Qt signals.
+"""Running service calls off the UI thread: one pool task per job, progress and outcome as Qt signals.
 
 A service function takes ``progress=`` (a callback) and ``cancel=`` (a ``threading.Event``); the
 job passes both down, so cancelling sets the event and the service stops at its next check and
 raises :class:`vmlog.errors.Cancelled`. Generators are supported too: each yielded value is
 reported as progress and the generator's return value is the result. Signals are delivered to the
 receiver's thread (queued), so slots always run on the UI thread.
+
+A job is handed to ``QThreadPool.start`` as a plain callable: Qt wraps it in a runnable it owns and
+frees after the call returns. The job's signal object is handed to the runner (its Qt parent) and
+deleted with ``deleteLater`` once ``done`` was delivered, so the queued signals always arrive and
+the QObject dies on the UI thread, wherever the last Python reference to the job goes away.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QObject, QThreadPool, Signal
 
 from vmlog.errors import Cancelled
 
@@ -48,7 +53,7 @@ class JobSignals(QObject):
     done = Signal()
 
 
-class Job(QRunnable):
+class Job:
     """One call of a service function on the pool; ``cancel()`` asks it to stop cleanly."""
 
     def __init__(
@@ -60,8 +65,6 @@ class Job(QRunnable):
         pass_cancel: bool = True,
         **kwargs: Any,
     ) -> None:
-        super().__init__()
-        self.setAutoDelete(False)  # the Python object owns the signals; Qt must not free it under us
         self.fn = fn
         self.args = args
         self.kwargs = kwargs
@@ -126,12 +129,25 @@ class JobRunner(QObject):
         super().__init__(parent)
         self.pool = pool or QThreadPool.globalInstance()
         self.active: list[Job] = []
+        self.background: list[Job] = []
 
     def start(self, job: Job) -> Job:
+        """Run a job the user sees (listed in the jobs panel, failures shown)."""
         self.active.append(job)
         job.signals.done.connect(lambda: self._forget(job))
         self.job_started.emit(job)
-        self.pool.start(job)
+        return self._launch(job)
+
+    def start_quiet(self, job: Job) -> Job:
+        """Run a background job (a refresh) that the jobs panel does not list."""
+        self.background.append(job)
+        job.signals.done.connect(lambda: self.background.remove(job) if job in self.background else None)
+        return self._launch(job)
+
+    def _launch(self, job: Job) -> Job:
+        job.signals.setParent(self)  # Qt owns it from now on; freed on this thread after ``done``
+        job.signals.done.connect(job.signals.deleteLater)
+        self.pool.start(job.run)
         return job
 
     def _forget(self, job: Job) -> None:

@@ -74,8 +74,7 @@ class AppliancesController(QObject):
     def refresh(self) -> None:
         job = Job(lambda progress=None: read_cards(), title="Reading catalogs", pass_cancel=False)
         job.signals.finished.connect(self.page.set_cards)
-        self.runner.pool.start(job)
-        self._read_job = job
+        self.runner.start_quiet(job)
 
     def set_up(self, key: str) -> Job:
         job = Job(set_up, key, title=f"Setting up {key}")

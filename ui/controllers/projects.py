@@ -144,8 +144,7 @@ class ProjectsController(QObject):
         job.signals.finished.connect(self._show)
         job.signals.done.connect(self._read_done)
         job.signals.errored.connect(lambda failure: self.page.set_heading("Cannot read projects", failure.message))
-        self.runner.pool.start(job)
-        self._read_job = job  # keep the Python object alive until it is done
+        self.runner.start_quiet(job)
 
     def _read_done(self) -> None:
         self._reading = False
@@ -158,9 +157,7 @@ class ProjectsController(QObject):
     def _show(self, result: tuple[list[ProjectSummary], ProjectView | None]) -> None:
         summaries, view = result
         page = self.page
-        page.projects.blockSignals(True)
         page.projects.set_projects(summaries)  # keeps the user's selection if it still exists
-        page.projects.blockSignals(False)
         if view is not None and view.name != self.project:
             self.refresh()  # the user picked another project meanwhile
             return

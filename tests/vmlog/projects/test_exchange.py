@@ -57,6 +57,13 @@ def _layer(ctx: service.Context, project: str, state_id: str) -> Path:
     return files.layers.path(files.states()[state_id].layers["system"])
 
 
+def _same(receiver: service.Context, project: str, state_id: str, sender: service.Context, sender_state: str) -> bool:
+    """``qemu-img compare`` of a rebuilt state's disk with the sender's (guest-visible bytes)."""
+    return qemu_img.compare(
+        _layer(receiver, project, state_id), "qcow2", _layer(sender, "analysis", sender_state), "qcow2"
+    )
+
+
 def test_full_then_incremental_round_trip(sender: service.Context, tmp_path: Path) -> None:
     receiver = context_at(tmp_path / "home-b")
     assert receiver.images.list() == []
@@ -70,7 +77,7 @@ def test_full_then_incremental_round_trip(sender: service.Context, tmp_path: Pat
     assert result.new_project and result.base_downloaded and result.state_id == s1.id
     assert result.signer is not None and not result.signer.known
     assert receiver.images.find(sender.images.list()[0].sha256) is not None
-    assert qemu_img.compare(_layer(receiver, result.project, s1.id), "qcow2", _layer(sender, "analysis", s1.id), "qcow2")
+    assert _same(receiver, result.project, s1.id, sender, s1.id)
     project, b_states = service.states(result.project, ctx=receiver)
     assert project.current == s1.id and b_states[s1.id].name == "s1" and b_states[s1.id].author == s1.author
 
@@ -80,8 +87,8 @@ def test_full_then_incremental_round_trip(sender: service.Context, tmp_path: Pat
     assert second.project == result.project and not second.new_project and second.since_id == s1.id
     b_states = service.states(result.project, ctx=receiver)[1]
     assert b_states[s2.id].parent == s1.id
-    assert qemu_img.compare(_layer(receiver, result.project, s2.id), "qcow2", _layer(sender, "analysis", s2.id), "qcow2")
-    assert not qemu_img.compare(_layer(receiver, result.project, s1.id), "qcow2", _layer(sender, "analysis", s2.id), "qcow2")
+    assert _same(receiver, result.project, s2.id, sender, s2.id)
+    assert not _same(receiver, result.project, s1.id, sender, s2.id)
     # the imported states are ordinary states: restore works and the logbook says who sent them
     service.restore_state(result.project, "s2", discard=True, ctx=receiver)
     rows = [e for e in service.history(result.project, ctx=receiver) if e.get("action") == "state import"]
@@ -132,7 +139,7 @@ def test_full_bundle_into_existing_project_is_a_new_branch(sender: service.Conte
     assert first.new_project and not second.new_project
     states = service.states("mine", ctx=receiver)[1]
     assert states[second.state_id].parent is None  # on the base: a second root branch
-    assert qemu_img.compare(_layer(receiver, "mine", second.state_id), "qcow2", _layer(sender, "analysis", b.state_id), "qcow2")
+    assert _same(receiver, "mine", second.state_id, sender, b.state_id)
 
 
 def test_cli_refuses_unsigned_bundle_without_tty_or_trust(sender: service.Context, tmp_path: Path) -> None:
@@ -203,7 +210,7 @@ def test_state_send_mails_a_bundle_that_imports(sender: service.Context, tmp_pat
     receiver = context_at(home_b)
     s2 = next(s for s in service.states("analysis", ctx=sender)[1].values() if s.name == "s2")
     assert data["state"] == s2.id and data["signer"] == "alice@example.org"
-    assert qemu_img.compare(_layer(receiver, data["project"], s2.id), "qcow2", _layer(sender, "analysis", s2.id), "qcow2")
+    assert _same(receiver, data["project"], s2.id, sender, s2.id)
     assert "accepted the key of alice@example.org" in imported.stderr
 
     # over the configured limit: refused before connecting, the bundle kept, and the way out said

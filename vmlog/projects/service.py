@@ -326,8 +326,6 @@ def _start(backend: Hypervisor, files: ProjectFiles, project: Project) -> None:
     for path in (spec.serial_log, spec.channel_socket):
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-    if spec.channel_socket is not None and spec.channel_socket.exists():
-        spec.channel_socket.unlink()
     if not backend.exists(project.vm_name):
         backend.define(spec)
     state = backend.state(project.vm_name)
@@ -341,6 +339,8 @@ def _start(backend: Hypervisor, files: ProjectFiles, project: Project) -> None:
         state = VMState.STOPPED
     if state == VMState.STOPPED:
         backend.redefine(spec)  # project.json decides which layers the VM writes into
+    if spec.channel_socket is not None and spec.channel_socket.exists():
+        spec.channel_socket.unlink()  # a stale socket of the last run; the hypervisor creates a new one
     backend.start(project.vm_name)
 
 

@@ -49,7 +49,9 @@ def run(rounds: int) -> None:
     from vmlog.testappliance.agent import GuestChannel
     from vmlog.testappliance.build import build_test_appliance
 
-    image = build_test_appliance(Path(os.environ.get("VMLOG_TEST_CACHE", "~/.cache/vmlog-tests")).expanduser())
+    image = build_test_appliance(
+        Path(os.environ.get("VMLOG_TEST_CACHE", "~/.cache/vmlog-tests")).expanduser()
+    )
     ctx = service.Context.default()
     uri = default_uri()
 
@@ -61,7 +63,9 @@ def run(rounds: int) -> None:
     names = {"1GiB": "bench-1g", "20GiB": "bench-20g"}
     try:
         for size, name in names.items():
-            service.new_project(name, str(image), memory_mib=256, scratch_size=size.replace("iB", ""), ctx=ctx)
+            service.new_project(
+                name, str(image), memory_mib=256, scratch_size=size.replace("iB", ""), ctx=ctx
+            )
         # -- save time vs disk size ----------------------------------------------------------
         results: dict[str, dict[str, list[float]]] = {}
         for size, name in names.items():
@@ -79,7 +83,10 @@ def run(rounds: int) -> None:
         for mode in ("stopped", "running"):
             small = statistics.median(results["1GiB"][mode])
             large = statistics.median(results["20GiB"][mode])
-            print(f"  {mode:<8} 1 GiB {small:6.3f} s   20 GiB {large:6.3f} s   ratio 20G/1G {large / small:5.2f}")
+            print(
+                f"  {mode:<8} 1 GiB {small:6.3f} s   20 GiB {large:6.3f} s"
+                f"   ratio 20G/1G {large / small:5.2f}"
+            )
 
         # -- switch vs virsh ------------------------------------------------------------------
         a, b = names["1GiB"], names["20GiB"]
@@ -95,8 +102,10 @@ def run(rounds: int) -> None:
                 raw.append(timed(virsh_switch, uri, vm[src], vm[dst]))
                 guest(dst).close()
         mine, theirs = statistics.median(ours), statistics.median(raw)
-        print(f"switch (median of {len(ours)}): vml {mine:6.3f} s   virsh managedsave+start {theirs:6.3f} s"
-              f"   ratio {mine / theirs:5.2f}")
+        print(
+            f"switch (median of {len(ours)}): vml {mine:6.3f} s   virsh managedsave+start {theirs:6.3f} s"
+            f"   ratio {mine / theirs:5.2f}"
+        )
     finally:
         for name in names.values():
             try:

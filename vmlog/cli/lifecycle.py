@@ -25,7 +25,9 @@ def up(project: ProjectArg = None) -> None:
 def down(
     project: ProjectArg = None,
     save: Annotated[bool, typer.Option("--save", help="Suspend with memory; `vml up` resumes it.")] = False,
-    poweroff: Annotated[bool, typer.Option("--poweroff", help="Pull the plug (unsaved guest data is lost).")] = False,
+    poweroff: Annotated[
+        bool, typer.Option("--poweroff", help="Pull the plug (unsaved guest data is lost).")
+    ] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for an ACPI shutdown.")] = 60.0,
 ) -> None:
     """Stop the VM: ACPI shutdown by default."""

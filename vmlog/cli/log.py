@@ -25,12 +25,16 @@ def parse_since(text: str) -> float:
     try:
         return datetime.fromisoformat(text.strip()).timestamp()
     except ValueError:
-        raise InvalidInput(f"cannot read --since {text!r}", fix="use e.g. 2h, 3d, 1w or 2024-05-01T10:00") from None
+        raise InvalidInput(
+            f"cannot read --since {text!r}", fix="use e.g. 2h, 3d, 1w or 2024-05-01T10:00"
+        ) from None
 
 
 def log(
     project: Annotated[str | None, typer.Argument(help="Only this project (default: all).")] = None,
-    since: Annotated[str | None, typer.Option(help="Only entries after this: 2h, 3d, 1w or an ISO date.")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only entries after this: 2h, 3d, 1w or an ISO date.")
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """The logbook: every action on every project, who did it, when, and how it ended; notes too."""
@@ -43,7 +47,8 @@ def log(
         if row["kind"] == "note":
             state = f" {row['state'][:8]}" if row["state"] else ""
             out.print(
-                f"{row['created']}  {row['project'] or '-':<14} note{state}: {row['text']}  [dim]{row['who']}[/]",
+                f"{row['created']}  {row['project'] or '-':<14} note{state}: {row['text']}"
+                f"  [dim]{row['who']}[/]",
                 soft_wrap=True,
             )
             continue
@@ -61,8 +66,12 @@ def log(
 
 def note(
     text: Annotated[str, typer.Argument(help="The note.")],
-    project: Annotated[str | None, typer.Option("--project", "-p", help="Project (default: the current one).")] = None,
-    state: Annotated[str | None, typer.Option("--state", "-s", help="State (default: the current one).")] = None,
+    project: Annotated[
+        str | None, typer.Option("--project", "-p", help="Project (default: the current one).")
+    ] = None,
+    state: Annotated[
+        str | None, typer.Option("--state", "-s", help="State (default: the current one).")
+    ] = None,
 ) -> None:
     """Write a note in the logbook, attached to a state."""
     row = service.add_note(text, project_name=project, ref=state)

@@ -10,7 +10,9 @@ from vmlog.cli.output import info, out, print_json
 from vmlog.cli.progress import status
 from vmlog.projects import service
 
-app = typer.Typer(help="Projects: one VM on a base appliance, with its tree of saved states.", no_args_is_help=True)
+app = typer.Typer(
+    help="Projects: one VM on a base appliance, with its tree of saved states.", no_args_is_help=True
+)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
@@ -90,9 +92,8 @@ def show(
         print_json(data)
         return
     out.print(f"[bold]{data['name']}[/]  ({data['id']})")
-    out.print(
-        f"  base:     {data['base'].get('name')}:{data['base'].get('version')} ({data['base'].get('sha256', '')[:12]})"
-    )
+    base = data["base"]
+    out.print(f"  base:     {base.get('name')}:{base.get('version')} ({base.get('sha256', '')[:12]})")
     out.print(f"  backend:  {data['backend']}  VM {data['vm_name']} is {data['vm_state']}")
     out.print(f"  states:   {data['states']}, current {data['current'] or '(none)'}")
     out.print(f"  unsaved:  {'yes' if data['unsaved_changes'] else 'no'}")

@@ -11,10 +11,14 @@ from vmlog.cli.output import info, out, print_json
 from vmlog.cli.progress import status
 from vmlog.projects import service
 
-app = typer.Typer(help="Saved states of a project: a tree you can go back to and branch from.", no_args_is_help=True)
+app = typer.Typer(
+    help="Saved states of a project: a tree you can go back to and branch from.", no_args_is_help=True
+)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-ProjectOption = Annotated[str | None, typer.Option("--project", "-p", help="Project (default: the current one).")]
+ProjectOption = Annotated[
+    str | None, typer.Option("--project", "-p", help="Project (default: the current one).")
+]
 
 
 def _when(ts: float) -> str:
@@ -23,7 +27,9 @@ def _when(ts: float) -> str:
 
 @app.command("save")
 def save(
-    name: Annotated[str | None, typer.Argument(help="A name for the state (optional, unique in the project).")] = None,
+    name: Annotated[
+        str | None, typer.Argument(help="A name for the state (optional, unique in the project).")
+    ] = None,
     message: Annotated[str, typer.Option("--message", "-m", help="What this state is.")] = "",
     memory: Annotated[bool, typer.Option("--memory", help="Also save the running VM's memory.")] = False,
     project: ProjectOption = None,
@@ -98,7 +104,9 @@ def restore(
     discard: Annotated[
         bool, typer.Option("--discard", help="Throw away unsaved work instead of auto-saving it.")
     ] = False,
-    stop: Annotated[bool, typer.Option("--stop", help="Stop a running VM first (saving it with memory).")] = False,
+    stop: Annotated[
+        bool, typer.Option("--stop", help="Stop a running VM first (saving it with memory).")
+    ] = False,
     project: ProjectOption = None,
     json_output: JsonOption = False,
 ) -> None:

@@ -165,7 +165,9 @@ class Logbook:
             )
 
     @contextmanager
-    def operation(self, project: str | None, action: str, state: str | None = None, **args: Any) -> Iterator[Operation]:
+    def operation(
+        self, project: str | None, action: str, state: str | None = None, **args: Any
+    ) -> Iterator[Operation]:
         """Write the row before the work; mark it ok, failed (with the error) or cancelled after."""
         op = self.begin(project, action, state, **args)
         try:
@@ -207,7 +209,8 @@ class Logbook:
     ) -> list[Entry]:
         """Operations, oldest first; a dead process's ``running`` row reads as ``interrupted``."""
         sql = (
-            "SELECT id, who, host, pid, started, finished, project, state_id, action, args, outcome, duration,"
+            "SELECT id, who, host, pid, started, finished, project, state_id, action, args, outcome,"
+            " duration,"
             " message FROM operations WHERE 1=1"
         )
         params: list[Any] = []
@@ -264,7 +267,9 @@ class Logbook:
             )
         return result
 
-    def notes(self, *, project: str | None = None, state: str | None = None, since: float | None = None) -> list[Note]:
+    def notes(
+        self, *, project: str | None = None, state: str | None = None, since: float | None = None
+    ) -> list[Note]:
         sql = "SELECT id, who, created, project, state_id, text FROM notes WHERE 1=1"
         params: list[Any] = []
         if project is not None:

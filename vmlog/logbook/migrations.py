@@ -60,7 +60,9 @@ def current_version(db: sqlite3.Connection) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
-def migrate(db: sqlite3.Connection, migrations: list[Callable[[sqlite3.Connection], None]] | None = None) -> int:
+def migrate(
+    db: sqlite3.Connection, migrations: list[Callable[[sqlite3.Connection], None]] | None = None
+) -> int:
     """Bring the schema up to date; return the version reached."""
     steps = MIGRATIONS if migrations is None else migrations
     version = current_version(db)

@@ -84,7 +84,9 @@ class LayerStore:
 
         target = self.path(name)
         rel = os.path.relpath(Path(backing).resolve(), target.parent.resolve())
-        qemu_img.run(["rebase", "-q", "-f", "qcow2", "-b", rel, "-F", backing_format, str(target)], cwd=target.parent)
+        qemu_img.run(
+            ["rebase", "-q", "-f", "qcow2", "-b", rel, "-F", backing_format, str(target)], cwd=target.parent
+        )
         fsutil.fsync_file(target)
 
     def remove(self, name: str) -> None:

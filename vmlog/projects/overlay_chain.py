@@ -71,7 +71,9 @@ class OverlayChain(StateDriver):
                 fix="`vml up` to resume it (or `vml down --poweroff`), then save",
             )
         if memory and not running:
-            raise InvalidInput("a state with memory needs a running VM", fix="`vml up` first, or save without --memory")
+            raise InvalidInput(
+                "a state with memory needs a running VM", fix="`vml up` first, or save without --memory"
+            )
         if memory:
             assert self.backend is not None
             self.backend.require(Capability.MEMORY_IMAGE, "save a VM's memory with a state")
@@ -132,7 +134,8 @@ class OverlayChain(StateDriver):
         vm_state = self._vm_state(project.vm_name)
         if vm_state in (VMState.RUNNING, VMState.PAUSED, VMState.TRANSITIONING):
             raise InvalidInput(
-                f"the VM of {project.name!r} is {vm_state.value}", fix="`vml down` first (or restore with --stop)"
+                f"the VM of {project.name!r} is {vm_state.value}",
+                fix="`vml down` first (or restore with --stop)",
             )
         progress("creating the live layer on the state", 0.2)
         new_live = {label: files.layers.new_name(label) for label in project.live}

@@ -28,7 +28,9 @@ def resolve(states: dict[str, State], current: str | None, ref: str) -> State:
         return state
     if ref in ("HEAD", "@"):
         if current is None:
-            raise NotFound("the project has no saved state yet, so HEAD names nothing", fix="vml state save NAME")
+            raise NotFound(
+                "the project has no saved state yet, so HEAD names nothing", fix="vml state save NAME"
+            )
         return states[current]
     if ref in states:
         return states[ref]
@@ -41,7 +43,9 @@ def resolve(states: dict[str, State], current: str | None, ref: str) -> State:
             return prefixed[0]
         if len(prefixed) > 1:
             ids = ", ".join(sorted(s.id[:12] for s in prefixed))
-            raise InvalidInput(f"state id prefix {ref!r} is ambiguous ({ids})", fix="give more digits of the id")
+            raise InvalidInput(
+                f"state id prefix {ref!r} is ambiguous ({ids})", fix="give more digits of the id"
+            )
     raise NotFound(f"no state called {ref!r}", fix="list the states with `vml state list`")
 
 

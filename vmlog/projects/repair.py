@@ -29,7 +29,12 @@ class Finding:
     repaired: bool = False
 
     def to_dict(self) -> dict[str, object]:
-        return {"project": self.project, "problem": self.problem, "action": self.action, "repaired": self.repaired}
+        return {
+            "project": self.project,
+            "problem": self.problem,
+            "action": self.action,
+            "repaired": self.repaired,
+        }
 
 
 @dataclass
@@ -49,7 +54,9 @@ def _remove_tree(path: Path) -> None:
     fsutil.fsync_dir(path.parent)
 
 
-def check_store(store: ProjectStore, *, repair: bool = False, release_ref=None, backend_for=None) -> StoreReport:
+def check_store(
+    store: ProjectStore, *, repair: bool = False, release_ref=None, backend_for=None
+) -> StoreReport:
     """Check every project; with ``repair`` fix what can be fixed without losing a saved state.
 
     ``release_ref(sha256, holder)`` drops an image reference held by a half-built or trashed
@@ -109,7 +116,9 @@ def _vm_top(backend: Hypervisor | None, project: Project, label: str) -> Path | 
         return None
 
 
-def check_project(files: ProjectFiles, *, repair: bool = False, backend: Hypervisor | None = None) -> list[Finding]:
+def check_project(
+    files: ProjectFiles, *, repair: bool = False, backend: Hypervisor | None = None
+) -> list[Finding]:
     findings: list[Finding] = []
     name = files.root.name
 
@@ -123,7 +132,11 @@ def check_project(files: ProjectFiles, *, repair: bool = False, backend: Hypervi
     # temp files anywhere in the project
     for path in sorted(files.root.rglob("*")):
         if fsutil.is_temp(path) and path.is_file():
-            found(f"temp file {path.relative_to(files.root)}", "delete it", lambda p=path: p.unlink(missing_ok=True))
+            found(
+                f"temp file {path.relative_to(files.root)}",
+                "delete it",
+                lambda p=path: p.unlink(missing_ok=True),
+            )
     # state directories without state.json
     if files.states_dir.is_dir():
         for directory in sorted(files.states_dir.iterdir()):
@@ -176,7 +189,9 @@ def check_project(files: ProjectFiles, *, repair: bool = False, backend: Hypervi
             project.current = None
             files.write(project)
 
-        found(f"current state {project.current} does not exist", "point the project at no state", reset_current)
+        found(
+            f"current state {project.current} does not exist", "point the project at no state", reset_current
+        )
     for state in states.values():
         if state.parent is not None and state.parent not in states:
             found(
@@ -200,9 +215,13 @@ def check_project(files: ProjectFiles, *, repair: bool = False, backend: Hypervi
             if problem is None:
                 continue
             parent = states.get(state.parent) if state.parent else None
-            if parent is not None and _chain_mismatch(files, project, states, layer, parent.parent, label) is None:
+            if (
+                parent is not None
+                and _chain_mismatch(files, project, states, layer, parent.parent, label) is None
+            ):
                 found(
-                    f"state {state.label()} was merged with its parent {parent.label()} by an interrupted removal",
+                    f"state {state.label()} was merged with its parent {parent.label()}"
+                    " by an interrupted removal",
                     "record its new parent",
                     lambda s=state, p=parent.parent: files.rewrite_state(dataclasses.replace(s, parent=p)),
                 )
@@ -243,7 +262,9 @@ def check_project(files: ProjectFiles, *, repair: bool = False, backend: Hypervi
                 project.live[label] = fresh
                 files.write(project)
 
-            found(f"live {label} layer {layer} is missing", "create an empty one on the current state", new_live)
+            found(
+                f"live {label} layer {layer} is missing", "create an empty one on the current state", new_live
+            )
 
     # layer files nothing names
     if repair:
@@ -254,7 +275,11 @@ def check_project(files: ProjectFiles, *, repair: bool = False, backend: Hypervi
         used.update(state.layers.values())
     for layer in files.layers.files():
         if layer not in used and not fsutil.is_temp(Path(layer)):
-            found(f"layer {layer} belongs to no state", "delete it", lambda layer=layer: files.layers.remove(layer))
+            found(
+                f"layer {layer} belongs to no state",
+                "delete it",
+                lambda layer=layer: files.layers.remove(layer),
+            )
     return findings
 
 
@@ -284,7 +309,12 @@ def _next_live(
 
 
 def _chain_mismatch(
-    files: ProjectFiles, project: Project, states: dict[str, State], layer: str, parent: str | None, label: str
+    files: ProjectFiles,
+    project: Project,
+    states: dict[str, State],
+    layer: str,
+    parent: str | None,
+    label: str,
 ) -> str | None:
     """None if ``layer`` backs onto the layer of ``parent`` (or the chain root), else what is wrong."""
     try:

@@ -357,7 +357,9 @@ def up(name: str | None = None, *, ctx: Context | None = None, progress: Progres
             progress("starting the VM" if before == VMState.STOPPED else "resuming the VM", None)
             _start(backend, files, project)
         op.message = (
-            "resumed" if before == VMState.SAVED else ("already running" if before == VMState.RUNNING else "booted")
+            "resumed"
+            if before == VMState.SAVED
+            else ("already running" if before == VMState.RUNNING else "booted")
         )
         current_project.set_(ctx.home.data, name)
         return op.message
@@ -421,7 +423,9 @@ def console_tail(name: str | None = None, *, lines: int = 40, ctx: Context | Non
     _files, project = load(name, ctx)
     log = project.spec.get("serial_log")
     if not log or not Path(log).is_file():
-        raise NotFound(f"project {project.name!r} has no console log yet", fix=f"`vml up {project.name}` first")
+        raise NotFound(
+            f"project {project.name!r} has no console log yet", fix=f"`vml up {project.name}` first"
+        )
     text = Path(log).read_bytes()[-256 * 1024 :].decode("utf-8", "replace")
     return "\n".join(text.splitlines()[-lines:])
 
@@ -483,7 +487,9 @@ def save_state(
         return state
 
 
-def states(project_name: str | None = None, *, ctx: Context | None = None) -> tuple[Project, dict[str, State]]:
+def states(
+    project_name: str | None = None, *, ctx: Context | None = None
+) -> tuple[Project, dict[str, State]]:
     files, project = load(project_name, ctx)
     return project, files.states()
 
@@ -550,7 +556,8 @@ def restore_state(
             if vm not in (VMState.STOPPED, VMState.CRASHED):
                 if not stop and not discard:
                     raise InvalidInput(
-                        f"the VM of {project.name!r} is {vm.value}; restoring would lose what it holds in memory",
+                        f"the VM of {project.name!r} is {vm.value}; restoring would lose what it holds"
+                        " in memory",
                         fix="`vml down` first, or pass --stop (auto-saves it with its memory) or --discard",
                     )
                 if discard:
@@ -564,7 +571,12 @@ def restore_state(
                     if backend.can(Capability.MEMORY_IMAGE):
                         progress("auto-saving the running VM with its memory", 0.1)
                         saved = driver.save(
-                            files, name=None, message=AUTOSAVE_MESSAGE, author=who(), memory=True, resume=False
+                            files,
+                            name=None,
+                            message=AUTOSAVE_MESSAGE,
+                            author=who(),
+                            memory=True,
+                            resume=False,
                         )
                         result["autosaved"] = saved.id
                     else:

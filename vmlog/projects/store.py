@@ -47,7 +47,9 @@ class ProjectFiles:
         try:
             return Project.from_dict(fsutil.read_json(self.project_file))
         except FileNotFoundError:
-            raise NotFound(f"no project at {self.root}", fix="list projects with `vml project list`") from None
+            raise NotFound(
+                f"no project at {self.root}", fix="list projects with `vml project list`"
+            ) from None
 
     def write(self, project: Project) -> None:
         fsutil.atomic_write_json(self.project_file, project.to_dict())

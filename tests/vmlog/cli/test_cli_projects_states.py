@@ -43,8 +43,15 @@ def test_project_and_state_commands(vmlog_home: Path, tmp_path: Path) -> None:
     vml("note", "looks right")
     history = json.loads(vml("log", "demo", "--json"))
     actions = [h["action"] for h in history if h["kind"] == "operation"]
-    assert actions == ["project new", "state save", "state save", "state restore", "state save",
-                       "state rename", "state rm"]
+    assert actions == [
+        "project new",
+        "state save",
+        "state save",
+        "state restore",
+        "state save",
+        "state rename",
+        "state rm",
+    ]
     assert history[-1]["kind"] == "note" and history[-1]["text"] == "looks right"
     assert json.loads(vml("log", "--since", "1h", "--json"))
 

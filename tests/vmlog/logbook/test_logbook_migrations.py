@@ -23,9 +23,7 @@ def test_old_database_is_upgraded_keeping_rows(tmp_path: Path) -> None:
     path = tmp_path / "log.sqlite"
     db = sqlite3.connect(path, isolation_level=None)
     migrations.migrate(db, migrations.MIGRATIONS[:1])  # a logbook written by version-1 vmlog
-    db.execute(
-        "INSERT INTO operations (who, host, pid, started, action) VALUES ('u@h', 'h', 1, 1.0, 'up')"
-    )
+    db.execute("INSERT INTO operations (who, host, pid, started, action) VALUES ('u@h', 'h', 1, 1.0, 'up')")
     assert migrations.current_version(db) == 1
     db.close()
     book = Logbook(path)

@@ -1,4 +1,4 @@
-"""States of a real VM (libvirt + QEMU + the test appliance): what the guest sees after save/restore/switch."""
+"""States of a real VM (libvirt, QEMU, the test appliance): what the guest sees after save/restore/switch."""
 
 from __future__ import annotations
 
@@ -94,7 +94,9 @@ def test_three_states_branch_and_restore_each(vm_ctx: service.Context, test_appl
             assert _files(guest) == files, states[state_id].name or state_id
         service.down(name, mode="poweroff", ctx=vm_ctx)
 
-    actions = [(e["action"], e["outcome"]) for e in service.history(name, ctx=vm_ctx) if e["kind"] == "operation"]
+    actions = [
+        (e["action"], e["outcome"]) for e in service.history(name, ctx=vm_ctx) if e["kind"] == "operation"
+    ]
     assert ("state save", "ok") in actions and ("state restore", "ok") in actions and ("up", "ok") in actions
     assert all(outcome == "ok" for _action, outcome in actions)
 

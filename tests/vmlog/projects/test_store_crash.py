@@ -54,7 +54,9 @@ def _churn(root: Path, image: Path, refs_dir: Path, journal: Path, seed: int) ->
             _record_saved(files, sid, refs_dir, journal)
         elif op == "restore":
             if chain.live_has_changes(files):
-                sid = chain.save(files, name=None, message="auto-saved before restore", author="t@h", memory=False).id
+                sid = chain.save(
+                    files, name=None, message="auto-saved before restore", author="t@h", memory=False
+                ).id
                 _record_saved(files, sid, refs_dir, journal)
             target = files.states()[rng.choice(sorted(states))]
             _journal(journal, f"restoring {target.id}")

@@ -7,9 +7,9 @@ reported as progress and the generator's return value is the result. Signals are
 receiver's thread (queued), so slots always run on the UI thread.
 
 A job is handed to ``QThreadPool.start`` as a plain callable: Qt wraps it in a runnable it owns and
-frees after the call returns. The job's signal object is handed to the runner (its Qt parent) and
-deleted with ``deleteLater`` once ``done`` was delivered, so the queued signals always arrive and
-the QObject dies on the UI thread, wherever the last Python reference to the job goes away.
+frees after the call returns. The runner keeps every job it started until the pool thread has left
+``run`` and the UI thread has seen ``done``, then lets go of it on the UI thread, so a job's signal
+object is never freed while a pool thread still uses it, nor from a pool thread.
 """
 
 from __future__ import annotations
@@ -77,6 +77,7 @@ class Job:
         self.failure: Failure | None = None
         self.was_cancelled = False
         self.finished_event = threading.Event()
+        self.returned = threading.Event()  # set as the very last thing the pool thread does
 
     def cancel(self) -> None:
         self.cancel_event.set()
@@ -85,6 +86,12 @@ class Job:
         self.signals.progress.emit(values[0] if len(values) == 1 else values)
 
     def run(self) -> None:  # runs on a pool thread
+        try:
+            self._run()
+        finally:
+            self.returned.set()
+
+    def _run(self) -> None:
         kwargs = dict(self.kwargs)
         if self._pass_progress:
             kwargs["progress"] = self._report
@@ -130,6 +137,7 @@ class JobRunner(QObject):
         self.pool = pool or QThreadPool.globalInstance()
         self.active: list[Job] = []
         self.background: list[Job] = []
+        self.started: list[Job] = []  # every job until its pool thread has returned
 
     def start(self, job: Job) -> Job:
         """Run a job the user sees (listed in the jobs panel, failures shown)."""
@@ -145,10 +153,14 @@ class JobRunner(QObject):
         return self._launch(job)
 
     def _launch(self, job: Job) -> Job:
-        job.signals.setParent(self)  # Qt owns it from now on; freed on this thread after ``done``
-        job.signals.done.connect(job.signals.deleteLater)
+        self._purge()
+        self.started.append(job)
         self.pool.start(job.run)
         return job
+
+    def _purge(self) -> None:
+        """Let go (on this, the UI thread) of jobs whose pool thread is done with them."""
+        self.started = [job for job in self.started if not job.returned.is_set() or job in self.active]
 
     def _forget(self, job: Job) -> None:
         if job in self.active:

@@ -7,8 +7,10 @@ never collide.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,9 +46,22 @@ class VmlogHome:
     def locks(self) -> Path:
         return self.runtime / "locks"
 
+    def socket_dir(self, owner: str) -> Path:
+        """A directory for ``owner``'s Unix sockets whose paths stay under the kernel's 108-byte limit.
+
+        Below ``runtime`` when that is short enough, else a per-home directory in the system's temp
+        dir, named by a digest of the runtime path so every process of this home finds the same one.
+        """
+        preferred = self.runtime / "vms" / owner
+        if len(str(preferred)) <= 72:
+            return preferred
+        digest = hashlib.sha256(str(self.runtime).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"vmlog-{os.getuid()}-{digest}" / owner[-40:]
+
     def ensure(self) -> VmlogHome:
         for path in (self.config, self.data, self.cache, self.runtime, self.images, self.projects, self.locks):
             path.mkdir(parents=True, exist_ok=True)
+        self.runtime.chmod(0o700)
         return self
 
     @property
@@ -78,9 +93,15 @@ def home() -> VmlogHome:
     if root:
         base = Path(root).expanduser().resolve()
         return VmlogHome(config=base / "config", data=base / "data", cache=base / "cache", runtime=base / "run")
+    xdg_runtime = os.environ.get("XDG_RUNTIME_DIR")
+    runtime = (
+        Path(xdg_runtime) / APP
+        if xdg_runtime and Path(xdg_runtime).is_dir()
+        else Path(tempfile.gettempdir()) / f"{APP}-{os.getuid()}"  # no session manager: private dir in /tmp
+    )
     return VmlogHome(
         config=Path(platformdirs.user_config_dir(APP)),
         data=Path(platformdirs.user_data_dir(APP)),
         cache=Path(platformdirs.user_cache_dir(APP)),
-        runtime=Path(platformdirs.user_runtime_dir(APP)),
+        runtime=runtime,
     )

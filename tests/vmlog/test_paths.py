@@ -1,0 +1,35 @@
+"""VMLOG_HOME moves everything; socket paths stay short enough for the kernel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vmlog import paths
+
+
+def test_vmlog_home_moves_every_directory(vmlog_home: Path) -> None:
+    home = paths.home().ensure()
+    for directory in (home.config, home.data, home.cache, home.runtime, home.images, home.projects, home.locks):
+        assert directory.is_relative_to(vmlog_home), directory
+        assert directory.is_dir()
+
+
+def test_home_id_is_stable_and_differs_between_homes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VMLOG_HOME", str(tmp_path / "alice"))
+    alice = paths.home().home_id
+    assert paths.home().home_id == alice
+    monkeypatch.setenv("VMLOG_HOME", str(tmp_path / "bob"))
+    assert paths.home().home_id != alice
+
+
+def test_socket_dirs_fit_the_unix_socket_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    deep = tmp_path / ("very-long-directory-name-" * 6)
+    monkeypatch.setenv("VMLOG_HOME", str(deep))
+    home = paths.home()
+    sockets = home.socket_dir("vmlog-0123abcd-a-project-with-a-long-name")
+    assert len(str(sockets / "channel.sock")) < 108
+    assert sockets == home.socket_dir("vmlog-0123abcd-a-project-with-a-long-name")  # every process agrees
+    monkeypatch.setenv("VMLOG_HOME", str(tmp_path / "h"))
+    assert paths.home().socket_dir("vm").is_relative_to(tmp_path / "h")

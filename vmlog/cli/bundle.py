@@ -111,14 +111,15 @@ def import_(
     json_output: JsonOption = False,
 ) -> None:
     """Verify a .vmlstate file completely, fetch its base if needed, and rebuild the state here."""
-    summary = exchange.inspect_bundle(file)
-    state = summary["state"]
+    with status(f"Verifying {file.name}"):
+        reader = exchange.open_bundle(file)
+    bundle = reader.verify()
+    state = bundle.state
     info(f"{file.name}: state {str(state.get('id'))[:12]} {state.get('name') or ''} by {state.get('author')}")
-    info(f"  {summary['signature']}")
+    info(f"  {exchange.describe_signer(bundle.signer)}")
+    exchange.check_trust(bundle, trust=trust, confirm=_ask)  # asks outside the spinner
     with status(f"Importing {file.name}") as progress:
-        result = exchange.import_state(
-            file, project=project, trust=trust, confirm=_ask, insecure=insecure, progress=progress
-        )
+        result = exchange.import_state(reader, project=project, trust=True, insecure=insecure, progress=progress)
     if remember_signer and result.signer is not None and not result.signer.known:
         fp = exchange.remember_signer(service.Context.default(), result.signer)
         info(f"accepted the key of {result.signer.name} ({fp})")

@@ -491,8 +491,20 @@ def _add_state(
     return state
 
 
+def open_bundle(bundle_path: Path, *, ctx: service.Context | None = None) -> BundleReader:
+    """A reader on ``bundle_path`` that has verified the whole file (nothing written).
+
+    Pass it to :func:`import_state` to import without a second verification pass, e.g. after
+    showing the user who signed it.
+    """
+    ctx = ctx or service.Context.default()
+    reader = BundleReader(Path(bundle_path), known_signers=KnownSigners(ctx.home.config))
+    reader.verify()
+    return reader
+
+
 def import_state(
-    bundle_path: Path,
+    bundle: Path | BundleReader,
     *,
     project: str | None = None,
     trust: bool = False,
@@ -508,9 +520,9 @@ def import_state(
     manifest's URLs and verified. The state keeps the sender's id.
     """
     ctx = ctx or service.Context.default()
-    bundle_path = Path(bundle_path)
-    reader = BundleReader(bundle_path, known_signers=KnownSigners(ctx.home.config))
     progress("verifying the bundle", 0.05)
+    reader = bundle if isinstance(bundle, BundleReader) else open_bundle(bundle, ctx=ctx)
+    bundle_path = reader.path
     bundle = reader.verify()
     sid = bundle.state.get("id")
     if not isinstance(sid, str) or not _STATE_ID.match(sid):
@@ -567,7 +579,12 @@ def import_state(
 def inspect_bundle(bundle_path: Path, *, ctx: service.Context | None = None) -> dict[str, Any]:
     """What a bundle holds and who signed it, after full verification (nothing is written)."""
     ctx = ctx or service.Context.default()
-    bundle = BundleReader(Path(bundle_path), known_signers=KnownSigners(ctx.home.config)).verify()
+    return describe_bundle(open_bundle(bundle_path, ctx=ctx).verify(), ctx=ctx)
+
+
+def describe_bundle(bundle: VerifiedBundle, *, ctx: service.Context | None = None) -> dict[str, Any]:
+    """A verified bundle as plain data: state, base (and whether the store has it), disks, signer."""
+    ctx = ctx or service.Context.default()
     doc = bundle.manifest
     return {
         "state": bundle.state,

@@ -22,9 +22,6 @@ BOOT_TIMEOUT = 240.0
 
 @pytest.fixture
 def two_users() -> Iterator[tuple[service.Context, service.Context]]:
-    # short roots: the guest channel's Unix socket path must stay under 108 bytes
-    root = Path(tempfile.mkdtemp(prefix="vmlx-"))
-    a, b = context_at(root / "a"), context_at(root / "b")
     try:
         from hypervisors.libvirt import LibvirtHypervisor
 
@@ -33,6 +30,9 @@ def two_users() -> Iterator[tuple[service.Context, service.Context]]:
                 pytest.skip("libvirt is not usable here")
     except ImportError as exc:
         pytest.skip(f"libvirt is not usable here: {exc}")
+    # short roots: the guest channel's Unix socket path must stay under 108 bytes
+    root = Path(tempfile.mkdtemp(prefix="vmlx-"))
+    a, b = context_at(root / "a"), context_at(root / "b")
     yield a, b
     for ctx in (a, b):  # never leak a libvirt domain, even when a test fails
         for name in ctx.projects.names():

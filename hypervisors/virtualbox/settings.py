@@ -11,9 +11,14 @@ from __future__ import annotations
 from typing import Protocol
 
 from hypervisors.base import VMState
-from hypervisors.spec import VMSpec
+from hypervisors.errors import Unsupported
+from hypervisors.spec import DiskSpec, VMSpec
 
 CONTROLLER = "SATA"
+# CD-ROMs go on an IDE (PIIX4) controller, secondary master first, as VirtualBox's own new-VM defaults
+# do: every guest kernel has an IDE driver, not all have AHCI.
+CDROM_CONTROLLER = "IDE"
+CDROM_SLOTS = ((1, 0), (1, 1), (0, 0), (0, 1))
 # COM1 carries the console, COM2 the agent channel: the standard PC I/O ports and IRQs.
 UART_CONSOLE = ("0x3F8", "4")
 UART_CHANNEL = ("0x2F8", "3")
@@ -34,9 +39,23 @@ def nat_rules(spec: VMSpec) -> list[str]:
     return rules
 
 
+def hard_disk_ports(spec: VMSpec) -> list[tuple[int, DiskSpec]]:
+    """(SATA port, disk) of each hard disk, in spec order."""
+    return list(enumerate(d for d in spec.disks if d.device == "disk"))
+
+
+def cdrom_slots(spec: VMSpec) -> list[tuple[tuple[int, int], DiskSpec]]:
+    """((IDE port, device), drive) of each CD-ROM, in spec order."""
+    cdroms = [d for d in spec.disks if d.device == "cdrom"]
+    if len(cdroms) > len(CDROM_SLOTS):
+        raise Unsupported(f"{spec.name} has more than {len(CDROM_SLOTS)} CD-ROMs", backend="virtualbox",
+                          fix="IDE has four units: merge the images into fewer ISO files")
+    return list(zip(CDROM_SLOTS, cdroms, strict=False))
+
+
 def disk_slots(spec: VMSpec) -> dict[str, str]:
-    """Label -> ``controller:port:device`` of each labelled drive, in spec order."""
-    return {d.label: f"{CONTROLLER}:{port}:0" for port, d in enumerate(spec.disks) if d.label}
+    """Label -> ``controller:port:device`` of each labelled hard disk, in spec order."""
+    return {d.label: f"{CONTROLLER}:{port}:0" for port, d in hard_disk_ports(spec) if d.label}
 
 
 def define_commands(spec: VMSpec, *, with_storage: bool = True, first_time: bool = True) -> list[list[str]]:
@@ -70,15 +89,16 @@ def define_commands(spec: VMSpec, *, with_storage: bool = True, first_time: bool
         if first_time:
             commands.append(["storagectl", name, "--name", CONTROLLER, "--add", "sata", "--controller", "IntelAhci",
                              "--portcount", str(max(2, len(spec.disks))), "--bootable", "on"])
-        for port, disk in enumerate(spec.disks):
-            attach = ["storageattach", name, "--storagectl", CONTROLLER, "--port", str(port), "--device", "0"]
-            if disk.device == "cdrom":
-                attach += ["--type", "dvddrive", "--medium", str(disk.path)]
-            else:
-                # never write into vmlog's file: VirtualBox adds its own differencing image on top
-                mtype = "immutable" if disk.readonly else "multiattach"
-                attach += ["--type", "hdd", "--medium", str(disk.path), "--mtype", mtype]
-            commands.append(attach)
+            commands.append(["storagectl", name, "--name", CDROM_CONTROLLER, "--add", "ide", "--controller",
+                             "PIIX4", "--bootable", "on"])
+        for port, disk in hard_disk_ports(spec):
+            # never write into vmlog's file: VirtualBox adds its own differencing image on top
+            mtype = "immutable" if disk.readonly else "multiattach"
+            commands.append(["storageattach", name, "--storagectl", CONTROLLER, "--port", str(port), "--device",
+                             "0", "--type", "hdd", "--medium", str(disk.path), "--mtype", mtype])
+        for (port, device), disk in cdrom_slots(spec):
+            commands.append(["storageattach", name, "--storagectl", CDROM_CONTROLLER, "--port", str(port),
+                             "--device", str(device), "--type", "dvddrive", "--medium", str(disk.path)])
     for folder in spec.shared_folders:
         share = ["sharedfolder", "add", name, "--name", folder.tag, "--hostpath", str(folder.host_path), "--automount"]
         if folder.readonly:

@@ -50,8 +50,9 @@ def map_error(command: str, output: str, code: int) -> HypervisorError:
             or "invalid state" in lower:
         return InvalidState(what, backend=BACKEND)
     if "vmmon" in lower or "kernel module" in lower:
-        return BackendUnavailable(what, backend=BACKEND,
-                                  fix="build and load VMware's kernel modules: `sudo vmware-modconfig --console --install-all`")
+        return BackendUnavailable(
+            what, backend=BACKEND,
+            fix="build and load VMware's kernel modules: `sudo vmware-modconfig --console --install-all`")
     if "does not uniquely identify" in lower:
         return OperationFailed(what, backend=BACKEND,
                                fix="rename one of the sibling snapshots in VMware so their names differ")

@@ -3,8 +3,9 @@
 The format is VMware's configuration dictionary: one ``key = "value"`` per line, ``#`` comments,
 UTF-8 declared by ``.encoding``. Keys used here are the documented ones (VMware KB 1014782 "serial
 port pipes", the Workstation "VMX file" settings, VMware's "Virtual Machine Configuration File
-Reference"): ``memsize``, ``numvcpus``, ``firmware``, ``scsi0:0.fileName``, ``sata0:1.deviceType =
-"cdrom-image"``, ``ethernet0.connectionType = "nat"``, ``serialN.fileType = "file"|"pipe"``,
+Reference"): ``memsize``, ``numvcpus``, ``firmware``, ``scsi0:0.fileName``, ``ide1:0.deviceType =
+"cdrom-image"`` (the secondary IDE master, where Workstation puts a new VM's CD/DVD drive),
+``ethernet0.connectionType = "nat"``, ``serialN.fileType = "file"|"pipe"``,
 ``serialN.pipe.endPoint = "server"``, ``sharedFolderN.*`` (HGFS) and ``checkpoint.vmState``.
 """
 
@@ -14,6 +15,7 @@ import os
 import re
 from pathlib import Path
 
+from hypervisors.errors import Unsupported
 from hypervisors.spec import VMSpec
 
 _LINE_RE = re.compile(r'^\s*([A-Za-z0-9_.:\-]+)\s*=\s*"(.*)"\s*$')
@@ -23,12 +25,18 @@ DOCUMENTED_KEYS = re.compile(
     r"^(\.encoding|config\.version|virtualHW\.version|displayName|guestOS|memsize|numvcpus|firmware|"
     r"scsi0\.(present|virtualDev)|scsi0:\d+\.(present|fileName|deviceType)|"
     r"sata0\.present|sata0:\d+\.(present|fileName|deviceType|startConnected)|"
+    r"ide[01]:[01]\.(present|fileName|deviceType|startConnected)|"
     r"ethernet0\.(present|connectionType|virtualDev|addressType|address)|"
     r"serial[01]\.(present|fileType|fileName|pipe\.endPoint|tryNoRxLoss|yieldOnMsrRead)|"
     r"sharedFolder\.maxNum|sharedFolder\d+\.(present|enabled|readAccess|writeAccess|hostPath|guestName|expiration)|"
     r"isolation\.tools\.hgfs\.disable|tools\.syncTime|checkpoint\.vmState|annotation|"
     r"vmlog\.disk\.[A-Za-z0-9_-]+)$"
 )
+
+
+# CD-ROMs go on IDE, secondary master first, as Workstation's new-VM wizard puts them: every guest
+# kernel has an IDE (PIIX) driver, not all have AHCI.
+IDE_CDROM_NODES = ("ide1:0", "ide1:1", "ide0:0", "ide0:1")
 
 
 def parse(text: str) -> dict[str, str]:
@@ -73,15 +81,16 @@ def spec_to_vmx(spec: VMSpec, disk_files: dict[str, str]) -> dict[str, str]:
         "firmware": spec.firmware,
         "scsi0.present": "TRUE",
         "scsi0.virtualDev": "lsilogic",
-        "sata0.present": "TRUE",
         "tools.syncTime": "FALSE",
     }
     scsi_unit = 0
-    sata_unit = 0
+    ide_nodes = iter(IDE_CDROM_NODES)
     for disk in spec.disks:
         if disk.device == "cdrom":
-            node = f"sata0:{sata_unit}"
-            sata_unit += 1
+            node = next(ide_nodes, None)
+            if node is None:
+                raise Unsupported(f"{spec.name} has more than {len(IDE_CDROM_NODES)} CD-ROMs", backend="vmware",
+                                  fix="IDE has four units: merge the images into fewer ISO files")
             vmx.update({f"{node}.present": "TRUE", f"{node}.deviceType": "cdrom-image",
                         f"{node}.fileName": str(disk.path), f"{node}.startConnected": "TRUE"})
         else:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from simulators.install import install
+from simulators.qemu_vm import kill_all_under
 
 
 @pytest.fixture
@@ -21,3 +22,4 @@ def simulated_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     monkeypatch.setenv("VMRUN_SIM_HOME", str(work / "vmrun-home"))
     monkeypatch.delenv("VBOX_SIM_FAULT", raising=False)
     yield work
+    kill_all_under(work.parent)  # VMs a failed test left running (machine folders live beside ``sim``)

@@ -5,9 +5,12 @@ QEMU: the disks the backends produce are booted, the guest's serial ports go whe
 (console to a file, the agent channel to a Unix socket the hypervisor listens on), ACPI shutdown presses a
 real power button, and "save state" writes the real RAM with QEMU's migrate-to-file.
 
-Deliberate deviations from the real hypervisors, so the test appliance (virtio drivers only) can run:
-every disk is presented to the guest as virtio-blk and the NIC as virtio-net, whatever controller or
-adapter type the VM's settings name. Shared folders are recorded, not exported to the guest.
+Deliberate deviations from the real hypervisors, so the test appliance (virtio drivers, no AHCI or
+LSI Logic) can run: every hard disk is presented to the guest as virtio-blk and the NIC as virtio-net,
+whatever controller or adapter type the VM's settings name. CD-ROMs on an IDE controller (VirtualBox's
+PIIX4, VMware's ``ide0``/``ide1``) are real IDE CD-ROMs on QEMU's PIIX controller at the same channel
+and unit; CD-ROMs on other controllers fall back to read-only virtio disks. Shared folders are
+recorded, not exported to the guest.
 """
 
 from __future__ import annotations
@@ -24,9 +27,13 @@ from pathlib import Path
 
 @dataclass
 class DriveSpec:
+    """One drive; ``bus="ide"`` makes it an IDE CD-ROM at ``ide_index`` (channel * 2 + unit)."""
+
     path: Path
     fmt: str
     readonly: bool = False
+    bus: str = "virtio"
+    ide_index: int = 2
 
 
 @dataclass
@@ -54,24 +61,15 @@ class QemuVM:
 
     # -- process ---------------------------------------------------------------------------------
     def pid(self) -> int | None:
-        try:
-            pid = int(self.pid_path.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        try:  # a zombie is not a running VM
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            if stat.rsplit(")", 1)[1].split()[0] == "Z":
-                return None
-        except OSError:
-            return None
-        return pid
+        return _live_pid(self.pid_path)
+
+    def helper_pids(self) -> list[int]:
+        """Live ``qemu-nbd`` servers of this VM's disks (see :meth:`_drive_args`)."""
+        return [pid for path in sorted(self.run_dir.glob("nbd*.pid")) if (pid := _live_pid(path)) is not None]
 
     def alive(self) -> bool:
-        return self.pid() is not None
+        """QEMU runs, or a disk server still holds a disk (it exits once QEMU let go and it flushed)."""
+        return self.pid() is not None or bool(self.helper_pids())
 
     def boot(self, spec: BootSpec) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -90,11 +88,16 @@ class QemuVM:
             "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
             "-daemonize", "-pidfile", str(self.pid_path),
         ]
+        for path in self.run_dir.glob("nbd*"):
+            path.unlink(missing_ok=True)
         for index, drive in enumerate(spec.drives):
-            opts = f"file={drive.path},format={drive.fmt},if=virtio,id=drive{index},cache=writeback"
-            if drive.readonly:
-                opts += ",readonly=on"
-            args += ["-drive", opts]
+            if drive.bus == "ide":
+                opts = (f"file={drive.path},format={drive.fmt},if=ide,media=cdrom,index={drive.ide_index},"
+                        f"id=drive{index},readonly=on")
+                args += ["-drive", opts]
+            else:
+                args += self._drive_args(index, drive)
+        args += ["-boot", "order=c"]
         serial_log = spec.serial_log or (self.run_dir / "console.log")
         args += ["-chardev", f"file,id=console,path={serial_log}", "-serial", "chardev:console"]
         if spec.channel_socket is not None:
@@ -114,7 +117,45 @@ class QemuVM:
             raise QmpError(proc.stderr.strip() or f"qemu exited with {proc.returncode}")
         self._wait_for(lambda: self.qmp_path.exists(), 30, "QMP socket")
         if spec.incoming is not None:
-            self._wait_for(lambda: self.status() == "running", 120, "restored VM to run")
+            # the state was written from a stopped CPU, so QEMU loads it paused: continue once it is in
+            self._wait_for(lambda: self.status() in ("paused", "running"), 120, "the memory state to load")
+            if self.status() == "paused":
+                self.cont()
+
+    def _drive_args(self, index: int, drive: DriveSpec) -> list[str]:
+        """A virtio drive on the image chain at ``drive.path``.
+
+        QEMU refuses to save the memory of a VM with a VDI or VMDK image open (its drivers for them are
+        migration blockers), so the topmost layer of such a format, and everything below it, is served
+        by a ``qemu-nbd`` of its own and QEMU opens only the qcow2/raw layers above it, whose on-disk
+        backing names stay what the simulated hypervisor wrote.
+        """
+        chain = json.loads(subprocess.run(
+            ["qemu-img", "info", "--backing-chain", "--output=json", "-f", drive.fmt, str(drive.path)],
+            capture_output=True, text=True, check=True).stdout)
+        common = f"if=virtio,id=drive{index},cache=writeback" + (",readonly=on" if drive.readonly else "")
+        served = next((k for k, layer in enumerate(chain) if layer["format"] not in ("qcow2", "raw")), None)
+        if served is None:
+            return ["-drive", f"file={drive.path},format={drive.fmt},{common}"]
+        layer = chain[served]
+        sock = self.run_dir / f"nbd{index}.sock"
+        nbd = ["qemu-nbd", "--fork", "--pid-file", str(self.run_dir / f"nbd{index}.pid"), "-k", str(sock),
+               "-f", layer["format"], "--cache=writeback"]
+        if served > 0 or drive.readonly:
+            nbd.append("--read-only")
+        proc = subprocess.run([*nbd, layer["filename"]], capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise QmpError(f"qemu-nbd could not serve {layer['filename']}: {proc.stderr.strip()}")
+        if served == 0:
+            return ["-drive", f"driver=raw,file.driver=nbd,file.server.type=unix,file.server.path={sock},{common}"]
+        node = f"nbd{index}"
+        args = ["-blockdev", f"driver=nbd,server.type=unix,server.path={sock},node-name={node},read-only=on"]
+        opts, prefix = [], ""
+        for upper in chain[:served]:
+            opts.append(f"{prefix}driver={upper['format']},{prefix}file.filename={upper['filename']}")
+            prefix += "backing."
+        opts.append(f"{prefix.removesuffix('.')}={node}")  # the deepest qcow2 layer's backing: the server
+        return [*args, "-drive", ",".join([*opts, common])]
 
     # -- QMP -------------------------------------------------------------------------------------
     def qmp(self, command: str, **arguments: object) -> object:
@@ -159,12 +200,13 @@ class QemuVM:
     def kill(self) -> None:
         pid = self.pid()
         if pid is None:
+            self._wait_for(lambda: not self.alive(), 30, "the disk servers to exit")
             return
         try:
             self.qmp("quit")
         except (OSError, QmpError):
             os.kill(pid, signal.SIGKILL)
-        self._wait_for(lambda: not self.alive(), 30, "QEMU to exit")
+        self._wait_for(lambda: not self.alive(), 30, "QEMU and its disk servers to exit")
 
     def wait_off(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -230,3 +272,46 @@ class QemuVM:
 
 def _shell_quote(text: str) -> str:
     return "'" + text.replace("'", "'\\''") + "'"
+
+
+def _live_pid(pid_path: Path) -> int | None:
+    try:
+        pid = int(pid_path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    try:  # a zombie is not a running process
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return None
+    except OSError:
+        return None
+    return pid
+
+
+def kill_all_under(root: Path) -> list[int]:
+    """Kill every simulated VM's QEMU and disk server whose pid file lies under ``root``; return the pids.
+
+    Only processes whose command line names their own run directory are touched, so a pid reused by
+    an unrelated process after QEMU exited is left alone.
+    """
+    killed = []
+    for pid_file in Path(root).glob("**/.sim-run/*.pid"):
+        pid = _live_pid(pid_file)
+        if pid is None:
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if str(pid_file.parent).encode() not in cmdline:
+            continue
+        try:
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        except ProcessLookupError:
+            pass
+    return killed

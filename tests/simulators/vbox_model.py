@@ -241,12 +241,17 @@ class Registry:
 
     def boot(self, m: dict[str, Any], incoming: Path | None = None) -> None:
         drives = []
-        for _slot, a in sorted(m["attachments"].items()):
+        for slot, a in sorted(m["attachments"].items()):
             if not a.get("medium"):
                 continue
             med = self.media[a["medium"]]
-            drives.append(DriveSpec(Path(med["location"]), self.chain_format(med),
-                                    readonly=a["type"] == "dvddrive"))
+            ctl, port, device = slot.split(":")
+            if a["type"] == "dvddrive" and m["controllers"].get(ctl, {}).get("bus") == "ide":
+                drives.append(DriveSpec(Path(med["location"]), "raw", readonly=True, bus="ide",
+                                        ide_index=int(port) * 2 + int(device)))
+            else:
+                drives.append(DriveSpec(Path(med["location"]), self.chain_format(med),
+                                        readonly=a["type"] == "dvddrive"))
         serial_log = channel = None
         for port, uart in sorted(m["uarts"].items()):
             if uart["mode"] == "file" and port == "1":

@@ -201,7 +201,8 @@ def delete_snapshot(reg: Registry, m: dict[str, Any], snap: dict[str, Any]) -> N
     for slot, med_uuid in snap["media"].items():
         med = reg.media[med_uuid]
         kids = reg.children(med_uuid)
-        if not kids:
+        if not kids:  # nothing builds on the image any more: VirtualBox deletes it with the snapshot
+            reg.drop_medium(med_uuid)
             continue
         child = kids[0]
         parent = reg.media[med["parent"]] if med["parent"] else None

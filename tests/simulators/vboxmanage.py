@@ -5,8 +5,8 @@ Reference: the VirtualBox User Manual, chapter 8 "VBoxManage" (https://www.virtu
 numbers unquoted, keys quoted when they hold other characters than letters/digits), 8.7 ``createvm``,
 8.8 ``modifyvm``, 8.13 ``startvm``, 8.14 ``controlvm``, 8.16 ``snapshot``, 8.17 ``closemedium``,
 8.18 ``storageattach``, 8.19 ``storagectl``, 8.24 ``showmediuminfo``, 8.26 ``clonemedium``,
-8.31 ``sharedfolder``,
-8.32 ``setextradata``/``getextradata`` (``Key: k, Value: v`` lines), and ``internalcommands sethduuid`` (8.49, "VBoxManage internalcommands").
+8.31 ``sharedfolder``, 8.32 ``setextradata``/``getextradata`` (``Key: k, Value: v`` lines), and
+``internalcommands sethduuid`` (8.49, "VBoxManage internalcommands").
 Errors are printed as VBoxManage's ``com::GlueHandleComError`` does::
 
     VBoxManage: error: <message>

@@ -79,8 +79,13 @@ def disk_nodes(values: dict[str, str]) -> list[str]:
 def boot(vmx: Path, values: dict[str, str], incoming: Path | None = None) -> None:
     drives = [DriveSpec(vmx.parent / values[f"{node}.fileName"], "vmdk") for node in disk_nodes(values)]
     for key, value in sorted(values.items()):
-        if re.match(r"^sata0:\d+\.fileName$", key) and values.get(key.replace("fileName", "deviceType")) == \
-                "cdrom-image":
+        if values.get(key.replace("fileName", "deviceType")) != "cdrom-image":
+            continue
+        ide = re.match(r"^ide([01]):([01])\.fileName$", key)
+        if ide:
+            drives.append(DriveSpec(Path(value), "raw", readonly=True, bus="ide",
+                                    ide_index=int(ide.group(1)) * 2 + int(ide.group(2))))
+        elif re.match(r"^sata0:\d+\.fileName$", key):
             drives.append(DriveSpec(Path(value), "raw", readonly=True))
     serial_log = Path(values["serial0.fileName"]) if values.get("serial0.fileType") == "file" else None
     channel = None

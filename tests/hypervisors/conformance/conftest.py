@@ -1,22 +1,26 @@
-"""The ``backend`` fixture of the conformance suite: one entry per backend, the same tests for all.
+"""Fixtures of the conformance suite: one entry per backend, the same tests for all.
 
 A backend joins the suite by adding a factory to ``BACKEND_FACTORIES`` (a real connection, or one
-wired to a simulator). Every VM a test creates goes through ``vm_factory``, whose finalizer deletes
-it even when the test fails, so no domain leaks.
+wired to a simulator: see ``simulated_backends.py``). Every VM a test creates goes through a
+:class:`VMFactory`, whose finalizer deletes it even when the test fails, so no VM leaks.
+
+Booting under TCG costs seconds, so the tests that only need *a* running guest share one VM per
+backend (``running_vm``): each use brings it back up if an earlier test stopped, suspended or
+reverted it, so the tests stay independent of their order.
 """
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import simulated_backends
+from conformance_vms import SEED_META_DATA, SEED_USER_DATA, RunningVM, VMFactory, boot
 
-from hypervisors import qemu_img
 from hypervisors.base import Hypervisor
 from hypervisors.errors import HypervisorError
-from hypervisors.spec import DiskSpec, NicSpec, VMSpec
+from hypervisors.spec import DiskSpec
 
 
 def _kvm() -> Hypervisor:
@@ -26,9 +30,10 @@ def _kvm() -> Hypervisor:
 
 
 BACKEND_FACTORIES: dict[str, Callable[[], Hypervisor]] = {"kvm": _kvm}
+simulated_backends.register(BACKEND_FACTORIES)
 
 
-@pytest.fixture(params=sorted(BACKEND_FACTORIES))
+@pytest.fixture(scope="module", params=sorted(BACKEND_FACTORIES))
 def backend(request: pytest.FixtureRequest) -> Iterator[Hypervisor]:
     try:
         hv = BACKEND_FACTORIES[request.param]()
@@ -42,47 +47,27 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Hypervisor]:
     hv.close()
 
 
-class VMFactory:
-    """Makes uniquely named VMs booting the test appliance through a fresh qcow2 overlay."""
-
-    def __init__(self, hv: Hypervisor, image: Path, workdir: Path) -> None:
-        self.hv = hv
-        self.image = image
-        self.workdir = workdir
-        self.created: list[str] = []
-
-    def spec(self, **changes: object) -> VMSpec:
-        name = f"vmltest-{secrets.token_hex(4)}"
-        vmdir = self.workdir / name
-        vmdir.mkdir()
-        top = qemu_img.create_overlay(vmdir / "system-0.qcow2", self.image, "raw", cluster_size=65536)
-        spec = VMSpec(
-            name=name,
-            cpus=1,
-            memory_mib=256,
-            disks=(DiskSpec(path=top, format="qcow2", label="system"),),
-            nics=(NicSpec(),),
-            serial_log=vmdir / "serial.log",
-            channel_socket=vmdir / "agent.sock",
-        )
-        return spec.replace(**changes) if changes else spec
-
-    def define(self, spec: VMSpec) -> VMSpec:
-        self.created.append(spec.name)
-        self.hv.define(spec)
-        return spec
-
-    def cleanup(self) -> None:
-        for name in self.created:
-            try:
-                if self.hv.exists(name):
-                    self.hv.delete(name)
-            except HypervisorError:
-                pass
-
-
 @pytest.fixture
 def vm_factory(backend: Hypervisor, test_appliance_image: Path, tmp_path: Path) -> Iterator[VMFactory]:
     factory = VMFactory(backend, test_appliance_image, tmp_path)
     yield factory
     factory.cleanup()
+
+
+@pytest.fixture(scope="module")
+def running_vm(
+    backend: Hypervisor, test_appliance_image: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningVM]:
+    from vmlog.context.nocloud import build_nocloud_seed
+
+    factory = VMFactory(backend, test_appliance_image, tmp_path_factory.mktemp(f"shared-{backend.name}"))
+    try:
+        spec = factory.spec()
+        seed = build_nocloud_seed(Path(spec.serial_log).with_name("seed.iso"),  # type: ignore[arg-type]
+                                  meta_data=SEED_META_DATA, user_data=SEED_USER_DATA)
+        cdrom = DiskSpec(path=seed, format="raw", device="cdrom", readonly=True, label="seed")
+        spec = factory.define(spec.replace(disks=(*spec.disks, cdrom)))
+        boot(backend, spec).close()
+        yield RunningVM(backend, spec)
+    finally:
+        factory.cleanup()

@@ -27,7 +27,9 @@ def content_digest(top: Path, top_format: str, base: Path, base_format: str, bas
     base = Path(base).resolve()
     size = qemu_img.info(top, top_format)["virtual-size"]
     if qemu_img.info(base, base_format)["virtual-size"] != size:
-        raise InvalidInput(f"disk {top.name} and its base differ in size", fix="export disks that keep the base's size")
+        raise InvalidInput(
+            f"disk {top.name} and its base differ in size", fix="export disks that keep the base's size"
+        )
     chain = _chain(top, top_format)
     depth = chain.index(base) if base in chain else None
     ranges = [] if depth == 0 else _candidate_ranges(top, top_format, depth, size)

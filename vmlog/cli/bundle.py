@@ -1,4 +1,4 @@
-"""``vml state export|import|send|inspect`` (sharing states as ``.vmlstate`` files) and ``vml config mail``."""
+"""``vml state export|import|send|inspect``: sharing states as ``.vmlstate`` files; ``vml config mail``."""
 
 from __future__ import annotations
 
@@ -9,21 +9,27 @@ from typing import Annotated
 import typer
 
 from vmlog.bundles import MAIL_ATTACHMENT_LIMIT, VerifiedBundle
-from vmlog.cli.output import err, info, out, print_json, warn
+from vmlog.cli.output import info, out, print_json, warn
 from vmlog.cli.progress import status
-from vmlog.errors import VmlogError
+from vmlog.errors import NotFound, VmlogError
 from vmlog.mail import SmtpSettings
 from vmlog.projects import exchange, service
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-ProjectOption = Annotated[str | None, typer.Option("--project", "-p", help="Project (default: the current one).")]
+ProjectOption = Annotated[
+    str | None, typer.Option("--project", "-p", help="Project (default: the current one).")
+]
 RefArgument = Annotated[str, typer.Argument(help="State: name, id prefix, HEAD, HEAD~N.")]
 SinceOption = Annotated[
     str | None,
     typer.Option("--since", help="Only what changed since this earlier state (the recipient must have it)."),
 ]
-MemoryOption = Annotated[bool, typer.Option("--with-memory", help="Include the memory image (same hypervisor only).")]
-SignOption = Annotated[bool, typer.Option("--sign/--no-sign", help="Sign the bundle with your key (default: sign).")]
+MemoryOption = Annotated[
+    bool, typer.Option("--with-memory", help="Include the memory image (same hypervisor only).")
+]
+SignOption = Annotated[
+    bool, typer.Option("--sign/--no-sign", help="Sign the bundle with your key (default: sign).")
+]
 BaseUrlOption = Annotated[
     list[str] | None,
     typer.Option("--base-url", help="A URL the recipient can download the base appliance from (repeatable)."),
@@ -97,7 +103,9 @@ def import_(
     file: Annotated[Path, typer.Argument(help="The .vmlstate file.", exists=True, dir_okay=False)],
     project: Annotated[
         str | None,
-        typer.Option("--project", "-p", help="Project to create, or existing project (same base) to add a branch to."),
+        typer.Option(
+            "--project", "-p", help="Project to create, or existing project (same base) to add a branch to."
+        ),
     ] = None,
     trust: Annotated[
         bool, typer.Option("--trust", help="Import an unsigned or unknown-signer bundle without asking.")
@@ -106,7 +114,8 @@ def import_(
         bool, typer.Option("--remember-signer", help="Accept the signer's key for future imports.")
     ] = False,
     insecure: Annotated[
-        bool, typer.Option("--insecure", help="Allow plain-HTTP base downloads (the sha256 is still checked).")
+        bool,
+        typer.Option("--insecure", help="Allow plain-HTTP base downloads (the sha256 is still checked)."),
     ] = False,
     json_output: JsonOption = False,
 ) -> None:
@@ -119,7 +128,9 @@ def import_(
     info(f"  {exchange.describe_signer(bundle.signer)}")
     exchange.check_trust(bundle, trust=trust, confirm=_ask)  # asks outside the spinner
     with status(f"Importing {file.name}") as progress:
-        result = exchange.import_state(reader, project=project, trust=True, insecure=insecure, progress=progress)
+        result = exchange.import_state(
+            reader, project=project, trust=True, insecure=insecure, progress=progress
+        )
     if remember_signer and result.signer is not None and not result.signer.known:
         fp = exchange.remember_signer(service.Context.default(), result.signer)
         info(f"accepted the key of {result.signer.name} ({fp})")
@@ -139,7 +150,8 @@ def import_(
         )
     where = "new project" if result.new_project else "project"
     info(
-        f"imported state {result.state_id[:12]} {result.state_name or ''} into {where} [bold]{result.project}[/]"
+        f"imported state {result.state_id[:12]} {result.state_name or ''}"
+        f" into {where} [bold]{result.project}[/]"
         + (" (base appliance downloaded and verified)" if result.base_downloaded else "")
     )
     if result.memory_skipped:
@@ -151,7 +163,9 @@ def import_(
 def send(
     to: Annotated[str, typer.Option("--to", help="Recipient's mail address.")],
     ref: RefArgument = "HEAD",
-    client: Annotated[bool, typer.Option("--client", help="Open the desktop mail client instead of SMTP.")] = False,
+    client: Annotated[
+        bool, typer.Option("--client", help="Open the desktop mail client instead of SMTP.")
+    ] = False,
     since: SinceOption = None,
     with_memory: MemoryOption = False,
     sign: SignOption = True,
@@ -212,7 +226,9 @@ def mail(
     security: Annotated[str | None, typer.Option("--security", help="none, starttls or ssl.")] = None,
     user: Annotated[str | None, typer.Option("--user", help="SMTP login.")] = None,
     sender: Annotated[str | None, typer.Option("--sender", help="From: address (default: the user).")] = None,
-    size_limit_mb: Annotated[float | None, typer.Option("--size-limit", help="Largest bundle to mail, in MB.")] = None,
+    size_limit_mb: Annotated[
+        float | None, typer.Option("--size-limit", help="Largest bundle to mail, in MB.")
+    ] = None,
     password: Annotated[
         bool, typer.Option("--password", help="Ask for the SMTP password and keep it in the system keyring.")
     ] = False,
@@ -246,8 +262,7 @@ def mail(
         current.store_password(typer.prompt("SMTP password", hide_input=True))
         info("stored the password in the system keyring")
     if current is None:
-        err.print("no SMTP server is configured; set one with `vml config mail --host HOST --user USER`")
-        raise typer.Exit(1)
+        raise NotFound("no SMTP server is configured", fix="vml config mail --host HOST --user USER")
     if json_output:
         print_json(current.__dict__)
         return

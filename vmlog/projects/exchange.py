@@ -124,11 +124,15 @@ def _base_of(ctx: service.Context, project: Project, labels: Sequence[str]) -> S
             )
         shas.add(root.image_sha256)
     if len(shas) != 1:
-        raise InvalidInput(f"the disks of {project.name!r} sit on different base images; a bundle has one base")
+        raise InvalidInput(
+            f"the disks of {project.name!r} sit on different base images; a bundle has one base"
+        )
     sha = shas.pop()
     image = ctx.images.find(sha)
     if image is None:
-        raise NotFound(f"the base image {sha[:16]}… of {project.name!r} is missing from the store", fix="vml doctor")
+        raise NotFound(
+            f"the base image {sha[:16]}… of {project.name!r} is missing from the store", fix="vml doctor"
+        )
     return image
 
 
@@ -222,7 +226,9 @@ def export_state(
             )
         memory = files.memory_path(state) if with_memory else None
         if with_memory and (memory is None or not memory.is_file()):
-            raise InvalidInput(f"state {state.label()} has no memory image", fix="export without --with-memory")
+            raise InvalidInput(
+                f"state {state.label()} has no memory image", fix="export without --with-memory"
+            )
         path_ids = refs.ancestors(states, state.id)
         if since_state is not None:
             path_ids = path_ids[: path_ids.index(since_state.id)]
@@ -317,7 +323,9 @@ def _check_standalone(path: Path, fmt: str) -> None:
         raise IntegrityError(f"the downloaded base is not a valid {fmt} image: {exc.message}") from exc
     specific = details.get("format-specific", {}).get("data", {})
     if details.get("backing-filename") or specific.get("data-file"):
-        raise BundleRejected("backing", "the bundle's base image refers to another file (backing or data file)")
+        raise BundleRejected(
+            "backing", "the bundle's base image refers to another file (backing or data file)"
+        )
 
 
 def _ensure_base(
@@ -385,7 +393,8 @@ def _find_since(ctx: service.Context, state_id: str, project: str | None) -> str
     where = f"project {project!r}" if project else "any project"
     raise NotFound(
         f"the bundle is incremental on state {state_id[:12]}, which {where} here does not have",
-        fix="import the full bundle of that state first, or ask the sender for a full bundle (without --since)",
+        fix="import the full bundle of that state first, or ask the sender for a full bundle"
+        " (without --since)",
     )
 
 
@@ -393,7 +402,11 @@ def _spec_numbers(spec: dict[str, Any]) -> tuple[int, int]:
     """CPUs and memory from the sender's spec, within sane bounds (the rest of it is not trusted)."""
     cpus, memory = spec.get("cpus"), spec.get("memory_mib")
     cpus = cpus if isinstance(cpus, int) and not isinstance(cpus, bool) and 1 <= cpus <= 64 else 1
-    memory = memory if isinstance(memory, int) and not isinstance(memory, bool) and 32 <= memory <= 1 << 20 else 512
+    memory = (
+        memory
+        if isinstance(memory, int) and not isinstance(memory, bool) and 32 <= memory <= 1 << 20
+        else 512
+    )
     return cpus, memory
 
 
@@ -481,7 +494,9 @@ def _add_state(
         name=state_name,
         message=str(bundle.state.get("message") or "")[:2000] or f"imported ({describe})",
         author=str(bundle.state.get("author") or "unknown")[:200],
-        created=float(created) if isinstance(created, (int, float)) and not isinstance(created, bool) else 0.0,
+        created=float(created)
+        if isinstance(created, (int, float)) and not isinstance(created, bool)
+        else 0.0,
         layers=names,
         spec=dict(project.spec),
         release_mounts=[m for m in mounts if isinstance(m, dict)] if isinstance(mounts, list) else [],
@@ -537,14 +552,21 @@ def import_state(
         target, create = project, False
     else:
         wanted = project or str(bundle.state.get("project") or bundle.state.get("name") or "imported")
-        target, create = (service.check_project_name(project) if project else _unique_project_name(ctx, wanted)), True
+        target, create = (
+            (service.check_project_name(project) if project else _unique_project_name(ctx, wanted)),
+            True,
+        )
     progress("finding the base appliance", 0.1)
     image, downloaded = _ensure_base(ctx, bundle.base, insecure=insecure, progress=progress)
     if create:
         cpus, memory = _spec_numbers(bundle.manifest.get("vm_spec") or {})
         service.new_project(target, image.sha256, cpus=cpus, memory_mib=memory, ctx=ctx)
     try:
-        args = {"file": bundle_path.name, "sender": sender, "signer": bundle.signer.name if bundle.signer else None}
+        args = {
+            "file": bundle_path.name,
+            "sender": sender,
+            "signer": bundle.signer.name if bundle.signer else None,
+        }
         if bundle.signer is not None:
             args.update(fingerprint=bundle.signer.fingerprint, signer_known=bundle.signer.known)
         with _mutation(ctx, target, "state import", **args) as op:
@@ -645,10 +667,11 @@ def send_state(
         assert settings is not None
         if exported.size > settings.size_limit:
             raise InvalidInput(
-                f"the bundle is {exported.size / 1e6:.1f} MB, over the {settings.size_limit / 1e6:.0f} MB mail limit;"
+                f"the bundle is {exported.size / 1e6:.1f} MB,"
+                f" over the {settings.size_limit / 1e6:.0f} MB mail limit;"
                 f" it was kept at {exported.path}",
-                fix="share that file another way (a shared folder or a file-transfer link), or send an incremental"
-                " bundle with --since STATE the recipient already has",
+                fix="share that file another way (a shared folder or a file-transfer link), or send an"
+                " incremental bundle with --since STATE the recipient already has",
             )
         progress(f"mailing {exported.path.name} to {to}", 0.9)
         message_id = send_bundle(exported.path, to, settings)

@@ -29,7 +29,9 @@ def context_at(root: Path) -> service.Context:
     """A service context on the home at ``root``, without touching ``$VMLOG_HOME``."""
     h = home_at(root).ensure()
     images = ImageStore(h.images)
-    return service.Context(h, images, ProjectStore(h.projects, lambda sha: images.get(sha).path), Logbook(h.logbook))
+    return service.Context(
+        h, images, ProjectStore(h.projects, lambda sha: images.get(sha).path), Logbook(h.logbook)
+    )
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):

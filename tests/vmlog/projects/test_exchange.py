@@ -57,7 +57,9 @@ def _layer(ctx: service.Context, project: str, state_id: str) -> Path:
     return files.layers.path(files.states()[state_id].layers["system"])
 
 
-def _same(receiver: service.Context, project: str, state_id: str, sender: service.Context, sender_state: str) -> bool:
+def _same(
+    receiver: service.Context, project: str, state_id: str, sender: service.Context, sender_state: str
+) -> bool:
     """``qemu-img compare`` of a rebuilt state's disk with the sender's (guest-visible bytes)."""
     return qemu_img.compare(
         _layer(receiver, project, state_id), "qcow2", _layer(sender, "analysis", sender_state), "qcow2"
@@ -101,7 +103,9 @@ def test_full_then_incremental_round_trip(sender: service.Context, tmp_path: Pat
     assert any(r.get("text") == "ready for review" for r in sender_rows)
 
 
-def test_incremental_refused_without_or_with_different_since_state(sender: service.Context, tmp_path: Path) -> None:
+def test_incremental_refused_without_or_with_different_since_state(
+    sender: service.Context, tmp_path: Path
+) -> None:
     receiver = context_at(tmp_path / "home-b")
     incremental = exchange.export_state("analysis", "s2", tmp_path, since="s1", ctx=sender)
     with pytest.raises(NotFound, match="full bundle"):
@@ -125,7 +129,9 @@ def test_signed_bundle_from_a_known_key_needs_no_trust(sender: service.Context, 
         exchange.import_state(bundle.path, ctx=receiver)
     asked = []
     with pytest.raises(exchange.Untrusted):
-        exchange.import_state(bundle.path, confirm=lambda b: asked.append(b.signer.name) or False, ctx=receiver)
+        exchange.import_state(
+            bundle.path, confirm=lambda b: asked.append(b.signer.name) or False, ctx=receiver
+        )
     assert asked == ["Alice <alice@example.org>"] and receiver.projects.names() == []
     result = exchange.import_state(bundle.path, confirm=lambda b: True, ctx=receiver)
     exchange.remember_signer(receiver, result.signer)
@@ -147,7 +153,9 @@ def test_full_bundle_into_existing_project_is_a_new_branch(sender: service.Conte
 
 def test_cli_refuses_unsigned_bundle_without_tty_or_trust(sender: service.Context, tmp_path: Path) -> None:
     home_a, home_b = sender.home.data.parent, tmp_path / "home-b"
-    exported = vml(home_a, "state", "export", "s1", "-p", "analysis", "-o", str(tmp_path), "--no-sign", "--json")
+    exported = vml(
+        home_a, "state", "export", "s1", "-p", "analysis", "-o", str(tmp_path), "--no-sign", "--json"
+    )
     assert exported.returncode == 0, exported.stderr
     path = Path(json.loads(exported.stdout)["path"])
     assert "fits a 25 MB mail attachment" in exported.stderr

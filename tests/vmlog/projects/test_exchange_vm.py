@@ -1,4 +1,4 @@
-"""Two users on one machine share a real guest's state: A exports, B (without the base) imports and boots it."""
+"""Two users on one machine share a real guest's state: A exports, B (without the base) imports, boots it."""
 
 from __future__ import annotations
 
@@ -77,7 +77,9 @@ def test_state_travels_to_a_user_without_the_base(
         written = {"calibration": secrets.token_hex(16)}
         service.up("analysis", ctx=alice)
         with _guest(alice, "analysis") as guest:
-            guest.check_output(f"mkdir -p /data/shared; echo {written['calibration']} > /data/shared/calibration; sync")
+            guest.check_output(
+                f"mkdir -p /data/shared; echo {written['calibration']} > /data/shared/calibration; sync"
+            )
             s1 = service.save_state("analysis", "calibrated", ctx=alice)
             written_later = {**written, "fit": secrets.token_hex(16)}
             guest.check_output(f"echo {written_later['fit']} > /data/shared/fit; sync")
@@ -91,7 +93,9 @@ def test_state_travels_to_a_user_without_the_base(
         imported = exchange.import_state(full.path, trust=True, ctx=bob)
     assert imported.base_downloaded and imported.state_id == s1.id
     assert bob.images.find(base.sha256) is not None
-    assert qemu_img.compare(_layer(bob, imported.project, s1.id), "qcow2", _layer(alice, "analysis", s1.id), "qcow2")
+    assert qemu_img.compare(
+        _layer(bob, imported.project, s1.id), "qcow2", _layer(alice, "analysis", s1.id), "qcow2"
+    )
 
     service.up(imported.project, ctx=bob)
     with _guest(bob, imported.project) as guest:
@@ -103,7 +107,9 @@ def test_state_travels_to_a_user_without_the_base(
     assert exchange.inspect_bundle(incremental.path, ctx=bob)["since"]["state_id"] == s1.id
     second = exchange.import_state(incremental.path, trust=True, ctx=bob)
     assert second.project == imported.project and second.since_id == s1.id and not second.base_downloaded
-    assert qemu_img.compare(_layer(bob, second.project, s2.id), "qcow2", _layer(alice, "analysis", s2.id), "qcow2")
+    assert qemu_img.compare(
+        _layer(bob, second.project, s2.id), "qcow2", _layer(alice, "analysis", s2.id), "qcow2"
+    )
     service.restore_state(second.project, s2.id, discard=True, ctx=bob)
     service.up(second.project, ctx=bob)
     with _guest(bob, second.project) as guest:

@@ -82,7 +82,8 @@ app.command("demo")(demo_cli.demo)
 def run() -> None:
     """Console-script entry: run the app, turning domain errors into one-line messages."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns (not raises) the code of a typer.Exit.
+        result = app(standalone_mode=False)
     except (VmlogError, HypervisorError) as exc:
         if os.environ.get("VMLOG_DEBUG"):
             raise
@@ -98,13 +99,13 @@ def run() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
-    except Exception as exc:  # click usage errors etc.
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:
+        # Usage errors: typer bundles its own click, so recognise them by their interface.
+        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    sys.exit(result if isinstance(result, int) else 0)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,13 @@ recorded, not exported to the guest.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +58,10 @@ class QemuVM:
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = Path(run_dir)
-        self.qmp_path = self.run_dir / "qmp.sock"
+        # Unix socket paths must stay under 108 bytes: sockets live in a short directory of their own
+        digest = hashlib.sha1(str(self.run_dir.resolve()).encode()).hexdigest()[:12]
+        self.socket_dir = Path(tempfile.gettempdir()) / f"vmlsim-{digest}"
+        self.qmp_path = self.socket_dir / "qmp.sock"
         self.pid_path = self.run_dir / "qemu.pid"
 
     # -- process ---------------------------------------------------------------------------------
@@ -73,6 +78,7 @@ class QemuVM:
 
     def boot(self, spec: BootSpec) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.socket_dir.mkdir(mode=0o700, exist_ok=True)
         self.qmp_path.unlink(missing_ok=True)
         self.pid_path.unlink(missing_ok=True)
         accel = os.environ.get("VMLOG_SIM_ACCEL", "tcg")
@@ -138,7 +144,8 @@ class QemuVM:
         if served is None:
             return ["-drive", f"file={drive.path},format={drive.fmt},{common}"]
         layer = chain[served]
-        sock = self.run_dir / f"nbd{index}.sock"
+        sock = self.socket_dir / f"nbd{index}.sock"
+        sock.unlink(missing_ok=True)
         nbd = ["qemu-nbd", "--fork", "--pid-file", str(self.run_dir / f"nbd{index}.pid"), "-k", str(sock),
                "-f", layer["format"], "--cache=writeback"]
         if served > 0 or drive.readonly:

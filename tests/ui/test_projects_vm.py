@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,15 @@ from vmlog.projects import service
 from vmlog.testappliance.agent import GuestChannel
 
 pytestmark = pytest.mark.vm
+
+
+@pytest.fixture
+def vmlog_home(monkeypatch: pytest.MonkeyPatch):
+    """A short home: the guest agent's Unix socket path must stay under 108 bytes."""
+    root = Path(tempfile.mkdtemp(prefix="vml-ui-", dir="/tmp"))
+    monkeypatch.setenv("VMLOG_HOME", str(root))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def wait_idle(qtbot, window) -> None:

@@ -210,10 +210,12 @@ class ProjectsController(QObject):
         )
 
     # -- running service calls -----------------------------------------------------------
-    def run(self, title: str, fn: Callable[..., Any], *args: Any, on_result=None, **kwargs: Any) -> Job:
+    def run(
+        self, title: str, fn: Callable[..., Any], *args: Any, on_result=None, with_progress: bool = True, **kwargs: Any
+    ) -> Job:
         """Start ``fn`` (a service function) in a job; read the page again whatever the outcome."""
         kwargs.setdefault("ctx", self.ctx)
-        job = Job(fn, *args, title=title, pass_cancel=False, **kwargs)
+        job = Job(fn, *args, title=title, pass_cancel=False, pass_progress=with_progress, **kwargs)
         if on_result is not None:
             job.signals.finished.connect(on_result)
         job.signals.done.connect(self.refresh)
@@ -282,7 +284,8 @@ class ProjectsController(QObject):
         return self._open(dialog, lambda: self.rename_state(state_id, dialog.value()))
 
     def rename_state(self, state_id: str, new_name: str) -> Job:
-        return self.run(f"Renaming {self._label(state_id)}", service.rename_state, self.project, state_id, new_name)
+        return self.run(f"Renaming {self._label(state_id)}", service.rename_state, self.project, state_id, new_name,
+                        with_progress=False)
 
     def delete_state(self, state_id: str) -> Job:
         from PySide6.QtWidgets import QMessageBox
@@ -301,7 +304,9 @@ class ProjectsController(QObject):
 
     def add_note(self, text: str) -> Job:
         state = self.page.tree.selected_state() or None
-        job = self.run("Adding a note", service.add_note, text, project_name=self.project, ref=state)
+        job = self.run(
+            "Adding a note", service.add_note, text, project_name=self.project, ref=state, with_progress=False
+        )
         job.signals.finished.connect(lambda _r: self.page.logbook.note_saved())
         return job
 

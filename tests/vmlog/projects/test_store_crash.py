@@ -49,6 +49,7 @@ def _churn(root: Path, image: Path, refs_dir: Path, journal: Path, seed: int) ->
         write_pattern(live, rng.randrange(1, 255), rng.randrange(0, 64) * 65536, 65536)
         op = rng.choice(["save", "save", "restore", "rm"])
         states = files.states()
+        _journal(journal, f"begin {op}")
         if op == "save" or not states:
             sid = chain.save(files, name=None, message="churn", author="t@h", memory=False).id
             _record_saved(files, sid, refs_dir, journal)
@@ -68,6 +69,18 @@ def _churn(root: Path, image: Path, refs_dir: Path, journal: Path, seed: int) ->
                 chain.remove(files, victim)
             except InvalidInput:
                 _journal(journal, f"kept {victim.id}")
+
+
+def _kill_inside_an_operation(journal: Path, after: float, rng: random.Random) -> None:
+    """Wait ``after`` seconds, then until the child has begun a store operation, then a few ms more."""
+    time.sleep(after)
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        lines = journal.read_text().splitlines() if journal.exists() else []
+        if lines and lines[-1].startswith("begin "):
+            break
+        time.sleep(0.002)
+    time.sleep(rng.uniform(0.0, 0.04))
 
 
 def _read_journal(journal: Path) -> tuple[list[str], set[str]]:
@@ -111,11 +124,11 @@ def test_kill_minus_nine_during_save_restore_rm(project_files: ProjectFiles, ctx
     for trial in range(TRIALS):
         child = mp.Process(target=_churn, args=(project_files.root, image, refs_dir, journal, trial))
         child.start()
-        time.sleep(rng.uniform(0.05, 1.2))
+        _kill_inside_an_operation(journal, rng.uniform(0.05, 1.0), rng)
         try:
-            os.killpg(child.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+            os.killpg(child.pid, signal.SIGKILL)  # the child and its qemu-img, like a power cut
+        except ProcessLookupError:  # not yet its own group leader
+            os.kill(child.pid, signal.SIGKILL)
         child.join(30)
         assert child.exitcode is not None and child.exitcode != 0, "the churn loop stopped by itself"
         findings = check_project(project_files, repair=True)

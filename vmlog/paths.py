@@ -46,8 +46,8 @@ class VmlogHome:
     def locks(self) -> Path:
         return self.runtime / "locks"
 
-    def socket_dir(self, owner: str) -> Path:
-        """A directory for ``owner``'s Unix sockets whose paths stay under the kernel's 108-byte limit.
+    def vm_runtime_dir(self, owner: str) -> Path:
+        """Runtime files of a VM (console log, agent socket), at a path short enough for Unix sockets (108 bytes).
 
         Below ``runtime`` when that is short enough, else a per-home directory in the system's temp
         dir, named by a digest of the runtime path so every process of this home finds the same one.
@@ -56,7 +56,9 @@ class VmlogHome:
         if len(str(preferred)) <= 72:
             return preferred
         digest = hashlib.sha256(str(self.runtime).encode()).hexdigest()[:12]
-        return Path(tempfile.gettempdir()) / f"vmlog-{os.getuid()}-{digest}" / owner[-40:]
+        private = Path(tempfile.gettempdir()) / f"vmlog-{os.getuid()}-{digest}"
+        private.mkdir(mode=0o700, exist_ok=True)  # console logs are the user's business only
+        return private / owner[-40:]
 
     def ensure(self) -> VmlogHome:
         for path in (self.config, self.data, self.cache, self.runtime, self.images, self.projects, self.locks):

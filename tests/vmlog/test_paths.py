@@ -28,8 +28,8 @@ def test_socket_dirs_fit_the_unix_socket_limit(tmp_path: Path, monkeypatch: pyte
     deep = tmp_path / ("very-long-directory-name-" * 6)
     monkeypatch.setenv("VMLOG_HOME", str(deep))
     home = paths.home()
-    sockets = home.socket_dir("vmlog-0123abcd-a-project-with-a-long-name")
+    sockets = home.vm_runtime_dir("vmlog-0123abcd-a-project-with-a-long-name")
     assert len(str(sockets / "channel.sock")) < 108
-    assert sockets == home.socket_dir("vmlog-0123abcd-a-project-with-a-long-name")  # every process agrees
+    assert sockets == home.vm_runtime_dir("vmlog-0123abcd-a-project-with-a-long-name")  # every process agrees
     monkeypatch.setenv("VMLOG_HOME", "/srv/h")  # a short home keeps its sockets inside (nothing is created)
-    assert paths.home().socket_dir("vm") == Path("/srv/h/run/vms/vm")
+    assert paths.home().vm_runtime_dir("vm") == Path("/srv/h/run/vms/vm")

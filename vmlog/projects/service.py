@@ -189,7 +189,7 @@ def new_project(
                 project.live[SCRATCH_DISK] = live
                 disks.append(DiskSpec(path=staged.layers.path(live), format="qcow2", label=SCRATCH_DISK))
             disks.extend(extra_disks)
-            run_dir = ctx.home.runtime / "vms" / project.vm_name
+            run_dir = ctx.home.vm_runtime_dir(project.vm_name)
             spec = VMSpec(
                 name=project.vm_name,
                 cpus=cpus,
@@ -282,7 +282,7 @@ def remove_project(name: str, *, ctx: Context | None = None) -> None:
             if root.image_sha256:
                 ctx.images.remove_ref(root.image_sha256, project_holder(project))
         shutil.rmtree(trashed, ignore_errors=True)
-        shutil.rmtree(ctx.home.runtime / "vms" / project.vm_name, ignore_errors=True)
+        shutil.rmtree(ctx.home.vm_runtime_dir(project.vm_name), ignore_errors=True)
         if current_project.get(ctx.home.data) == name:
             current_project.set_(ctx.home.data, None)
 
@@ -306,7 +306,7 @@ def rename_project(old: str, new: str, *, ctx: Context | None = None) -> None:
         files = ctx.projects.files(new)
         project.name = new
         project.vm_name = vm_name_for(ctx.home, new)
-        run_dir = ctx.home.runtime / "vms" / project.vm_name
+        run_dir = ctx.home.vm_runtime_dir(project.vm_name)
         project.spec = {
             **project.spec,
             "name": project.vm_name,

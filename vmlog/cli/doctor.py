@@ -12,12 +12,19 @@ from vmlog.doctor import diagnose
 
 def doctor(
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Repair the project store after a crash (saved states are kept).")
+    ] = False,
 ) -> None:
-    """Check the hypervisor backends and tools vmlog needs, and say how to fix what is missing."""
-    report = diagnose()
+    """Check the hypervisor backends, tools and project store, and say how to fix what is wrong.
+
+    Exits 1 when no backend is usable or a check failed, so scripts can rely on it.
+    """
+    report = diagnose(repair=repair)
+    healthy = report.best_backend() is not None and all(check.ok for check in report.tools)
     if json_output:
         print_json(report.to_dict())
-        return
+        raise typer.Exit(0 if healthy else 1)
     out.print("[bold]Backends[/]")
     for probe in report.backends:
         mark = "[green]ok[/]" if probe.available else "[red]--[/]"
@@ -32,7 +39,10 @@ def doctor(
     for check in report.tools:
         mark = "[green]ok[/]" if check.ok else "[red]--[/]"
         out.print(f"  {mark} {check.name:<11} {check.summary}")
+        for warning in check.warnings:
+            out.print(f"       {warning}")
         if check.fix and not check.ok:
             out.print(f"       fix: {check.fix}")
     best = report.best_backend()
     out.print(f"Best backend here: [bold]{best}[/]" if best else "[red]No usable backend here.[/]")
+    raise typer.Exit(0 if healthy else 1)

@@ -7,6 +7,7 @@ going while it is up; the caller connects to ``accepted``.
 from __future__ import annotations
 
 from PySide6.QtWidgets import (
+    QComboBox,
     QDialog,
     QDialogButtonBox,
     QFormLayout,
@@ -14,6 +15,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
+    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -122,3 +124,58 @@ class ConsoleDialog(QDialog):
         layout.addWidget(self.text)
         layout.addWidget(buttons)
         self.resize(720, 420)
+
+
+class NewProjectDialog(QDialog):
+    """Name, appliance image (from the store), backend, CPUs and memory of a new project."""
+
+    def __init__(
+        self, parent: QWidget | None, images: list[tuple[str, str]], backends: list[tuple[str, str]]
+    ) -> None:
+        """``images`` and ``backends`` are (label, value) pairs; the value is what the service is given."""
+        super().__init__(parent)
+        self.setWindowTitle("New project")
+        self.name = QLineEdit()
+        self.name.setPlaceholderText("e.g. higgs-mass")
+        self.image = QComboBox()
+        for label, value in images:
+            self.image.addItem(label, value)
+        self.backend = QComboBox()
+        for label, value in backends:
+            self.backend.addItem(label, value)
+        self.cpus = QSpinBox()
+        self.cpus.setRange(1, 64)
+        self.cpus.setValue(1)
+        self.memory = QSpinBox()
+        self.memory.setRange(64, 1 << 20)
+        self.memory.setSingleStep(256)
+        self.memory.setSuffix(" MiB")
+        self.memory.setValue(512)
+        form = QFormLayout()
+        form.addRow("Name:", self.name)
+        form.addRow("Appliance:", self.image)
+        form.addRow("Hypervisor:", self.backend)
+        form.addRow("CPUs:", self.cpus)
+        form.addRow("Memory:", self.memory)
+        hint = QLabel("Appliances not in the store yet: use Set up, which downloads and verifies them.")
+        hint.setObjectName("muted")
+        hint.setWordWrap(True)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Create")
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(bool(images))
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(hint)
+        layout.addWidget(buttons)
+        self.resize(460, self.sizeHint().height())
+
+    def values(self) -> dict[str, object]:
+        return {
+            "name": self.name.text().strip(),
+            "image": self.image.currentData(),
+            "backend": self.backend.currentData(),
+            "cpus": self.cpus.value(),
+            "memory_mib": self.memory.value(),
+        }

@@ -1,7 +1,8 @@
 """Progress as the user reads it: a bar, what is happening, the rate and time left, and a Cancel button.
 
 Services report progress in two shapes: ``(done_bytes, total_bytes | None)`` for transfers and
-``(message, fraction | None)`` for steps. :class:`ProgressReading` turns either into text, and
+``(message, fraction | None)`` for steps; setup reports phase events (``phase``, ``message``, and
+``done``/``total`` bytes while downloading). :class:`ProgressReading` turns each into text, and
 works out rate and ETA from the byte counts it sees over time.
 """
 
@@ -28,6 +29,16 @@ class ProgressReading:
 
     def update(self, value: object, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
+        if getattr(value, "phase", None) is not None:  # a setup event
+            done, total = getattr(value, "done", None), getattr(value, "total", None)
+            message = str(getattr(value, "message", ""))
+            if done is not None:
+                self.update((int(done), total), now)
+                self.text = f"{message} · {self.text}" if message else self.text
+            else:
+                self.samples.clear()
+                self.text, self.fraction = message, None
+            return
         if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], int):
             done, total = value
             self.samples.append((now, done))

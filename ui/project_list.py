@@ -113,8 +113,10 @@ class ProjectList(QListWidget):
         self.setMinimumWidth(250)
         self.currentItemChanged.connect(self._on_current)
 
-    def set_projects(self, summaries: list[ProjectSummary]) -> None:
-        keep = self.selected_project()
+    def set_projects(self, summaries: list[ProjectSummary], *, select: str | None = None) -> None:
+        """Show ``summaries``; select ``select`` if given and listed, else keep the user's selection."""
+        names = [s.name for s in summaries]
+        keep = select if select in names else self.selected_project()
         was_blocked = self.blockSignals(True)  # a refresh is not the user picking a project
         self.clear()
         for summary in summaries:
@@ -122,7 +124,6 @@ class ProjectList(QListWidget):
             item.setData(SUMMARY_ROLE, summary)
             item.setToolTip(f"{summary.name}: {summary.vm_state}, {summary.states} saved states")
             self.addItem(item)
-        names = [s.name for s in summaries]
         if keep in names:
             self.setCurrentRow(names.index(keep))
         elif names:

@@ -17,3 +17,12 @@ def wire(window: MainWindow, *, refresh_ms: int = 5000) -> None:
     window.projects_controller = ProjectsController(window, refresh_ms=refresh_ms)  # type: ignore[attr-defined]
     window.appliances_controller = AppliancesController(window)  # type: ignore[attr-defined]
     window.releases_controller = ReleasesController(window)  # type: ignore[attr-defined]
+    projects, appliances = window.projects_controller, window.appliances_controller  # type: ignore[attr-defined]
+
+    def show_project(name: str) -> None:
+        window.show_page("Projects")
+        projects.select_project(name)
+
+    appliances.setup_finished.connect(show_project)
+    appliances.project_created.connect(show_project)
+    appliances.setup_ended.connect(projects.refresh)

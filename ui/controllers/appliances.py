@@ -1,7 +1,8 @@
-"""The Appliances page's controller: lists catalog entries and runs a setup job with progress and cancel.
+"""The Appliances page's controller: lists catalog entries, runs ``vmlog.setup.setup`` and makes new projects.
 
-"Set up" calls the appliance setup service (download, verify, contextualise, boot) where it exists;
-until it does, it pulls the image (download and verify), which is what ``vml appliance pull`` does.
+"Set up" calls the same setup service as ``vml setup`` (backend, download, verify, contextualise,
+boot, ready) with the job's cancel event; "New project…" calls ``vmlog.projects.service.new_project``
+on an image already in the store, as ``vml project new`` does.
 """
 
 from __future__ import annotations
@@ -10,10 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Signal
 
+from hypervisors import registry
+from ui.dialogs import NewProjectDialog
+from ui.formatting import human_bytes
 from ui.pages.appliances import ApplianceCard
 from ui.workers import Job
 from vmlog import paths
 from vmlog.appliances.catalog import Catalogs, store_name
+from vmlog.projects import service
+from vmlog.setup import SetupResult, setup
 from vmlog.store.images import ImageStore
 
 if TYPE_CHECKING:
@@ -46,29 +52,32 @@ def read_cards() -> list[ApplianceCard]:
     return cards
 
 
-def set_up(name: str, *, progress=None, cancel=None) -> Any:
-    """The setup service if this vmlog has it, else the pull service (download and verify only)."""
-    try:
-        from vmlog.appliances.setup import setup_appliance  # type: ignore[import-not-found]
-    except ImportError:
-        from vmlog.appliances.pull import pull
+def stored_images() -> list[tuple[str, str]]:
+    """(label, sha256) of every image in the store, for the new-project dialog."""
+    images = ImageStore(paths.home().ensure().images).list()
+    return [(f"{i.name} {i.version} ({i.format}, {human_bytes(i.size)})", i.sha256) for i in images]
 
-        home = paths.home().ensure()
-        appliance = Catalogs(home.config).get(name)
-        return pull(appliance, ImageStore(home.images), progress=progress, cancel=cancel)
-    return setup_appliance(name, progress=progress, cancel=cancel)
+
+def backend_choices() -> list[tuple[str, str]]:
+    """(title, key) of every backend the registry knows; the service reports one that does not work here."""
+    return [(entry.title, key) for key, entry in registry.BACKENDS.items()]
 
 
 class AppliancesController(QObject):
-    setup_finished = Signal(str)
+    setup_finished = Signal(str)  # the project name
+    project_created = Signal(str)
+    setup_ended = Signal()  # whatever the outcome: a cancelled setup may have removed a project
 
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(self, window: MainWindow, *, ctx: service.Context | None = None) -> None:
         super().__init__(window)
         self.window = window
         self.page = window.appliances_page
         self.runner = window.runner
+        self.ctx = ctx
         self.jobs: dict[str, Job] = {}
+        self.active_dialog: NewProjectDialog | None = None
         self.page.setup_requested.connect(self.set_up)
+        self.page.new_project_requested.connect(self.ask_new_project)
         self.refresh()
 
     def refresh(self) -> None:
@@ -76,11 +85,32 @@ class AppliancesController(QObject):
         job.signals.finished.connect(self.page.set_cards)
         self.runner.start_quiet(job)
 
-    def set_up(self, key: str) -> Job:
-        job = Job(set_up, key, title=f"Setting up {key}")
+    def set_up(self, key: str, **options: Any) -> Job:
+        """Run the whole setup of appliance ``key``; ``options`` go to the service (name, backend, ...)."""
+        job = Job(setup, key, title=f"Setting up {key}", ctx=self.ctx, **options)
         self.jobs[key] = job
         self.page.show_setup(key, job)
-        job.signals.finished.connect(lambda _r: self.setup_finished.emit(key))
+        job.signals.finished.connect(lambda result: self._set_up(key, result))
         job.signals.done.connect(lambda: self.jobs.pop(key, None))
         job.signals.done.connect(self.refresh)
+        job.signals.done.connect(self.setup_ended)
+        return self.runner.start(job)
+
+    def _set_up(self, key: str, result: SetupResult) -> None:
+        self.setup_finished.emit(result.project)
+
+    def ask_new_project(self) -> NewProjectDialog:
+        dialog = NewProjectDialog(self.window, stored_images(), backend_choices())
+        self.active_dialog = dialog
+        dialog.accepted.connect(lambda: self.new_project(**dialog.values()))  # type: ignore[arg-type]
+        dialog.finished.connect(lambda _code: setattr(self, "active_dialog", None))
+        dialog.open()
+        return dialog
+
+    def new_project(self, name: str, image: str, *, backend: str, cpus: int, memory_mib: int) -> Job:
+        job = Job(
+            service.new_project, name, image, backend=backend, cpus=cpus, memory_mib=memory_mib, ctx=self.ctx,
+            title=f"Creating project {name}", pass_cancel=False,
+        )
+        job.signals.finished.connect(lambda project: self.project_created.emit(project.name))
         return self.runner.start(job)

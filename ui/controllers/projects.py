@@ -2,7 +2,10 @@
 
 Every action is one call of :mod:`vmlog.projects.service` (the functions ``vml`` calls) in a job;
 when it ends, the page is read again from the service. Reading happens in jobs too, so a slow or
-remote libvirt never freezes the window; a timer refreshes the machine states in the background.
+remote libvirt never freezes the window; a timer refreshes the machine states in the background
+(the hypervisor layer offers no domain lifecycle events yet, so polling is how the sidebar learns that
+a guest powered itself off). Export, import and mail call :mod:`vmlog.projects.exchange`, as
+``vml state export|import|send`` do.
 """
 
 from __future__ import annotations
@@ -13,13 +16,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
-from PySide6.QtWidgets import QFileDialog
+from PySide6.QtWidgets import QFileDialog, QMessageBox
 
+from ui.bundle_dialogs import ExportDialog, ImportDialog, MailDialog, file_dialog
 from ui.dialogs import ConsoleDialog, RestoreDialog, SaveStateDialog, TextDialog
 from ui.project_list import ProjectSummary
 from ui.statetree.layout import StateNode
 from ui.workers import Job
-from vmlog.projects import service
+from vmlog.bundles import MAIL_ATTACHMENT_LIMIT
+from vmlog.errors import VmlogError
+from vmlog.mail import SmtpSettings
+from vmlog.projects import exchange, service
 
 if TYPE_CHECKING:
     from ui.main_window import MainWindow
@@ -36,25 +43,6 @@ class ProjectView:
     nodes: list[StateNode]
     current: str | None
     history: list[dict[str, Any]] = field(default_factory=list)
-
-
-def service_function(module: str, name: str) -> Callable[..., Any]:
-    """A service function imported when the job runs, so a missing one fails in the job, as a message."""
-
-    def call(*args: Any, **kwargs: Any) -> Any:
-        import importlib
-
-        from vmlog.errors import VmlogError
-
-        try:
-            fn = getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError):
-            raise VmlogError(
-                f"this vmlog has no {module}.{name} yet", fix="update vmlog, or use the `vml` command line"
-            ) from None
-        return fn(*args, **kwargs)
-
-    return call
 
 
 def base_label(base: dict[str, Any]) -> str:
@@ -106,6 +94,10 @@ class ProjectsController(QObject):
         self.ctx = ctx
         self.view: ProjectView | None = None
         self.active_dialog = None
+        self.last_notice: QMessageBox | None = None
+        self.last_export: exchange.ExportResult | None = None
+        self.last_import: exchange.ImportResult | None = None
+        self._select: tuple[str, str | None] | None = None  # (project, state) to show after the next read
         self._reading = False
         self._again = False
         self.page.projects.project_selected.connect(lambda _name: self.refresh())
@@ -132,7 +124,7 @@ class ProjectsController(QObject):
             self._again = True
             return
         self._reading = True
-        selected = self.project
+        selected = self._select[0] if self._select else self.project
 
         def read(progress=None) -> tuple[list[ProjectSummary], ProjectView | None]:
             summaries = read_projects(self.ctx)
@@ -146,6 +138,11 @@ class ProjectsController(QObject):
         job.signals.errored.connect(lambda failure: self.page.set_heading("Cannot read projects", failure.message))
         self.runner.start_quiet(job)
 
+    def select_project(self, name: str, *, state: str | None = None) -> None:
+        """Show project ``name`` (and select ``state``) once the next read has it, e.g. after a setup."""
+        self._select = (name, state)
+        self.refresh()
+
     def _read_done(self) -> None:
         self._reading = False
         if self._again:
@@ -157,7 +154,8 @@ class ProjectsController(QObject):
     def _show(self, result: tuple[list[ProjectSummary], ProjectView | None]) -> None:
         summaries, view = result
         page = self.page
-        page.projects.set_projects(summaries)  # keeps the user's selection if it still exists
+        wanted = self._select
+        page.projects.set_projects(summaries, select=wanted[0] if wanted else None)  # else keeps the user's pick
         if view is not None and view.name != self.project:
             self.refresh()  # the user picked another project meanwhile
             return
@@ -181,6 +179,10 @@ class ProjectsController(QObject):
         )
         page.set_heading(view.name, " · ".join(p for p in facts if p))
         page.tree.set_states(view.nodes, view.current, dirty=dirty)
+        if wanted is not None and wanted[0] == view.name:
+            self._select = None
+            if wanted[1]:
+                page.tree.select_state(wanted[1])
         names = {n.id: (n.name or n.id[:8]) for n in view.nodes}
         page.logbook.set_history(view.history, names)
         self._update_buttons()
@@ -320,35 +322,115 @@ class ProjectsController(QObject):
         job.signals.finished.connect(lambda text: self._open(ConsoleDialog(self.window, name, text), lambda: None))
         self.runner.start(job)
 
-    # -- bundles -------------------------------------------------------------------------
-    def ask_export(self, state_id: str) -> None:
-        default = str(Path.home() / f"{self.project}-{self._label(state_id)}.vmlstate")
-        dest, _ = QFileDialog.getSaveFileName(self.window, "Export state", default, "vmlog states (*.vmlstate)")
-        if dest:
-            self.export_state(state_id, Path(dest))
+    # -- bundles (the same exchange functions as `vml state export|import|send`) ------------------
+    def _ancestors(self, state_id: str) -> list[tuple[str, str]]:
+        """(label, id) of the states ``state_id`` was saved after, nearest first (the "since" choices)."""
+        parents = {n.id: n.parent for n in self.view.nodes} if self.view else {}
+        chain, at = [], parents.get(state_id)
+        while at is not None and at in parents and len(chain) < 1000:
+            chain.append((self._label(at), at))
+            at = parents.get(at)
+        return chain
 
-    def export_state(self, state_id: str, dest: Path) -> Job:
-        export = service_function("vmlog.bundles.service", "export_state")
-        return self.run(f"Exporting {self._label(state_id)}", export, self.project, state_id, dest)
+    def ask_export(self, state_id: str) -> ExportDialog:
+        default = Path.home() / f"{self.project}-{self._label(state_id)}{exchange.SUFFIX}"
+        dialog = ExportDialog(self.window, self._label(state_id), default, self._ancestors(state_id), has_memory=True)
+        return self._open(dialog, lambda: self.export_state(state_id, **dialog.values()))
 
-    def ask_mail(self, state_id: str) -> TextDialog:
-        dialog = TextDialog(self.window, "Share by mail", "Send to:")
-        return self._open(dialog, lambda: self.mail_state(state_id, dialog.value()))
-
-    def mail_state(self, state_id: str, to: str) -> Job:
-        send = service_function("vmlog.mail.service", "send_state")
-        return self.run(f"Mailing {self._label(state_id)} to {to}", send, self.project, state_id, to)
-
-    def ask_import(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self.window, "Import state", str(Path.home()), "vmlog states (*.vmlstate)"
+    def export_state(
+        self, state_id: str, dest: Path, *, since: str | None = None, with_memory: bool = False, sign: bool = True
+    ) -> Job:
+        return self.run(
+            f"Exporting {self._label(state_id)}", exchange.export_state, self.project, state_id, Path(dest),
+            since=since, with_memory=with_memory, sign=sign, on_result=self._exported,
         )
-        if path:
-            self.import_bundle(Path(path))
+
+    def _exported(self, result: exchange.ExportResult) -> None:
+        self.last_export = result
+        limit = MAIL_ATTACHMENT_LIMIT // 1_000_000
+        verdict = (
+            f"It fits a {limit} MB mail attachment."
+            if result.fits_mail
+            else f"It is too large for a {limit} MB mail attachment: share it another way, or export only"
+            " the changes since a state the recipient has."
+        )
+        self.notify("State exported", f"Wrote {result.path.name} ({result.size / 1e6:.1f} MB). {verdict}",
+                    str(result.path))
+
+    def ask_mail(self, state_id: str) -> MailDialog:
+        try:
+            host: str | None = SmtpSettings.load((self.ctx or service.Context.default()).home.config).host
+        except VmlogError:
+            host = None
+        dialog = MailDialog(self.window, self._label(state_id), host)
+        return self._open(dialog, lambda: self.mail_state(state_id, *dialog.values()))
+
+    def mail_state(self, state_id: str, to: str, client: bool = False) -> Job:
+        return self.run(
+            f"Mailing {self._label(state_id)} to {to}", exchange.send_state, self.project, state_id, to,
+            client=client, on_result=self._mailed,
+        )
+
+    def _mailed(self, result: exchange.SendResult) -> None:
+        how = "handed to your mail program" if result.via == "client" else "sent"
+        self.notify("State shared", f"{result.export.path.name} ({result.export.size / 1e6:.1f} MB) {how}"
+                    f" for {result.to}.", "\n".join(result.notes))
+
+    def ask_import(self) -> QFileDialog:
+        dialog = file_dialog(self.window, "Import state", Path.home(), save=False)
+        self.active_dialog = dialog
+        dialog.fileSelected.connect(lambda path: path and self.import_bundle(Path(path)))
+        dialog.open()
+        return dialog
 
     def import_bundle(self, path: Path) -> Job:
-        import_state = service_function("vmlog.bundles.service", "import_state")
-        return self.run(f"Importing {path.name}", import_state, path, project_name=self.project)
+        """Verify the whole file (nothing written), then ask where it goes and whether to trust its signer."""
+
+        def verify(progress=None) -> tuple[Any, dict[str, Any]]:
+            reader = exchange.open_bundle(Path(path), ctx=self.ctx)
+            return reader, exchange.describe_bundle(reader.verify(), ctx=self.ctx)
+
+        job = Job(verify, title=f"Verifying {Path(path).name}", pass_cancel=False)
+        job.signals.finished.connect(lambda found: self.ask_import_target(Path(path), *found))
+        return self.runner.start(job)
+
+    def ask_import_target(self, path: Path, reader: Any, about: dict[str, Any]) -> ImportDialog:
+        names = [self.page.projects.item(r).text() for r in range(self.page.projects.count())]
+        dialog = ImportDialog(self.window, path.name, about, names, self.project)
+        return self._open(
+            dialog,
+            lambda: self.import_verified(reader, project=dialog.target(), remember=dialog.remember.isChecked()),
+        )
+
+    def import_verified(self, reader: Any, *, project: str | None = None, remember: bool = False) -> Job:
+        """Import a verified bundle the user has seen (signer included) and accepted in the dialog."""
+        ctx = self.ctx
+
+        def run_import(progress) -> exchange.ImportResult:
+            result = exchange.import_state(
+                reader, project=project, confirm=lambda _bundle: True, ctx=ctx, progress=progress
+            )
+            if remember and result.signer is not None and not result.signer.known:
+                exchange.remember_signer(ctx or service.Context.default(), result.signer)
+            return result
+
+        job = Job(run_import, title=f"Importing {reader.path.name}", pass_cancel=False)
+        job.signals.finished.connect(self._imported)
+        job.signals.done.connect(self.refresh)
+        return self.runner.start(job)
+
+    def _imported(self, result: exchange.ImportResult) -> None:
+        self.last_import = result
+        self.select_project(result.project, state=result.state_id)
+
+    def notify(self, title: str, text: str, details: str = "") -> QMessageBox:
+        """A non-blocking message about a finished job (the export's size, where a mail went)."""
+        box = QMessageBox(QMessageBox.Icon.Information, title, text, QMessageBox.StandardButton.Ok, self.window)
+        if details:
+            box.setInformativeText(details)
+        self.last_notice = box
+        box.open()
+        return box
 
     def _label(self, state_id: str) -> str:
         if self.view:

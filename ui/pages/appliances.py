@@ -1,8 +1,9 @@
 """The Appliances page (layout only): catalog entries with a one-click "Set up" and the setup's progress.
 
-A setup job reports its steps (download, verify, contextualise, boot); the page ticks them off and
-shows the transfer rate and time left while the image downloads. Cancel stops it cleanly: the
-service keeps the partial download for next time and leaves no half-made project.
+A setup job reports its phases (``vmlog.setup.events.SetupEvent``: download, verify, contextualise,
+boot, ready); the page ticks them off and shows the transfer rate and time left while the image
+downloads. Cancel stops it cleanly: the service keeps the partial download for next time and leaves
+no half-made project. "New project…" makes a project on an image already in the store.
 """
 
 from __future__ import annotations
@@ -25,7 +26,18 @@ from ui.formatting import human_bytes
 from ui.progress import JobProgress
 from ui.workers import Job
 
-SETUP_STEPS = ("Download", "Verify", "Contextualise", "Boot")
+SETUP_STEPS = ("Download", "Verify", "Contextualise", "Boot", "Ready")
+# which step each of the setup service's phases belongs to (``backend`` comes before any step)
+PHASE_STEPS = {
+    "download": "Download",
+    "verify": "Verify",
+    "convert": "Verify",
+    "project": "Contextualise",
+    "contextualise": "Contextualise",
+    "boot": "Boot",
+    "ready": "Ready",
+    "done": "Ready",
+}
 
 
 @dataclass(frozen=True)
@@ -104,14 +116,9 @@ class SetupProgress(QFrame):
         job.signals.finished.connect(lambda _result: self._mark_all("✓"))
 
     def _on_progress(self, value: object) -> None:
-        text = value[0] if isinstance(value, tuple) and value and isinstance(value[0], str) else None
-        if isinstance(value, tuple) and value and isinstance(value[0], int):
-            text = "Download"
-        if not text:
-            return
-        for step in SETUP_STEPS:
-            if text.lower().startswith(step.lower()[:6]):
-                self._advance(step)
+        step = PHASE_STEPS.get(str(getattr(value, "phase", "")))
+        if step is not None and step != self.current_step:
+            self._advance(step)
 
     def _advance(self, step: str) -> None:
         order = list(SETUP_STEPS)
@@ -129,6 +136,7 @@ class SetupProgress(QFrame):
 
 class AppliancesPage(QWidget):
     setup_requested = Signal(str)
+    new_project_requested = Signal()
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -137,6 +145,13 @@ class AppliancesPage(QWidget):
         subtitle = QLabel("Ready-made virtual machines from your catalogs. Set up downloads, verifies and boots one.")
         subtitle.setObjectName("page-subtitle")
         subtitle.setWordWrap(True)
+        self.new_project = QPushButton("New project…")
+        self.new_project.setObjectName("new-project")
+        self.new_project.setToolTip("Make a project on an appliance image already in the store")
+        self.new_project.clicked.connect(self.new_project_requested)
+        header = QHBoxLayout()
+        header.addWidget(self.title, 1)
+        header.addWidget(self.new_project)
         self.progress_area = QVBoxLayout()
         self.grid = QGridLayout()
         self.grid.setSpacing(12)
@@ -155,7 +170,7 @@ class AppliancesPage(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(20, 16, 20, 16)
         layout.setSpacing(12)
-        layout.addWidget(self.title)
+        layout.addLayout(header)
         layout.addWidget(subtitle)
         layout.addLayout(self.progress_area)
         layout.addWidget(self.empty)

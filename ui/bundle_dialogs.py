@@ -1,0 +1,213 @@
+"""Dialogs for sharing states: export (with an incremental "since" choice), import (who signed it, where
+it goes), and share by mail (address and how to send).
+
+They only collect choices; :mod:`ui.controllers.projects` hands them to ``vmlog.projects.exchange``.
+All open with ``open()`` and Qt's own file dialogs, so nothing blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QRadioButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ui.formatting import human_bytes
+
+BUNDLE_FILTER = "vmlog states (*.vmlstate)"
+
+
+def file_dialog(parent: QWidget | None, title: str, start: Path, *, save: bool) -> QFileDialog:
+    """Qt's own (non-native) file dialog, so it opens without blocking and behaves the same everywhere."""
+    dialog = QFileDialog(parent, title, str(start), BUNDLE_FILTER)
+    dialog.setOption(QFileDialog.Option.DontUseNativeDialog, True)
+    if save:
+        dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
+        dialog.setDefaultSuffix("vmlstate")
+        if start.suffix:
+            dialog.selectFile(start.name)
+    else:
+        dialog.setFileMode(QFileDialog.FileMode.ExistingFile)
+    return dialog
+
+
+class ExportDialog(QDialog):
+    """Where to write the bundle and what it holds: everything since the base, or since an earlier state."""
+
+    def __init__(
+        self, parent: QWidget | None, state: str, dest: Path, earlier: list[tuple[str, str]], *, has_memory: bool
+    ) -> None:
+        """``earlier`` is (label, id) of the state's ancestors, nearest first."""
+        super().__init__(parent)
+        self.setWindowTitle(f"Export {state}")
+        self.path = QLineEdit(str(dest))
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        self.browser: QFileDialog | None = None
+        where = QHBoxLayout()
+        where.addWidget(self.path, 1)
+        where.addWidget(browse)
+        self.since = QComboBox()
+        self.since.addItem("the base appliance (the recipient needs nothing else)", None)
+        for label, state_id in earlier:
+            self.since.addItem(f"{label} (the recipient has this state)", state_id)
+        self.memory = QCheckBox("Include the memory image (only for the same hypervisor)")
+        self.memory.setEnabled(has_memory)
+        self.sign = QCheckBox("Sign with my key")
+        self.sign.setChecked(True)
+        form = QFormLayout()
+        form.addRow("File:", where)
+        form.addRow("Changes since:", self.since)
+        form.addRow("", self.memory)
+        form.addRow("", self.sign)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
+        buttons.button(QDialogButtonBox.StandardButton.Save).setText("Export")
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(buttons)
+        self.resize(560, self.sizeHint().height())
+
+    def _browse(self) -> None:
+        self.browser = file_dialog(self, "Export state", Path(self.path.text()), save=True)
+        self.browser.fileSelected.connect(self.path.setText)
+        self.browser.open()
+
+    def values(self) -> dict[str, Any]:
+        return {
+            "dest": Path(self.path.text().strip()).expanduser(),
+            "since": self.since.currentData(),
+            "with_memory": self.memory.isChecked(),
+            "sign": self.sign.isChecked(),
+        }
+
+
+class ImportDialog(QDialog):
+    """What a verified bundle holds and who signed it; where it goes (a new project or a branch)."""
+
+    def __init__(
+        self, parent: QWidget | None, file_name: str, about: dict[str, Any], projects: list[str], current: str | None
+    ) -> None:
+        """``about`` is ``vmlog.projects.exchange.describe_bundle``'s output."""
+        super().__init__(parent)
+        self.setWindowTitle(f"Import {file_name}")
+        state, base, signer = about["state"], about["base"], about.get("signer")
+        self.trusted = bool(signer and signer.get("known"))
+        changed = sum(int(d.get("changed_bytes") or 0) for d in about.get("disks", []))
+        where = "in the store" if about.get("base_in_store") else f"will be downloaded, {human_bytes(base['size'])}"
+        lines = [
+            f"<b>{html.escape(str(state.get('name') or str(state.get('id'))[:12]))}</b>"
+            f" by {html.escape(str(state.get('author')))}",
+            html.escape(str(state.get("message") or "")),
+            f"Base: {html.escape(str(base['name']))} {html.escape(str(base['version']))} ({where})",
+            f"Changed data: {human_bytes(changed)}" + (" · with memory image" if about.get("memory") else ""),
+        ]
+        summary = QLabel("<br>".join(line for line in lines if line))
+        summary.setWordWrap(True)
+        self.signature = QLabel(html.escape(str(about.get("signature"))))
+        self.signature.setWordWrap(True)
+        if not self.trusted:
+            self.signature.setStyleSheet("color: #c0392b")
+        since = about.get("since")
+        self.new_project = QRadioButton("As a new project:")
+        self.branch = QRadioButton("As a branch of project:")
+        group = QButtonGroup(self)
+        group.addButton(self.new_project)
+        group.addButton(self.branch)
+        self.project_name = QLineEdit(str(state.get("project") or ""))
+        self.existing = QComboBox()
+        self.existing.addItems(projects)
+        if current in projects:
+            self.existing.setCurrentText(current)
+        self.branch.setEnabled(bool(projects))
+        self.new_project.setChecked(True)
+        self.remember = QCheckBox("Accept this signer's key from now on")
+        self.remember.setVisible(bool(signer) and not self.trusted)
+        form = QFormLayout()
+        if since:
+            form.addRow(QLabel(f"It builds on state {html.escape(str(since['state_id'])[:12])}, which it joins."))
+            self.new_project.setEnabled(False)
+            self.branch.setEnabled(False)
+        else:
+            form.addRow(self.new_project, self.project_name)
+            form.addRow(self.branch, self.existing)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.ok = buttons.button(QDialogButtonBox.StandardButton.Ok)
+        self.ok.setText("Import" if self.trusted else "Import anyway")
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(summary)
+        layout.addWidget(self.signature)
+        if not self.trusted:
+            warning = QLabel(
+                "Only import it if you know who sent it: check the fingerprint with the sender."
+            )
+            warning.setWordWrap(True)
+            layout.addWidget(warning)
+        layout.addLayout(form)
+        layout.addWidget(self.remember)
+        layout.addWidget(buttons)
+        self.resize(540, self.sizeHint().height())
+
+    def target(self) -> str | None:
+        """The project to import into (None: the service picks a fresh name or the since state's project)."""
+        if self.branch.isChecked():
+            return self.existing.currentText() or None
+        if self.new_project.isChecked() and self.new_project.isEnabled():
+            return self.project_name.text().strip() or None
+        return None
+
+
+class MailDialog(QDialog):
+    """The recipient and how to send: the configured SMTP server, or the desktop mail client."""
+
+    def __init__(self, parent: QWidget | None, state: str, smtp_host: str | None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(f"Share {state} by mail")
+        self.to = QLineEdit()
+        self.to.setPlaceholderText("colleague@example.org")
+        self.smtp = QRadioButton(f"Send through {smtp_host}" if smtp_host else "Send through an SMTP server")
+        self.client = QRadioButton("Attach it in my mail program")
+        group = QButtonGroup(self)
+        group.addButton(self.smtp)
+        group.addButton(self.client)
+        self.smtp.setEnabled(bool(smtp_host))
+        (self.smtp if smtp_host else self.client).setChecked(True)
+        form = QFormLayout()
+        form.addRow("To:", self.to)
+        form.addRow("", self.smtp)
+        form.addRow("", self.client)
+        if not smtp_host:
+            hint = QLabel("No SMTP server is set up: `vml config mail --host HOST --user USER` adds one.")
+            hint.setObjectName("muted")
+            hint.setWordWrap(True)
+            form.addRow("", hint)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Send")
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(buttons)
+        self.resize(480, self.sizeHint().height())
+
+    def values(self) -> tuple[str, bool]:
+        return self.to.text().strip(), self.client.isChecked()

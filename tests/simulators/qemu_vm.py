@@ -102,7 +102,11 @@ class QemuVM:
                         f"id=drive{index},readonly=on")
                 args += ["-drive", opts]
             else:
-                args += self._drive_args(index, drive)
+                try:
+                    args += self._drive_args(index, drive)
+                except BaseException:
+                    self._kill_helpers()
+                    raise
         args += ["-boot", "order=c"]
         serial_log = spec.serial_log or (self.run_dir / "console.log")
         args += ["-chardev", f"file,id=console,path={serial_log}", "-serial", "chardev:console"]
@@ -118,6 +122,20 @@ class QemuVM:
         args += ["-netdev", netdev, "-device", "virtio-net-pci,netdev=net0"]
         if spec.incoming is not None:
             args += ["-incoming", f"exec:cat {_shell_quote(str(spec.incoming))}"]
+        try:
+            self._start(args, spec)
+        except BaseException:
+            self._kill_helpers()  # a disk server that never got its QEMU would wait forever
+            raise
+
+    def _kill_helpers(self) -> None:
+        pid = self.pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+        for helper in self.helper_pids():
+            os.kill(helper, signal.SIGTERM)
+
+    def _start(self, args: list[str], spec: BootSpec) -> None:
         proc = subprocess.run(args, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise QmpError(proc.stderr.strip() or f"qemu exited with {proc.returncode}")

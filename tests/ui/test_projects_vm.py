@@ -7,7 +7,11 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication
 
+from ui.bundle_dialogs import ExportDialog, ImportDialog
 from ui.dialogs import RestoreDialog, SaveStateDialog
 from vmlog.projects import service
 from vmlog.testappliance.agent import GuestChannel
@@ -131,13 +135,72 @@ def _id(window, name: str) -> str:
     return next(n.id for n in window.projects_controller.view.nodes if n.name == name)
 
 
+def drop_files(window, paths: list[Path]) -> None:
+    """Drop files on the window the way a file manager does."""
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path)) for path in paths])
+    for event in (
+        QDragEnterEvent(QPoint(40, 40), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                        Qt.KeyboardModifier.NoModifier),
+        QDropEvent(QPointF(40, 40), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                   Qt.KeyboardModifier.NoModifier),
+    ):
+        QApplication.sendEvent(window, event)
+        assert event.isAccepted()
+
+
 def test_export_and_import_a_bundle_through_the_window(qtbot, window, vm_project: str, tmp_path: Path) -> None:
-    pytest.importorskip("vmlog.bundles.service", reason="the bundle service (export_state/import_state) has not landed")
+    page = window.projects_page
+    controller = window.projects_controller
+    page.buttons["start"].click()
+    wait_idle(qtbot, window)
+    guest = agent(vm_project)
+    guest.check_output("echo sent-by-anna > /data/shared.txt && sync")
     save_through_dialog(qtbot, window, "shared", "to send")
+    guest.close()
+
+    # Export: the dialog offers the base or an earlier state, and the result says whether it fits a mail
+    page.tree.select_state(_id(window, "shared"))
+    page.buttons["export"].click()
+    dialog = controller.active_dialog
+    assert isinstance(dialog, ExportDialog)
+    assert dialog.since.count() == 1 and dialog.since.currentData() is None  # "shared" is the first state
     out = tmp_path / "shared.vmlstate"
-    window.projects_controller.export_state(_id(window, "shared"), out)
+    dialog.path.setText(str(out))
+    dialog.accept()
     wait_idle(qtbot, window)
-    assert out.is_file() and out.stat().st_size > 0
-    window.bundles_dropped.emit([out])
+    assert out.is_file() and controller.last_export.path == out
+    assert controller.last_export.size == out.stat().st_size
+    notice = controller.last_notice
+    assert "fits a 25 MB mail attachment" in notice.text() and out.name in notice.text()
+    notice.accept()
+
+    # Import: drop the file on the window; it is verified, then the window asks where it goes
+    drop_files(window, [out])
+    qtbot.waitUntil(lambda: isinstance(controller.active_dialog, ImportDialog), timeout=120_000)
+    dialog = controller.active_dialog
+    assert "signed by" in dialog.signature.text()
+    assert dialog.new_project.isChecked() and dialog.project_name.text() == vm_project
+    dialog.project_name.setText("gui-copy")
+    dialog.accept()
     wait_idle(qtbot, window)
-    assert tree_names(window).count("shared") >= 1
+    try:
+        assert controller.last_import.project == "gui-copy" and controller.last_import.new_project
+        assert page.projects.selected_project() == "gui-copy"
+        assert tree_names(window) == ["shared", "Now"]
+        assert page.tree.selected_state() == _id(window, "shared")
+        names = [page.projects.item(r).text() for r in range(page.projects.count())]
+        assert sorted(names) == ["gui-copy", vm_project]
+
+        # the copy boots with the sender's files
+        service.down(vm_project, mode="poweroff")
+        page.buttons["start"].click()
+        wait_idle(qtbot, window)
+        copy = agent("gui-copy")
+        assert copy.check_output("cat /data/shared.txt").strip() == "sent-by-anna"
+        copy.close()
+    finally:
+        window.runner.wait(120_000)
+        if "gui-copy" in service.Context.default().projects.names():
+            service.down("gui-copy", mode="poweroff")
+            service.remove_project("gui-copy")

@@ -24,11 +24,13 @@ class JobsPanel(QFrame):
         self.setVisible(False)
 
     def _add(self, job: Job) -> None:
+        job.signals.errored.connect(lambda failure: self._failed(job, failure))
+        if getattr(job, "shown_in_page", False):  # its page draws its progress (a setup's step view)
+            return
         row = JobProgress(job, self)
         self.rows[id(job)] = row
         self.box.addWidget(row)
         row.closed.connect(lambda: self._remove(job))
-        job.signals.errored.connect(lambda failure: self._failed(job, failure))
         self.setVisible(True)
 
     def _remove(self, job: Job) -> None:

@@ -89,7 +89,8 @@ class JobProgress(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self._cancel)
         top = QHBoxLayout()
-        top.addWidget(self.title, 1)
+        top.addWidget(self.title)
+        top.addStretch(1)  # Cancel keeps its size when an owner hides the title
         top.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 4, 0, 4)

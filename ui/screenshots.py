@@ -1,18 +1,108 @@
 """Screenshots of every page from real data: ``python -m ui.screenshots OUTDIR``.
 
 Makes a throw-away vmlog home, creates a project on the vmlog test appliance through the project
-service, saves, restores and branches states and writes notes the way a user would, then shows the
-real window on each page and saves ``projects.png``, ``appliances.png`` and ``releases.png``.
+service, saves, restores and branches states and writes notes the way a user would. It serves the
+test appliance from a catalog on 127.0.0.1 (slowly, so the Appliances page is caught mid-download by
+a real "Set up", cancelled afterwards) and a small HTTP release tree it mounts for real (FUSE), then
+shows the real window on each page and saves ``projects.png``, ``appliances.png`` and ``releases.png``.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import os
 import sys
 import tempfile
+import threading
+import time
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 WINDOW_SIZE = (1280, 800)
+RELEASE_FILES = {
+    "24.0/24.0.1/setup.sh": b"#!/bin/sh\necho release 24.0.1\n",
+    "24.0/24.0.3/setup.sh": b"#!/bin/sh\necho release 24.0.3\n",
+    "24.0/24.0.3/share/README": b"Physics release 24.0.3\n",
+    "25.1/25.1.0/share/README": b"Physics release 25.1.0\n",
+}
+
+
+class _SlowFiles(SimpleHTTPRequestHandler):
+    """Serves a directory; images trickle out so a setup can be seen while it downloads."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def copyfile(self, source, outputfile) -> None:  # type: ignore[override]
+        slow = self.path.endswith(".raw")
+        try:
+            while chunk := source.read(64 * 1024):
+                outputfile.write(chunk)
+                if slow:
+                    time.sleep(0.05)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+def _serve(root: Path) -> tuple[ThreadingHTTPServer, str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_SlowFiles, directory=str(root)))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def _publish_release_tree(root: Path) -> None:
+    """A plain HTTP release tree (``.vmlcatalog`` format, see ``vmlog.releases.tree_source``)."""
+    lines = ["# vmlog release tree 1", "# revision: 12", "# tag: prod-2026-11"]
+    dirs: set[str] = set()
+    for path in RELEASE_FILES:
+        parts = path.split("/")
+        dirs.update("/".join(parts[:i]) for i in range(1, len(parts)))
+    entries = [(d, None) for d in dirs] + list(RELEASE_FILES.items())
+    for path, data in sorted(entries):
+        if data is None:
+            lines.append(f"D\t755\t0\t-\t1790000000\t{path}")
+            continue
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(data)
+        mode = "755" if path.endswith(".sh") else "644"
+        lines.append(f"F\t{mode}\t{len(data)}\t{hashlib.sha256(data).hexdigest()}\t1790000000\t{path}")
+    text = ("\n".join(lines) + "\n").encode()
+    (root / ".vmlcatalog").write_bytes(text)
+    (root / ".vmlcatalog.sha256").write_text(hashlib.sha256(text).hexdigest() + "\n")
+
+
+def _offer_appliance(root: Path, url: str, image: Path) -> str:
+    """Serve the test appliance and a catalog offering it; return the catalog's URL."""
+    from vmlog.testappliance.build import appliance_metadata
+
+    # its own image (the test appliance with a zeroed tail): the store must not have it yet
+    served = root / "analysis-base.raw"
+    with open(image, "rb") as source, open(served, "wb") as copy:
+        while chunk := source.read(1 << 20):
+            copy.write(chunk)
+        copy.write(bytes(1 << 20))
+    meta = appliance_metadata(served)
+    doc = {
+        "vmlog_catalog": 1,
+        "appliances": [{
+            "name": "analysis-base",
+            "title": "Analysis base",
+            "description": "A small Linux guest with the group's analysis tools, contextualised on first boot.",
+            "versions": [{
+                "version": "2026.11",
+                "min_memory_mib": 256,
+                "context": "nocloud",
+                "boot": {"agent": "vmlog", "ssh": False},
+                "images": {"raw": {"urls": [f"{url}/analysis-base.raw"], "size": meta["size"],
+                                   "digest": {"sha256": meta["sha256"]}}},
+            }],
+        }],
+    }
+    (root / "catalog.json").write_text(json.dumps(doc))
+    return f"{url}/catalog.json"
 
 
 def _make_history(image: Path) -> None:
@@ -39,10 +129,26 @@ def take(outdir: Path) -> list[Path]:
     from PySide6.QtWidgets import QApplication
 
     from ui.app import build_window, make_application
+    from vmlog.appliances.catalog import Catalogs
+    from vmlog.projects import service
+    from vmlog.releases import mounts, sources
     from vmlog.testappliance.build import build_test_appliance
 
     cache = Path(os.environ.get("VMLOG_TEST_CACHE", "~/.cache/vmlog-tests")).expanduser()
-    _make_history(build_test_appliance(cache))
+    image = build_test_appliance(cache)
+    _make_history(image)
+    www = Path(os.environ["VMLOG_HOME"]) / "www"
+    www.mkdir()
+    server, url = _serve(www)
+    Catalogs(service.Context.default().home.config).add(_offer_appliance(www, url, image), name="group")
+    _publish_release_tree(www / "releases")
+    sources.add_source(sources.make_source(f"{url}/releases", kind="http-tree", name="physics",
+                                           pattern="{series}/{release}", proxy=""))
+    mounted = []
+    for release in ("24.0/24.0.3", "25.1/25.1.0"):
+        handle = mounts.mount_release(sources.get_source("physics"), release)
+        (handle.mountpoint / "share" / "README").read_bytes()  # a fetch, so the log shows one
+        mounted.append(handle.name)
     app = make_application([])
     window = build_window()
     window.resize(*WINDOW_SIZE)
@@ -58,16 +164,49 @@ def take(outdir: Path) -> list[Path]:
     names = [page.projects.item(i).text() for i in range(page.projects.count())]
     page.projects.setCurrentRow(names.index("higgs-mass"))
     settle()
+    page.tree.select_state(next(n.id for n in window.projects_controller.view.nodes if n.name == "calibrated"))
     outdir.mkdir(parents=True, exist_ok=True)
     shots = []
-    for name in ("Projects", "Appliances", "Releases"):
-        window.show_page(name)
-        settle()
-        path = outdir / f"{name.lower()}.png"
-        window.grab().save(str(path))
-        shots.append(path)
-    window.close()
-    app.processEvents()
+    try:
+        for name in ("Projects", "Appliances", "Releases"):
+            window.show_page(name)
+            job = None
+            if name == "Appliances":  # a real setup, caught while it downloads
+                job = window.appliances_controller.set_up("analysis-base")
+                view = window.appliances_page.setups["analysis-base"]
+                deadline = time.monotonic() + 60
+                while not job.finished_event.is_set() and time.monotonic() < deadline:
+                    QApplication.processEvents()
+                    if "left" in view.progress.detail.text():
+                        break
+                    time.sleep(0.05)
+                if job.failure is not None:
+                    raise RuntimeError(f"the setup failed: {job.failure.message}")
+            elif name == "Releases":
+                releases = window.releases_page
+                releases.running.setCurrentIndex(releases.running_model.index(0, 0))
+                settle()
+                window.releases_controller.refresh_running()
+                settle()
+            if job is None:
+                settle()
+            else:
+                QApplication.processEvents()
+            path = outdir / f"{name.lower()}.png"
+            window.grab().save(str(path))
+            shots.append(path)
+            if job is not None:
+                job.cancel()
+                settle()
+    finally:
+        for mount in mounted:
+            mounts.umount(mount)
+        for row in service.list_projects():  # nothing may keep running once the home is gone
+            if str(row.get("vm") or "").split(" ")[0] in ("running", "paused", "transitioning"):
+                service.down(row["name"], mode="poweroff")
+        server.shutdown()
+        window.close()
+        app.processEvents()
     return shots
 
 

@@ -88,6 +88,7 @@ class AppliancesController(QObject):
     def set_up(self, key: str, **options: Any) -> Job:
         """Run the whole setup of appliance ``key``; ``options`` go to the service (name, backend, ...)."""
         job = Job(setup, key, title=f"Setting up {key}", ctx=self.ctx, **options)
+        job.shown_in_page = True  # type: ignore[attr-defined]  # the step view replaces the jobs panel row
         self.jobs[key] = job
         self.page.show_setup(key, job)
         job.signals.finished.connect(lambda result: self._set_up(key, result))

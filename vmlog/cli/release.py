@@ -8,8 +8,9 @@ from typing import Annotated
 
 import typer
 
-from vmlog.cli.output import info, out, print_json
+from vmlog.cli.output import info, out, print_json, warn
 from vmlog.errors import InvalidInput, NotFound
+from vmlog.projects import releases as project_releases
 from vmlog.releases import mounts, sources
 from vmlog.releases.object_cache import DEFAULT_LIMIT
 
@@ -19,6 +20,9 @@ app.add_typer(source_app, name="source")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 SourceOption = Annotated[str | None, typer.Option("--source", "-s", help="Source name (default: the only one).")]
+ProjectOption = Annotated[
+    str | None, typer.Option("--project", "-p", help="The project whose VM gets the release (default: host only).")
+]
 
 
 def parse_size(text: str) -> int:
@@ -79,9 +83,10 @@ def list_releases(
     available: Annotated[bool, typer.Option("--available", help="Only the releases the sources publish.")] = False,
     running: Annotated[bool, typer.Option("--running", help="Only the mounted releases.")] = False,
     source: SourceOption = None,
+    project: ProjectOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """List available releases (with revision and tag) and mounted ones."""
+    """List available releases (with revision and tag) and mounted ones (of one project with --project)."""
     show_available = available or not running
     show_running = running or not available
     result: dict[str, list] = {}
@@ -90,10 +95,25 @@ def list_releases(
         result["available"] = [
             {"source": s.name, **r.to_dict()} for s in chosen for r in s.list_releases(mounts.default_cache_dir())
         ]
-    if show_running:
+    if show_running and project:
+        result["running"] = [
+            {
+                "name": r["name"],
+                "project": r["project"],
+                "revision": r["release"]["revision"],
+                "tag": r["release"]["tag"],
+                "pin": r["release"]["pin"],
+                "guest": r["guest"],
+                "guest_path": r["guest_path"],
+                "mountpoint": r["host_mountpoint"],
+            }
+            for r in project_releases.list_project_releases(project)
+        ]
+    elif show_running:
         result["running"] = [
             {
                 "name": h.name,
+                "project": h.project,
                 "revision": h.release.revision,
                 "tag": h.release.tag,
                 "pin": h.release.pin,
@@ -114,7 +134,10 @@ def list_releases(
     if "running" in result:
         out.print("[bold]Mounted[/]")
         for m in result["running"]:
-            out.print(f"  {m['name']:<16} revision {m['revision']:<6} {m['tag']:<16} at {m['mountpoint']}")
+            owner = f"  project {m['project']}" if m.get("project") else ""
+            where = f" guest {m['guest_path']}" if m.get("guest_path") else ""
+            at = m["mountpoint"] or "-"
+            out.print(f"  {m['name']:<16} revision {m['revision']:<6} {m['tag']:<16} at {at}{where}{owner}")
 
 
 @app.command("mount")
@@ -126,8 +149,26 @@ def mount(
     cache_size: Annotated[str, typer.Option(help="Cache size limit, e.g. 4G.")] = f"{DEFAULT_LIMIT >> 30}G",
     log: Annotated[Path | None, typer.Option("--log", help="Log file of this mount.")] = None,
     revision: Annotated[int | None, typer.Option(help="Mount this revision instead of the current one.")] = None,
+    project: ProjectOption = None,
+    guest_path: Annotated[
+        str | None, typer.Option("--guest-path", help="Where the guest sees it (with --project).")
+    ] = None,
+    restart: Annotated[
+        bool, typer.Option("--restart", help="Restart the running VM if the release cannot be added live.")
+    ] = False,
+    json_output: JsonOption = False,
 ) -> None:
-    """Mount a release read-only; files are fetched, verified and cached on first access."""
+    """Mount a release read-only; files are fetched, verified and cached on first access.
+
+    With --project the release also appears in the project's VM (a shared folder, or the CernVM-FS
+    client of a CernVM guest), and the project's saved states record its exact revision.
+    """
+    if project is not None:
+        outcome = project_releases.mount_in_project(
+            project, name, source=source, revision=revision, guest_path=guest_path, restart=restart
+        )
+        _say(outcome, json_output)
+        return
     handle = mounts.mount_release(
         sources.get_source(source),
         name,
@@ -142,16 +183,34 @@ def mount(
 
 
 @app.command("umount")
-def umount(name: str) -> None:
-    """Unmount a mounted release."""
+def umount(name: str, project: ProjectOption = None, json_output: JsonOption = False) -> None:
+    """Unmount a mounted release (with --project: take it out of the project's VM too)."""
+    if project is not None:
+        _say(project_releases.umount_in_project(project, name), json_output, verb="unmounted")
+        return
     handle = mounts.umount(name)
     info(f"unmounted {name} from {handle.mountpoint}")
 
 
+def _say(outcome: project_releases.ReleaseOutcome, json_output: bool, *, verb: str = "mounted") -> None:
+    if json_output:
+        print_json(outcome.to_dict())
+        return
+    for item in outcome.releases:
+        info(f"{verb} {item.describe()}" + (f" at {item.guest_path} in the guest" if verb == "mounted" else ""))
+    for message in outcome.messages:
+        info(message)
+    for warning in outcome.warnings:
+        warn(warning)
+
+
 @app.command("log")
-def log(name: str, lines: Annotated[int, typer.Option("--lines", "-n", help="Last N lines (0: all).")] = 50) -> None:
+def log(
+    name: str,
+    project: ProjectOption = None,
+    lines: Annotated[int, typer.Option("--lines", "-n", help="Last N lines (0: all).")] = 50) -> None:
     """Show the log of a release mount (fetches, digest errors, offline reads)."""
-    path = mounts.log_path(name)
+    path = mounts.log_path(name, project=project)
     if not path.exists():
         raise NotFound(f"no log for release {name}", fix="mount it first: vml release mount NAME")
     text = path.read_text("utf-8", "replace").splitlines()

@@ -27,6 +27,7 @@ from vmlog.logbook.book import who
 from vmlog.paths import VmlogHome, home
 from vmlog.projects import current as current_project
 from vmlog.projects import graph, refs
+from vmlog.projects import releases as project_releases
 from vmlog.projects.driver import Progress, StateDriver, no_progress
 from vmlog.projects.model import SCRATCH_DISK, SYSTEM_DISK, ChainRoot, Project, State, new_id
 from vmlog.projects.overlay_chain import OverlayChain
@@ -321,7 +322,8 @@ def rename_project(old: str, new: str, *, ctx: Context | None = None) -> None:
 
 
 # -- running ---------------------------------------------------------------------------------
-def _start(backend: Hypervisor, files: ProjectFiles, project: Project) -> None:
+def _start(backend: Hypervisor, files: ProjectFiles, project: Project) -> list[str]:
+    """Start or resume the VM; on a cold boot its releases are shared in. Returns warnings."""
     spec = files.vm_spec(project)
     for path in (spec.serial_log, spec.channel_socket):
         if path is not None:
@@ -330,10 +332,12 @@ def _start(backend: Hypervisor, files: ProjectFiles, project: Project) -> None:
         backend.define(spec)
     state = backend.state(project.vm_name)
     if state in (VMState.RUNNING, VMState.TRANSITIONING):
-        return
+        return []
     if state == VMState.PAUSED:
         backend.resume(project.vm_name)
-        return
+        return []
+    booting = state != VMState.SAVED
+    warnings = project_releases.before_boot(files, project) if booting else []
     if state == VMState.CRASHED:
         backend.poweroff(project.vm_name)
         state = VMState.STOPPED
@@ -342,6 +346,7 @@ def _start(backend: Hypervisor, files: ProjectFiles, project: Project) -> None:
     if spec.channel_socket is not None and spec.channel_socket.exists():
         spec.channel_socket.unlink()  # a stale socket of the last run; the hypervisor creates a new one
     backend.start(project.vm_name)
+    return warnings + (project_releases.after_boot(files, project) if booting else [])
 
 
 def up(name: str | None = None, *, ctx: Context | None = None, progress: Progress = no_progress) -> str:
@@ -355,12 +360,12 @@ def up(name: str | None = None, *, ctx: Context | None = None, progress: Progres
         with open_backend(project) as backend:
             before = _vm_state(backend, project.vm_name)
             progress("starting the VM" if before == VMState.STOPPED else "resuming the VM", None)
-            _start(backend, files, project)
+            warnings = _start(backend, files, project)
         op.message = (
             "resumed"
             if before == VMState.SAVED
             else ("already running" if before == VMState.RUNNING else "booted")
-        )
+        ) + "".join(f"; {w}" for w in warnings)
         current_project.set_(ctx.home.data, name)
         return op.message
 
@@ -392,6 +397,7 @@ def down(
                 return
             progress(f"{mode} of the VM", None)
             if mode == "save":
+                project_releases.refuse_memory_save(project, "suspend")
                 backend.suspend(project.vm_name)
             elif mode == "poweroff":
                 backend.poweroff(project.vm_name)
@@ -447,13 +453,14 @@ def switch(
             source_project = ctx.projects.get(source).load()
             with open_backend(source_project) as backend:
                 if _vm_state(backend, source_project.vm_name) in (VMState.RUNNING, VMState.PAUSED):
+                    project_releases.refuse_memory_save(source_project, "suspend")
                     progress(f"suspending {source}", 0.2)
                     backend.suspend(source_project.vm_name)
                     result["suspended"] = True
         with open_backend(target_project) as backend:
             before = _vm_state(backend, target_project.vm_name)
             progress(f"{'resuming' if before == VMState.SAVED else 'starting'} {target}", 0.6)
-            _start(backend, target_files, target_project)
+            result["warnings"] = _start(backend, target_files, target_project)
         result["target_was"] = before.value
         op.state_id = target_project.current
         op.message = f"{source or '-'} -> {target} ({'resumed' if before == VMState.SAVED else before.value})"
@@ -478,10 +485,13 @@ def save_state(
     with _mutation(ctx, project_name, "state save", name=name, memory=memory) as op:
         files = ctx.projects.get(project_name)
         project = files.load()
+        if memory:
+            project_releases.refuse_memory_save(project, "save the memory of")
         with open_backend(project) as backend:
             state = driver_for(backend).save(
                 files, name=name, message=message, author=who(), memory=memory, progress=progress
             )
+        state = project_releases.record_in_state(files, state)  # the releases' exact revisions
         op.state_id = state.id
         op.message = message or state.name
         return state
@@ -568,7 +578,7 @@ def restore_state(
                     if vm == VMState.SAVED:
                         progress("resuming the suspended VM to save it", 0.05)
                         backend.start(project.vm_name)
-                    if backend.can(Capability.MEMORY_IMAGE):
+                    if backend.can(Capability.MEMORY_IMAGE) and not project_releases.shares_memory_block(project):
                         progress("auto-saving the running VM with its memory", 0.1)
                         saved = driver.save(
                             files,
@@ -589,9 +599,14 @@ def restore_state(
                 saved = driver.save(files, name=None, message=AUTOSAVE_MESSAGE, author=who(), memory=False)
                 result["autosaved"] = saved.id
             driver.restore(files, target, progress=progress)
+            progress("mounting the state's releases", 0.8)
+            releases = project_releases.apply_state(files, target)
+            result["releases"] = releases.to_dict()
             result["running"] = _vm_state(backend, project.vm_name) == VMState.RUNNING
-        op.message = f"restored {target.label()}" + (
-            f", unsaved work auto-saved as {result['autosaved'][:8]}" if result["autosaved"] else ""
+        op.message = (
+            f"restored {target.label()}"
+            + (f", unsaved work auto-saved as {result['autosaved'][:8]}" if result["autosaved"] else "")
+            + "".join(f"; {w}" for w in releases.warnings)
         )
         current_project.set_(ctx.home.data, project_name)
         return result

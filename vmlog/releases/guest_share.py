@@ -31,8 +31,13 @@ def shared_folder(handle: MountHandle) -> SharedFolder:
 
 def guest_mount_command(handle: MountHandle, mount_path: str | None = None, *, kind: str = "virtiofs") -> str:
     """The shell command a Linux guest runs to mount the shared release (``kind``: virtiofs, 9p, vboxsf)."""
-    target = mount_path or f"{DEFAULT_GUEST_ROOT}/{handle.name}"
-    tag = shlex.quote(share_tag(handle.name))
+    return mount_command_for(handle.name, mount_path, kind=kind)
+
+
+def mount_command_for(name: str, mount_path: str | None = None, *, kind: str = "virtiofs") -> str:
+    """:func:`guest_mount_command` for a release known by name (e.g. from a project's record)."""
+    target = mount_path or f"{DEFAULT_GUEST_ROOT}/{name}"
+    tag = shlex.quote(share_tag(name))
     options = {
         "virtiofs": "-t virtiofs -o ro",
         "9p": "-t 9p -o ro,trans=virtio,version=9p2000.L",

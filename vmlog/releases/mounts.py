@@ -41,6 +41,7 @@ class MountHandle:
     cache_limit: int
     log_file: Path
     pid: int
+    project: str | None = None  # the project whose VM the release is shared into (None: host only)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -60,6 +61,7 @@ class MountHandle:
             cache_limit=int(data["cache_limit"]),
             log_file=Path(data["log_file"]),
             pid=int(data["pid"]),
+            project=data.get("project"),
         )
 
     def is_alive(self) -> bool:
@@ -93,28 +95,37 @@ def mounts_dir(where: VmlogHome | None = None) -> Path:
     return (where or home()).runtime / "releases" / "mounts"
 
 
-def default_mountpoint(name: str, where: VmlogHome | None = None) -> Path:
-    return (where or home()).runtime / "releases" / "mnt" / name
+def default_mountpoint(name: str, where: VmlogHome | None = None, *, project: str | None = None) -> Path:
+    base = (where or home()).runtime / "releases" / "mnt"
+    return base / "projects" / project / _safe(name) if project else base / name
 
 
 def default_cache_dir(where: VmlogHome | None = None) -> Path:
     return (where or home()).cache / "releases"
 
 
-def log_path(name: str, where: VmlogHome | None = None) -> Path:
-    return (where or home()).data / "releases" / "logs" / f"{_safe(name)}.log"
+def log_path(name: str, where: VmlogHome | None = None, *, project: str | None = None) -> Path:
+    return (where or home()).data / "releases" / "logs" / f"{record_name(name, project)}.log"
 
 
 def _safe(name: str) -> str:
     return name.replace("/", "_")
 
 
-def _record(name: str, where: VmlogHome | None) -> Path:
-    return mounts_dir(where) / f"{_safe(name)}.json"
+def record_name(name: str, project: str | None = None) -> str:
+    """The file name of a mount's record: a release mounted for a project is that project's alone."""
+    return f"{project}@{_safe(name)}" if project else _safe(name)
 
 
-def running_mounts(where: VmlogHome | None = None) -> list[MountHandle]:
-    """Mounts whose process is alive and mounted; records of dead ones are cleaned up."""
+def _record(name: str, where: VmlogHome | None, project: str | None = None) -> Path:
+    return mounts_dir(where) / f"{record_name(name, project)}.json"
+
+
+def running_mounts(where: VmlogHome | None = None, *, project: str | None = None) -> list[MountHandle]:
+    """Mounts whose process is alive and mounted; records of dead ones are cleaned up.
+
+    With ``project``, only the mounts of that project.
+    """
     directory = mounts_dir(where)
     if not directory.exists():
         return []
@@ -125,7 +136,8 @@ def running_mounts(where: VmlogHome | None = None) -> list[MountHandle]:
         except (ValueError, KeyError, OSError):
             continue
         if handle.is_alive():
-            handles.append(handle)
+            if project is None or handle.project == project:
+                handles.append(handle)
         elif not _pid_alive(handle.pid):
             _fusermount_unmount(handle.mountpoint, lazy=True)
             path.unlink(missing_ok=True)
@@ -143,8 +155,13 @@ def mount_release(
     revision: int | None = None,
     pin: str | None = None,
     where: VmlogHome | None = None,
+    project: str | None = None,
 ) -> MountHandle:
-    """Verify, pin and mount release ``name`` of ``source``; return once the files are visible."""
+    """Verify, pin and mount release ``name`` of ``source``; return once the files are visible.
+
+    With ``project`` the mount belongs to that project (its own record, mount point and log), so
+    two projects can mount different revisions of the same release.
+    """
     from vmlog.releases.filesystem import require_fuse
 
     require_fuse()
@@ -155,20 +172,21 @@ def mount_release(
     release = source.resolve(name, cache_dir, revision=revision, pin=pin)
     mount_name = release.name
     for handle in running_mounts(where):
-        if handle.name == mount_name:
+        if handle.name == mount_name and handle.project == project:
+            owner = f" --project {project}" if project else ""
             raise AlreadyExists(
                 f"release {mount_name} is already mounted at {handle.mountpoint}",
-                fix=f"vml release umount {mount_name}",
+                fix=f"vml release umount {mount_name}{owner}",
             )
     # Load the root catalog now: a tampered or unreachable catalog is the caller's error to see.
     source.open_tree(release, cache_dir, cache_limit).close()
-    mountpoint = Path(at or default_mountpoint(mount_name, where)).absolute()
+    mountpoint = Path(at or default_mountpoint(mount_name, where, project=project)).absolute()
     mountpoint.mkdir(parents=True, exist_ok=True)
     if os.path.ismount(mountpoint):
         raise MountError(f"{mountpoint} already has something mounted on it", fix="choose another path with --at")
-    log_file = Path(log_file or log_path(mount_name, where))
+    log_file = Path(log_file or log_path(mount_name, where, project=project))
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    record = _record(mount_name, where)
+    record = _record(mount_name, where, project)
     record.parent.mkdir(parents=True, exist_ok=True)
     spec = {
         "name": mount_name,
@@ -202,7 +220,7 @@ def mount_release(
             )
         time.sleep(0.05)
     handle = MountHandle(
-        mount_name, release, source.to_config(), mountpoint, cache_dir, cache_limit, log_file, process.pid
+        mount_name, release, source.to_config(), mountpoint, cache_dir, cache_limit, log_file, process.pid, project
     )
     atomic_write_json(record, handle.to_dict())
     return handle
@@ -221,16 +239,27 @@ def _fusermount_unmount(mountpoint: Path, *, lazy: bool = False) -> subprocess.C
     return subprocess.run(args, capture_output=True, text=True, check=False)
 
 
-def umount(name: str, where: VmlogHome | None = None, *, timeout: float = 20.0) -> MountHandle:
-    """Unmount release ``name`` and wait for its process to end."""
-    record = _record(name, where)
+def umount(
+    name: str,
+    where: VmlogHome | None = None,
+    *,
+    timeout: float = 20.0,
+    project: str | None = None,
+    lazy: bool = False,
+) -> MountHandle:
+    """Unmount release ``name`` (of ``project``) and wait for its process to end.
+
+    ``lazy`` detaches the mount even while something (a VM's file server) still holds it open.
+    """
+    record = _record(name, where, project)
     if not record.exists():
         raise NotFound(
-            f"release {name} is not mounted", fix="see the mounted releases with: vml release list --running"
+            f"release {name} is not mounted" + (f" for project {project}" if project else ""),
+            fix="see the mounted releases with: vml release list --running",
         )
     handle = MountHandle.from_dict(read_json(record))
     if os.path.ismount(handle.mountpoint):
-        result = _fusermount_unmount(handle.mountpoint)
+        result = _fusermount_unmount(handle.mountpoint, lazy=lazy)
         if result.returncode != 0:
             raise MountError(
                 f"cannot unmount {handle.mountpoint}: {result.stderr.strip()}",
@@ -246,12 +275,18 @@ def umount(name: str, where: VmlogHome | None = None, *, timeout: float = 20.0) 
     return handle
 
 
-def remount_pinned(pinned: list[dict[str, Any]], where: VmlogHome | None = None) -> list[MountHandle]:
-    """Mount again the exact revisions a saved state recorded (see :meth:`MountHandle.pinned`)."""
+def remount_pinned(
+    pinned: list[dict[str, Any]], where: VmlogHome | None = None, *, project: str | None = None
+) -> list[MountHandle]:
+    """Mount again the exact revisions a saved state recorded (see :meth:`MountHandle.pinned`).
+
+    An item may carry the :class:`ReleaseSource` to use under ``"source_object"`` (a configured
+    source the caller trusts); otherwise the recorded source configuration is used.
+    """
     from vmlog.releases.sources import source_from_config
 
     handles = []
-    running = {h.name: h for h in running_mounts(where)}
+    running = {h.name: h for h in running_mounts(where, project=project)}
     for item in pinned:
         release = Release.from_dict(item["release"])
         current = running.get(item["name"])
@@ -259,7 +294,11 @@ def remount_pinned(pinned: list[dict[str, Any]], where: VmlogHome | None = None)
             handles.append(current)
             continue
         if current is not None:
-            umount(current.name, where)
-        source = source_from_config(item["source"])
-        handles.append(mount_release(source, release.path, revision=release.revision, pin=release.pin, where=where))
+            umount(current.name, where, project=project, lazy=True)
+        source = item.get("source_object") or source_from_config(item["source"])
+        handles.append(
+            mount_release(
+                source, release.path, revision=release.revision, pin=release.pin, where=where, project=project
+            )
+        )
     return handles

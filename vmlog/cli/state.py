@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from vmlog.cli.output import info, out, print_json
+from vmlog.cli.output import info, out, print_json, warn
 from vmlog.cli.progress import status
 from vmlog.projects import service
 
@@ -94,6 +94,13 @@ def show(
     out.print(f"  layers:   {', '.join(f'{k}={v}' for k, v in data['layers'].items())}")
     if data["message"]:
         out.print(f"  message:  {data['message']}")
+    for mount in data.get("release_mounts") or []:
+        release = mount.get("release") or {}
+        out.print(
+            f"  release:  {mount.get('name')} revision {release.get('revision')} {release.get('tag') or ''}"
+            f" pin {str(release.get('pin'))[:16]} at {mount.get('guest_path') or '-'}",
+            markup=False,
+        )
     for note in data["notes"]:
         out.print(f"  note ({note['created']}, {note['who']}): {note['text']}")
 
@@ -118,6 +125,10 @@ def restore(
         return
     if result["autosaved"]:
         info(f"unsaved work was saved as state {result['autosaved'][:12]} (auto-saved before restore)")
+    for line in (result.get("releases") or {}).get("messages", []):
+        info(line)
+    for line in (result.get("releases") or {}).get("warnings", []):
+        warn(line)
     info(
         f"restored state {result['state'][:12]}"
         + ("; the VM is running" if result.get("running") else "; start it with `vml up`")

@@ -42,8 +42,13 @@ class LogbookFilter(QSortFilterProxyModel):
         self.setFilterKeyColumn(-1)
 
     def set_kind(self, kind: str) -> None:
-        self.kind = kind
-        self.invalidateRowsFilter()
+        if hasattr(self, "beginFilterChange"):  # Qt 6.9+: invalidateRowsFilter() is deprecated there
+            self.beginFilterChange()
+            self.kind = kind
+            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+        else:
+            self.kind = kind
+            self.invalidateRowsFilter()
 
     def filterAcceptsRow(self, source_row: int, source_parent) -> bool:
         item = self.sourceModel().index(source_row, 0, source_parent)

@@ -47,6 +47,7 @@ class State:
     memory: str | None = None  # memory image file name in the state's directory
     release_mounts: list[dict[str, Any]] = field(default_factory=list)
     backend: str | None = None  # the backend (and stack) a memory image belongs to
+    native_id: str | None = None  # the backend-owned snapshot holding this state (native-tree backends)
 
     def label(self) -> str:
         return f"{self.id[:8]} {self.name}" if self.name else self.id[:8]

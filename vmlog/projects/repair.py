@@ -4,7 +4,8 @@ What a kill -9 can leave, given the write order of :mod:`vmlog.projects.overlay_
 temp files, half-built or half-deleted project directories, state directories without
 ``state.json``, layer files nothing names, an *uncommitted* save (a state whose layer is still the
 live layer), a live layer missing. Saved states are never touched except to finish an
-interrupted save.
+interrupted save. Projects on a native-tree backend (VirtualBox, VMware) are also compared with the
+hypervisor's snapshot tree (:func:`vmlog.projects.native_tree.reconcile`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from hypervisors.base import Hypervisor, VMState
 from hypervisors.errors import HypervisorError
 from vmlog import fsutil
+from vmlog.projects import native_tree
 from vmlog.projects.model import Project, State
 from vmlog.projects.store import NEW_PREFIX, STATE_FILE, TRASH_PREFIX, ProjectFiles, ProjectStore
 
@@ -83,7 +85,10 @@ def check_store(
             report.findings.append(finding)
     for name in store.names():
         files = store.files(name)
-        backend = backend_for(files.load()) if (repair and backend_for) else None
+        project = files.load()
+        # a native-tree project is checked against the hypervisor's snapshot tree, also without repair
+        wanted = repair or native_tree.is_native_project(project)
+        backend = backend_for(project) if (wanted and backend_for) else None
         try:
             report.findings.extend(check_project(files, repair=repair, backend=backend))
         finally:
@@ -265,6 +270,12 @@ def check_project(
             found(
                 f"live {label} layer {layer} is missing", "create an empty one on the current state", new_live
             )
+
+    if native_tree.is_native_project(project):
+        findings.extend(
+            Finding(name, problem, action, repaired)
+            for problem, action, repaired in native_tree.reconcile(files, backend, repair=repair)
+        )
 
     # layer files nothing names
     if repair:

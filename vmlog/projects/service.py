@@ -30,6 +30,7 @@ from vmlog.projects import graph, refs
 from vmlog.projects import releases as project_releases
 from vmlog.projects.driver import Progress, StateDriver, no_progress
 from vmlog.projects.model import SCRATCH_DISK, SYSTEM_DISK, ChainRoot, Project, State, new_id
+from vmlog.projects.native_tree import NativeTree
 from vmlog.projects.overlay_chain import OverlayChain
 from vmlog.projects.repair import StoreReport, check_store
 from vmlog.projects.store import ProjectFiles, ProjectStore
@@ -89,10 +90,7 @@ def driver_for(backend: Hypervisor | None) -> StateDriver:
     """The save/restore implementation for the backend's snapshot model."""
     if backend is None or backend.snapshot_model == SnapshotModel.OVERLAY_CHAIN:
         return OverlayChain(backend)
-    raise InvalidInput(
-        f"the {backend.name} backend's native snapshot tree is not supported yet",
-        fix="use the kvm backend for this project",
-    )
+    return NativeTree(backend)
 
 
 @contextmanager
@@ -152,6 +150,12 @@ def new_project(
             raise AlreadyExists(f"a project called {name!r} exists", fix="choose another name")
         with registry.open_backend(backend, **(backend_options or {})) as hv:
             driver_for(hv)  # refuse a backend whose snapshot model this vmlog cannot drive yet
+            # a native-tree hypervisor writes its own differencing disks on one shared base file
+            native_format = hv.native_disk_format if hv.snapshot_model == SnapshotModel.NATIVE_TREE else None
+        if native_format and scratch_size:
+            raise InvalidInput(
+                f"the {backend} backend cannot have a scratch disk yet", fix="leave out the scratch disk size"
+            )
         path = Path(image).expanduser()
         if path.is_file():
             progress(f"importing {path.name} into the image store", 0.1)
@@ -176,11 +180,16 @@ def new_project(
         staged.write(project)  # first, so a repair after a crash can release the reference below
         ctx.images.add_ref(stored.sha256, project_holder(project))
         try:
-            progress("creating the live layer", 0.5)
-            live = staged.layers.new_name(SYSTEM_DISK)
-            staged.layers.create_overlay(live, stored.path, stored.qemu_format)
-            project.live[SYSTEM_DISK] = live
-            disks = [DiskSpec(path=staged.layers.path(live), format="qcow2", label=SYSTEM_DISK)]
+            if native_format:
+                progress(f"converting the base to {native_format} (once, shared by every project)", 0.3)
+                shared = ctx.images.converted(stored.sha256, native_format)
+                disks = [DiskSpec(path=shared, format=native_format, label=SYSTEM_DISK)]  # type: ignore[arg-type]
+            else:
+                progress("creating the live layer", 0.5)
+                live = staged.layers.new_name(SYSTEM_DISK)
+                staged.layers.create_overlay(live, stored.path, stored.qemu_format)
+                project.live[SYSTEM_DISK] = live
+                disks = [DiskSpec(path=staged.layers.path(live), format="qcow2", label=SYSTEM_DISK)]
             if scratch_size:
                 root = "scratch-root.qcow2"
                 staged.layers.create_blank(root, scratch_size)
@@ -301,6 +310,11 @@ def rename_project(old: str, new: str, *, ctx: Context | None = None) -> None:
             state = _vm_state(backend, project.vm_name)
             if state != VMState.STOPPED:
                 raise InvalidInput(f"the VM of {old!r} is {state.value}", fix=f"`vml down {old}` first")
+            if backend.snapshot_model == SnapshotModel.NATIVE_TREE and files.states():
+                raise InvalidInput(
+                    f"the states of {old!r} are snapshots of its {backend.name} VM, which a rename would delete",
+                    fix="keep the name, or export the states as bundles first",
+                )
             if backend.exists(project.vm_name):
                 backend.delete(project.vm_name)
         ctx.projects.rename(old, new)

@@ -262,3 +262,47 @@ def service_cli_app():
     from vmlog.cli.main import app
 
     return app
+
+
+def test_repair_finishes_interrupted_restore_and_remove(native, ctx: service.Context, tmp_path: Path) -> None:
+    _backend, files = native
+    guest_write(files, 0x31, MiB)
+    one = service.save_state("p", "one", ctx=ctx)
+    one_view = guest_view(files, tmp_path)
+    guest_write(files, 0x32, 2 * MiB)
+    two = service.save_state("p", "two", ctx=ctx)
+    vm = files.load().vm_name
+    with hv_of(files) as hv:
+        # killed after the native restore, before project.json: repair restores again and records it
+        native_tree._begin(files, op="restore", state=one.id)
+        hv.snapshot_restore(vm, one.native_id)
+        assert files.load().current == two.id
+        findings = check_project(files, repair=True, backend=hv)
+        assert [(f.problem, f.repaired) for f in findings] == [
+            (f"restore of state {one.label()} was interrupted", True)
+        ]
+        assert files.load().current == one.id and guest_view(files, tmp_path) == one_view
+        assert not native_tree.journal_path(files).exists()
+
+        # killed after the native delete, before the records changed: repair finishes the removal
+        hv.snapshot_delete(vm, two.native_id)  # a leaf VirtualBox can delete
+        native_tree._begin(files, op="remove", state=two.id)
+        check_project(files, repair=True, backend=hv)
+        assert two.id not in files.states() and one.id in files.states()
+
+        # killed before the native delete: the state stays
+        native_tree._begin(files, op="remove", state=one.id)
+        check_project(files, repair=True, backend=hv)
+        assert one.id in files.states() and check_project(files, backend=hv) == []
+
+
+def test_rename_and_scratch_disk_are_refused(native, ctx: service.Context, base_image: Path) -> None:
+    backend, files = native
+    service.save_state("p", "one", ctx=ctx)
+    with pytest.raises(InvalidInput) as caught:  # a rename deletes the VM, and its snapshots with it
+        service.rename_project("p", "renamed", ctx=ctx)
+    assert "snapshots" in caught.value.message and ctx.projects.names() == ["p"]
+    with pytest.raises(InvalidInput):
+        service.new_project("s", str(base_image), backend=backend, scratch_size="1M",
+                            backend_options=files.load().backend_options, ctx=ctx)
+    assert ctx.projects.names() == ["p"]

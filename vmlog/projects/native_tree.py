@@ -77,6 +77,23 @@ def _end(files: ProjectFiles) -> None:
     fsutil.fsync_dir(files.root)
 
 
+def create_blank(files: ProjectFiles, fmt: str, size: int | str) -> str:
+    """A blank disk in the hypervisor's own format (a scratch disk's root), durable; returns its file name.
+
+    Not ``import_disk``: VirtualBox would give every blank disk of one size the same UUID.
+    """
+    name = f"scratch-root.{fmt}"
+    files.layers.dir.mkdir(parents=True, exist_ok=True)
+    tmp = fsutil.temp_path_for(files.layers.path(name))
+    try:
+        qemu_img.create(tmp, fmt, size)
+        fsutil.fsync_file(tmp)
+        fsutil.durable_rename(tmp, files.layers.path(name))
+    finally:
+        tmp.unlink(missing_ok=True)
+    return name
+
+
 def _top_has_data(path: Path) -> bool:
     """True if the differencing disk holds data of its own (or cannot be read: assume it does)."""
     fmt = READABLE_TOPS.get(path.suffix.lower())

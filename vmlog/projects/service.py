@@ -30,7 +30,7 @@ from vmlog.projects import graph, refs
 from vmlog.projects import releases as project_releases
 from vmlog.projects.driver import Progress, StateDriver, no_progress
 from vmlog.projects.model import SCRATCH_DISK, SYSTEM_DISK, ChainRoot, Project, State, new_id
-from vmlog.projects.native_tree import NativeTree
+from vmlog.projects.native_tree import NativeTree, create_blank
 from vmlog.projects.overlay_chain import OverlayChain
 from vmlog.projects.repair import StoreReport, check_store
 from vmlog.projects.store import ProjectFiles, ProjectStore
@@ -152,10 +152,6 @@ def new_project(
             driver_for(hv)  # refuse a backend whose snapshot model this vmlog cannot drive yet
             # a native-tree hypervisor writes its own differencing disks on one shared base file
             native_format = hv.native_disk_format if hv.snapshot_model == SnapshotModel.NATIVE_TREE else None
-        if native_format and scratch_size:
-            raise InvalidInput(
-                f"the {backend} backend cannot have a scratch disk yet", fix="leave out the scratch disk size"
-            )
         path = Path(image).expanduser()
         if path.is_file():
             progress(f"importing {path.name} into the image store", 0.1)
@@ -190,7 +186,12 @@ def new_project(
                 staged.layers.create_overlay(live, stored.path, stored.qemu_format)
                 project.live[SYSTEM_DISK] = live
                 disks = [DiskSpec(path=staged.layers.path(live), format="qcow2", label=SYSTEM_DISK)]
-            if scratch_size:
+            if scratch_size and native_format:
+                root = create_blank(staged, native_format, scratch_size)
+                project.roots[SCRATCH_DISK] = ChainRoot(format=native_format, file=root)
+                final = ctx.projects.files(name).layers.path(root)  # where it is once published
+                disks.append(DiskSpec(path=final, format=native_format, label=SCRATCH_DISK))  # type: ignore[arg-type]
+            elif scratch_size:
                 root = "scratch-root.qcow2"
                 staged.layers.create_blank(root, scratch_size)
                 project.roots[SCRATCH_DISK] = ChainRoot(format="qcow2", file=root)
@@ -310,9 +311,11 @@ def rename_project(old: str, new: str, *, ctx: Context | None = None) -> None:
             state = _vm_state(backend, project.vm_name)
             if state != VMState.STOPPED:
                 raise InvalidInput(f"the VM of {old!r} is {state.value}", fix=f"`vml down {old}` first")
-            if backend.snapshot_model == SnapshotModel.NATIVE_TREE and files.states():
+            if backend.snapshot_model == SnapshotModel.NATIVE_TREE and (
+                files.states() or any(root.file for root in project.roots.values())
+            ):
                 raise InvalidInput(
-                    f"the states of {old!r} are snapshots of its {backend.name} VM, which a rename would delete",
+                    f"the states and disks of {old!r} belong to its {backend.name} VM, which a rename would delete",
                     fix="keep the name, or export the states as bundles first",
                 )
             if backend.exists(project.vm_name):

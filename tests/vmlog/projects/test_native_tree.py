@@ -296,13 +296,59 @@ def test_repair_finishes_interrupted_restore_and_remove(native, ctx: service.Con
         assert one.id in files.states() and check_project(files, backend=hv) == []
 
 
-def test_rename_and_scratch_disk_are_refused(native, ctx: service.Context, base_image: Path) -> None:
+def test_rename_refused_and_scratch_disk_kept_per_state(
+    native, ctx: service.Context, base_image: Path, tmp_path: Path
+) -> None:
     backend, files = native
     service.save_state("p", "one", ctx=ctx)
     with pytest.raises(InvalidInput) as caught:  # a rename deletes the VM, and its snapshots with it
         service.rename_project("p", "renamed", ctx=ctx)
-    assert "snapshots" in caught.value.message and ctx.projects.names() == ["p"]
-    with pytest.raises(InvalidInput):
-        service.new_project("s", str(base_image), backend=backend, scratch_size="1M",
-                            backend_options=files.load().backend_options, ctx=ctx)
-    assert ctx.projects.names() == ["p"]
+    assert "rename would delete" in caught.value.message and ctx.projects.names() == ["p"]
+
+    opts = files.load().backend_options
+    for name in ("s", "t"):  # two blank scratch disks of one size: VirtualBox must tell them apart
+        service.new_project(name, str(base_image), backend=backend, scratch_size="1M", backend_options=opts,
+                            ctx=ctx)
+    try:
+        scratch = ctx.projects.get("s")
+        project = scratch.load()
+        disk = next(d for d in project.spec["disks"] if d["label"] == "scratch")
+        assert Path(disk["path"]) == scratch.layers.path(project.roots["scratch"].file)
+        assert Path(disk["path"]).is_file() and disk["format"] == project.roots["scratch"].format
+        with hv_of(scratch) as hv:
+            NativeTree(hv).ensure_vm(scratch)
+            NativeTree(hv).ensure_vm(ctx.projects.get("t"))  # registers the second blank disk too
+            tops = hv.disk_tops(project.vm_name)
+        fmt = {".qcow2": "qcow2", ".vmdk": "vmdk"}[tops["scratch"].suffix]
+
+        def write(pattern: int) -> None:
+            subprocess.run(["qemu-io", "-f", fmt, "-c", f"write -P {pattern} 0 4096", str(tops["scratch"])],
+                           check=True, capture_output=True)
+
+        def first_byte() -> int:
+            with hv_of(scratch) as hv:
+                path = hv.disk_tops(project.vm_name)["scratch"]
+            flat = qemu_img.convert(path, tmp_path / "scratch.raw", src_format=fmt, dest_format="raw")
+            value = flat.read_bytes()[0]
+            flat.unlink()
+            return value
+
+        write(0x61)
+        first = service.save_state("s", "first", ctx=ctx)
+        with hv_of(scratch) as hv:
+            tops = hv.disk_tops(project.vm_name)
+        write(0x62)
+        service.save_state("s", "second", ctx=ctx)
+        service.restore_state("s", first.id, ctx=ctx)
+        assert first_byte() == 0x61
+        service.restore_state("s", "second", ctx=ctx)
+        assert first_byte() == 0x62
+        root = scratch.layers.path(project.roots["scratch"].file)
+        assert qemu_img.run(["map", "--output=json", "-f", project.roots["scratch"].format, str(root)]).count(
+            '"data": true'
+        ) == 0, "the scratch root must stay blank: the hypervisor writes its own differencing disks"
+        with hv_of(scratch) as hv:
+            assert check_project(scratch, backend=hv) == []
+    finally:
+        service.remove_project("s", ctx=ctx)
+        service.remove_project("t", ctx=ctx)

@@ -168,6 +168,14 @@ class Hypervisor(ABC):
         """Start the VM defined by ``spec`` from a memory image written by ``save_memory_image``."""
         raise Unsupported(f"{self.name} cannot restore a memory image", backend=self.name)
 
+    def console_command(self, name: str) -> list[str]:
+        """The command line that attaches the user's terminal to the VM's serial console."""
+        raise Unsupported(
+            f"{self.name} has no interactive serial console",
+            fix="read the console log instead: `vml console` without --attach",
+            backend=self.name,
+        )
+
     # -- overlay-chain model (vmlog owns the disk chain) -------------------------------------
     def swap_disk(self, name: str, label: str, new_top: Path) -> None:
         """Make the disk labelled ``label`` write into ``new_top`` from now on.

@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from hypervisors.base import Capability, Hypervisor, Probe, SnapshotModel, VMState
-from hypervisors.errors import BackendUnavailable, InvalidState, OperationFailed, OperationTimeout, VMExists, VMNotFound
+from hypervisors.errors import (
+    BackendUnavailable,
+    InvalidState,
+    OperationFailed,
+    OperationTimeout,
+    Unsupported,
+    VMExists,
+    VMNotFound,
+)
 from hypervisors.libvirt import accel as accel_mod
 from hypervisors.libvirt import connection, domain_xml, states
 from hypervisors.spec import VMSpec
@@ -360,6 +368,15 @@ class LibvirtHypervisor(Hypervisor):
         dom = self._domain(name)
         flags = 0 if dom.isActive() else self._libvirt.VIR_DOMAIN_XML_INACTIVE
         return domain_xml.disk_tops(self._call("read the definition of", name, dom.XMLDesc, flags))
+
+    def console_command(self, name: str) -> list[str]:
+        virsh = shutil.which("virsh")
+        if virsh is None:
+            raise Unsupported(
+                "attaching to a console needs virsh", fix="apt-get install libvirt-clients", backend=self.name
+            )
+        self._domain(name)  # VMNotFound before the user's terminal is handed over
+        return [virsh, "-c", self.uri, "console", "--force", name]
 
     def close(self) -> None:
         if self._conn is not None:

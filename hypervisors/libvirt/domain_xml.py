@@ -150,11 +150,10 @@ def build_domain_xml(spec: VMSpec, options: DomainOptions) -> str:
         _sub(fs, "source", dir=_abs(folder.host_path))
         _sub(fs, "target", dir=folder.tag)
         # libvirt 9.0 with QEMU's C virtiofsd has no read-only mode: readonly is the guest's mount option.
+    # The console is a pty (so `virsh console` can attach) whose output is also logged to a file.
+    serial0 = _sub(devices, "serial", type_="pty")
     if spec.serial_log is not None:
-        serial0 = _sub(devices, "serial", type_="file")
-        _sub(serial0, "source", path=_abs(spec.serial_log), append="on")
-    else:
-        serial0 = _sub(devices, "serial", type_="pty")
+        _sub(serial0, "log", file=_abs(spec.serial_log), append="on")
     _sub(serial0, "target", port="0")
     if spec.channel_socket is not None:
         serial1 = _sub(devices, "serial", type_="unix")

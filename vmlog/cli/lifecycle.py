@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -58,8 +60,21 @@ def console(
     project: ProjectArg = None,
     lines: Annotated[int, typer.Option("--lines", "-n", help="How many lines of the log tail.")] = 40,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new console output.")] = False,
+    attach: Annotated[
+        bool | None,
+        typer.Option(
+            "--attach/--log",
+            help="Attach this terminal to the console (default when run in a terminal), or print its log.",
+        ),
+    ] = None,
 ) -> None:
-    """Show the guest's serial console (the tail of its log; --follow keeps reading)."""
+    """The guest's serial console: attach to it, or show the tail of its log (--follow keeps reading)."""
+    if attach is None:
+        attach = sys.stdin.isatty() and sys.stdout.isatty() and not follow
+    if attach:
+        command = service.console_command(project)
+        info("attaching to the console; detach with Ctrl-]")
+        os.execvp(command[0], command)
     text = service.console_tail(project, lines=lines)
     out.print(text, markup=False, highlight=False)
     if not follow:

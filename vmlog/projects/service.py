@@ -453,6 +453,14 @@ def console_tail(name: str | None = None, *, lines: int = 40, ctx: Context | Non
     return "\n".join(text.splitlines()[-lines:])
 
 
+def console_command(name: str | None = None, *, ctx: Context | None = None) -> list[str]:
+    """The command that attaches a terminal to the project's running VM console (``Unsupported`` if none)."""
+    ctx = _ctx(ctx)
+    _files, project = load(name, ctx)
+    with open_backend(project) as backend:
+        return backend.console_command(project.vm_name)
+
+
 def switch(
     target: str, *, source: str | None = None, ctx: Context | None = None, progress: Progress = no_progress
 ) -> dict[str, Any]:

@@ -46,8 +46,8 @@ def test_disks_in_order_with_explicit_formats(tmp_path: Path) -> None:
 def test_serial_ports_and_channel_socket(tmp_path: Path) -> None:
     root = ET.fromstring(domain_xml.build_domain_xml(_spec(tmp_path), DomainOptions()))
     serials = root.findall("devices/serial")
-    assert serials[0].get("type") == "file"
-    assert serials[0].find("source").get("path") == str(tmp_path / "serial.log")
+    assert serials[0].get("type") == "pty"  # attachable with `virsh console`
+    assert serials[0].find("log").attrib == {"file": str(tmp_path / "serial.log"), "append": "on"}
     assert serials[1].get("type") == "unix"
     assert serials[1].find("source").attrib == {"mode": "bind", "path": str(tmp_path / "agent.sock")}
     assert serials[1].find("target").get("port") == "1"

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -61,6 +62,9 @@ def _iso_label(path: Path) -> str:
         iso.close()
 
 
+THROTTLE = {"seconds_per_mib": 0.0}  # a slow server, for tests that must act in the middle of a download
+
+
 @pytest.fixture
 def served_dir(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     """A directory served by the standard library's HTTP server on 127.0.0.1 (no Range support)."""
@@ -70,6 +74,11 @@ def served_dir(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     class Quiet(SimpleHTTPRequestHandler):
         def log_message(self, *args: object) -> None:
             pass
+
+        def copyfile(self, source, outputfile) -> None:  # type: ignore[no-untyped-def]
+            while chunk := source.read(1 << 20):
+                outputfile.write(chunk)
+                time.sleep(THROTTLE["seconds_per_mib"])
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
     httpd.daemon_threads = True
@@ -232,8 +241,13 @@ def test_a_bad_digest_leaves_no_image_and_no_project(
 
 
 def test_cancel_during_the_download_keeps_the_partial_file_and_creates_nothing(
-    vmlog_home: Path, served_dir: tuple[Path, str], test_appliance_image: Path, kvm_available: None
+    vmlog_home: Path,
+    served_dir: tuple[Path, str],
+    test_appliance_image: Path,
+    kvm_available: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setitem(THROTTLE, "seconds_per_mib", 0.02)  # progress reports come every 0.1 s
     root, base = served_dir
     meta = appliance_metadata(test_appliance_image)
     url = _catalog(root, base, test_appliance_image, sha256=meta["sha256"], size=meta["size"])

@@ -30,7 +30,7 @@ from vmlog.projects import graph, refs
 from vmlog.projects import releases as project_releases
 from vmlog.projects.driver import Progress, StateDriver, no_progress
 from vmlog.projects.model import SCRATCH_DISK, SYSTEM_DISK, ChainRoot, Project, State, new_id
-from vmlog.projects.native_tree import NativeTree, create_blank
+from vmlog.projects.native_tree import NativeTree, create_blank, is_native_project
 from vmlog.projects.overlay_chain import OverlayChain
 from vmlog.projects.repair import StoreReport, check_store
 from vmlog.projects.store import ProjectFiles, ProjectStore
@@ -91,6 +91,21 @@ def driver_for(backend: Hypervisor | None) -> StateDriver:
     if backend is None or backend.snapshot_model == SnapshotModel.OVERLAY_CHAIN:
         return OverlayChain(backend)
     return NativeTree(backend)
+
+
+def unsaved_changes(files: ProjectFiles, project: Project) -> bool | None:
+    """Whether the live layer holds work no state has saved; ``None`` when the backend cannot say now.
+
+    vmlog reads its own overlay chain directly; a native snapshot tree has to be asked through its
+    backend, which may be unreachable (then the answer is unknown, not "no changes").
+    """
+    if not is_native_project(project):
+        return OverlayChain(None).live_has_changes(files)
+    try:
+        with open_backend(project) as backend:
+            return driver_for(backend).live_has_changes(files)
+    except Exception:
+        return None
 
 
 @contextmanager
@@ -272,7 +287,7 @@ def show_project(name: str | None, ctx: Context | None = None) -> dict[str, Any]
     data["vm_state"] = _vm_state_safe(project)
     data["states"] = len(files.states())
     data["path"] = str(files.root)
-    data["unsaved_changes"] = OverlayChain(None).live_has_changes(files)
+    data["unsaved_changes"] = unsaved_changes(files, project)
     return data
 
 
@@ -434,7 +449,7 @@ def status(name: str | None = None, *, ctx: Context | None = None) -> dict[str, 
         "vm": _vm_state_safe(project),
         "state": head.id if head else None,
         "state_name": head.name if head else None,
-        "unsaved_changes": OverlayChain(None).live_has_changes(files),
+        "unsaved_changes": unsaved_changes(files, project),
         "serial_log": project.spec.get("serial_log"),
         "busy": locking.holder(ctx.home.locks, project.name),
     }
@@ -532,7 +547,7 @@ def states(
 def state_tree(project_name: str | None = None, *, ctx: Context | None = None) -> list[str]:
     files, project = load(project_name, ctx)
     all_states = files.states()
-    dirty = OverlayChain(None).live_has_changes(files)
+    dirty = unsaved_changes(files, project)
 
     def describe(state: State) -> str:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(state.created))

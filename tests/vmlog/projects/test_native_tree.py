@@ -112,8 +112,10 @@ def test_save_restore_branch_remove(native, ctx: service.Context, tmp_path: Path
     for i in (1, 2, 3):
         guest_write(files, 0x30 + i, i * MiB)
         assert driver(files).live_has_changes(files)
+        assert service.status("p", ctx=ctx)["unsaved_changes"] is True  # what `vml status` shows
         state = service.save_state("p", f"s{i}", ctx=ctx)
         assert not driver(files).live_has_changes(files)
+        assert service.status("p", ctx=ctx)["unsaved_changes"] is False
         assert state.native_id in native_tree_of(files)
         expected[state.id] = guest_view(files, tmp_path)
         assert expected[state.id][i * MiB] == 0x30 + i

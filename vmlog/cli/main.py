@@ -10,7 +10,17 @@ import typer
 
 from hypervisors.errors import HypervisorError
 from vmlog import __version__
-from vmlog.cli import doctor
+from vmlog.cli import appliance as appliance_cli
+from vmlog.cli import bundle as bundle_cli
+from vmlog.cli import catalog as catalog_cli
+from vmlog.cli import demo as demo_cli
+from vmlog.cli import doctor as doctor_cli
+from vmlog.cli import lifecycle as lifecycle_cli
+from vmlog.cli import log as log_cli
+from vmlog.cli import project as project_cli
+from vmlog.cli import release as release_cli
+from vmlog.cli import setup as setup_cli
+from vmlog.cli import state as state_cli
 from vmlog.cli.output import err
 from vmlog.errors import VmlogError
 
@@ -38,45 +48,30 @@ def main(
     """vmlog keeps one VM per project, a tree of saved states per VM, and a logbook of everything."""
 
 
-app.command("doctor")(doctor.doctor)
-
-from vmlog.cli import appliance as appliance_cli  # noqa: E402
-from vmlog.cli import catalog as catalog_cli  # noqa: E402
-
-app.add_typer(catalog_cli.app, name="catalog")
-app.add_typer(appliance_cli.app, name="appliance")
-
-from vmlog.cli import lifecycle as lifecycle_cli  # noqa: E402
-from vmlog.cli import log as log_cli  # noqa: E402
-from vmlog.cli import project as project_cli  # noqa: E402
-from vmlog.cli import state as state_cli  # noqa: E402
-
+# Getting started
+app.command("setup")(setup_cli.setup)
+app.command("demo")(demo_cli.demo)
+app.command("doctor")(doctor_cli.doctor)
+# Projects and their VMs
 app.add_typer(project_cli.app, name="project")
-app.add_typer(state_cli.app, name="state")
-for _command in (lifecycle_cli.up, lifecycle_cli.down, lifecycle_cli.status, lifecycle_cli.console,
-                 lifecycle_cli.switch):
+for _command in (
+    lifecycle_cli.up, lifecycle_cli.down, lifecycle_cli.status, lifecycle_cli.switch, lifecycle_cli.console
+):  # fmt: skip
     app.command(_command.__name__)(_command)
-app.command("log")(log_cli.log)
-app.command("note")(log_cli.note)
-
-from vmlog.cli import release as release_cli  # noqa: E402
-
-app.add_typer(release_cli.app, name="release")
-
-from vmlog.cli import bundle as bundle_cli  # noqa: E402
-
+app.command("ssh")(setup_cli.ssh)
+# States, the logbook, and sharing states
 state_cli.app.command("export")(bundle_cli.export)
 state_cli.app.command("import")(bundle_cli.import_)
 state_cli.app.command("send")(bundle_cli.send)
 state_cli.app.command("inspect")(bundle_cli.inspect)
+app.add_typer(state_cli.app, name="state")
+app.command("log")(log_cli.log)
+app.command("note")(log_cli.note)
+# Appliances, releases, settings
+app.add_typer(appliance_cli.app, name="appliance")
+app.add_typer(catalog_cli.app, name="catalog")
+app.add_typer(release_cli.app, name="release")
 app.add_typer(bundle_cli.config_app, name="config")
-
-from vmlog.cli import demo as demo_cli  # noqa: E402
-from vmlog.cli import setup as setup_cli  # noqa: E402
-
-app.command("setup")(setup_cli.setup)
-app.command("ssh")(setup_cli.ssh)
-app.command("demo")(demo_cli.demo)
 
 
 def run() -> None:

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from vmlog.cli.output import info, out, print_json
+from hypervisors import registry
+from hypervisors.errors import HypervisorError
+from vmlog import paths
+from vmlog.appliances.catalog import Catalogs
+from vmlog.cli import appliance as appliance_cli
+from vmlog.cli.output import abort, info, out, print_json
 from vmlog.cli.progress import status
+from vmlog.errors import NotFound
 from vmlog.projects import service
+from vmlog.store.images import ImageStore
 
 app = typer.Typer(
     help="Projects: one VM on a base appliance, with its tree of saved states.", no_args_is_help=True
@@ -28,12 +36,36 @@ def _size(num: int | None) -> str:
     return str(num)
 
 
+def _pull_if_only_in_a_catalog(ref: str, backend: str) -> None:
+    """Pull ``ref`` (with the pull's progress bar) when it names a catalog appliance not in the store yet."""
+    if Path(ref).expanduser().exists():
+        return
+    try:
+        ImageStore(paths.home().images).get(ref)
+        return
+    except NotFound:
+        pass
+    try:
+        Catalogs(paths.home().config).get(ref)
+    except NotFound:
+        return  # new_project says that no such appliance exists, and how to find one
+    try:
+        disk_format = registry.backend_class(backend).native_disk_format
+    except (ValueError, HypervisorError):
+        disk_format = "qcow2"
+    appliance_cli.pull(ref, disk_format=disk_format)
+
+
 @app.command("new")
 def new(
     name: Annotated[str, typer.Argument(help="Project name (letters, digits, '.', '_', '-').")],
     image: Annotated[
-        str, typer.Argument(help="Base appliance: a store ref (name[:version] or sha256) or an image file.")
-    ],
+        str | None,
+        typer.Argument(help="Base appliance: store ref (name[:version] or sha256), image file, or catalog name."),
+    ] = None,
+    appliance: Annotated[
+        str | None, typer.Option("--appliance", "-a", help="The base appliance, as an option (same as IMAGE).")
+    ] = None,
     backend: Annotated[str, typer.Option(help="Hypervisor backend: kvm, virtualbox or vmware.")] = "kvm",
     uri: Annotated[str | None, typer.Option(help="libvirt URI for the kvm backend.")] = None,
     accel: Annotated[str | None, typer.Option(help="kvm backend accelerator: auto, kvm or tcg.")] = None,
@@ -43,12 +75,19 @@ def new(
         str | None, typer.Option("--disk-size", help="Add an empty scratch disk of this size (e.g. 20G).")
     ] = None,
 ) -> None:
-    """Create a project on a base appliance; it becomes the current project."""
+    """Create a project on a base appliance; it becomes the current project.
+
+    An appliance that is only in a catalog is pulled (downloaded and verified) first.
+    """
+    base = image or appliance
+    if base is None or (image is not None and appliance is not None):
+        abort("name the base appliance once: `vml project new NAME --appliance REF`", code=2)
+    _pull_if_only_in_a_catalog(base, backend)
     options = {key: value for key, value in (("uri", uri), ("accel", accel)) if value}
     with status(f"Creating {name}") as progress:
         project = service.new_project(
             name,
-            image,
+            base,
             backend=backend,
             backend_options=options,
             cpus=cpus,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from vmlog.cli.output import info, out, print_json, warn
+from vmlog.cli.output import abort, info, out, print_json, warn
 from vmlog.cli.progress import status
 from vmlog.projects import service
 
@@ -31,11 +31,17 @@ def save(
         str | None, typer.Argument(help="A name for the state (optional, unique in the project).")
     ] = None,
     message: Annotated[str, typer.Option("--message", "-m", help="What this state is.")] = "",
-    memory: Annotated[bool, typer.Option("--memory", help="Also save the running VM's memory.")] = False,
+    name_option: Annotated[str | None, typer.Option("--name", help="The state's name (same as NAME).")] = None,
+    memory: Annotated[
+        bool, typer.Option("--with-memory", "--memory", help="Also save the running VM's memory.")
+    ] = False,
     project: ProjectOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Save the project's disks (and optionally memory) as a new state; works while the VM runs."""
+    if name and name_option and name != name_option:
+        abort(f"two names given ({name!r} and --name {name_option!r}); give one", code=2)
+    name = name or name_option
     with status("Saving a state") as progress:
         state = service.save_state(project, name, message=message, memory=memory, progress=progress)
     if json_output:

@@ -19,11 +19,11 @@ def vml(*args: str) -> str:
 def test_project_and_state_commands(vmlog_home: Path, tmp_path: Path) -> None:
     image = tmp_path / "appliance.img"
     image.write_bytes(b"\0" * (4 << 20))
-    vml("project", "new", "demo", str(image), "--memory", "256")
+    vml("project", "new", "demo", "--appliance", str(image), "--memory", "256")
     (row,) = json.loads(vml("project", "list", "--json"))
     assert row["name"] == "demo" and row["current"] and row["states"] == 0
 
-    vml("state", "save", "first", "-m", "clean install")
+    vml("state", "save", "-m", "clean install", "--name", "first")
     vml("state", "save", "second")
     vml("state", "restore", "first")
     vml("state", "save", "branch")
@@ -54,6 +54,16 @@ def test_project_and_state_commands(vmlog_home: Path, tmp_path: Path) -> None:
     ]
     assert history[-1]["kind"] == "note" and history[-1]["text"] == "looks right"
     assert json.loads(vml("log", "--since", "1h", "--json"))
+
+
+def test_the_appliance_is_named_once(vmlog_home: Path, tmp_path: Path) -> None:
+    image = tmp_path / "appliance.img"
+    image.write_bytes(b"\0" * (1 << 20))
+    for args in ([], [str(image), "--appliance", str(image)]):
+        result = CliRunner().invoke(app, ["project", "new", "demo", *args])
+        assert result.exit_code == 2 and "--appliance" in result.output
+    result = CliRunner().invoke(app, ["project", "new", "demo", "--appliance", "no-such-appliance"])
+    assert result.exit_code != 0
 
 
 def test_errors_exit_with_the_domain_code(vmlog_home: Path, tmp_path: Path) -> None:

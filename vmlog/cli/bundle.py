@@ -229,12 +229,24 @@ def mail(
     size_limit_mb: Annotated[
         float | None, typer.Option("--size-limit", help="Largest bundle to mail, in MB.")
     ] = None,
+    ca_file: Annotated[
+        str | None,
+        typer.Option(
+            "--ca-file",
+            help="PEM file of the CA that signed the server's certificate (a private CA); trusted instead"
+            " of the system's CAs. --ca-file '' goes back to system trust.",
+        ),
+    ] = None,
     password: Annotated[
         bool, typer.Option("--password", help="Ask for the SMTP password and keep it in the system keyring.")
     ] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Show or change the SMTP settings `vml state send` uses (the password lives in the keyring)."""
+    """Show or change the SMTP settings `vml state send` uses (the password lives in the keyring).
+
+    The connection is encrypted (STARTTLS or SSL) unless --security none, and the server's
+    certificate is checked against the system's trusted CAs, or against --ca-file.
+    """
     config = service.Context.default().home.config
     try:
         current = SmtpSettings.load(config)
@@ -247,6 +259,8 @@ def mail(
     }
     if size_limit_mb is not None:
         changes["size_limit"] = int(size_limit_mb * 1e6)
+    if ca_file is not None:
+        changes["ca_file"] = str(Path(ca_file).expanduser().resolve()) if ca_file else None
     if changes:
         if current is None and "host" not in changes:
             raise typer.BadParameter("give --host for the first mail settings")
@@ -254,6 +268,8 @@ def mail(
         if "port" not in changes and "security" in changes and current is None:
             data["port"] = {"ssl": 465, "starttls": 587, "none": 25}[changes["security"]]
         current = SmtpSettings(**data)
+        if current.ca_file:
+            current.ssl_context()  # a CA file that cannot be read is refused now, not at the next send
         path = current.save(config)
         info(f"saved mail settings to {path}")
     if password:

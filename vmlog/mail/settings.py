@@ -3,12 +3,16 @@
 The password is looked up in the system keyring (service ``vmlog-smtp``, the SMTP user as the
 account) when the ``keyring`` package and a backend are available; ``VMLOG_SMTP_PASSWORD``
 overrides it, for headless machines and tests. It is never written to ``mail.json``.
+
+The server's certificate is checked against the system's trusted CAs, or only against ``ca_file``
+(a PEM bundle) when the server uses a private CA (a lab or company mail server).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import ssl
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -29,6 +33,7 @@ class SmtpSettings:
     user: str | None = None
     sender: str | None = None  # From: address; defaults to the user
     size_limit: int = 25 * 1000 * 1000
+    ca_file: str | None = None  # PEM file of the CA(s) to trust instead of the system's; None: system trust
 
     def __post_init__(self) -> None:
         if self.security not in ("none", "starttls", "ssl"):
@@ -54,6 +59,18 @@ class SmtpSettings:
             return cls(**data)
         except TypeError as exc:
             raise InvalidInput(f"{path} has unknown settings: {exc}", fix=f"fix or remove {path}") from exc
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The context that verifies the server: ``ca_file`` if set, else the system's trusted CAs."""
+        if not self.ca_file:
+            return ssl.create_default_context()
+        try:
+            return ssl.create_default_context(cafile=str(Path(self.ca_file).expanduser()))
+        except (OSError, ssl.SSLError) as exc:
+            raise InvalidInput(
+                f"the SMTP CA file {self.ca_file} cannot be used: {exc}",
+                fix="vml config mail --ca-file /path/to/ca.pem (a PEM file), or --ca-file '' for system trust",
+            ) from exc
 
     def save(self, config_dir: Path) -> Path:
         path = self.path(config_dir)

@@ -67,7 +67,7 @@ def send_bundle(
         subject or f"vmlog state: {bundle.stem}",
         body or f"Attached is the vmlog state {bundle.name}.\nImport it with: vml state import {bundle.name}\n",
     )
-    context = ssl_context or ssl.create_default_context()
+    context = ssl_context or settings.ssl_context()
     try:
         if settings.security == "ssl":
             server: smtplib.SMTP = smtplib.SMTP_SSL(settings.host, settings.port, timeout=timeout, context=context)
@@ -80,6 +80,18 @@ def send_bundle(
             if settings.user and password is not None:
                 server.login(settings.user, password)
             server.send_message(msg)
+    except ssl.SSLCertVerificationError as exc:
+        raise MailError(
+            f"could not mail {bundle.name}: the certificate of {settings.host}:{settings.port} was not"
+            f" accepted ({exc.verify_message or exc.reason})",
+            fix="check that --host is the name on the server's certificate; if the server uses a private CA,"
+            " trust it with `vml config mail --ca-file /path/to/ca.pem`",
+        ) from exc
+    except smtplib.SMTPNotSupportedError as exc:
+        raise MailError(
+            f"could not mail {bundle.name}: {settings.host}:{settings.port} said: {exc}",
+            fix="check --security and --port: 587 with starttls, 465 with ssl",
+        ) from exc
     except (smtplib.SMTPException, OSError) as exc:
         raise MailError(
             f"could not mail {bundle.name} through {settings.host}:{settings.port}: {exc}",

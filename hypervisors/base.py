@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -52,6 +53,11 @@ class Capability(enum.Flag):
     SERIAL_CHANNEL = enum.auto()  # a host Unix socket wired to a guest serial port
     ACPI_SHUTDOWN = enum.auto()
     REMOTE = enum.auto()  # the VMs may run on another machine
+    STATE_EVENTS = enum.auto()  # pushes VM state changes (``watch_states``) instead of being polled
+
+
+StateCallback = Callable[[str, VMState], None]
+"""Called with a VM's name and its new state; runs on a thread of the backend's, not the caller's."""
 
 
 @dataclass
@@ -173,6 +179,23 @@ class Hypervisor(ABC):
         raise Unsupported(
             f"{self.name} has no interactive serial console",
             fix="read the console log instead: `vml console` without --attach",
+            backend=self.name,
+        )
+
+    # -- state events --------------------------------------------------------------------------
+    def watch_states(self, callback: StateCallback) -> Callable[[], None]:
+        """Call ``callback(vm_name, state)`` whenever a VM of this backend changes state.
+
+        Covers every VM of the backend, including changes made by other programs (``virsh``, a
+        second vmlog, a guest powering itself off). The callback runs on a thread the backend owns:
+        it must be quick and must not assume it is on the caller's thread. Returns the function that
+        unsubscribes; once it has returned, the callback is not called again. Backends that cannot
+        push changes raise ``Unsupported`` and do not declare ``Capability.STATE_EVENTS``: poll
+        :meth:`state` instead.
+        """
+        raise Unsupported(
+            f"{self.name} does not report VM state changes",
+            fix="poll the VM states instead",
             backend=self.name,
         )
 

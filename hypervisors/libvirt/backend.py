@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from hypervisors.base import Capability, Hypervisor, Probe, SnapshotModel, VMState
+from hypervisors.base import Capability, Hypervisor, Probe, SnapshotModel, StateCallback, VMState
 from hypervisors.errors import (
     BackendUnavailable,
     InvalidState,
@@ -22,7 +22,7 @@ from hypervisors.errors import (
     VMNotFound,
 )
 from hypervisors.libvirt import accel as accel_mod
-from hypervisors.libvirt import connection, domain_xml, states
+from hypervisors.libvirt import connection, domain_xml, events, states
 from hypervisors.spec import VMSpec
 
 T = TypeVar("T")
@@ -36,6 +36,7 @@ BASE_CAPABILITIES = (
     | Capability.PORT_FORWARD
     | Capability.SERIAL_CHANNEL
     | Capability.ACPI_SHUTDOWN
+    | Capability.STATE_EVENTS
 )
 SHUTDOWN_POLL_SECONDS = 0.2
 POWER_BUTTON_REPEAT_SECONDS = 5.0  # a guest still booting may miss the first press
@@ -368,6 +369,10 @@ class LibvirtHypervisor(Hypervisor):
         dom = self._domain(name)
         flags = 0 if dom.isActive() else self._libvirt.VIR_DOMAIN_XML_INACTIVE
         return domain_xml.disk_tops(self._call("read the definition of", name, dom.XMLDesc, flags))
+
+    def watch_states(self, callback: StateCallback) -> Callable[[], None]:
+        """Lifecycle events of every domain at this URI, on a connection of their own (see :mod:`events`)."""
+        return events.LifecycleWatch(self._libvirt, self.uri, callback).start()
 
     def console_command(self, name: str) -> list[str]:
         virsh = shutil.which("virsh")

@@ -274,7 +274,33 @@ class VirtualBoxHypervisor(Hypervisor):
             raise InvalidState(f"cannot export a disk of the running VM {name!r}", backend=BACKEND,
                                fix="suspend or shut down the VM first")
         medium, _location = self._top_medium(name, label)
-        dest = Path(dest)
+        return self._clone_flat(medium, Path(dest), fmt)
+
+    def export_snapshot_disk(self, name: str, snapshot_id: str, label: str, dest: Path, fmt: str = "qcow2") -> Path:
+        """Flatten the disk ``label`` as snapshot ``snapshot_id`` froze it, without restoring anything.
+
+        VBoxManage names a snapshot's media only in human-readable output, so the medium is found by
+        the documented shape of the tree (manual 5.3 and 1.10): taking or restoring a snapshot attaches
+        a new differencing image on the snapshot's own, and deleting one merges its image into its
+        single child. The current image's k-th parent is thus the image of the current snapshot's
+        (k-1)-th ancestor. Snapshots off that path are refused: restore onto them first.
+        """
+        snapshots = {s.id: s for s in self.snapshot_list(name)}
+        path: list[str] = []
+        node = self.current_snapshot(name)
+        while node:
+            path.append(node)
+            node = snapshots[node].parent_id if node in snapshots else None
+        if snapshot_id not in path:
+            raise Unsupported(
+                f"VirtualBox snapshot {snapshot_id} of {name!r} is not on the path of the current state",
+                backend=BACKEND, fix="restore that snapshot (or one of its descendants) first, then export")
+        medium, _location = self._top_medium(name, label)
+        for _hop in range(path.index(snapshot_id) + 1):
+            medium = self._medium_info(medium)["Parent UUID"]
+        return self._clone_flat(medium, Path(dest), fmt)
+
+    def _clone_flat(self, medium: str, dest: Path, fmt: str) -> Path:
         flat = dest if fmt == "vdi" else dest.with_name(dest.name + ".flat.vdi")
         out = self.tool.run(["clonemedium", "disk", medium, str(flat), "--format", "VDI"], self.progress)
         clone_uuid = out.strip().rsplit("UUID: ", 1)[-1].strip()
@@ -288,6 +314,27 @@ class VirtualBoxHypervisor(Hypervisor):
             else:
                 self.tool.run_raw(["closemedium", "disk", clone_uuid])
         return dest
+
+    def load_disk(self, name: str, label: str, src: Path, src_format: str) -> None:
+        """Make disk ``label`` of the stopped VM show exactly ``src``'s content (a qemu-readable chain).
+
+        VirtualBox alone writes its differencing images (qemu-img cannot), so ``src`` is converted to
+        a standalone VDI and VirtualBox copies it into the VM's current differencing image with
+        ``clonemedium --existing``; the shared base keeps its UUID and is never written. The copy
+        holds every allocated block of ``src``: VBoxManage has no way to copy only the blocks that
+        differ from the parent.
+        """
+        if self.state(name) not in (VMState.STOPPED, VMState.CRASHED):
+            raise InvalidState(f"cannot load a disk into {name!r} while it is {self.state(name).value}",
+                               backend=BACKEND, fix="power the VM off (and discard its saved state) first")
+        medium, location = self._top_medium(name, label)
+        flat = Path(location).parent / f"vmlog-load-{uuidlib.uuid4().hex[:12]}.vdi"
+        qemu_img.convert(Path(src), flat, src_format=src_format, dest_format="vdi")
+        try:
+            self.tool.run(["clonemedium", "disk", str(flat), medium, "--existing"], self.progress)
+        finally:
+            self.tool.run_raw(["closemedium", "disk", str(flat), "--delete"])
+            flat.unlink(missing_ok=True)
 
     def import_disk(self, src: Path, src_format: str, dest: Path) -> DiskSpec:
         """Convert to VDI and give it the UUID its content determines, so every copy of a base agrees."""

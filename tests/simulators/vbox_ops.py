@@ -242,3 +242,25 @@ def clone_medium(reg: Registry, src: dict[str, Any], target: Path, fmt: str) -> 
     qemu_img("convert", "-q", "-f", reg.chain_format(src), "-O", qemu_fmt, src["location"], str(target))
     med = reg.open_medium(str(target))
     return med
+
+
+def clone_into_existing(reg: Registry, src: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
+    """``clonemedium SRC TARGET --existing``: the source's content written into an existing medium.
+
+    The manual (ch. 8, "VBoxManage clonemedium", --existing): "Perform the clone operation to an already
+    existing destination medium. Only the portion of the source medium that fits into the destination
+    medium is copied". The target may be a differencing image (written, its parent untouched); it must
+    not be in use by a running machine, whose session holds it locked for writing.
+    """
+    for m in reg.machines.values():
+        if m["state"] in ("running", "paused") and any(
+                a.get("medium") == target["uuid"] for a in m["attachments"].values()):
+            raise VBoxError(f"Medium '{target['location']}' is locked for writing by another task",
+                            "VBOX_E_INVALID_OBJECT_STATE", "0x80bb0007", "MediumWrap", "IMedium")
+    if reg.children(target["uuid"]):
+        raise VBoxError(f"Medium '{target['location']}' has differencing children and cannot be written",
+                        "VBOX_E_INVALID_OBJECT_STATE", "0x80bb0007", "MediumWrap", "IMedium")
+    # qemu-img writes every source cluster, zeroes included (-n: no zero-initialised target assumed)
+    qemu_img("convert", "-q", "-n", "-f", reg.chain_format(src), "-O", reg.chain_format(target),
+             src["location"], target["location"])
+    return target

@@ -546,12 +546,19 @@ def cmd_showmediuminfo(args: list[str]) -> int:
 def cmd_clonemedium(args: list[str]) -> int:
     args = _medium_args(args)
     pos, opts = parse(args, {"--format": 1, "--variant": 1, "--existing": 0}, 2)
-    fmt = dict((k, v[0] if v else "") for k, v in opts).get("--format", "VDI")
+    values = dict((k, v[0] if v else "") for k, v in opts)
+    fmt = values.get("--format", "VDI")
     with Registry.open() as reg:
         try:
             src = reg.medium(pos[0])
         except VBoxError:
             src = reg.open_medium(pos[0])
+        if "--existing" in values:
+            target = vbox_ops.clone_into_existing(reg, src, reg.medium(pos[1]))
+            progress()
+            out(f"Clone medium created in format '{target['format'].replace('qcow2-diff', 'VDI')}'. "
+                f"UUID: {target['uuid']}")
+            return 0
         new = vbox_ops.clone_medium(reg, src, Path(pos[1]).resolve(), fmt)
         progress()
         out(f"Clone medium created in format '{fmt.upper()}'. UUID: {new['uuid']}")

@@ -24,12 +24,12 @@ import re
 import secrets
 import shutil
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hypervisors import qemu_img
+from hypervisors import qemu_img, registry
 from hypervisors.errors import HypervisorError
 from vmlog import fsutil, locking
 from vmlog.appliances import download
@@ -50,15 +50,18 @@ from vmlog.errors import AlreadyExists, IntegrityError, InvalidInput, NotFound, 
 from vmlog.logbook import Operation
 from vmlog.logbook.book import who
 from vmlog.mail import SmtpSettings, open_in_mail_client, send_bundle
-from vmlog.projects import refs, service
+from vmlog.projects import native_exchange, refs, service
 from vmlog.projects.driver import Progress, no_progress
 from vmlog.projects.model import Project, State
+from vmlog.projects.overlay_chain import MEMORY_FILE
 from vmlog.projects.store import ProjectFiles
 from vmlog.store.images import StoredImage
 
 _STATE_ID = re.compile(r"^[0-9a-f]{8,64}$")
 _SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 SENDER_LOGBOOK = "sender-logbook.json"
+# What a memory image needs to resume, recorded in the manifest and compared on import.
+MEMORY_STACK_KEYS = ("hypervisor", "domain_type", "qemu", "arch", "machine", "memory_mib", "cpus")
 SUFFIX = ".vmlstate"
 
 
@@ -91,6 +94,7 @@ class ImportResult:
     since_id: str | None
     sender: str
     memory_skipped: bool = False
+    memory_note: str | None = None  # why the memory image was not imported
 
 
 @dataclass(frozen=True)
@@ -138,11 +142,16 @@ def _base_of(ctx: service.Context, project: Project, labels: Sequence[str]) -> S
 
 def state_digest(files: ProjectFiles, project: Project, state: State) -> str:
     """The ``since`` digest of ``state``: its disks' content above the base, label by label."""
+    return layers_digest(files, project, {label: files.layers.path(layer) for label, layer in state.layers.items()})
+
+
+def layers_digest(files: ProjectFiles, project: Project, layers: dict[str, Path]) -> str:
+    """The ``since`` digest of a state whose disks show what these qcow2 chain tops show (any backend)."""
     sha = hashlib.sha256()
-    for label in sorted(state.layers):
+    for label in sorted(layers):
         root, root_format = files.root_path(project, label)
         image_sha = project.roots[label].image_sha256 or ""
-        digest = content_digest(files.layers.path(state.layers[label]), "qcow2", root, root_format, image_sha)
+        digest = content_digest(layers[label], "qcow2", root, root_format, image_sha)
         sha.update(f"{label} {digest}\n".encode())
     return "state-sha256:" + sha.hexdigest()
 
@@ -199,13 +208,21 @@ def export_state(
     """
     ctx = ctx or service.Context.default()
     name = service.resolve_project(project_name, ctx)
-    with _mutation(ctx, name, "state export", ref=ref, since=since, memory=with_memory) as op:
+    with _mutation(ctx, name, "state export", ref=ref, since=since, memory=with_memory) as op, ExitStack() as stack:
         files = ctx.projects.get(name)
         project = files.load()
         states = files.states()
         state = refs.resolve(states, project.current, ref)
         op.state_id = state.id
-        image = _base_of(ctx, project, list(state.layers))
+        native = native_exchange.is_native_project(project)
+        image = _base_of(ctx, project, native_exchange.base_labels(project) if native else list(state.layers))
+        if native:  # the states' disks, read from their snapshots as layers on the base
+            base = native_exchange.native_base_of(files, project)
+            layers_of = stack.enter_context(
+                native_exchange.state_reader(ctx.home.cache, files, project, image, base)
+            ).layers
+        else:
+            layers_of = lambda s: {label: files.layers.path(layer) for label, layer in s.layers.items()}  # noqa: E731
         urls = tuple(dict.fromkeys([*image.urls, *base_urls]))
         for url in base_urls:
             download.check_url(url, insecure=True)
@@ -219,11 +236,8 @@ def export_state(
                     fix="give --since a state the exported state was saved after (see `vml state tree`)",
                 )
             progress("computing the digest of the since state", 0.05)
-            since_ref = SinceRef(
-                since_state.id,
-                state_digest(files, project, since_state),
-                {label: files.layers.path(layer) for label, layer in since_state.layers.items()},
-            )
+            since_layers = layers_of(since_state)
+            since_ref = SinceRef(since_state.id, layers_digest(files, project, since_layers), since_layers)
         memory = files.memory_path(state) if with_memory else None
         if with_memory and (memory is None or not memory.is_file()):
             raise InvalidInput(
@@ -266,12 +280,13 @@ def export_state(
             logbook=_logbook_excerpt(ctx, name, path_ids),
             since=since_ref,
             memory=memory,
-            memory_info={"backend": state.backend or project.backend} if memory else None,
+            memory_info=_memory_stack(project, state, memory) if memory else None,
             signing_key=key,
             workdir=ctx.home.cache,
         )
-        for label, layer in state.layers.items():
-            writer.add_disk(label, files.layers.path(layer))
+        progress("reading the state's disks", 0.1)
+        for label, layer_path in layers_of(state).items():
+            writer.add_disk(label, layer_path)
         summary = writer.write(target, progress=lambda message: progress(message, None))
         op.message = f"exported {state.label()} to {summary.path.name} ({summary.size / 1e6:.1f} MB)"
         return ExportResult(
@@ -285,7 +300,46 @@ def export_state(
         )
 
 
+def _memory_stack(project: Project, state: State, memory: Path) -> dict[str, Any]:
+    """The stack ``memory`` resumes on (see :data:`MEMORY_STACK_KEYS`), read by the state's backend."""
+    backend_name = state.backend or project.backend
+    if backend_name != project.backend:
+        return {"backend": backend_name}
+    with service.open_backend(project) as backend:
+        try:
+            return {"backend": backend_name, **backend.memory_image_stack(memory)}
+        except HypervisorError:  # an importer then refuses the image: it cannot check the stack
+            return {"backend": backend_name}
+
+
 # -- import --------------------------------------------------------------------------------------
+def memory_mismatch(recorded: dict[str, Any], here: dict[str, Any]) -> str | None:
+    """Why a memory image recorded with stack ``recorded`` cannot resume on ``here`` (None: it can)."""
+    missing = [key for key in MEMORY_STACK_KEYS if key not in recorded]
+    if missing:
+        return "the bundle does not record the " + ", ".join(missing) + " the memory image needs"
+    differ = [
+        f"{key} {recorded[key]} (here {here.get(key)})"
+        for key in MEMORY_STACK_KEYS
+        if recorded[key] != here.get(key)
+    ]
+    if differ:
+        return "it was saved on another stack: " + ", ".join(differ)
+    return None
+
+
+def _memory_fits(ctx: service.Context, project_name: str, recorded: dict[str, Any]) -> str | None:
+    """Why the bundle's memory image cannot resume in project ``project_name`` here (None: it can)."""
+    files = ctx.projects.get(project_name)
+    project = files.load()
+    try:
+        with service.open_backend(project) as backend:
+            here = backend.memory_stack(files.vm_spec(project))
+    except HypervisorError as exc:
+        return f"the {project.backend} backend cannot check it: {exc.message}"
+    return memory_mismatch(recorded, {"backend": project.backend, **here})
+
+
 def describe_signer(signer: SignerInfo | None) -> str:
     if signer is None:
         return "unsigned"
@@ -419,10 +473,18 @@ def _add_state(
     *,
     describe: str,
     progress: Progress,
+    memory: bool = False,
 ) -> State:
     """Materialise the bundle's layers into project ``name`` and record the state (caller holds the lock)."""
     files = ctx.projects.get(name)
     project = files.load()
+    if native_exchange.is_native_project(project):  # the state becomes a snapshot of the project's VM
+        state = native_exchange.add_state(
+            ctx.home.cache, files, reader, bundle, image, native_exchange.native_base_of(files, project),
+            describe=describe, digest_of=layers_digest, progress=progress,
+        )
+        fsutil.atomic_write_json(files.state_dir(state.id) / SENDER_LOGBOOK, bundle.logbook)
+        return state
     states = files.states()
     sid = bundle.state["id"]
     if sid in states:
@@ -476,9 +538,15 @@ def _add_state(
             backing, backing_format = files.layer_under(project, states, parent, label)
             qemu_img.rebase_unsafe(dest, backing, backing_format)
             fsutil.fsync_file(dest)
+        if memory and materialised.memory is not None:
+            files.state_dir(sid).mkdir(parents=True, exist_ok=True)
+            fsutil.durable_rename(materialised.memory, files.state_dir(sid) / MEMORY_FILE)
+        else:
+            memory = False
     except BaseException:
         for layer in names.values():
             files.layers.remove(layer)
+        shutil.rmtree(files.state_dir(sid), ignore_errors=True)
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -500,6 +568,8 @@ def _add_state(
         layers=names,
         spec=dict(project.spec),
         release_mounts=[m for m in mounts if isinstance(m, dict)] if isinstance(mounts, list) else [],
+        memory=MEMORY_FILE if memory else None,
+        backend=project.backend if memory else None,
     )
     files.write_state(state)
     fsutil.atomic_write_json(files.state_dir(sid) / SENDER_LOGBOOK, bundle.logbook)
@@ -525,6 +595,8 @@ def import_state(
     trust: bool = False,
     confirm: Callable[[VerifiedBundle], bool] | None = None,
     insecure: bool = False,
+    backend: str | None = None,
+    backend_options: dict[str, Any] | None = None,
     ctx: service.Context | None = None,
     progress: Progress = no_progress,
 ) -> ImportResult:
@@ -532,7 +604,9 @@ def import_state(
 
     Nothing is written before every digest checked out and the signer was accepted (a known key,
     ``trust``, or ``confirm(bundle)`` returning True). A missing base is downloaded from the
-    manifest's URLs and verified. The state keeps the sender's id.
+    manifest's URLs and verified. The state keeps the sender's id. ``backend`` (and its options)
+    is the hypervisor of a new project (default ``kvm``); on VirtualBox and VMware the state
+    becomes a native snapshot (see :mod:`vmlog.projects.native_exchange`).
     """
     ctx = ctx or service.Context.default()
     progress("verifying the bundle", 0.05)
@@ -556,12 +630,26 @@ def import_state(
             (service.check_project_name(project) if project else _unique_project_name(ctx, wanted)),
             True,
         )
+    if backend and not create:
+        existing = ctx.projects.get(target).load().backend
+        if registry.canonical_name(backend) != existing:
+            raise InvalidInput(
+                f"project {target!r} runs on {existing}, not {backend}",
+                fix=f"import without --backend, or into a new project (--project NEWNAME --backend {backend})",
+            )
     progress("finding the base appliance", 0.1)
     image, downloaded = _ensure_base(ctx, bundle.base, insecure=insecure, progress=progress)
     if create:
         cpus, memory = _spec_numbers(bundle.manifest.get("vm_spec") or {})
-        service.new_project(target, image.sha256, cpus=cpus, memory_mib=memory, ctx=ctx)
+        service.new_project(
+            target, image.sha256, backend=backend or "kvm", backend_options=backend_options,
+            cpus=cpus, memory_mib=memory, ctx=ctx,
+        )
+    memory_note = None
     try:
+        if bundle.manifest.get("memory") is not None:
+            progress("checking the memory image's stack", 0.15)
+            memory_note = _memory_fits(ctx, target, bundle.manifest["memory"])
         args = {
             "file": bundle_path.name,
             "sender": sender,
@@ -571,7 +659,10 @@ def import_state(
             args.update(fingerprint=bundle.signer.fingerprint, signer_known=bundle.signer.known)
         with _mutation(ctx, target, "state import", **args) as op:
             op.state_id = sid
-            state = _add_state(ctx, target, reader, bundle, image, describe=describe, progress=progress)
+            state = _add_state(
+                ctx, target, reader, bundle, image, describe=describe, progress=progress,
+                memory=bundle.manifest.get("memory") is not None and memory_note is None,
+            )
             op.message = f"imported {state.label()} from {sender} ({describe})" + (
                 f", on top of {since['state_id'][:8]}" if since else ""
             )
@@ -594,7 +685,8 @@ def import_state(
         signer=bundle.signer,
         since_id=since["state_id"] if since else None,
         sender=sender,
-        memory_skipped=bundle.manifest.get("memory") is not None,
+        memory_skipped=memory_note is not None,
+        memory_note=memory_note,
     )
 
 

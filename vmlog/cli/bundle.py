@@ -117,6 +117,10 @@ def import_(
         bool,
         typer.Option("--insecure", help="Allow plain-HTTP base downloads (the sha256 is still checked)."),
     ] = False,
+    backend: Annotated[
+        str | None,
+        typer.Option("--backend", help="Hypervisor of a new project: kvm (default), virtualbox or vmware."),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Verify a .vmlstate file completely, fetch its base if needed, and rebuild the state here."""
@@ -129,7 +133,7 @@ def import_(
     exchange.check_trust(bundle, trust=trust, confirm=_ask)  # asks outside the spinner
     with status(f"Importing {file.name}") as progress:
         result = exchange.import_state(
-            reader, project=project, trust=True, insecure=insecure, progress=progress
+            reader, project=project, trust=True, insecure=insecure, backend=backend, progress=progress
         )
     if remember_signer and result.signer is not None and not result.signer.known:
         fp = exchange.remember_signer(service.Context.default(), result.signer)
@@ -155,7 +159,10 @@ def import_(
         + (" (base appliance downloaded and verified)" if result.base_downloaded else "")
     )
     if result.memory_skipped:
-        warn("the bundle's memory image was not imported; the VM cold-boots from the disks")
+        warn(
+            f"the bundle's memory image was not imported ({result.memory_note}); the disks were, and the"
+            " VM cold-boots from them"
+        )
     if not result.new_project:
         info(f"go there with `vml state restore {result.state_id[:12]} -p {result.project}`")
 

@@ -174,6 +174,18 @@ class Hypervisor(ABC):
         """Start the VM defined by ``spec`` from a memory image written by ``save_memory_image``."""
         raise Unsupported(f"{self.name} cannot restore a memory image", backend=self.name)
 
+    def memory_image_stack(self, path: Path) -> dict[str, str | int]:
+        """What a memory image needs to resume: hypervisor, its version, machine type, memory, CPUs.
+
+        A memory image only resumes on the same stack; a bundle records this so that an importer
+        can compare it with :meth:`memory_stack` before trusting the image.
+        """
+        raise Unsupported(f"{self.name} cannot describe a memory image", backend=self.name)
+
+    def memory_stack(self, spec: VMSpec) -> dict[str, str | int]:
+        """The :meth:`memory_image_stack` a VM defined by ``spec`` has on this host."""
+        raise Unsupported(f"{self.name} cannot describe its memory images", backend=self.name)
+
     def console_command(self, name: str) -> list[str]:
         """The command line that attaches the user's terminal to the VM's serial console."""
         raise Unsupported(

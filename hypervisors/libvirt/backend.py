@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+import uuid as uuid_mod
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,7 +23,7 @@ from hypervisors.errors import (
     VMNotFound,
 )
 from hypervisors.libvirt import accel as accel_mod
-from hypervisors.libvirt import connection, domain_xml, events, states
+from hypervisors.libvirt import connection, domain_xml, events, save_image, states
 from hypervisors.spec import VMSpec
 
 T = TypeVar("T")
@@ -313,9 +314,17 @@ class LibvirtHypervisor(Hypervisor):
         image_uuid = saved_root.findtext("uuid")
         image_name = saved_root.findtext("name")
         if image_name != spec.name:
-            raise InvalidState(
-                f"memory image {path} belongs to VM {image_name!r}, not {spec.name!r}", backend=self.name
-            )
+            # Saved by another VM (an imported state, a renamed project): libvirt restores only under
+            # the embedded name and UUID, so the image is made to name this VM; the ABI check against
+            # the new definition still refuses other hardware.
+            if self.remote:
+                raise InvalidState(
+                    f"memory image {path} belongs to VM {image_name!r}, not {spec.name!r}",
+                    fix="restore without the memory image", backend=self.name,
+                )
+            exists = self.exists(spec.name)
+            image_uuid = self._domain(spec.name).UUIDString() if exists else str(uuid_mod.uuid4())
+            save_image.rename(path, spec.name, image_uuid)
         if self.exists(spec.name):
             dom = self._domain(spec.name)
             if dom.isActive():
@@ -327,7 +336,48 @@ class LibvirtHypervisor(Hypervisor):
         xml = domain_xml.build_domain_xml(spec, self._options(uuid=image_uuid))
         with self._defining(spec.name):
             self._conn.defineXML(xml)
+        if not self.remote:  # QEMU opens the console log and channel socket as it resumes
+            for file in (spec.serial_log, spec.channel_socket):
+                if file is not None:
+                    Path(file).parent.mkdir(parents=True, exist_ok=True)
         self._call("restore the memory image of", spec.name, self._conn.restoreFlags, str(path), xml, 0)
+
+    def memory_image_stack(self, path: Path) -> dict[str, str | int]:
+        path = Path(path).absolute()
+        xml = self._call("read the memory image", None, self._conn.saveImageGetXMLDesc, str(path), 0)
+        root = ET.fromstring(xml)
+        memory_kib = int(root.findtext("memory") or 0)  # libvirt formats the definition in KiB
+        type_el = root.find("os/type")
+        return {
+            "hypervisor": self.name,
+            "domain_type": root.get("type") or "",
+            "qemu": self._qemu_version(),
+            "arch": type_el.get("arch", "") if type_el is not None else "",
+            "machine": type_el.get("machine", "") if type_el is not None else "",
+            "memory_mib": memory_kib // 1024,
+            "cpus": int(root.findtext("vcpu") or 0),
+        }
+
+    def memory_stack(self, spec: VMSpec) -> dict[str, str | int]:
+        domain_type = self.accelerator.domain_type
+        machine = spec.extra.get("machine", "q35")
+        caps = None
+        try:
+            caps = ET.fromstring(self._conn.getDomainCapabilities(None, "x86_64", machine, domain_type, 0))
+        except self._libvirt.libvirtError:
+            pass
+        return {
+            "hypervisor": self.name,
+            "domain_type": domain_type,
+            "qemu": self._qemu_version(),
+            "arch": "x86_64",
+            "machine": (caps.findtext("machine") if caps is not None else None) or machine,
+            "memory_mib": spec.memory_mib,
+            "cpus": spec.cpus,
+        }
+
+    def _qemu_version(self) -> str:
+        return _version_text(self._call("read the QEMU version", None, self._conn.getVersion))
 
     # -- overlay chain -----------------------------------------------------------------------
     def swap_disk(self, name: str, label: str, new_top: Path) -> None:

@@ -1,0 +1,84 @@
+"""A state saved with its memory travels to a second home on the same machine and resumes where it was.
+
+The guest keeps a value only in RAM (``/tmp`` in the test appliance); the importer's VM reads it
+back after the import resumed it from the bundle's memory image, under the importer's own VM
+name and disk layers.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from exchange_helpers import context_at
+
+from vmlog.bundles import BundleReader
+from vmlog.projects import exchange, service
+from vmlog.testappliance.agent import GuestChannel
+
+pytestmark = pytest.mark.vm
+
+BOOT_TIMEOUT = 240.0
+
+
+@pytest.fixture
+def two_users() -> Iterator[tuple[service.Context, service.Context]]:
+    try:
+        from hypervisors.libvirt import LibvirtHypervisor
+
+        with LibvirtHypervisor() as hv:
+            if not hv.probe().available:
+                pytest.skip("libvirt is not usable here")
+    except ImportError as exc:
+        pytest.skip(f"libvirt is not usable here: {exc}")
+    root = Path(tempfile.mkdtemp(prefix="vmlm-"))  # short: the guest channel's socket path
+    a, b = context_at(root / "a"), context_at(root / "b")
+    yield a, b
+    for ctx in (a, b):
+        for name in ctx.projects.names():
+            try:
+                service.remove_project(name, ctx=ctx)
+            except Exception:
+                pass
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _guest(ctx: service.Context, name: str) -> GuestChannel:
+    channel = GuestChannel(Path(ctx.projects.get(name).load().spec["channel_socket"]))
+    channel.wait_ready(BOOT_TIMEOUT)
+    return channel
+
+
+def test_state_with_memory_resumes_in_the_importers_vm(
+    two_users: tuple[service.Context, service.Context], test_appliance_image: Path, tmp_path: Path
+) -> None:
+    alice, bob = two_users
+    base = alice.images.add_file(test_appliance_image, name="vmlog-test", version="1", format="raw")
+    bob.images.add_file(test_appliance_image, name="vmlog-test", version="1", format="raw")
+    service.new_project("warm", base.sha256, memory_mib=256, ctx=alice)
+    service.up("warm", ctx=alice)
+    token = secrets.token_hex(16)
+    # /tmp is on the appliance's initramfs: only a resume from the memory image brings the value back
+    with _guest(alice, "warm") as guest:
+        guest.check_output(f"echo {token} > /tmp/token")
+        state = service.save_state("warm", "mid-run", memory=True, ctx=alice)
+    service.down("warm", mode="poweroff", ctx=alice)  # alice's VM stays defined: same libvirt, other name
+
+    bundle = exchange.export_state("warm", "mid-run", tmp_path, with_memory=True, ctx=alice)
+    stack = BundleReader(bundle.path).verify().manifest["memory"]
+    assert stack["hypervisor"] == "kvm" and stack["memory_mib"] == 256 and stack["cpus"] == 1
+    assert stack["machine"].startswith("pc-") and stack["qemu"].count(".") == 2
+
+    imported = exchange.import_state(bundle.path, trust=True, ctx=bob)
+    assert imported.new_project and not imported.memory_skipped, imported.memory_note
+    assert imported.state_id == state.id
+    assert service.status(imported.project, ctx=bob)["vm"] == "running"  # resumed, not booted
+    with _guest(bob, imported.project) as guest:
+        assert guest.check_output("cat /tmp/token").strip() == token
+    bob_vm = bob.projects.get(imported.project).load().vm_name
+    assert bob_vm != alice.projects.get("warm").load().vm_name
+    service.down(imported.project, mode="poweroff", ctx=bob)

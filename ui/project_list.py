@@ -130,6 +130,16 @@ class ProjectList(QListWidget):
             self.setCurrentRow(0)
         self.blockSignals(was_blocked)
 
+    def update_project(self, summary: ProjectSummary) -> bool:
+        """Show new facts of one listed project in place (selection untouched); False if it is not listed."""
+        for row in range(self.count()):
+            item = self.item(row)
+            if item.data(SUMMARY_ROLE).name == summary.name:
+                item.setData(SUMMARY_ROLE, summary)
+                item.setToolTip(f"{summary.name}: {summary.vm_state}, {summary.states} saved states")
+                return True
+        return False
+
     def summary(self, name: str) -> ProjectSummary | None:
         for row in range(self.count()):
             summary = self.item(row).data(SUMMARY_ROLE)

@@ -8,13 +8,18 @@ if TYPE_CHECKING:
     from ui.main_window import MainWindow
 
 
-def wire(window: MainWindow, *, refresh_ms: int = 5000) -> None:
-    """Attach the controllers to ``window`` (kept as attributes so they live as long as it does)."""
+def wire(window: MainWindow, *, refresh_ms: int = 5000, events: bool = True) -> None:
+    """Attach the controllers to ``window`` (kept as attributes so they live as long as it does).
+
+    ``refresh_ms`` is the projects' polling period (0: none); ``events`` follows backend state events.
+    """
     from ui.controllers.appliances import AppliancesController
     from ui.controllers.projects import ProjectsController
     from ui.controllers.releases import ReleasesController
 
-    window.projects_controller = ProjectsController(window, refresh_ms=refresh_ms)  # type: ignore[attr-defined]
+    window.projects_controller = ProjectsController(  # type: ignore[attr-defined]
+        window, refresh_ms=refresh_ms, events=events
+    )
     window.appliances_controller = AppliancesController(window)  # type: ignore[attr-defined]
     window.releases_controller = ReleasesController(window)  # type: ignore[attr-defined]
     projects, appliances = window.projects_controller, window.appliances_controller  # type: ignore[attr-defined]

@@ -2,10 +2,12 @@
 
 Every action is one call of :mod:`vmlog.projects.service` (the functions ``vml`` calls) in a job;
 when it ends, the page is read again from the service. Reading happens in jobs too, so a slow or
-remote libvirt never freezes the window; a timer refreshes the machine states in the background
-(the hypervisor layer offers no domain lifecycle events yet, so polling is how the sidebar learns that
-a guest powered itself off). Export, import and mail call :mod:`vmlog.projects.exchange`, as
-``vml state export|import|send`` do.
+remote libvirt never freezes the window. The sidebar learns that a VM changed state (a guest that
+powered itself off, ``vml up`` in a terminal) from the backends' state events where they have them
+(:mod:`ui.state_events`) and then reads that one project again; a timer still reads everything, every
+``refresh_ms`` while some project's backend has no events, every ``SAFETY_NET_MS`` as a safety net
+once all do. Reads run one at a time, in order, so the last one shown is never older than the last
+event. Export, import and mail call :mod:`vmlog.projects.exchange`, as ``vml state export|import|send`` do.
 """
 
 from __future__ import annotations
@@ -21,17 +23,19 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 from ui.bundle_dialogs import ExportDialog, ImportDialog, MailDialog, file_dialog
 from ui.dialogs import ConsoleDialog, RestoreDialog, SaveStateDialog, TextDialog
 from ui.project_list import ProjectSummary
+from ui.state_events import StateEvents
 from ui.statetree.layout import StateNode
 from ui.workers import Job
 from vmlog.bundles import MAIL_ATTACHMENT_LIMIT
 from vmlog.errors import VmlogError
 from vmlog.mail import SmtpSettings
-from vmlog.projects import exchange, service
+from vmlog.projects import exchange, service, watch
 
 if TYPE_CHECKING:
     from ui.main_window import MainWindow
 
 BUSY_STATES = ("running", "paused", "transitioning")
+SAFETY_NET_MS = 30_000  # full reads while state events cover every project
 
 
 @dataclass
@@ -49,18 +53,20 @@ def base_label(base: dict[str, Any]) -> str:
     return " ".join(str(part) for part in (base.get("name"), base.get("version")) if part)
 
 
+def summary_of(row: dict[str, Any]) -> ProjectSummary:
+    """The sidebar's view of one row of ``service.list_projects``."""
+    return ProjectSummary(
+        name=row["name"],
+        vm_state=str(row.get("vm") or "unknown").split(" ")[0],
+        backend=row["backend"],
+        base=base_label(row.get("base") or {}),
+        disk_bytes=row.get("disk_bytes"),
+        states=row.get("states", 0),
+    )
+
+
 def read_projects(ctx: service.Context | None) -> list[ProjectSummary]:
-    return [
-        ProjectSummary(
-            name=row["name"],
-            vm_state=str(row.get("vm") or "unknown").split(" ")[0],
-            backend=row["backend"],
-            base=base_label(row.get("base") or {}),
-            disk_bytes=row.get("disk_bytes"),
-            states=row.get("states", 0),
-        )
-        for row in service.list_projects(ctx)
-    ]
+    return [summary_of(row) for row in service.list_projects(ctx)]
 
 
 def read_project(name: str, ctx: service.Context | None) -> ProjectView:
@@ -85,8 +91,11 @@ class ProjectsController(QObject):
     """Owns no state of its own beyond what the page shows; the service is the truth."""
 
     refreshed = Signal()  # the sidebar and the selected project were read again
+    project_refreshed = Signal(str)  # one project was read again after its VM changed state
 
-    def __init__(self, window: MainWindow, *, ctx: service.Context | None = None, refresh_ms: int = 5000) -> None:
+    def __init__(
+        self, window: MainWindow, *, ctx: service.Context | None = None, refresh_ms: int = 5000, events: bool = True
+    ) -> None:
         super().__init__(window)
         self.window = window
         self.page = window.projects_page
@@ -100,17 +109,26 @@ class ProjectsController(QObject):
         self._select: tuple[str, str | None] | None = None  # (project, state) to show after the next read
         self._reading = False
         self._again = False
+        self._pending: list[str] = []  # projects whose VM changed state, to read once the current read ends
+        self._watched_names: list[str] | None = None
         self.page.projects.project_selected.connect(lambda _name: self.refresh())
         self.page.action.connect(self.on_action)
         self.page.logbook.note_requested.connect(self.add_note)
         self.page.tree.state_selected.connect(lambda _id: self._update_buttons())
         self.page.tree.state_activated.connect(lambda state_id: state_id and self.ask_restore(state_id))
         window.bundles_dropped.connect(lambda paths: [self.import_bundle(p) for p in paths])
+        self.refresh_ms = refresh_ms
         self.timer = QTimer(self)
         self.timer.setInterval(refresh_ms)
         self.timer.timeout.connect(self.refresh)
         if refresh_ms > 0:
             self.timer.start()
+        self.events: StateEvents | None = None
+        if events:
+            self.events = StateEvents(self.runner, ctx, self)
+            self.events.changed.connect(lambda name, _state: self.refresh_project(name))
+            self.events.coverage.connect(self._events_cover)
+            window.installEventFilter(self.events)
         self.refresh()
 
     # -- reading -------------------------------------------------------------------------
@@ -138,6 +156,42 @@ class ProjectsController(QObject):
         job.signals.errored.connect(lambda failure: self.page.set_heading("Cannot read projects", failure.message))
         self.runner.start_quiet(job)
 
+    def refresh_project(self, name: str) -> None:
+        """Read one project again (its VM changed state): its sidebar row, and the page if it is shown."""
+        if self._reading:
+            if name not in self._pending:
+                self._pending.append(name)
+            return
+        self._reading = True
+        shown = self.project == name
+
+        def read(progress=None) -> tuple[ProjectSummary, ProjectView | None]:
+            summary = summary_of(watch.project_row(name, self.ctx))
+            return summary, (read_project(name, self.ctx) if shown else None)
+
+        job = Job(read, title=f"Reading {name}", pass_cancel=False)
+        job.signals.finished.connect(self._show_one)
+        job.signals.errored.connect(lambda _failure: self._again_later())  # e.g. removed meanwhile
+        job.signals.done.connect(self._read_done)
+        self.runner.start_quiet(job)
+
+    def _again_later(self) -> None:
+        self._again = True
+
+    def _show_one(self, result: tuple[ProjectSummary, ProjectView | None]) -> None:
+        summary, view = result
+        if not self.page.projects.update_project(summary):
+            self._again = True  # not listed yet: read the whole sidebar
+            return
+        if view is not None and view.name == self.project:
+            self._show_view(view)
+        self.project_refreshed.emit(summary.name)
+
+    def _events_cover(self, covered: bool) -> None:
+        """Events reach every project: poll only as a safety net; else poll at the configured pace."""
+        if self.refresh_ms > 0:
+            self.timer.setInterval(max(self.refresh_ms, SAFETY_NET_MS) if covered else self.refresh_ms)
+
     def select_project(self, name: str, *, state: str | None = None) -> None:
         """Show project ``name`` (and select ``state``) once the next read has it, e.g. after a setup."""
         self._select = (name, state)
@@ -147,7 +201,10 @@ class ProjectsController(QObject):
         self._reading = False
         if self._again:
             self._again = False
+            self._pending.clear()  # a full read covers them
             self.refresh()
+        elif self._pending:
+            self.refresh_project(self._pending.pop(0))
         else:
             self.refreshed.emit()
 
@@ -156,9 +213,18 @@ class ProjectsController(QObject):
         page = self.page
         wanted = self._select
         page.projects.set_projects(summaries, select=wanted[0] if wanted else None)  # else keeps the user's pick
+        names = [s.name for s in summaries]
+        if self.events is not None and names != self._watched_names:
+            self._watched_names = names
+            self.events.sync()  # subscribe to the backends of projects that appeared
         if view is not None and view.name != self.project:
             self.refresh()  # the user picked another project meanwhile
             return
+        self._show_view(view)
+
+    def _show_view(self, view: ProjectView | None) -> None:
+        page = self.page
+        wanted = self._select
         self.view = view
         if view is None:
             page.set_heading("No projects yet", "Set up an appliance on the Appliances page to make one.")

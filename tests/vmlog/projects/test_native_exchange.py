@@ -135,3 +135,29 @@ def test_native_import_refusals(
     assert set(files.states()) == {s1}
     service.remove_project("dst", ctx=ctx)
     service.remove_project("src", ctx=ctx)
+
+
+def test_cli_import_onto_vmware(
+    ctx: service.Context, vmlog_home: Path, libvirt_states: tuple[str, str], simulated_tools: Path,  # noqa: F811
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from exchange_helpers import vml
+
+    s1, _s2 = libvirt_states
+    full = exchange.export_state("src", "s1", tmp_path, ctx=ctx)
+    home_dir = tmp_path / "user-home"  # VMware's default VM folder is ~/vmware/vmlog
+    home_dir.mkdir()
+    monkeypatch.setenv("HOME", str(home_dir))
+    done = vml(vmlog_home, "state", "import", str(full.path), "--backend", "vmware", "--project", "mac",
+               "--trust", "--json", HOME=str(home_dir))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["state"] == s1
+    files = ctx.projects.get("mac")
+    assert files.load().backend == "vmware"
+    assert list(home_dir.glob("vmware/vmlog/*/*.vmsd")), "the VM lives in VMware's folder"
+    assert qemu_img.compare(native_view(files, tmp_path / "mac.raw"), "raw", libvirt_layer(ctx, "src", s1), "qcow2")
+    refused = vml(vmlog_home, "state", "import", str(full.path), "--backend", "kvm", "--project", "mac",
+                  "--trust", HOME=str(home_dir))
+    assert refused.returncode != 0 and "runs on vmware" in refused.stderr
+    service.remove_project("mac", ctx=ctx)
+    service.remove_project("src", ctx=ctx)

@@ -478,7 +478,20 @@ def _add_state(
     """Materialise the bundle's layers into project ``name`` and record the state (caller holds the lock)."""
     files = ctx.projects.get(name)
     project = files.load()
-    if native_exchange.is_native_project(project):  # the state becomes a snapshot of the project's VM
+    native = native_exchange.is_native_project(project)
+    sid = bundle.state["id"]
+    if sid in files.states():
+        raise AlreadyExists(
+            f"project {name!r} already has state {sid[:12]} (imported before?)",
+            fix="restore it with `vml state restore`, or import into another project with --project",
+        )
+    labels = native_exchange.base_labels(project) if native else sorted(project.live)
+    if set(bundle.labels) != set(labels):
+        raise InvalidInput(
+            f"the bundle has disks {', '.join(sorted(bundle.labels))}, project {name!r} has {', '.join(labels)}",
+            fix="import into a new project (--project NEWNAME)",
+        )
+    if native:  # the state becomes a snapshot of the project's VM
         state = native_exchange.add_state(
             ctx.home.cache, files, reader, bundle, image, native_exchange.native_base_of(files, project),
             describe=describe, digest_of=layers_digest, progress=progress,
@@ -486,18 +499,6 @@ def _add_state(
         fsutil.atomic_write_json(files.state_dir(state.id) / SENDER_LOGBOOK, bundle.logbook)
         return state
     states = files.states()
-    sid = bundle.state["id"]
-    if sid in states:
-        raise AlreadyExists(
-            f"project {name!r} already has state {sid[:12]} (imported before?)",
-            fix="restore it with `vml state restore`, or import into another project with --project",
-        )
-    if set(bundle.labels) != set(project.live):
-        raise InvalidInput(
-            f"the bundle has disks {', '.join(sorted(bundle.labels))}, project {name!r} has"
-            f" {', '.join(sorted(project.live))}",
-            fix="import into a new project (--project NEWNAME)",
-        )
     for label in bundle.labels:
         if project.roots[label].image_sha256 != image.sha256:
             raise InvalidInput(

@@ -44,7 +44,7 @@ from vmlog import fsutil
 from vmlog.bundles import BundleReader, BundleRejected, LocalReference, VerifiedBundle
 from vmlog.bundles.delta import DELTA_CLUSTER_SIZE, write_delta
 from vmlog.bundles.nbd import NbdImage
-from vmlog.errors import AlreadyExists, InvalidInput, NotFound
+from vmlog.errors import InvalidInput, NotFound
 from vmlog.projects.driver import Progress, no_progress
 from vmlog.projects.model import Project, State
 from vmlog.projects.native_tree import NativeTree, is_native_project, journal_path, native_name
@@ -271,18 +271,7 @@ def add_state(
     project = files.load()
     states = files.states()
     sid = bundle.state["id"]
-    if sid in states:
-        raise AlreadyExists(
-            f"project {project.name!r} already has state {sid[:12]} (imported before?)",
-            fix="restore it with `vml state restore`, or import into another project with --project",
-        )
-    labels = base_labels(project)
-    if set(bundle.labels) != set(labels):
-        raise InvalidInput(
-            f"the bundle has disks {', '.join(sorted(bundle.labels))}, project {project.name!r} has"
-            f" {', '.join(labels)} on its base",
-            fix="import into a new project (--project NEWNAME)",
-        )
+    labels = base_labels(project)  # the caller checked they match the bundle's disks
     if any(project.roots[label].image_sha256 != image.sha256 for label in labels):
         raise InvalidInput(
             f"project {project.name!r} does not sit on the bundle's base {image.name} {image.version}",

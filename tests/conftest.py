@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("QT_NO_GLIB", "1")  # as ui/__init__.py: pytest-qt makes the QApplication before ui is imported
 
 
 @pytest.fixture

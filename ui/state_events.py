@@ -1,17 +1,19 @@
 """Backend VM state events as a Qt signal: the bridge from the hypervisor's event thread to the GUI thread.
 
-:class:`vmlog.projects.watch.ProjectWatch` calls back on a backend thread; Qt objects may only be
-touched on the GUI thread, so the callback does nothing but emit :attr:`StateEvents.changed`,
-which Qt queues to the bridge's (the GUI) thread. Subscribing opens backend connections, which can
-block on a remote libvirt, so it runs as a quiet job; :attr:`StateEvents.coverage` then says whether
-every project's backend pushes events (if not, the caller keeps polling).
+:class:`vmlog.projects.watch.ProjectWatch` calls back on a backend thread (libvirt's event loop,
+which Qt does not know). That thread touches no Qt object at all: it only puts the event in a
+thread-safe queue, which a timer on the GUI thread drains into :attr:`StateEvents.changed`.
+Subscribing opens backend connections, which can block on a remote libvirt, so it runs as a quiet
+job; :attr:`StateEvents.coverage` then says whether every project's backend pushes events (if not,
+the caller keeps polling).
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 
-from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QTimer, Signal
 
 from hypervisors.base import VMState
 from ui.workers import Job, JobRunner
@@ -24,7 +26,7 @@ class StateEvents(QObject):
 
     changed = Signal(str, str)
     coverage = Signal(bool)  # after each sync: True if every project's backend pushes events
-    _arrived = Signal(str, str)  # emitted on the backend's thread, delivered queued
+    DRAIN_MS = 100  # how late an event may reach the GUI; far below what a person notices
 
     def __init__(self, runner: JobRunner, ctx: service.Context | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -34,7 +36,11 @@ class StateEvents(QObject):
         self.covered = False
         self._syncing = False
         self._closed = threading.Event()
-        self._arrived.connect(self._forward, Qt.ConnectionType.QueuedConnection)
+        self._arrived: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
+        self._drain = QTimer(self)
+        self._drain.setInterval(self.DRAIN_MS)
+        self._drain.timeout.connect(self._forward)
+        self._drain.start()
 
     def sync(self) -> None:
         """Subscribe to the backends the projects use now (again after projects appear); non-blocking."""
@@ -60,6 +66,7 @@ class StateEvents(QObject):
     def stop(self) -> None:
         """Unsubscribe (blocks until no backend callback is running); no signal is emitted afterwards."""
         self._closed.set()
+        self._drain.stop()
         if self.watch is not None:
             self.watch.stop()
 
@@ -73,10 +80,14 @@ class StateEvents(QObject):
         self.covered = bool(covered) and not self._closed.is_set()
         self.coverage.emit(self.covered)
 
-    def _on_state(self, project: str, state: VMState) -> None:  # on the backend's event thread
+    def _on_state(self, project: str, state: VMState) -> None:  # on the backend's event thread: no Qt here
         if not self._closed.is_set():
-            self._arrived.emit(project, state.value)
+            self._arrived.put((project, state.value))
 
-    def _forward(self, project: str, state: str) -> None:
-        if not self._closed.is_set():
+    def _forward(self) -> None:  # on the GUI thread
+        while not self._closed.is_set():
+            try:
+                project, state = self._arrived.get_nowait()
+            except queue.Empty:
+                return
             self.changed.emit(project, state)

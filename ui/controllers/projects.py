@@ -72,6 +72,7 @@ def read_projects(ctx: service.Context | None) -> list[ProjectSummary]:
 def read_project(name: str, ctx: service.Context | None) -> ProjectView:
     info = service.show_project(name, ctx)
     project, states = service.states(name, ctx=ctx)
+    sizes = service.layer_sizes(name, ctx=ctx)
     nodes = [
         StateNode(
             id=s.id,
@@ -80,7 +81,7 @@ def read_project(name: str, ctx: service.Context | None) -> ProjectView:
             created=s.created,
             author=s.author,
             message=s.message,
-            layer_bytes=getattr(s, "layer_bytes", None),  # not reported by the service yet
+            layer_bytes=sizes.get(s.id),
         )
         for s in states.values()
     ]

@@ -544,6 +544,24 @@ def states(
     return project, files.states()
 
 
+def layer_sizes(project_name: str | None = None, *, ctx: Context | None = None) -> dict[str, int | None]:
+    """Disk space each state's own frozen layers (and memory image) take, by state id.
+
+    ``None`` where vmlog holds no layer of its own (a native snapshot tree keeps it in the hypervisor).
+    """
+    files, _project = load(project_name, ctx)
+    sizes: dict[str, int | None] = {}
+    for state in files.states().values():
+        paths = [files.layers.path(name) for name in state.layers.values()]
+        if state.memory:
+            paths.append(files.state_dir(state.id) / state.memory)
+        if not paths:
+            sizes[state.id] = None
+            continue
+        sizes[state.id] = sum(p.stat().st_blocks * 512 for p in paths if p.exists())
+    return sizes
+
+
 def state_tree(project_name: str | None = None, *, ctx: Context | None = None) -> list[str]:
     files, project = load(project_name, ctx)
     all_states = files.states()

@@ -71,3 +71,18 @@ def test_remove_project_releases_base_image(project_files: ProjectFiles, ctx) ->
     assert not project_files.root.exists()
     with pytest.raises(NotFound):
         service.resolve_project(None, ctx)
+
+
+def test_layer_sizes_follow_what_each_state_changed(project_files: ProjectFiles, ctx) -> None:
+    from chain_helpers import write_pattern
+
+    def live() -> Path:
+        project = project_files.load()
+        return project_files.layers.path(project.live["system"])
+
+    small = service.save_state("alpha", "small", ctx=ctx)  # nothing written: an empty layer
+    write_pattern(live(), 0x42, 0, 1 << 20)
+    big = service.save_state("alpha", "big", ctx=ctx)
+    sizes = service.layer_sizes("alpha", ctx=ctx)
+    assert set(sizes) == {small.id, big.id}
+    assert sizes[big.id] >= (1 << 20) > sizes[small.id]

@@ -102,6 +102,24 @@ def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(ts))
 
 
+def _use_wal(db: sqlite3.Connection, attempts: int = 100) -> None:
+    """Switch the file to WAL once (it stays WAL): readers never block writers across CLI and GUI.
+
+    The switch needs the file to itself, and SQLite answers "locked" at once (without waiting)
+    when another process holds it open at that instant; that only happens while the file is new,
+    so a short retry is enough. A file already in WAL mode needs no lock at all.
+    """
+    for attempt in range(attempts):
+        try:
+            if db.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                return
+            db.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
+
+
 @dataclass
 class Operation:
     """Handle on a running row: the work fills in the state it produced and a closing message."""
@@ -121,7 +139,7 @@ class Logbook:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
+            _use_wal(db)
             migrate(db)
 
     @contextmanager

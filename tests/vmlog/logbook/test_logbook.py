@@ -87,3 +87,30 @@ def test_wal_mode(tmp_path: Path) -> None:
     Logbook(tmp_path / "log.sqlite")
     db = sqlite3.connect(tmp_path / "log.sqlite")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def _open_and_write(path: str, index: int, start) -> None:  # runs in a child process
+    from vmlog.logbook.book import Logbook
+
+    start.wait(30)
+    with Logbook(Path(path)).operation("race", f"action {index}"):
+        pass
+
+
+def test_many_processes_creating_the_logbook_at_once(tmp_path: Path) -> None:
+    import multiprocessing
+
+    from vmlog.logbook.book import Logbook
+
+    mp = multiprocessing.get_context("fork")
+    path = tmp_path / "logbook.sqlite"
+    start = mp.Event()
+    children = [mp.Process(target=_open_and_write, args=(str(path), i, start)) for i in range(12)]
+    for child in children:
+        child.start()
+    start.set()  # all of them race to create the file, switch it to WAL and migrate it
+    for child in children:
+        child.join(60)
+    assert [child.exitcode for child in children] == [0] * 12
+    rows = Logbook(path).entries(project="race")
+    assert sorted(r.action for r in rows) == sorted(f"action {i}" for i in range(12))

@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
+
 from vmlog.logbook import Logbook
 from vmlog.paths import VmlogHome
 from vmlog.projects import service
 from vmlog.projects.store import ProjectStore
 from vmlog.store.images import ImageStore
+from vmlog.testappliance.agent import GuestChannel
+
+BOOT_TIMEOUT = 240.0
 
 
 def home_at(root: Path) -> VmlogHome:
@@ -64,3 +71,51 @@ def vml(home: Path, *args: str, stdin: int | None = subprocess.DEVNULL, timeout:
         text=True,
         timeout=timeout,
     )
+
+
+@contextmanager
+def two_libvirt_users(prefix: str) -> Iterator[tuple[service.Context, service.Context]]:
+    """Two vmlog homes (two users) on this machine's libvirt; skips where libvirt is not usable.
+
+    The homes sit in a short temp dir (the guest channel's Unix socket path must fit 108 bytes) and
+    every project of both is removed afterwards, so no libvirt domain leaks when a test fails.
+    """
+    try:
+        from hypervisors.libvirt import LibvirtHypervisor
+
+        with LibvirtHypervisor() as hv:
+            if not hv.probe().available:
+                pytest.skip("libvirt is not usable here")
+    except ImportError as exc:
+        pytest.skip(f"libvirt is not usable here: {exc}")
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    a, b = context_at(root / "a"), context_at(root / "b")
+    try:
+        yield a, b
+    finally:
+        for ctx in (a, b):
+            for name in ctx.projects.names():
+                try:
+                    service.remove_project(name, ctx=ctx)
+                except Exception:
+                    pass
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def guest(ctx: service.Context, name: str) -> GuestChannel:
+    """The guest agent of project ``name``'s VM, once it answers."""
+    channel = GuestChannel(Path(ctx.projects.get(name).load().spec["channel_socket"]))
+    channel.wait_ready(BOOT_TIMEOUT)
+    return channel
+
+
+def read_shared_files(channel: GuestChannel) -> dict[str, str]:
+    """The files the tests write under /data/shared in the guest, by name."""
+    names = channel.check_output("mkdir -p /data/shared; ls /data/shared").split()
+    return {n: channel.check_output(f"cat /data/shared/{n}").strip() for n in sorted(names)}
+
+
+def system_layer(ctx: service.Context, project: str, state_id: str) -> Path:
+    """The frozen system-disk layer of one state."""
+    files = ctx.projects.get(project)
+    return files.layers.path(files.states()[state_id].layers["system"])

@@ -8,49 +8,23 @@ name and disk layers.
 from __future__ import annotations
 
 import secrets
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from exchange_helpers import context_at
+from exchange_helpers import guest as guest_of
+from exchange_helpers import two_libvirt_users
 
 from vmlog.bundles import BundleReader
 from vmlog.projects import exchange, service
-from vmlog.testappliance.agent import GuestChannel
 
 pytestmark = pytest.mark.vm
-
-BOOT_TIMEOUT = 240.0
 
 
 @pytest.fixture
 def two_users() -> Iterator[tuple[service.Context, service.Context]]:
-    try:
-        from hypervisors.libvirt import LibvirtHypervisor
-
-        with LibvirtHypervisor() as hv:
-            if not hv.probe().available:
-                pytest.skip("libvirt is not usable here")
-    except ImportError as exc:
-        pytest.skip(f"libvirt is not usable here: {exc}")
-    root = Path(tempfile.mkdtemp(prefix="vmlm-"))  # short: the guest channel's socket path
-    a, b = context_at(root / "a"), context_at(root / "b")
-    yield a, b
-    for ctx in (a, b):
-        for name in ctx.projects.names():
-            try:
-                service.remove_project(name, ctx=ctx)
-            except Exception:
-                pass
-    shutil.rmtree(root, ignore_errors=True)
-
-
-def _guest(ctx: service.Context, name: str) -> GuestChannel:
-    channel = GuestChannel(Path(ctx.projects.get(name).load().spec["channel_socket"]))
-    channel.wait_ready(BOOT_TIMEOUT)
-    return channel
+    with two_libvirt_users("vmlm-") as users:
+        yield users
 
 
 def test_state_with_memory_resumes_in_the_importers_vm(
@@ -63,7 +37,7 @@ def test_state_with_memory_resumes_in_the_importers_vm(
     service.up("warm", ctx=alice)
     token = secrets.token_hex(16)
     # /tmp is on the appliance's initramfs: only a resume from the memory image brings the value back
-    with _guest(alice, "warm") as guest:
+    with guest_of(alice, "warm") as guest:
         guest.check_output(f"echo {token} > /tmp/token")
         state = service.save_state("warm", "mid-run", memory=True, ctx=alice)
     service.down("warm", mode="poweroff", ctx=alice)  # alice's VM stays defined: same libvirt, other name
@@ -77,7 +51,7 @@ def test_state_with_memory_resumes_in_the_importers_vm(
     assert imported.new_project and not imported.memory_skipped, imported.memory_note
     assert imported.state_id == state.id
     assert service.status(imported.project, ctx=bob)["vm"] == "running"  # resumed, not booted
-    with _guest(bob, imported.project) as guest:
+    with guest_of(bob, imported.project) as guest:
         assert guest.check_output("cat /tmp/token").strip() == token
     bob_vm = bob.projects.get(imported.project).load().vm_name
     assert bob_vm != alice.projects.get("warm").load().vm_name

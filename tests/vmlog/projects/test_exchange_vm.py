@@ -3,61 +3,23 @@
 from __future__ import annotations
 
 import secrets
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from exchange_helpers import context_at, serve_directory
+from exchange_helpers import guest as guest_of
+from exchange_helpers import read_shared_files, serve_directory, system_layer, two_libvirt_users
 
 from hypervisors import qemu_img
 from vmlog.projects import exchange, service
-from vmlog.testappliance.agent import GuestChannel
 
 pytestmark = pytest.mark.vm
-
-BOOT_TIMEOUT = 240.0
 
 
 @pytest.fixture
 def two_users() -> Iterator[tuple[service.Context, service.Context]]:
-    try:
-        from hypervisors.libvirt import LibvirtHypervisor
-
-        with LibvirtHypervisor() as hv:
-            if not hv.probe().available:
-                pytest.skip("libvirt is not usable here")
-    except ImportError as exc:
-        pytest.skip(f"libvirt is not usable here: {exc}")
-    # short roots: the guest channel's Unix socket path must stay under 108 bytes
-    root = Path(tempfile.mkdtemp(prefix="vmlx-"))
-    a, b = context_at(root / "a"), context_at(root / "b")
-    yield a, b
-    for ctx in (a, b):  # never leak a libvirt domain, even when a test fails
-        for name in ctx.projects.names():
-            try:
-                service.remove_project(name, ctx=ctx)
-            except Exception:
-                pass
-    shutil.rmtree(root, ignore_errors=True)
-
-
-def _guest(ctx: service.Context, name: str) -> GuestChannel:
-    spec = ctx.projects.get(name).load().spec
-    channel = GuestChannel(Path(spec["channel_socket"]))
-    channel.wait_ready(BOOT_TIMEOUT)
-    return channel
-
-
-def _read_files(guest: GuestChannel) -> dict[str, str]:
-    names = guest.check_output("mkdir -p /data/shared; ls /data/shared").split()
-    return {n: guest.check_output(f"cat /data/shared/{n}").strip() for n in sorted(names)}
-
-
-def _layer(ctx: service.Context, project: str, state_id: str) -> Path:
-    files = ctx.projects.get(project)
-    return files.layers.path(files.states()[state_id].layers["system"])
+    with two_libvirt_users("vmlx-") as users:
+        yield users
 
 
 def test_state_travels_to_a_user_without_the_base(
@@ -76,7 +38,7 @@ def test_state_travels_to_a_user_without_the_base(
         # A: the guest writes files; states saved while it runs
         written = {"calibration": secrets.token_hex(16)}
         service.up("analysis", ctx=alice)
-        with _guest(alice, "analysis") as guest:
+        with guest_of(alice, "analysis") as guest:
             guest.check_output(
                 f"mkdir -p /data/shared; echo {written['calibration']} > /data/shared/calibration; sync"
             )
@@ -94,12 +56,12 @@ def test_state_travels_to_a_user_without_the_base(
     assert imported.base_downloaded and imported.state_id == s1.id
     assert bob.images.find(base.sha256) is not None
     assert qemu_img.compare(
-        _layer(bob, imported.project, s1.id), "qcow2", _layer(alice, "analysis", s1.id), "qcow2"
+        system_layer(bob, imported.project, s1.id), "qcow2", system_layer(alice, "analysis", s1.id), "qcow2"
     )
 
     service.up(imported.project, ctx=bob)
-    with _guest(bob, imported.project) as guest:
-        assert _read_files(guest) == written
+    with guest_of(bob, imported.project) as guest:
+        assert read_shared_files(guest) == written
     service.down(imported.project, mode="poweroff", ctx=bob)
 
     # A's next state, as an incremental bundle, applies on top of B's copy (the base is not needed again)
@@ -108,10 +70,10 @@ def test_state_travels_to_a_user_without_the_base(
     second = exchange.import_state(incremental.path, trust=True, ctx=bob)
     assert second.project == imported.project and second.since_id == s1.id and not second.base_downloaded
     assert qemu_img.compare(
-        _layer(bob, second.project, s2.id), "qcow2", _layer(alice, "analysis", s2.id), "qcow2"
+        system_layer(bob, second.project, s2.id), "qcow2", system_layer(alice, "analysis", s2.id), "qcow2"
     )
     service.restore_state(second.project, s2.id, discard=True, ctx=bob)
     service.up(second.project, ctx=bob)
-    with _guest(bob, second.project) as guest:
-        assert _read_files(guest) == written_later
+    with guest_of(bob, second.project) as guest:
+        assert read_shared_files(guest) == written_later
     service.down(second.project, mode="poweroff", ctx=bob)

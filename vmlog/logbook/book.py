@@ -102,6 +102,12 @@ def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(ts))
 
 
+def _where(conditions: dict[str, Any]) -> tuple[str, list[Any]]:
+    """`` AND``-joined conditions for the filters that were given (``None`` means "no filter")."""
+    used = {cond: value for cond, value in conditions.items() if value is not None}
+    return "".join(f" AND {cond}" for cond in used), list(used.values())
+
+
 def _use_wal(db: sqlite3.Connection, attempts: int = 100) -> None:
     """Switch the file to WAL once (it stays WAL): readers never block writers across CLI and GUI.
 
@@ -231,17 +237,8 @@ class Logbook:
             " duration,"
             " message FROM operations WHERE 1=1"
         )
-        params: list[Any] = []
-        if project is not None:
-            sql += " AND project = ?"
-            params.append(project)
-        if since is not None:
-            sql += " AND started >= ?"
-            params.append(since)
-        if state is not None:
-            sql += " AND state_id = ?"
-            params.append(state)
-        sql += " ORDER BY started, id"
+        where, params = _where({"project = ?": project, "started >= ?": since, "state_id = ?": state})
+        sql += where + " ORDER BY started, id"
         if limit is not None:
             sql = (
                 f"SELECT * FROM ({sql.replace(' ORDER BY started, id', ' ORDER BY started DESC, id DESC')}"
@@ -289,18 +286,9 @@ class Logbook:
         self, *, project: str | None = None, state: str | None = None, since: float | None = None
     ) -> list[Note]:
         sql = "SELECT id, who, created, project, state_id, text FROM notes WHERE 1=1"
-        params: list[Any] = []
-        if project is not None:
-            sql += " AND project = ?"
-            params.append(project)
-        if state is not None:
-            sql += " AND state_id = ?"
-            params.append(state)
-        if since is not None:
-            sql += " AND created >= ?"
-            params.append(since)
+        where, params = _where({"project = ?": project, "state_id = ?": state, "created >= ?": since})
         with self._connect() as db:
-            rows = db.execute(sql + " ORDER BY created, id", params).fetchall()
+            rows = db.execute(sql + where + " ORDER BY created, id", params).fetchall()
         return [Note(*row) for row in rows]
 
     def history(self, *, project: str | None = None, since: float | None = None) -> list[Entry | Note]:

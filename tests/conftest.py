@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from hypervisors import registry
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("QT_NO_GLIB", "1")  # as ui/__init__.py: pytest-qt makes the QApplication before ui is imported
 
@@ -27,3 +29,11 @@ def test_appliance_image() -> Path:
 
     cache = Path(os.environ.get("VMLOG_TEST_CACHE", "~/.cache/vmlog-tests")).expanduser()
     return build_test_appliance(cache)
+
+
+@pytest.fixture
+def kvm_available() -> None:
+    """Skip the test where the kvm backend (libvirt + QEMU) does not work on this machine."""
+    probe = registry.probe("kvm")
+    if not probe.available:
+        pytest.skip(f"the kvm backend does not work here: {probe.summary}")

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from hypervisors import registry
 from ui.pages.appliances import SetupProgress
 from vmlog.appliances.catalog import Catalogs
 from vmlog.projects import service
@@ -30,12 +29,6 @@ def vmlog_home(monkeypatch: pytest.MonkeyPatch):
     yield root
     shutil.rmtree(root, ignore_errors=True)
 
-
-@pytest.fixture
-def kvm_available() -> None:
-    probe = registry.probe("kvm")
-    if not probe.available:
-        pytest.skip(f"the kvm backend does not work here: {probe.summary}")
 
 
 class Catalog:

@@ -24,7 +24,6 @@ from pathlib import Path
 import pycdlib
 import pytest
 
-from hypervisors import registry
 from vmlog.context.model import Context, ExtraFile
 from vmlog.context.userdata import CERNVM_ISO_LABEL
 from vmlog.errors import AlreadyExists, Cancelled, IntegrityError
@@ -140,12 +139,6 @@ def short_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     yield root
     shutil.rmtree(root, ignore_errors=True)
 
-
-@pytest.fixture
-def kvm_available() -> None:
-    probe = registry.probe("kvm")
-    if not probe.available:
-        pytest.skip(f"the kvm backend does not work here: {probe.summary}")
 
 
 # -- seeds -----------------------------------------------------------------------------------------

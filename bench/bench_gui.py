@@ -14,18 +14,21 @@ import tempfile
 import time
 from pathlib import Path
 
+from vmlog.app import projects
+from vmlog.workspace import Workspace
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
 def make_project(home: Path, count: int) -> str:
     os.environ["VMLOG_HOME"] = str(home)
-    from vmlog.projects import service
+
     from vmlog.projects.model import State, new_id
 
     base = home / "base.img"
     base.write_bytes(b"\0" * (1 << 20))
-    ctx = service.Context.default()
-    service.new_project("bench", str(base), ctx=ctx)
+    ctx = Workspace.default()
+    projects.new_project("bench", str(base), ctx=ctx)
     files = ctx.projects.get("bench")
     project = files.load()
     parent: str | None = None

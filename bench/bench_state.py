@@ -21,6 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from vmlog.app import projects, states
+from vmlog.workspace import Workspace
+
 
 def timed(fn, *args, **kwargs) -> float:  # type: ignore[no-untyped-def]
     start = time.perf_counter()
@@ -45,14 +48,13 @@ def main() -> None:
 
 def run(rounds: int) -> None:
     from hypervisors.libvirt.connection import default_uri
-    from vmlog.projects import service
     from vmlog.testappliance.agent import GuestChannel
     from vmlog.testappliance.build import build_test_appliance
 
     image = build_test_appliance(
         Path(os.environ.get("VMLOG_TEST_CACHE", "~/.cache/vmlog-tests")).expanduser()
     )
-    ctx = service.Context.default()
+    ctx = Workspace.default()
     uri = default_uri()
 
     def guest(name: str) -> GuestChannel:
@@ -63,7 +65,7 @@ def run(rounds: int) -> None:
     names = {"1GiB": "bench-1g", "20GiB": "bench-20g"}
     try:
         for size, name in names.items():
-            service.new_project(
+            projects.new_project(
                 name, str(image), memory_mib=256, scratch_size=size.replace("iB", ""), ctx=ctx
             )
         # -- save time vs disk size ----------------------------------------------------------
@@ -71,12 +73,12 @@ def run(rounds: int) -> None:
         for size, name in names.items():
             stopped, running = [], []
             for i in range(rounds):
-                stopped.append(timed(service.save_state, name, f"stopped-{i}", ctx=ctx))
-            service.up(name, ctx=ctx)
+                stopped.append(timed(states.save_state, name, f"stopped-{i}", ctx=ctx))
+            running.up(name, ctx=ctx)
             with guest(name) as g:
                 g.check_output("dd if=/dev/urandom of=/dev/vdb bs=1M count=32 2>/dev/null; sync")
                 for i in range(rounds):
-                    running.append(timed(service.save_state, name, f"running-{i}", ctx=ctx))
+                    running.append(timed(states.save_state, name, f"running-{i}", ctx=ctx))
                     g.check_output("dd if=/dev/urandom of=/dev/vdb bs=1M count=4 2>/dev/null; sync")
             results[size] = {"stopped": stopped, "running": running}
         print(f"save time (median of {rounds})")
@@ -91,12 +93,12 @@ def run(rounds: int) -> None:
         # -- switch vs virsh ------------------------------------------------------------------
         a, b = names["1GiB"], names["20GiB"]
         vm = {n: ctx.projects.get(n).load().vm_name for n in (a, b)}
-        service.switch(b, source=a, ctx=ctx)  # a suspended, b running
+        running.switch(b, source=a, ctx=ctx)  # a suspended, b running
         guest(b).close()
         ours, raw = [], []
         for _ in range(rounds):
             for src, dst in ((b, a), (a, b)):
-                ours.append(timed(service.switch, dst, source=src, ctx=ctx))
+                ours.append(timed(running.switch, dst, source=src, ctx=ctx))
                 guest(dst).close()
             for src, dst in ((b, a), (a, b)):
                 raw.append(timed(virsh_switch, uri, vm[src], vm[dst]))
@@ -109,7 +111,7 @@ def run(rounds: int) -> None:
     finally:
         for name in names.values():
             try:
-                service.remove_project(name, ctx=ctx)
+                projects.remove_project(name, ctx=ctx)
             except Exception as exc:
                 print(f"cleanup of {name} failed: {exc}")
 

@@ -1,7 +1,7 @@
 """Dialogs for sharing states: export (with an incremental "since" choice), import (who signed it, where
 it goes), and share by mail (address and how to send).
 
-They only collect choices; :mod:`ui.controllers.projects` hands them to ``vmlog.projects.exchange``.
+They only collect choices; :mod:`ui.controllers.projects` hands them to ``vmlog.app.exchange``.
 All open with ``open()`` and Qt's own file dialogs, so nothing blocks the event loop.
 """
 
@@ -105,7 +105,7 @@ class ImportDialog(QDialog):
     def __init__(
         self, parent: QWidget | None, file_name: str, about: dict[str, Any], projects: list[str], current: str | None
     ) -> None:
-        """``about`` is ``vmlog.projects.exchange.describe_bundle``'s output."""
+        """``about`` is ``vmlog.app.exchange.describe_bundle``'s output."""
         super().__init__(parent)
         self.setWindowTitle(f"Import {file_name}")
         state, base, signer = about["state"], about["base"], about.get("signer")

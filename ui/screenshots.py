@@ -20,6 +20,9 @@ import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from vmlog.app import logbook, projects, running, states
+from vmlog.workspace import Workspace
+
 WINDOW_SIZE = (1280, 800)
 RELEASE_FILES = {
     "24.0/24.0.1/setup.sh": b"#!/bin/sh\necho release 24.0.1\n",
@@ -106,21 +109,21 @@ def _offer_appliance(root: Path, url: str, image: Path) -> str:
 
 
 def _make_history(image: Path) -> None:
-    from vmlog.projects import service
 
-    service.new_project("calibration", str(image), memory_mib=256)
-    service.new_project("higgs-mass", str(image), memory_mib=256)
-    save = service.save_state
+
+    projects.new_project("calibration", str(image), memory_mib=256)
+    projects.new_project("higgs-mass", str(image), memory_mib=256)
+    save = states.save_state
     fresh = save("higgs-mass", "fresh-install", message="vmlog test appliance as set up")
     save("higgs-mass", "calibrated", message="ran calibration v3 on run 2024B")
     before = save("higgs-mass", "before-rebase", message="tagging before rebasing on release 24.0.3")
     save("higgs-mass", "rebased-24.0.3", message="rebased on 24.0.3; all unit tests pass")
-    service.restore_state("higgs-mass", before.id)
+    states.restore_state("higgs-mass", before.id)
     save("higgs-mass", "try-gcc13", message="experiment: build with gcc 13")
-    service.restore_state("higgs-mass", fresh.id)
+    states.restore_state("higgs-mass", fresh.id)
     save("higgs-mass", "clean-rerun", message="rerun from scratch for the cross-check")
-    service.add_note("cross-check agrees with the main analysis within 0.3%", project_name="higgs-mass")
-    service.add_note("calibration constants copied to the group area", project_name="higgs-mass", ref="calibrated")
+    logbook.add_note("cross-check agrees with the main analysis within 0.3%", project_name="higgs-mass")
+    logbook.add_note("calibration constants copied to the group area", project_name="higgs-mass", ref="calibrated")
     save("calibration", "baseline", message="first pass")
 
 
@@ -130,7 +133,6 @@ def take(outdir: Path) -> list[Path]:
 
     from ui.app import build_window, make_application
     from vmlog.appliances.catalog import Catalogs
-    from vmlog.projects import service
     from vmlog.releases import mounts, sources
     from vmlog.testappliance.build import build_test_appliance
 
@@ -140,7 +142,7 @@ def take(outdir: Path) -> list[Path]:
     www = Path(os.environ["VMLOG_HOME"]) / "www"
     www.mkdir()
     server, url = _serve(www)
-    Catalogs(service.Context.default().home.config).add(_offer_appliance(www, url, image), name="group")
+    Catalogs(Workspace.default().home.config).add(_offer_appliance(www, url, image), name="group")
     _publish_release_tree(www / "releases")
     sources.add_source(sources.make_source(f"{url}/releases", kind="http-tree", name="physics",
                                            pattern="{series}/{release}", proxy=""))
@@ -201,9 +203,9 @@ def take(outdir: Path) -> list[Path]:
     finally:
         for mount in mounted:
             mounts.umount(mount)
-        for row in service.list_projects():  # nothing may keep running once the home is gone
+        for row in projects.list_projects():  # nothing may keep running once the home is gone
             if str(row.get("vm") or "").split(" ")[0] in ("running", "paused", "transitioning"):
-                service.down(row["name"], mode="poweroff")
+                running.down(row["name"], mode="poweroff")
         server.shutdown()
         window.close()
         app.processEvents()

@@ -1,6 +1,6 @@
 """Backend VM state events as a Qt signal: the bridge from the hypervisor's event thread to the GUI thread.
 
-:class:`vmlog.projects.watch.ProjectWatch` calls back on a backend thread (libvirt's event loop,
+:class:`vmlog.app.watch.ProjectWatch` calls back on a backend thread (libvirt's event loop,
 which Qt does not know). That thread touches no Qt object at all: it only puts the event in a
 thread-safe queue, which a timer on the GUI thread drains into :attr:`StateEvents.changed`.
 Subscribing opens backend connections, which can block on a remote libvirt, so it runs as a quiet
@@ -17,8 +17,8 @@ from PySide6.QtCore import QEvent, QObject, QTimer, Signal
 
 from hypervisors.base import VMState
 from ui.workers import Job, JobRunner
-from vmlog.projects import service
-from vmlog.projects.watch import ProjectWatch
+from vmlog.app.watch import ProjectWatch
+from vmlog.workspace import Workspace
 
 
 class StateEvents(QObject):
@@ -28,7 +28,7 @@ class StateEvents(QObject):
     coverage = Signal(bool)  # after each sync: True if every project's backend pushes events
     DRAIN_MS = 100  # how late an event may reach the GUI; far below what a person notices
 
-    def __init__(self, runner: JobRunner, ctx: service.Context | None = None, parent: QObject | None = None) -> None:
+    def __init__(self, runner: JobRunner, ctx: Workspace | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.runner = runner
         self.ctx = ctx

@@ -18,13 +18,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from vmlog.app import running
 from vmlog.appliances.catalog import CATALOG_FORMAT, Catalogs
 from vmlog.context.model import Context, ExtraFile
 from vmlog.errors import NotFound
-from vmlog.projects import service
 from vmlog.setup import SetupProgress, SetupResult, no_events, setup
 from vmlog.testappliance.agent import GuestChannel
 from vmlog.testappliance.build import APPLIANCE_NAME, appliance_metadata, build_test_appliance
+from vmlog.workspace import Workspace
 
 DEMO_PROJECT = "demo"
 DEMO_CATALOG = "vmlog-demo"
@@ -230,10 +231,10 @@ def run_demo(
     say: Callable[[str], None] = lambda _text: None,
     progress: SetupProgress = no_events,
     cancel: threading.Event | None = None,
-    ctx: service.Context | None = None,
+    ctx: Workspace | None = None,
 ) -> DemoResult:
     """Build, serve, set up and question the test appliance; ``stop`` shuts the VM down afterwards."""
-    ctx = ctx or service.Context.default()
+    ctx = ctx or Workspace.default()
     cache = Path(build_cache) if build_cache else ctx.home.cache / "testappliance"
     say("building the test appliance (cached after the first time)")
     image = build_test_appliance(cache, progress=say)
@@ -255,6 +256,6 @@ def run_demo(
         )
     demo = DemoResult(setup=result, catalog_url=catalog_url, answers=ask_guest(Path(result.agent_socket)))
     if stop:
-        service.down(project, ctx=ctx)
+        running.down(project, ctx=ctx)
         demo.stopped = True
     return demo

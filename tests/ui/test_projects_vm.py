@@ -13,8 +13,9 @@ from PySide6.QtWidgets import QApplication
 
 from ui.bundle_dialogs import ExportDialog, ImportDialog
 from ui.dialogs import RestoreDialog, SaveStateDialog
-from vmlog.projects import service
+from vmlog.app import projects, running
 from vmlog.testappliance.agent import GuestChannel
+from vmlog.workspace import Workspace
 
 pytestmark = pytest.mark.vm
 
@@ -43,7 +44,7 @@ def tree_names(window) -> list[str]:
 
 
 def agent(project: str) -> GuestChannel:
-    _files, loaded = service.load(project)
+    _files, loaded = projects.load(project)
     channel = GuestChannel(Path(loaded.spec["channel_socket"]))
     channel.wait_ready(300)
     return channel
@@ -62,7 +63,7 @@ def save_through_dialog(qtbot, window, name: str, message: str) -> None:
 
 @pytest.fixture
 def vm_project(window, qtbot, test_appliance_image: Path):
-    service.new_project("gui-vm", str(test_appliance_image), memory_mib=256)
+    projects.new_project("gui-vm", str(test_appliance_image), memory_mib=256)
     window.projects_controller.refresh()
     qtbot.waitUntil(lambda: window.projects_page.projects.count() == 1, timeout=60_000)
     wait_idle(qtbot, window)
@@ -70,9 +71,9 @@ def vm_project(window, qtbot, test_appliance_image: Path):
     window.runner.cancel_all()
     window.runner.wait(120_000)
     try:
-        service.down("gui-vm", mode="poweroff")
+        running.down("gui-vm", mode="poweroff")
     finally:
-        service.remove_project("gui-vm")
+        projects.remove_project("gui-vm")
 
 
 def test_save_branch_restore_through_the_window(qtbot, window, vm_project: str) -> None:
@@ -193,7 +194,7 @@ def test_export_and_import_a_bundle_through_the_window(qtbot, window, vm_project
         assert sorted(names) == ["gui-copy", vm_project]
 
         # the copy boots with the sender's files
-        service.down(vm_project, mode="poweroff")
+        running.down(vm_project, mode="poweroff")
         page.buttons["start"].click()
         wait_idle(qtbot, window)
         copy = agent("gui-copy")
@@ -201,6 +202,6 @@ def test_export_and_import_a_bundle_through_the_window(qtbot, window, vm_project
         copy.close()
     finally:
         window.runner.wait(120_000)
-        if "gui-copy" in service.Context.default().projects.names():
-            service.down("gui-copy", mode="poweroff")
-            service.remove_project("gui-copy")
+        if "gui-copy" in Workspace.default().projects.names():
+            running.down("gui-copy", mode="poweroff")
+            projects.remove_project("gui-copy")

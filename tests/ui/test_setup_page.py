@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from ui.pages.appliances import SetupProgress
+from vmlog.app import running
 from vmlog.appliances.catalog import Catalogs
-from vmlog.projects import service
 from vmlog.testappliance.build import appliance_metadata
+from vmlog.workspace import Workspace
 
 APPLIANCE = "seeded-test"
 
@@ -106,7 +107,7 @@ class Catalog:
 @pytest.fixture
 def catalog(vmlog_home: Path, test_appliance_image: Path) -> Iterator[Catalog]:
     served = Catalog(test_appliance_image)
-    Catalogs(service.Context.default().home.config).add(f"{served.url}/catalog.json", name="served")
+    Catalogs(Workspace.default().home.config).add(f"{served.url}/catalog.json", name="served")
     yield served
     served.stop()
 
@@ -130,7 +131,7 @@ def test_cancel_during_the_download_leaves_no_project(qtbot, window, catalog: Ca
     with qtbot.waitSignal(job.signals.cancelled, timeout=60_000):
         view.progress.cancel_button.click()
     assert job.failure is None
-    ctx = service.Context.default()
+    ctx = Workspace.default()
     assert ctx.projects.names() == [] and ctx.images.list() == []
     partial = list(ctx.home.downloads.glob("*.part"))
     assert len(partial) == 1 and 0 < partial[0].stat().st_size < catalog.meta["size"]
@@ -164,6 +165,6 @@ def test_set_up_boots_the_appliance_and_the_sidebar_shows_it_running(
     finally:
         window.runner.cancel_all()
         window.runner.wait(120_000)
-        if APPLIANCE in service.Context.default().projects.names():
-            service.down(APPLIANCE, mode="poweroff")
-            service.remove_project(APPLIANCE)
+        if APPLIANCE in Workspace.default().projects.names():
+            running.down(APPLIANCE, mode="poweroff")
+            projects.remove_project(APPLIANCE)

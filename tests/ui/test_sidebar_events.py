@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from vmlog.projects import service
+from vmlog.app import projects, running
 
 pytestmark = pytest.mark.vm
 PROJECT = "gui-events"
@@ -48,16 +48,16 @@ def window(qtbot, vmlog_home: Path):
 
 @pytest.fixture
 def project(window, qtbot, test_appliance_image: Path):
-    service.new_project(PROJECT, str(test_appliance_image), memory_mib=256)
+    projects.new_project(PROJECT, str(test_appliance_image), memory_mib=256)
     controller = window.projects_controller
     controller.refresh()  # the project's creation is not a VM state change: read it once
     qtbot.waitUntil(lambda: sidebar_state(window) == "stopped", timeout=60_000)
     yield PROJECT
     window.runner.wait(120_000)
     try:
-        service.down(PROJECT, mode="poweroff")
+        running.down(PROJECT, mode="poweroff")
     finally:
-        service.remove_project(PROJECT)
+        projects.remove_project(PROJECT)
 
 
 def sidebar_state(window) -> str | None:
@@ -87,7 +87,7 @@ def test_sidebar_follows_the_vm_without_polling(qtbot, window, project: str) -> 
 
     def power_off() -> None:
         try:
-            service.down(project, mode="poweroff")
+            running.down(project, mode="poweroff")
         except BaseException as exc:  # reported by the test below
             failures.append(exc)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from hypervisors import registry
+from vmlog.app import projects
 from vmlog.appliances.catalog import Catalogs, parse_catalog
 from vmlog.demo import (
     DEMO_CATALOG,
@@ -25,8 +26,8 @@ from vmlog.demo import (
     catalog_document,
     served_catalog,
 )
-from vmlog.projects import service
 from vmlog.testappliance.build import APPLIANCE_NAME, appliance_metadata
+from vmlog.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -131,9 +132,9 @@ def test_vml_demo_sets_up_the_appliance_and_shows_the_guest_answering(
         status = _vml(demo_home, "status", "demo", "--json")
         assert '"vm": "running"' in status.stdout
     finally:
-        ctx = service.Context.default()
+        ctx = Workspace.default()
         if "demo" in ctx.projects.names():
-            service.remove_project("demo", ctx=ctx)
+            projects.remove_project("demo", ctx=ctx)
 
 
 @pytest.mark.vm
@@ -165,7 +166,7 @@ def test_ctrl_c_during_the_boot_leaves_a_whole_project_that_a_rerun_finishes(
         _out, rest = process.communicate(timeout=300)
         assert process.returncode == 130, seen + rest
         assert "cancelling" in rest
-        ctx = service.Context.default()
+        ctx = Workspace.default()
         assert ctx.projects.names() == ["demo"]
         assert Catalogs(ctx.home.config).entries() == []  # the served catalog was forgotten
 
@@ -175,6 +176,6 @@ def test_ctrl_c_during_the_boot_leaves_a_whole_project_that_a_rerun_finishes(
     finally:
         if process.poll() is None:
             process.kill()
-        ctx = service.Context.default()
+        ctx = Workspace.default()
         if "demo" in ctx.projects.names():
-            service.remove_project("demo", ctx=ctx)
+            projects.remove_project("demo", ctx=ctx)

@@ -24,16 +24,17 @@ from pathlib import Path
 import pycdlib
 import pytest
 
+from vmlog.app import projects, running
 from vmlog.context.model import Context, ExtraFile
 from vmlog.context.userdata import CERNVM_ISO_LABEL
 from vmlog.errors import AlreadyExists, Cancelled, IntegrityError
-from vmlog.projects import service
 from vmlog.setup import PHASES, SetupEvent, setup, ssh_access
 from vmlog.setup.readiness import free_tcp_port, ssh_banner
 from vmlog.setup.seed import build_config_drive, write_seed
 from vmlog.setup.service import hostname_for
 from vmlog.testappliance.agent import GuestChannel
 from vmlog.testappliance.build import appliance_metadata
+from vmlog.workspace import Workspace
 
 APPLIANCE = "seeded-test"  # not the built-in name: setup must learn about the agent from the catalog
 
@@ -123,10 +124,10 @@ def _catalog(root: Path, base_url: str, image: Path, *, sha256: str, size: int, 
     return f"{base_url}/catalog.json"
 
 
-def _ctx_with_catalog(url: str) -> service.Context:
+def _ctx_with_catalog(url: str) -> Workspace:
     from vmlog.appliances.catalog import Catalogs
 
-    ctx = service.Context.default()
+    ctx = Workspace.default()
     Catalogs(ctx.home.config).add(url, name="served")
     return ctx
 
@@ -265,8 +266,8 @@ def test_cancel_during_the_download_keeps_the_partial_file_and_creates_nothing(
 def test_an_existing_project_of_another_appliance_is_refused(vmlog_home: Path, tmp_path: Path) -> None:
     base = tmp_path / "other.img"
     base.write_bytes(b"\0" * (1 << 20))
-    ctx = service.Context.default()
-    service.new_project("taken", str(base), ctx=ctx)
+    ctx = Workspace.default()
+    projects.new_project("taken", str(base), ctx=ctx)
     with pytest.raises(AlreadyExists) as info:
         setup(APPLIANCE, name="taken", ctx=ctx)
     assert "--name" in (info.value.fix or "")
@@ -310,7 +311,7 @@ def test_setup_from_an_empty_store_boots_a_guest_that_read_its_seed(
         with GuestChannel(again.agent_socket) as guest:  # not rebooted: /tmp lives in RAM
             assert guest.check_output("cat /tmp/boot-marker").strip() == "still-the-same-boot"
 
-        service.down("fresh", mode="poweroff", ctx=ctx)
+        running.down("fresh", mode="poweroff", ctx=ctx)
         started = setup(name="fresh", ctx=ctx)  # no appliance named: the project's own is used
         assert started.vm_before == "stopped" and started.ready_by == "agent"
         with GuestChannel(started.agent_socket) as guest:
@@ -320,5 +321,5 @@ def test_setup_from_an_empty_store_boots_a_guest_that_read_its_seed(
             ssh_access("fresh", ctx=ctx)
     finally:
         if "fresh" in ctx.projects.names():
-            service.remove_project("fresh", ctx=ctx)
+            projects.remove_project("fresh", ctx=ctx)
     assert not os.path.exists(ctx.home.runtime / "vms" / f"vmlog-{ctx.home.home_id}-fresh")

@@ -17,10 +17,11 @@ from ui.formatting import human_bytes
 from ui.pages.appliances import ApplianceCard
 from ui.workers import Job
 from vmlog import paths
+from vmlog.app import projects
 from vmlog.appliances.catalog import Catalogs, store_name
-from vmlog.projects import service
 from vmlog.setup import SetupResult, setup
 from vmlog.store.images import ImageStore
+from vmlog.workspace import Workspace
 
 if TYPE_CHECKING:
     from ui.main_window import MainWindow
@@ -68,7 +69,7 @@ class AppliancesController(QObject):
     project_created = Signal(str)
     setup_ended = Signal()  # whatever the outcome: a cancelled setup may have removed a project
 
-    def __init__(self, window: MainWindow, *, ctx: service.Context | None = None) -> None:
+    def __init__(self, window: MainWindow, *, ctx: Workspace | None = None) -> None:
         super().__init__(window)
         self.window = window
         self.page = window.appliances_page
@@ -110,7 +111,7 @@ class AppliancesController(QObject):
 
     def new_project(self, name: str, image: str, *, backend: str, cpus: int, memory_mib: int) -> Job:
         job = Job(
-            service.new_project, name, image, backend=backend, cpus=cpus, memory_mib=memory_mib, ctx=self.ctx,
+            projects.new_project, name, image, backend=backend, cpus=cpus, memory_mib=memory_mib, ctx=self.ctx,
             title=f"Creating project {name}", pass_cancel=False,
         )
         job.signals.finished.connect(lambda project: self.project_created.emit(project.name))

@@ -7,7 +7,7 @@ powered itself off, ``vml up`` in a terminal) from the backends' state events wh
 (:mod:`ui.state_events`) and then reads that one project again; a timer still reads everything, every
 ``refresh_ms`` while some project's backend has no events, every ``SAFETY_NET_MS`` as a safety net
 once all do. Reads run one at a time, in order, so the last one shown is never older than the last
-event. Export, import and mail call :mod:`vmlog.projects.exchange`, as ``vml state export|import|send`` do.
+event. Export, import and mail call :mod:`vmlog.app.exchange`, as ``vml state export|import|send`` do.
 """
 
 from __future__ import annotations
@@ -26,10 +26,12 @@ from ui.project_list import ProjectSummary
 from ui.state_events import StateEvents
 from ui.statetree.layout import StateNode
 from ui.workers import Job
+from vmlog.app import exchange, logbook, projects, running, watch
+from vmlog.app import states as app_states
 from vmlog.bundles import MAIL_ATTACHMENT_LIMIT
 from vmlog.errors import VmlogError
 from vmlog.mail import SmtpSettings
-from vmlog.projects import exchange, service, watch
+from vmlog.workspace import Workspace
 
 if TYPE_CHECKING:
     from ui.main_window import MainWindow
@@ -54,7 +56,7 @@ def base_label(base: dict[str, Any]) -> str:
 
 
 def summary_of(row: dict[str, Any]) -> ProjectSummary:
-    """The sidebar's view of one row of ``service.list_projects``."""
+    """The sidebar's view of one row of ``projects.list_projects``."""
     return ProjectSummary(
         name=row["name"],
         vm_state=str(row.get("vm") or "unknown").split(" ")[0],
@@ -65,14 +67,14 @@ def summary_of(row: dict[str, Any]) -> ProjectSummary:
     )
 
 
-def read_projects(ctx: service.Context | None) -> list[ProjectSummary]:
-    return [summary_of(row) for row in service.list_projects(ctx)]
+def read_projects(ctx: Workspace | None) -> list[ProjectSummary]:
+    return [summary_of(row) for row in projects.list_projects(ctx)]
 
 
-def read_project(name: str, ctx: service.Context | None) -> ProjectView:
-    info = service.show_project(name, ctx)
-    project, states = service.states(name, ctx=ctx)
-    sizes = service.layer_sizes(name, ctx=ctx)
+def read_project(name: str, ctx: Workspace | None) -> ProjectView:
+    info = projects.show_project(name, ctx)
+    project, states = app_states.states(name, ctx=ctx)
+    sizes = app_states.layer_sizes(name, ctx=ctx)
     nodes = [
         StateNode(
             id=s.id,
@@ -85,7 +87,7 @@ def read_project(name: str, ctx: service.Context | None) -> ProjectView:
         )
         for s in states.values()
     ]
-    return ProjectView(name, info, nodes, project.current, service.history(name, ctx=ctx))
+    return ProjectView(name, info, nodes, project.current, logbook.history(name, ctx=ctx))
 
 
 class ProjectsController(QObject):
@@ -95,7 +97,7 @@ class ProjectsController(QObject):
     project_refreshed = Signal(str)  # one project was read again after its VM changed state
 
     def __init__(
-        self, window: MainWindow, *, ctx: service.Context | None = None, refresh_ms: int = 5000, events: bool = True
+        self, window: MainWindow, *, ctx: Workspace | None = None, refresh_ms: int = 5000, events: bool = True
     ) -> None:
         super().__init__(window)
         self.window = window
@@ -296,10 +298,10 @@ class ProjectsController(QObject):
             return
         state = self.page.tree.selected_state()
         handlers: dict[str, Callable[[], Any]] = {
-            "start": lambda: self.run(f"Starting {name}", service.up, name),
-            "shutdown": lambda: self.run(f"Shutting down {name}", service.down, name, mode="shutdown"),
-            "suspend": lambda: self.run(f"Suspending {name}", service.down, name, mode="save"),
-            "switch": lambda: self.run(f"Switching to {name}", service.switch, name),
+            "start": lambda: self.run(f"Starting {name}", running.up, name),
+            "shutdown": lambda: self.run(f"Shutting down {name}", running.down, name, mode="shutdown"),
+            "suspend": lambda: self.run(f"Suspending {name}", running.down, name, mode="save"),
+            "switch": lambda: self.run(f"Switching to {name}", running.switch, name),
             "console": self.show_console,
             "save": self.ask_save,
             "restore": lambda: state and self.ask_restore(state),
@@ -327,7 +329,7 @@ class ProjectsController(QObject):
     def save_state(self, state_name: str | None, message: str) -> Job:
         name = self.project
         return self.run(
-            f"Saving a state of {name}", service.save_state, name, state_name, message=message,
+            f"Saving a state of {name}", app_states.save_state, name, state_name, message=message,
             on_result=lambda state: self.page.tree.select_state(state.id),
         )
 
@@ -344,7 +346,7 @@ class ProjectsController(QObject):
     def restore_state(self, state_id: str, *, discard: bool = False) -> Job:
         name = self.project
         return self.run(
-            f"Restoring {self._label(state_id)}", service.restore_state, name, state_id, discard=discard,
+            f"Restoring {self._label(state_id)}", app_states.restore_state, name, state_id, discard=discard,
             stop=not discard,
         )
 
@@ -353,7 +355,7 @@ class ProjectsController(QObject):
         return self._open(dialog, lambda: self.rename_state(state_id, dialog.value()))
 
     def rename_state(self, state_id: str, new_name: str) -> Job:
-        return self.run(f"Renaming {self._label(state_id)}", service.rename_state, self.project, state_id, new_name,
+        return self.run(f"Renaming {self._label(state_id)}", app_states.rename_state, self.project, state_id, new_name,
                         with_progress=False)
 
     def delete_state(self, state_id: str) -> Job:
@@ -365,7 +367,7 @@ class ProjectsController(QObject):
         self.active_dialog = box
         box.buttonClicked.connect(
             lambda button: button is delete and self.run(
-                f"Deleting {self._label(state_id)}", service.remove_state, self.project, state_id
+                f"Deleting {self._label(state_id)}", app_states.remove_state, self.project, state_id
             )
         )
         box.open()
@@ -374,7 +376,7 @@ class ProjectsController(QObject):
     def add_note(self, text: str) -> Job:
         state = self.page.tree.selected_state() or None
         job = self.run(
-            "Adding a note", service.add_note, text, project_name=self.project, ref=state, with_progress=False
+            "Adding a note", logbook.add_note, text, project_name=self.project, ref=state, with_progress=False
         )
         job.signals.finished.connect(lambda _r: self.page.logbook.note_saved())
         return job
@@ -383,7 +385,7 @@ class ProjectsController(QObject):
         name = self.project
 
         def read(progress=None) -> str:
-            return service.console_tail(name, lines=200, ctx=self.ctx)
+            return running.console_tail(name, lines=200, ctx=self.ctx)
 
         job = Job(read, title=f"Reading the console of {name}", pass_cancel=False)
         job.signals.finished.connect(lambda text: self._open(ConsoleDialog(self.window, name, text), lambda: None))
@@ -426,7 +428,7 @@ class ProjectsController(QObject):
 
     def ask_mail(self, state_id: str) -> MailDialog:
         try:
-            host: str | None = SmtpSettings.load((self.ctx or service.Context.default()).home.config).host
+            host: str | None = SmtpSettings.load((self.ctx or Workspace.default()).home.config).host
         except VmlogError:
             host = None
         dialog = MailDialog(self.window, self._label(state_id), host)
@@ -478,7 +480,7 @@ class ProjectsController(QObject):
                 reader, project=project, confirm=lambda _bundle: True, ctx=ctx, progress=progress
             )
             if remember and result.signer is not None and not result.signer.known:
-                exchange.remember_signer(ctx or service.Context.default(), result.signer)
+                exchange.remember_signer(ctx or Workspace.default(), result.signer)
             return result
 
         job = Job(run_import, title=f"Importing {reader.path.name}", pass_cancel=False)

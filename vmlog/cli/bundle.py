@@ -8,12 +8,13 @@ from typing import Annotated
 
 import typer
 
+from vmlog.app import exchange
 from vmlog.bundles import MAIL_ATTACHMENT_LIMIT, VerifiedBundle
 from vmlog.cli.output import info, out, print_json, warn
 from vmlog.cli.progress import status
 from vmlog.errors import NotFound, VmlogError
 from vmlog.mail import SmtpSettings
-from vmlog.projects import exchange, service
+from vmlog.workspace import Workspace
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 ProjectOption = Annotated[
@@ -136,7 +137,7 @@ def import_(
             reader, project=project, trust=True, insecure=insecure, backend=backend, progress=progress
         )
     if remember_signer and result.signer is not None and not result.signer.known:
-        fp = exchange.remember_signer(service.Context.default(), result.signer)
+        fp = exchange.remember_signer(Workspace.default(), result.signer)
         info(f"accepted the key of {result.signer.name} ({fp})")
     if json_output:
         print_json(
@@ -254,7 +255,7 @@ def mail(
     The connection is encrypted (STARTTLS or SSL) unless --security none, and the server's
     certificate is checked against the system's trusted CAs, or against --ca-file.
     """
-    config = service.Context.default().home.config
+    config = Workspace.default().home.config
     try:
         current = SmtpSettings.load(config)
     except VmlogError:

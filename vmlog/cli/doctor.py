@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
+from vmlog.app.doctor import diagnose
 from vmlog.cli.output import out, print_json
-from vmlog.doctor import diagnose
 
 
 def doctor(

@@ -10,9 +10,9 @@ from typing import Annotated
 
 import typer
 
+from vmlog.app import projects, running
 from vmlog.cli.output import abort, info, out, print_json
 from vmlog.cli.progress import status as progress_status
-from vmlog.projects import service
 
 ProjectArg = Annotated[str | None, typer.Argument(help="Project (default: the current one).")]
 
@@ -20,8 +20,8 @@ ProjectArg = Annotated[str | None, typer.Argument(help="Project (default: the cu
 def up(project: ProjectArg = None) -> None:
     """Start the project's VM, or resume it where it was suspended."""
     with progress_status("Starting") as progress:
-        what = service.up(project, progress=progress)
-    info(f"{service.resolve_project(project)}: {what}")
+        what = running.up(project, progress=progress)
+    info(f"{projects.resolve_project(project)}: {what}")
 
 
 def down(
@@ -37,13 +37,13 @@ def down(
         abort("--save and --poweroff exclude each other", code=2)
     mode = "save" if save else ("poweroff" if poweroff else "shutdown")
     with progress_status("Stopping") as progress:
-        service.down(project, mode=mode, timeout=timeout, progress=progress)
-    info(f"{service.resolve_project(project)}: {'suspended' if save else 'stopped'}")
+        running.down(project, mode=mode, timeout=timeout, progress=progress)
+    info(f"{projects.resolve_project(project)}: {'suspended' if save else 'stopped'}")
 
 
 def status(project: ProjectArg = None, json_output: Annotated[bool, typer.Option("--json")] = False) -> None:
     """The VM state, the current saved state and whether there is unsaved work."""
-    data = service.status(project)
+    data = running.status(project)
     if json_output:
         print_json(data)
         return
@@ -72,14 +72,14 @@ def console(
     if attach is None:
         attach = sys.stdin.isatty() and sys.stdout.isatty() and not follow
     if attach:
-        command = service.console_command(project)
+        command = running.console_command(project)
         info("attaching to the console; detach with Ctrl-]")
         os.execvp(command[0], command)
-    text = service.console_tail(project, lines=lines)
+    text = running.console_tail(project, lines=lines)
     out.print(text, markup=False, highlight=False)
     if not follow:
         return
-    log = Path(service.status(project)["serial_log"])
+    log = Path(running.status(project)["serial_log"])
     with log.open("rb") as fh:
         fh.seek(0, 2)
         try:
@@ -100,7 +100,7 @@ def switch(
 ) -> None:
     """Suspend the current project's VM (with memory) and resume or start PROJECT's."""
     with progress_status(f"Switching to {project}") as progress:
-        result = service.switch(project, progress=progress)
+        result = running.switch(project, progress=progress)
     if json_output:
         print_json(result)
         return

@@ -9,9 +9,9 @@ from typing import Annotated
 
 import typer
 
+from vmlog.app import logbook
 from vmlog.cli.output import info, out, print_json
 from vmlog.errors import InvalidInput
-from vmlog.projects import service
 
 _AGO = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -38,7 +38,7 @@ def log(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """The logbook: every action on every project, who did it, when, and how it ended; notes too."""
-    rows = service.history(project, since=parse_since(since) if since else None)
+    rows = logbook.history(project, since=parse_since(since) if since else None)
     if json_output:
         print_json(rows)
         return
@@ -74,6 +74,6 @@ def note(
     ] = None,
 ) -> None:
     """Write a note in the logbook, attached to a state."""
-    row = service.add_note(text, project_name=project, ref=state)
+    row = logbook.add_note(text, project_name=project, ref=state)
     where = f"state {row['state'][:12]}" if row["state"] else "the project (no state saved yet)"
     info(f"note added to {row['project']}, {where}")

@@ -10,12 +10,12 @@ import typer
 from hypervisors import registry
 from hypervisors.errors import HypervisorError
 from vmlog import paths
+from vmlog.app import projects
 from vmlog.appliances.catalog import Catalogs
 from vmlog.cli import appliance as appliance_cli
 from vmlog.cli.output import abort, info, out, print_json
 from vmlog.cli.progress import status
 from vmlog.errors import NotFound
-from vmlog.projects import service
 from vmlog.store.images import ImageStore
 
 app = typer.Typer(
@@ -85,7 +85,7 @@ def new(
     _pull_if_only_in_a_catalog(base, backend)
     options = {key: value for key, value in (("uri", uri), ("accel", accel)) if value}
     with status(f"Creating {name}") as progress:
-        project = service.new_project(
+        project = projects.new_project(
             name,
             base,
             backend=backend,
@@ -104,7 +104,7 @@ def new(
 @app.command("list")
 def list_(json_output: JsonOption = False) -> None:
     """Every project, its VM state and how many states it has."""
-    rows = service.list_projects()
+    rows = projects.list_projects()
     if json_output:
         print_json(rows)
         return
@@ -126,7 +126,7 @@ def show(
     json_output: JsonOption = False,
 ) -> None:
     """Details of a project: base, backend, VM, current state, live layer."""
-    data = service.show_project(name)
+    data = projects.show_project(name)
     if json_output:
         print_json(data)
         return
@@ -151,7 +151,7 @@ def rm(
     """Delete a project: its VM, its states and layers (the base appliance stays in the store)."""
     if not yes:
         typer.confirm(f"Delete project {name} with all its states?", abort=True)
-    service.remove_project(name)
+    projects.remove_project(name)
     info(f"removed project {name}")
 
 
@@ -161,5 +161,5 @@ def rename(
     new: Annotated[str, typer.Argument(help="New name.")],
 ) -> None:
     """Rename a project (its VM must be stopped)."""
-    service.rename_project(old, new)
+    projects.rename_project(old, new)
     info(f"renamed {old} to {new}")

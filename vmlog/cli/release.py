@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from vmlog.app import releases as app_releases
 from vmlog.cli.output import info, out, print_json, warn
 from vmlog.errors import InvalidInput, NotFound
 from vmlog.projects import releases as project_releases
@@ -107,7 +108,7 @@ def list_releases(
                 "guest_path": r["guest_path"],
                 "mountpoint": r["host_mountpoint"],
             }
-            for r in project_releases.list_project_releases(project)
+            for r in app_releases.list_project_releases(project)
         ]
     elif show_running:
         result["running"] = [
@@ -164,7 +165,7 @@ def mount(
     client of a CernVM guest), and the project's saved states record its exact revision.
     """
     if project is not None:
-        outcome = project_releases.mount_in_project(
+        outcome = app_releases.mount_in_project(
             project, name, source=source, revision=revision, guest_path=guest_path, restart=restart
         )
         _say(outcome, json_output)
@@ -186,7 +187,7 @@ def mount(
 def umount(name: str, project: ProjectOption = None, json_output: JsonOption = False) -> None:
     """Unmount a mounted release (with --project: take it out of the project's VM too)."""
     if project is not None:
-        _say(project_releases.umount_in_project(project, name), json_output, verb="unmounted")
+        _say(app_releases.umount_in_project(project, name), json_output, verb="unmounted")
         return
     handle = mounts.umount(name)
     info(f"unmounted {name} from {handle.mountpoint}")

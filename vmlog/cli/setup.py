@@ -198,7 +198,7 @@ def ssh(
         )
     if shutil.which("ssh") is None:
         abort("the ssh command is not installed", fix="apt-get install openssh-client")
-    from vmlog.projects.service import resolve_project
+    from vmlog.app.projects import resolve_project
 
     argv = access.command(resolve_project(project)) + list(command or [])
     info(" ".join(argv))

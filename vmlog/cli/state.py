@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
+from vmlog.app import states as app_states
 from vmlog.cli.output import abort, info, out, print_json, warn
 from vmlog.cli.progress import status
-from vmlog.projects import service
 
 app = typer.Typer(
     help="Saved states of a project: a tree you can go back to and branch from.", no_args_is_help=True
@@ -43,7 +43,7 @@ def save(
         abort(f"two names given ({name!r} and --name {name_option!r}); give one", code=2)
     name = name or name_option
     with status("Saving a state") as progress:
-        state = service.save_state(project, name, message=message, memory=memory, progress=progress)
+        state = app_states.save_state(project, name, message=message, memory=memory, progress=progress)
     if json_output:
         print_json(state.to_dict())
         return
@@ -53,7 +53,7 @@ def save(
 @app.command("list")
 def list_(project: ProjectOption = None, json_output: JsonOption = False) -> None:
     """The states of a project, oldest first."""
-    proj, states = service.states(project)
+    proj, states = app_states.states(project)
     ordered = sorted(states.values(), key=lambda s: (s.created, s.id))
     if json_output:
         print_json([{**s.to_dict(), "current": s.id == proj.current} for s in ordered])
@@ -74,10 +74,10 @@ def list_(project: ProjectOption = None, json_output: JsonOption = False) -> Non
 def tree(project: ProjectOption = None, json_output: JsonOption = False) -> None:
     """Draw the tree of states like `git log --graph`; @ marks the current state."""
     if json_output:
-        proj, states = service.states(project)
+        proj, states = app_states.states(project)
         print_json({"current": proj.current, "states": [s.to_dict() for s in states.values()]})
         return
-    for line in service.state_tree(project):
+    for line in app_states.state_tree(project):
         out.print(line, markup=False)
 
 
@@ -88,7 +88,7 @@ def show(
     json_output: JsonOption = False,
 ) -> None:
     """Details of one state, with its notes."""
-    data = service.show_state(project, ref)
+    data = app_states.show_state(project, ref)
     if json_output:
         print_json(data)
         return
@@ -125,7 +125,7 @@ def restore(
 ) -> None:
     """Go back to a state; the next save branches the tree. Unsaved work is auto-saved unless --discard."""
     with status(f"Restoring {ref}") as progress:
-        result = service.restore_state(project, ref, discard=discard, stop=stop, progress=progress)
+        result = app_states.restore_state(project, ref, discard=discard, stop=stop, progress=progress)
     if json_output:
         print_json(result)
         return
@@ -148,7 +148,7 @@ def rm(
 ) -> None:
     """Remove a state; its child (if one) keeps its content, a state with several children is refused."""
     with status(f"Removing {ref}") as progress:
-        state = service.remove_state(project, ref, progress=progress)
+        state = app_states.remove_state(project, ref, progress=progress)
     info(f"removed state {state.label()}")
 
 
@@ -159,5 +159,5 @@ def rename(
     project: ProjectOption = None,
 ) -> None:
     """Give a state a new name (its id never changes)."""
-    state = service.rename_state(project, ref, name)
+    state = app_states.rename_state(project, ref, name)
     info(f"state {state.id[:12]} is now called {state.name}")

@@ -2,7 +2,7 @@
 
 A bundle is the same whichever hypervisor made it: per disk, the clusters whose content differs from
 the base appliance, and the ``since`` digest over guest-visible content
-(:func:`vmlog.projects.exchange.layers_digest`). What differs is how a state's disk is read and
+(:func:`vmlog.app.exchange.layers_digest`). What differs is how a state's disk is read and
 written here:
 
 * **Reading a state** (export, and the ``since`` state of an incremental import): the state's disk

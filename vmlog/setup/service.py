@@ -24,13 +24,15 @@ from hypervisors import registry
 from hypervisors.base import VMState
 from hypervisors.errors import BackendUnavailable, HypervisorError, VMNotFound
 from hypervisors.spec import DiskSpec, NicSpec, PortForward, VMSpec
+from vmlog.app import projects, running
 from vmlog.appliances.catalog import Appliance, ApplianceVersion, Catalogs, store_name
 from vmlog.appliances.pull import choose_image, pull
 from vmlog.context.model import Context
 from vmlog.errors import AlreadyExists, Cancelled, InvalidInput, NotFound, VmlogError
 from vmlog.fsutil import atomic_write_text
-from vmlog.projects import service
+from vmlog.projects.backends import open_backend
 from vmlog.projects.model import Project
+from vmlog.projects.names import check_project_name
 from vmlog.setup.events import SetupEvent, SetupProgress, no_events
 from vmlog.setup.readiness import (
     agent_answers,
@@ -42,6 +44,7 @@ from vmlog.setup.readiness import (
 from vmlog.setup.seed import SEED_KINDS, write_seed
 from vmlog.testappliance.agent import GuestChannel
 from vmlog.testappliance.build import APPLIANCE_NAME as TEST_APPLIANCE
+from vmlog.workspace import Workspace
 
 DEFAULT_APPLIANCE = "cernvm"
 DEFAULT_READY_TIMEOUT = 900.0
@@ -122,7 +125,7 @@ class SetupResult:
 # -- what setup keeps next to a project ----------------------------------------------------------
 
 
-def setup_dir(ctx: service.Context, project: str) -> Path:
+def setup_dir(ctx: Workspace, project: str) -> Path:
     return ctx.projects.files(project).root / SETUP_DIR
 
 
@@ -164,11 +167,11 @@ def default_context(project: str) -> Context:
 
 
 def ssh_access(
-    project: str | None = None, *, check: bool = True, ctx: service.Context | None = None
+    project: str | None = None, *, check: bool = True, ctx: Workspace | None = None
 ) -> SshAccess:
     """The project's forwarded SSH port (``NotFound`` if it has none); ``check`` reads the banner."""
-    ctx = ctx or service.Context.default()
-    files, proj = service.load(project, ctx)
+    ctx = ctx or Workspace.default()
+    files, proj = projects.load(project, ctx)
     spec = VMSpec.from_dict(proj.spec)
     forwards = [f for nic in spec.nics for f in nic.forwards]
     port = next(
@@ -208,7 +211,7 @@ def choose_backend(requested: str | None, progress: SetupProgress) -> str:
             )
         progress(SetupEvent("backend", f"{name}: {probe.summary}"))
         return name
-    from vmlog.doctor import diagnose
+    from vmlog.app.doctor import diagnose
 
     progress(SetupEvent("backend", "checking which hypervisors work here"))
     report = diagnose()
@@ -235,7 +238,7 @@ def _ready_plan(appliance: Appliance, version: ApplianceVersion) -> dict[str, An
 def _pull(
     appliance: Appliance,
     version: ApplianceVersion,
-    ctx: service.Context,
+    ctx: Workspace,
     backend: str,
     *,
     insecure: bool,
@@ -281,7 +284,7 @@ def _pull(
 
 
 def _write_context_files(
-    ctx: service.Context, project: Project, meta: dict[str, Any], context: Context
+    ctx: Workspace, project: Project, meta: dict[str, Any], context: Context
 ) -> Path | None:
     """Write setup.json, context.json and the seed ISO the project's spec points at."""
     directory = setup_dir(ctx, project.name)
@@ -308,7 +311,7 @@ def _create(
     *,
     cpus: int | None,
     memory_mib: int | None,
-    ctx: service.Context,
+    ctx: Workspace,
     progress: SetupProgress,
     warnings: list[str],
 ) -> Project:
@@ -329,7 +332,7 @@ def _create(
     scratch = f"{version.scratch_disk_gib}G" if version.scratch_disk_gib else None
     extra_text = f", scratch disk {scratch}" if scratch else ""
     progress(SetupEvent("project", f"creating project {name} on {backend}{extra_text}"))
-    project = service.new_project(
+    project = projects.new_project(
         name,
         image_sha256,
         backend=backend,
@@ -354,12 +357,12 @@ def _create(
         _write_context_files(ctx, project, meta, context)
         progress(SetupEvent("contextualise", f"{version.context} seed written: hostname {context.hostname}"))
     except BaseException:
-        service.remove_project(name, ctx=ctx)
+        projects.remove_project(name, ctx=ctx)
         raise
     return project
 
 
-def _complete(ctx: service.Context, project: Project, progress: SetupProgress) -> dict[str, Any]:
+def _complete(ctx: Workspace, project: Project, progress: SetupProgress) -> dict[str, Any]:
     """setup.json of an existing project; re-writes a seed lost to an interrupted run."""
     directory = setup_dir(ctx, project.name)
     meta = _read_json(directory / SETUP_FILE)
@@ -379,7 +382,7 @@ def _complete(ctx: service.Context, project: Project, progress: SetupProgress) -
 
 
 def _wait_ready(
-    ctx: service.Context,
+    ctx: Workspace,
     project: Project,
     meta: dict[str, Any],
     *,
@@ -391,7 +394,7 @@ def _wait_ready(
 
     def alive() -> str | None:
         try:
-            with service.open_backend(project) as backend:
+            with open_backend(project) as backend:
                 state = backend.state(project.vm_name)
         except HypervisorError:
             return None
@@ -427,7 +430,7 @@ def _wait_ready(
 
 def _vm_state(project: Project) -> VMState:
     """The VM's state; a VM the backend does not know yet counts as stopped."""
-    with service.open_backend(project) as backend:
+    with open_backend(project) as backend:
         try:
             return backend.state(project.vm_name) if backend.exists(project.vm_name) else VMState.STOPPED
         except VMNotFound:
@@ -450,7 +453,7 @@ def setup(
     ready_timeout: float = DEFAULT_READY_TIMEOUT,
     progress: SetupProgress = no_events,
     cancel: threading.Event | None = None,
-    ctx: service.Context | None = None,
+    ctx: Workspace | None = None,
 ) -> SetupResult:
     """Make project ``name`` (default: the appliance's name) a running, contextualised VM of ``appliance``.
 
@@ -458,9 +461,9 @@ def setup(
     is removed again (a partial download stays for the next run); after, the project stays whole
     and a new run carries on.
     """
-    ctx = ctx or service.Context.default()
+    ctx = ctx or Workspace.default()
     wanted = appliance or DEFAULT_APPLIANCE
-    name = service.check_project_name(name or store_name(appliance or DEFAULT_APPLIANCE))
+    name = check_project_name(name or store_name(appliance or DEFAULT_APPLIANCE))
     warnings: list[str] = []
     with ctx.logbook.operation(name, "setup", appliance=wanted) as op:
         created = False
@@ -491,7 +494,7 @@ def setup(
                 created = True
             except AlreadyExists:  # another setup made it meanwhile: carry on with it
                 warnings.append(f"project {name} was created by another process meanwhile")
-        files, project = service.load(name, ctx)
+        files, project = projects.load(name, ctx)
         meta = _complete(ctx, project, progress)
         if not created:
             stored_context = _read_json(setup_dir(ctx, name) / CONTEXT_FILE)
@@ -504,7 +507,7 @@ def setup(
         else:
             _check_cancel(cancel, "before the VM was started")
             progress(SetupEvent("boot", "resuming the VM" if before == VMState.SAVED else "booting the VM"))
-            how = service.up(name, ctx=ctx)
+            how = running.up(name, ctx=ctx)
             progress(SetupEvent("boot", f"the VM {how}"))
         try:
             ready_by = _wait_ready(
@@ -574,6 +577,6 @@ def _check_existing(
         warnings.append(f"project {name} exists; ignored: " + ", ".join(ignored))
 
 
-def remove_setup_files(ctx: service.Context, project: str) -> None:
+def remove_setup_files(ctx: Workspace, project: str) -> None:
     """Forget what setup kept for a project (the project's own removal deletes it too)."""
     shutil.rmtree(setup_dir(ctx, project), ignore_errors=True)

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from vmlog.projects import service
+from vmlog.app import projects, running
 from vmlog.testappliance.agent import GuestChannel
+from vmlog.workspace import Workspace
 
 pytestmark = pytest.mark.vm
 
@@ -32,14 +33,14 @@ def _read_until(fd: int, wanted: bytes, timeout: float) -> bytes:
 
 
 def test_console_attaches_to_the_guest_shell(vmlog_home: Path, test_appliance_image: Path) -> None:
-    ctx = service.Context.default()
+    ctx = Workspace.default()
     try:
-        service.new_project("console", str(test_appliance_image), memory_mib=256, ctx=ctx)
-        service.up("console", ctx=ctx)
+        projects.new_project("console", str(test_appliance_image), memory_mib=256, ctx=ctx)
+        running.up("console", ctx=ctx)
         spec = ctx.projects.get("console").load().spec
         with GuestChannel(Path(spec["channel_socket"])) as guest:
             guest.wait_ready(240)
-        assert "VMLOG-READY" in service.console_tail("console", ctx=ctx, lines=400)
+        assert "VMLOG-READY" in running.console_tail("console", ctx=ctx, lines=400)
 
         pid, fd = pty.fork()
         if pid == 0:  # the child is the user's terminal session running `vml console`
@@ -58,4 +59,4 @@ def test_console_attaches_to_the_guest_shell(vmlog_home: Path, test_appliance_im
             os.waitpid(pid, 0)
             os.close(fd)
     finally:
-        service.remove_project("console", ctx=ctx)
+        projects.remove_project("console", ctx=ctx)

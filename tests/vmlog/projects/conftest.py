@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from chain_helpers import write_pattern
 
-from vmlog.projects import service
+from vmlog.app import projects
 from vmlog.projects.store import ProjectFiles
+from vmlog.workspace import Workspace
 
 BASE_SIZE = 4 * 1024 * 1024
 
@@ -22,11 +23,11 @@ def base_image(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def ctx(vmlog_home: Path) -> service.Context:
-    return service.Context.default()
+def ctx(vmlog_home: Path) -> Workspace:
+    return Workspace.default()
 
 
 @pytest.fixture
-def project_files(ctx: service.Context, base_image: Path) -> ProjectFiles:
-    service.new_project("alpha", str(base_image), ctx=ctx)
+def project_files(ctx: Workspace, base_image: Path) -> ProjectFiles:
+    projects.new_project("alpha", str(base_image), ctx=ctx)
     return ctx.projects.get("alpha")

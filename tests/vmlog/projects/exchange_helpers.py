@@ -16,12 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from vmlog.app import projects
 from vmlog.logbook import Logbook
 from vmlog.paths import VmlogHome
-from vmlog.projects import service
 from vmlog.projects.store import ProjectStore
 from vmlog.store.images import ImageStore
 from vmlog.testappliance.agent import GuestChannel
+from vmlog.workspace import Workspace
 
 BOOT_TIMEOUT = 240.0
 
@@ -32,11 +33,11 @@ def home_at(root: Path) -> VmlogHome:
     return VmlogHome(config=root / "config", data=root / "data", cache=root / "cache", runtime=root / "run")
 
 
-def context_at(root: Path) -> service.Context:
+def context_at(root: Path) -> Workspace:
     """A service context on the home at ``root``, without touching ``$VMLOG_HOME``."""
     h = home_at(root).ensure()
     images = ImageStore(h.images)
-    return service.Context(
+    return Workspace(
         h, images, ProjectStore(h.projects, lambda sha: images.get(sha).path), Logbook(h.logbook)
     )
 
@@ -74,7 +75,7 @@ def vml(home: Path, *args: str, stdin: int | None = subprocess.DEVNULL, timeout:
 
 
 @contextmanager
-def two_libvirt_users(prefix: str) -> Iterator[tuple[service.Context, service.Context]]:
+def two_libvirt_users(prefix: str) -> Iterator[tuple[Workspace, Workspace]]:
     """Two vmlog homes (two users) on this machine's libvirt; skips where libvirt is not usable.
 
     The homes sit in a short temp dir (the guest channel's Unix socket path must fit 108 bytes) and
@@ -96,13 +97,13 @@ def two_libvirt_users(prefix: str) -> Iterator[tuple[service.Context, service.Co
         for ctx in (a, b):
             for name in ctx.projects.names():
                 try:
-                    service.remove_project(name, ctx=ctx)
+                    projects.remove_project(name, ctx=ctx)
                 except Exception:
                     pass
         shutil.rmtree(root, ignore_errors=True)
 
 
-def guest(ctx: service.Context, name: str) -> GuestChannel:
+def guest(ctx: Workspace, name: str) -> GuestChannel:
     """The guest agent of project ``name``'s VM, once it answers."""
     channel = GuestChannel(Path(ctx.projects.get(name).load().spec["channel_socket"]))
     channel.wait_ready(BOOT_TIMEOUT)
@@ -115,7 +116,7 @@ def read_shared_files(channel: GuestChannel) -> dict[str, str]:
     return {n: channel.check_output(f"cat /data/shared/{n}").strip() for n in sorted(names)}
 
 
-def system_layer(ctx: service.Context, project: str, state_id: str) -> Path:
+def system_layer(ctx: Workspace, project: str, state_id: str) -> Path:
     """The frozen system-disk layer of one state."""
     files = ctx.projects.get(project)
     return files.layers.path(files.states()[state_id].layers["system"])

@@ -19,9 +19,12 @@ from chain_helpers import write_pattern
 from exchange_helpers import context_at, serve_directory, vml
 
 from hypervisors import qemu_img
+from vmlog.app import exchange
+from vmlog.app import states as app_states
 from vmlog.bundles import BundleRejected
 from vmlog.errors import NotFound
-from vmlog.projects import exchange, service
+from vmlog.projects.sender_log import logbook, projects, read_sender_logbook
+from vmlog.workspace import Workspace
 
 
 @pytest.fixture
@@ -35,30 +38,30 @@ def served_base(tmp_path: Path, base_image: Path):
 
 
 @pytest.fixture
-def sender(tmp_path: Path, served_base) -> service.Context:
+def sender(tmp_path: Path, served_base) -> Workspace:
     """User A: project ``analysis`` on the published base, states s1 and s2 (s2 saved after s1)."""
     path, url = served_base
     ctx = context_at(tmp_path / "home-a")
     image = ctx.images.add_file(path, name="testbase", version="1", format="raw", urls=[url])
-    service.new_project("analysis", image.sha256, ctx=ctx)
+    projects.new_project("analysis", image.sha256, ctx=ctx)
     files = ctx.projects.get("analysis")
     write_pattern(files.layers.path(files.load().live["system"]), 0x22, 64 * 1024, 128 * 1024)
-    service.save_state("analysis", "s1", message="calibrated", ctx=ctx)
+    app_states.save_state("analysis", "s1", message="calibrated", ctx=ctx)
     live = files.layers.path(files.load().live["system"])
     write_pattern(live, 0x33, 2 * 1024 * 1024, 64 * 1024)
     write_pattern(live, 0x00, 0, 64 * 1024)  # zeroes over base data
-    service.save_state("analysis", "s2", ctx=ctx)
-    service.add_note("ready for review", project_name="analysis", ref="s2", ctx=ctx)
+    app_states.save_state("analysis", "s2", ctx=ctx)
+    logbook.add_note("ready for review", project_name="analysis", ref="s2", ctx=ctx)
     return ctx
 
 
-def _layer(ctx: service.Context, project: str, state_id: str) -> Path:
+def _layer(ctx: Workspace, project: str, state_id: str) -> Path:
     files = ctx.projects.get(project)
     return files.layers.path(files.states()[state_id].layers["system"])
 
 
 def _same(
-    receiver: service.Context, project: str, state_id: str, sender: service.Context, sender_state: str
+    receiver: Workspace, project: str, state_id: str, sender: Workspace, sender_state: str
 ) -> bool:
     """``qemu-img compare`` of a rebuilt state's disk with the sender's (guest-visible bytes)."""
     return qemu_img.compare(
@@ -66,10 +69,10 @@ def _same(
     )
 
 
-def test_full_then_incremental_round_trip(sender: service.Context, tmp_path: Path) -> None:
+def test_full_then_incremental_round_trip(sender: Workspace, tmp_path: Path) -> None:
     receiver = context_at(tmp_path / "home-b")
     assert receiver.images.list() == []
-    _project, a_states = service.states("analysis", ctx=sender)
+    _project, a_states = app_states.states("analysis", ctx=sender)
     s1 = next(s for s in a_states.values() if s.name == "s1")
     s2 = next(s for s in a_states.values() if s.name == "s2")
 
@@ -80,7 +83,7 @@ def test_full_then_incremental_round_trip(sender: service.Context, tmp_path: Pat
     assert result.signer is not None and not result.signer.known
     assert receiver.images.find(sender.images.list()[0].sha256) is not None
     assert _same(receiver, result.project, s1.id, sender, s1.id)
-    project, b_states = service.states(result.project, ctx=receiver)
+    project, b_states = app_states.states(result.project, ctx=receiver)
     assert project.current == s1.id and b_states[s1.id].name == "s1" and b_states[s1.id].author == s1.author
 
     incremental = exchange.export_state("analysis", "s2", tmp_path, since="s1", ctx=sender)
@@ -90,21 +93,21 @@ def test_full_then_incremental_round_trip(sender: service.Context, tmp_path: Pat
     assert (incremental_disk["changed_bytes"], incremental_disk["zeroed_bytes"]) == (64 * 1024, 64 * 1024)
     second = exchange.import_state(incremental.path, trust=True, ctx=receiver)
     assert second.project == result.project and not second.new_project and second.since_id == s1.id
-    b_states = service.states(result.project, ctx=receiver)[1]
+    b_states = app_states.states(result.project, ctx=receiver)[1]
     assert b_states[s2.id].parent == s1.id
     assert _same(receiver, result.project, s2.id, sender, s2.id)
     assert not _same(receiver, result.project, s1.id, sender, s2.id)
     # the imported states are ordinary states: restore works and the logbook says who sent them
-    service.restore_state(result.project, "s2", discard=True, ctx=receiver)
-    rows = [e for e in service.history(result.project, ctx=receiver) if e.get("action") == "state import"]
+    app_states.restore_state(result.project, "s2", discard=True, ctx=receiver)
+    rows = [e for e in logbook.history(result.project, ctx=receiver) if e.get("action") == "state import"]
     assert [r["outcome"] for r in rows] == ["ok", "ok"]
     assert s1.author in rows[0]["message"] and "unknown key" in rows[0]["message"]
-    sender_rows = exchange.read_sender_logbook(receiver.projects.get(result.project), s2.id)
+    sender_rows = read_sender_logbook(receiver.projects.get(result.project), s2.id)
     assert any(r.get("text") == "ready for review" for r in sender_rows)
 
 
 def test_incremental_refused_without_or_with_different_since_state(
-    sender: service.Context, tmp_path: Path
+    sender: Workspace, tmp_path: Path
 ) -> None:
     receiver = context_at(tmp_path / "home-b")
     incremental = exchange.export_state("analysis", "s2", tmp_path, since="s1", ctx=sender)
@@ -119,10 +122,10 @@ def test_incremental_refused_without_or_with_different_since_state(
     with pytest.raises(BundleRejected) as exc:
         exchange.import_state(incremental.path, trust=True, ctx=receiver)
     assert exc.value.reason == "since"
-    assert len(service.states(imported.project, ctx=receiver)[1]) == 1
+    assert len(app_states.states(imported.project, ctx=receiver)[1]) == 1
 
 
-def test_signed_bundle_from_a_known_key_needs_no_trust(sender: service.Context, tmp_path: Path) -> None:
+def test_signed_bundle_from_a_known_key_needs_no_trust(sender: Workspace, tmp_path: Path) -> None:
     receiver = context_at(tmp_path / "home-b")
     bundle = exchange.export_state("analysis", "s1", tmp_path, signer="Alice <alice@example.org>", ctx=sender)
     with pytest.raises(exchange.Untrusted, match="unknown key"):
@@ -139,19 +142,19 @@ def test_signed_bundle_from_a_known_key_needs_no_trust(sender: service.Context, 
     assert again.signer.known and again.signer.known_as == "Alice <alice@example.org>"
 
 
-def test_full_bundle_into_existing_project_is_a_new_branch(sender: service.Context, tmp_path: Path) -> None:
+def test_full_bundle_into_existing_project_is_a_new_branch(sender: Workspace, tmp_path: Path) -> None:
     receiver = context_at(tmp_path / "home-b")
     a = exchange.export_state("analysis", "s1", tmp_path, ctx=sender)
     first = exchange.import_state(a.path, trust=True, project="mine", ctx=receiver)
     b = exchange.export_state("analysis", "s2", tmp_path, ctx=sender)  # full, not incremental
     second = exchange.import_state(b.path, trust=True, project="mine", ctx=receiver)
     assert first.new_project and not second.new_project
-    states = service.states("mine", ctx=receiver)[1]
+    states = app_states.states("mine", ctx=receiver)[1]
     assert states[second.state_id].parent is None  # on the base: a second root branch
     assert _same(receiver, "mine", second.state_id, sender, b.state_id)
 
 
-def test_cli_refuses_unsigned_bundle_without_tty_or_trust(sender: service.Context, tmp_path: Path) -> None:
+def test_cli_refuses_unsigned_bundle_without_tty_or_trust(sender: Workspace, tmp_path: Path) -> None:
     home_a, home_b = sender.home.data.parent, tmp_path / "home-b"
     exported = vml(
         home_a, "state", "export", "s1", "-p", "analysis", "-o", str(tmp_path), "--no-sign", "--json"
@@ -194,7 +197,7 @@ def smtp_inbox():
         controller.stop()
 
 
-def test_state_send_mails_a_bundle_that_imports(sender: service.Context, tmp_path: Path, smtp_inbox) -> None:
+def test_state_send_mails_a_bundle_that_imports(sender: Workspace, tmp_path: Path, smtp_inbox) -> None:
     inbox, port = smtp_inbox
     home_a, home_b = sender.home.data.parent, tmp_path / "home-b"
     configured = vml(
@@ -219,7 +222,7 @@ def test_state_send_mails_a_bundle_that_imports(sender: service.Context, tmp_pat
     assert imported.returncode == 0, imported.stderr
     data = json.loads(imported.stdout)
     receiver = context_at(home_b)
-    s2 = next(s for s in service.states("analysis", ctx=sender)[1].values() if s.name == "s2")
+    s2 = next(s for s in app_states.states("analysis", ctx=sender)[1].values() if s.name == "s2")
     assert data["state"] == s2.id and data["signer"] == "alice@example.org"
     assert _same(receiver, data["project"], s2.id, sender, s2.id)
     assert "accepted the key of alice@example.org" in imported.stderr

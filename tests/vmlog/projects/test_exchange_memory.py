@@ -13,21 +13,23 @@ import pytest
 from exchange_helpers import context_at
 from test_exchange import sender, served_base  # noqa: F401 (fixtures)
 
+from vmlog.app import exchange, projects
 from vmlog.bundles import BaseImageRef, BundleReader, BundleWriter
-from vmlog.projects import exchange, service
+from vmlog.projects.backends import open_backend
 from vmlog.projects.overlay_chain import MEMORY_FILE
+from vmlog.workspace import Workspace
 
 MEMORY = b"not really a memory image\n" * 1000
 
 
-def _stack_here(ctx: service.Context, project: str) -> dict:
+def _stack_here(ctx: Workspace, project: str) -> dict:
     files = ctx.projects.get(project)
     project_ = files.load()
-    with service.open_backend(project_) as backend:
+    with open_backend(project_) as backend:
         return {"backend": project_.backend, **backend.memory_stack(files.vm_spec(project_))}
 
 
-def _bundle_with_memory(ctx: service.Context, tmp_path: Path, memory_info: dict) -> Path:
+def _bundle_with_memory(ctx: Workspace, tmp_path: Path, memory_info: dict) -> Path:
     """State s1 of ``analysis`` as export_state writes it, with a memory image and ``memory_info``."""
     files = ctx.projects.get("analysis")
     project = files.load()
@@ -48,18 +50,18 @@ def _bundle_with_memory(ctx: service.Context, tmp_path: Path, memory_info: dict)
 
 
 @pytest.fixture
-def receiver(sender: service.Context, tmp_path: Path) -> service.Context:  # noqa: F811
+def receiver(sender: Workspace, tmp_path: Path) -> Workspace:  # noqa: F811
     """User B with a project ``mine`` on the same base (imports go there: nothing is restored)."""
     ctx = context_at(tmp_path / "home-b")
     image = sender.images.find(sender.projects.get("analysis").load().roots["system"].image_sha256)
     ctx.images.add_file(image.path, name=image.name, version=image.version, format=image.format)
-    service.new_project("mine", image.sha256, ctx=ctx)
+    projects.new_project("mine", image.sha256, ctx=ctx)
     return ctx
 
 
 def test_memory_image_on_the_recorded_stack_is_kept(
-    sender: service.Context,  # noqa: F811
-    receiver: service.Context,
+    sender: Workspace,  # noqa: F811
+    receiver: Workspace,
     tmp_path: Path,
 ) -> None:
     path = _bundle_with_memory(sender, tmp_path, _stack_here(receiver, "mine"))
@@ -76,8 +78,8 @@ def test_memory_image_on_the_recorded_stack_is_kept(
     [("qemu", "6.2.0"), ("machine", "pc-q35-5.0"), ("memory_mib", 4096), ("cpus", 8), ("hypervisor", "vbox")],
 )
 def test_memory_image_of_another_stack_is_refused_and_the_disks_imported(
-    sender: service.Context,  # noqa: F811
-    receiver: service.Context,
+    sender: Workspace,  # noqa: F811
+    receiver: Workspace,
     tmp_path: Path,
     key: str,
     value: object,
@@ -98,8 +100,8 @@ def test_memory_image_of_another_stack_is_refused_and_the_disks_imported(
 
 
 def test_memory_image_without_a_recorded_stack_is_refused(
-    sender: service.Context,  # noqa: F811
-    receiver: service.Context,
+    sender: Workspace,  # noqa: F811
+    receiver: Workspace,
     tmp_path: Path,
 ) -> None:
     path = _bundle_with_memory(sender, tmp_path, {"backend": "kvm"})
@@ -107,7 +109,7 @@ def test_memory_image_without_a_recorded_stack_is_refused(
     assert result.memory_skipped and "does not record" in result.memory_note
 
 
-def test_export_records_the_stack_the_backend_reports(sender: service.Context, tmp_path: Path) -> None:  # noqa: F811
+def test_export_records_the_stack_the_backend_reports(sender: Workspace, tmp_path: Path) -> None:  # noqa: F811
     """A state whose memory file the backend cannot read exports a manifest that an importer refuses."""
     files = sender.projects.get("analysis")
     state = next(s for s in files.states().values() if s.name == "s1")

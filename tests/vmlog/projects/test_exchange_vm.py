@@ -11,19 +11,20 @@ from exchange_helpers import guest as guest_of
 from exchange_helpers import read_shared_files, serve_directory, system_layer, two_libvirt_users
 
 from hypervisors import qemu_img
-from vmlog.projects import exchange, service
+from vmlog.app import exchange, projects, running, states
+from vmlog.workspace import Workspace
 
 pytestmark = pytest.mark.vm
 
 
 @pytest.fixture
-def two_users() -> Iterator[tuple[service.Context, service.Context]]:
+def two_users() -> Iterator[tuple[Workspace, Workspace]]:
     with two_libvirt_users("vmlx-") as users:
         yield users
 
 
 def test_state_travels_to_a_user_without_the_base(
-    two_users: tuple[service.Context, service.Context], test_appliance_image: Path, tmp_path: Path
+    two_users: tuple[Workspace, Workspace], test_appliance_image: Path, tmp_path: Path
 ) -> None:
     alice, bob = two_users
     www = tmp_path / "www"
@@ -33,20 +34,20 @@ def test_state_travels_to_a_user_without_the_base(
         base = alice.images.add_file(
             test_appliance_image, name="vmlog-test", version="1", format="raw", urls=[f"{url}/vmlog-test.raw"]
         )
-        service.new_project("analysis", base.sha256, memory_mib=256, ctx=alice)
+        projects.new_project("analysis", base.sha256, memory_mib=256, ctx=alice)
 
         # A: the guest writes files; states saved while it runs
         written = {"calibration": secrets.token_hex(16)}
-        service.up("analysis", ctx=alice)
+        running.up("analysis", ctx=alice)
         with guest_of(alice, "analysis") as guest:
             guest.check_output(
                 f"mkdir -p /data/shared; echo {written['calibration']} > /data/shared/calibration; sync"
             )
-            s1 = service.save_state("analysis", "calibrated", ctx=alice)
+            s1 = states.save_state("analysis", "calibrated", ctx=alice)
             written_later = {**written, "fit": secrets.token_hex(16)}
             guest.check_output(f"echo {written_later['fit']} > /data/shared/fit; sync")
-            s2 = service.save_state("analysis", "fitted", ctx=alice)
-        service.down("analysis", mode="poweroff", ctx=alice)
+            s2 = states.save_state("analysis", "fitted", ctx=alice)
+        running.down("analysis", mode="poweroff", ctx=alice)
 
         # B has never seen the base: the import downloads it from the manifest's URL and verifies it
         assert bob.images.list() == []
@@ -59,10 +60,10 @@ def test_state_travels_to_a_user_without_the_base(
         system_layer(bob, imported.project, s1.id), "qcow2", system_layer(alice, "analysis", s1.id), "qcow2"
     )
 
-    service.up(imported.project, ctx=bob)
+    running.up(imported.project, ctx=bob)
     with guest_of(bob, imported.project) as guest:
         assert read_shared_files(guest) == written
-    service.down(imported.project, mode="poweroff", ctx=bob)
+    running.down(imported.project, mode="poweroff", ctx=bob)
 
     # A's next state, as an incremental bundle, applies on top of B's copy (the base is not needed again)
     incremental = exchange.export_state("analysis", "fitted", tmp_path, since="calibrated", ctx=alice)
@@ -72,8 +73,8 @@ def test_state_travels_to_a_user_without_the_base(
     assert qemu_img.compare(
         system_layer(bob, second.project, s2.id), "qcow2", system_layer(alice, "analysis", s2.id), "qcow2"
     )
-    service.restore_state(second.project, s2.id, discard=True, ctx=bob)
-    service.up(second.project, ctx=bob)
+    states.restore_state(second.project, s2.id, discard=True, ctx=bob)
+    running.up(second.project, ctx=bob)
     with guest_of(bob, second.project) as guest:
         assert read_shared_files(guest) == written_later
-    service.down(second.project, mode="poweroff", ctx=bob)
+    running.down(second.project, mode="poweroff", ctx=bob)

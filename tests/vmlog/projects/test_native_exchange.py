@@ -15,10 +15,12 @@ from chain_helpers import write_pattern
 from simulators.fixtures import simulated_tools  # noqa: F401 - fixture
 
 from hypervisors import qemu_img
+from vmlog.app import exchange, projects, states
 from vmlog.errors import InvalidInput
-from vmlog.projects import exchange, service
+from vmlog.projects.backends import open_backend
 from vmlog.projects.native_tree import NativeTree, reconcile
 from vmlog.projects.store import ProjectFiles
+from vmlog.workspace import Workspace
 
 MiB = 1024 * 1024
 BACKENDS = ["virtualbox", "vmware"]
@@ -28,7 +30,7 @@ def options(backend: str, sim: Path) -> dict[str, str]:
     return {"machine_folder": str(sim / "machines")} if backend == "virtualbox" else {"vm_root": str(sim / "vms")}
 
 
-def libvirt_layer(ctx: service.Context, project: str, ref: str) -> Path:
+def libvirt_layer(ctx: Workspace, project: str, ref: str) -> Path:
     files = ctx.projects.get(project)
     state = files.states()[ref]
     return files.layers.path(state.layers["system"])
@@ -37,30 +39,30 @@ def libvirt_layer(ctx: service.Context, project: str, ref: str) -> Path:
 def native_view(files: ProjectFiles, dest: Path) -> Path:
     """What the native VM's system disk shows now, flattened to raw (the simulators' tops are qemu-readable)."""
     project = files.load()
-    with service.open_backend(project) as hv:
+    with open_backend(project) as hv:
         top = Path(hv.disk_tops(project.vm_name)["system"])
     fmt = {".qcow2": "qcow2", ".vmdk": "vmdk"}[top.suffix]
     return qemu_img.convert(top, dest, src_format=fmt, dest_format="raw")
 
 
 @pytest.fixture
-def libvirt_states(ctx: service.Context, base_image: Path) -> tuple[str, str]:
+def libvirt_states(ctx: Workspace, base_image: Path) -> tuple[str, str]:
     """Project ``src`` on libvirt with states ``s1`` and ``s2`` (s2 on s1), written as a guest would."""
-    service.new_project("src", str(base_image), ctx=ctx)
+    projects.new_project("src", str(base_image), ctx=ctx)
     files = ctx.projects.get("src")
     live = lambda: files.layers.path(files.load().live["system"])  # noqa: E731
     write_pattern(live(), 0x21, 1 * MiB)
     write_pattern(live(), 0x00, 0, 65536)  # zeroes over base data: must travel as zeroes
-    s1 = service.save_state("src", "s1", ctx=ctx)
+    s1 = states.save_state("src", "s1", ctx=ctx)
     write_pattern(live(), 0x22, 2 * MiB)
     write_pattern(live(), 0x11, 65536)  # the base's own bytes rewritten: must not travel
-    s2 = service.save_state("src", "s2", ctx=ctx)
+    s2 = states.save_state("src", "s2", ctx=ctx)
     return s1.id, s2.id
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_libvirt_state_round_trip_through_native_project(
-    backend: str, ctx: service.Context, libvirt_states: tuple[str, str], simulated_tools: Path,  # noqa: F811
+    backend: str, ctx: Workspace, libvirt_states: tuple[str, str], simulated_tools: Path,  # noqa: F811
     tmp_path: Path,
 ) -> None:
     s1, s2 = libvirt_states
@@ -82,7 +84,7 @@ def test_libvirt_state_round_trip_through_native_project(
     assert result.project == "dst" and result.since_id == s1
     states = files.states()
     assert states[s2].parent == s1 and files.load().current == s2
-    with service.open_backend(files.load()) as hv:
+    with open_backend(files.load()) as hv:
         tree = {s.id: s.parent_id for s in hv.snapshot_list(project.vm_name)}
         assert tree[states[s2].native_id] == states[s1].native_id
         assert reconcile(files, hv) == []
@@ -105,12 +107,12 @@ def test_libvirt_state_round_trip_through_native_project(
     assert json.loads(json.dumps(exchange.inspect_bundle(back_full.path, ctx=ctx)))["disks"][0][
         "changed_bytes"] == 65536
     for name in ("dst", "again", "src"):
-        service.remove_project(name, ctx=ctx)
+        projects.remove_project(name, ctx=ctx)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_native_import_refusals(
-    backend: str, ctx: service.Context, libvirt_states: tuple[str, str], simulated_tools: Path,  # noqa: F811
+    backend: str, ctx: Workspace, libvirt_states: tuple[str, str], simulated_tools: Path,  # noqa: F811
     tmp_path: Path,
 ) -> None:
     s1, _s2 = libvirt_states
@@ -127,18 +129,18 @@ def test_native_import_refusals(
     # unsaved work in the VM's disk is never overwritten by an import
     incr = exchange.export_state("src", "s2", tmp_path / "incr.vmlstate", since="s1", ctx=ctx)
     project = files.load()
-    with service.open_backend(project) as hv:
+    with open_backend(project) as hv:
         top = Path(hv.disk_tops(project.vm_name)["system"])
     write_pattern(top, 0x55, 0, fmt={".qcow2": "qcow2", ".vmdk": "vmdk"}[top.suffix])
     with pytest.raises(InvalidInput, match="unsaved changes"):
         exchange.import_state(incr.path, trust=True, ctx=ctx)
     assert set(files.states()) == {s1}
-    service.remove_project("dst", ctx=ctx)
-    service.remove_project("src", ctx=ctx)
+    projects.remove_project("dst", ctx=ctx)
+    projects.remove_project("src", ctx=ctx)
 
 
 def test_cli_import_onto_vmware(
-    ctx: service.Context, vmlog_home: Path, libvirt_states: tuple[str, str], simulated_tools: Path,  # noqa: F811
+    ctx: Workspace, vmlog_home: Path, libvirt_states: tuple[str, str], simulated_tools: Path,  # noqa: F811
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from exchange_helpers import vml
@@ -159,5 +161,5 @@ def test_cli_import_onto_vmware(
     refused = vml(vmlog_home, "state", "import", str(full.path), "--backend", "kvm", "--project", "mac",
                   "--trust", HOME=str(home_dir))
     assert refused.returncode != 0 and "runs on vmware" in refused.stderr
-    service.remove_project("mac", ctx=ctx)
-    service.remove_project("src", ctx=ctx)
+    projects.remove_project("mac", ctx=ctx)
+    projects.remove_project("src", ctx=ctx)

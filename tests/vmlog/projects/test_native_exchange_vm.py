@@ -17,32 +17,34 @@ from exchange_helpers import read_shared_files, system_layer, two_libvirt_users
 from simulators.fixtures import simulated_tools  # noqa: F401 - fixture
 
 from hypervisors import qemu_img
-from vmlog.projects import exchange, native_exchange, service
+from vmlog.app import exchange, projects, running, states
+from vmlog.projects import native_exchange
+from vmlog.workspace import Workspace
 
 pytestmark = pytest.mark.vm
 
 
 @pytest.fixture
-def two_users(simulated_tools: Path) -> Iterator[tuple[service.Context, service.Context]]:  # noqa: F811
+def two_users(simulated_tools: Path) -> Iterator[tuple[Workspace, Workspace]]:  # noqa: F811
     with two_libvirt_users("vmln-") as users:
         yield users
 
 
 def test_kvm_state_opens_on_virtualbox_and_vmware_and_comes_back(
-    two_users: tuple[service.Context, service.Context], test_appliance_image: Path,
+    two_users: tuple[Workspace, Workspace], test_appliance_image: Path,
     simulated_tools: Path, tmp_path: Path,  # noqa: F811
 ) -> None:
     alice, bob = two_users
     base = alice.images.add_file(test_appliance_image, name="vmlog-test", version="1", format="raw")
     bob.images.add_file(test_appliance_image, name="vmlog-test", version="1", format="raw")
-    service.new_project("analysis", base.sha256, memory_mib=256, ctx=alice)
+    projects.new_project("analysis", base.sha256, memory_mib=256, ctx=alice)
     written = {"calibration": secrets.token_hex(16), "notes": secrets.token_hex(8)}
-    service.up("analysis", ctx=alice)
+    running.up("analysis", ctx=alice)
     with guest_of(alice, "analysis") as guest:
         for name, text in written.items():
             guest.check_output(f"mkdir -p /data/shared; echo {text} > /data/shared/{name}; sync")
-        s1 = service.save_state("analysis", "calibrated", ctx=alice)
-    service.down("analysis", mode="poweroff", ctx=alice)
+        s1 = states.save_state("analysis", "calibrated", ctx=alice)
+    running.down("analysis", mode="poweroff", ctx=alice)
     bundle = exchange.export_state("analysis", "calibrated", tmp_path, ctx=alice)
     print(f"\nlibvirt -> native bundle: {bundle.size} bytes")
 
@@ -55,14 +57,14 @@ def test_kvm_state_opens_on_virtualbox_and_vmware_and_comes_back(
         with native_exchange.state_reader(bob.home.cache, files, files.load(), base) as reader:
             layer = reader.layers(files.states()[s1.id])["system"]
             assert qemu_img.compare(layer, "qcow2", system_layer(alice, "analysis", s1.id), "qcow2")
-        service.up(imported.project, ctx=bob)
+        running.up(imported.project, ctx=bob)
         with guest_of(bob, imported.project) as guest:
             assert read_shared_files(guest) == written, backend
             if backend == "vmware":  # Bob goes on working on the Mac
                 written["fit"] = secrets.token_hex(16)
                 guest.check_output(f"echo {written['fit']} > /data/shared/fit; sync")
-                s2 = service.save_state(imported.project, "fitted", ctx=bob)
-        service.down(imported.project, mode="poweroff", ctx=bob)
+                s2 = states.save_state(imported.project, "fitted", ctx=bob)
+        running.down(imported.project, mode="poweroff", ctx=bob)
 
     back = exchange.export_state("on-vmware", "fitted", tmp_path, since="calibrated", ctx=bob)
     print(f"vmware -> libvirt incremental bundle: {back.size} bytes")
@@ -73,8 +75,8 @@ def test_kvm_state_opens_on_virtualbox_and_vmware_and_comes_back(
                                       native_exchange.native_base_of(files, files.load())) as reader:
         layer = reader.layers(files.states()[s2.id])["system"]
         assert qemu_img.compare(system_layer(alice, "analysis", s2.id), "qcow2", layer, "qcow2")
-    service.restore_state("analysis", s2.id, discard=True, ctx=alice)
-    service.up("analysis", ctx=alice)
+    states.restore_state("analysis", s2.id, discard=True, ctx=alice)
+    running.up("analysis", ctx=alice)
     with guest_of(alice, "analysis") as guest:
         assert read_shared_files(guest) == written
-    service.down("analysis", mode="poweroff", ctx=alice)
+    running.down("analysis", mode="poweroff", ctx=alice)

@@ -17,12 +17,16 @@ from typer.testing import CliRunner
 
 from hypervisors import qemu_img
 from hypervisors.base import Hypervisor
+from vmlog.app import doctor, projects, running
+from vmlog.app import states as app_states
 from vmlog.errors import InvalidInput
-from vmlog.projects import native_tree, service
+from vmlog.projects import native_tree
+from vmlog.projects.backends import open_backend
 from vmlog.projects.model import State
 from vmlog.projects.native_tree import NativeTree
 from vmlog.projects.repair import check_project
 from vmlog.projects.store import ProjectFiles
+from vmlog.workspace import Workspace
 
 MiB = 1024 * 1024
 BACKENDS = ["virtualbox", "vmware"]
@@ -33,17 +37,17 @@ def options(backend: str, sim: Path) -> dict[str, str]:
 
 
 @pytest.fixture(params=BACKENDS)
-def native(request, ctx: service.Context, base_image: Path, simulated_tools: Path):  # noqa: F811
+def native(request, ctx: Workspace, base_image: Path, simulated_tools: Path):  # noqa: F811
     """(backend name, project files) of a project ``p`` on the simulated backend."""
     backend = request.param
-    service.new_project("p", str(base_image), backend=backend, backend_options=options(backend, simulated_tools),
+    projects.new_project("p", str(base_image), backend=backend, backend_options=options(backend, simulated_tools),
                         memory_mib=256, ctx=ctx)
     yield backend, ctx.projects.get("p")
-    service.remove_project("p", ctx=ctx)
+    projects.remove_project("p", ctx=ctx)
 
 
 def hv_of(files: ProjectFiles) -> Hypervisor:
-    return service.open_backend(files.load())
+    return open_backend(files.load())
 
 
 def top(files: ProjectFiles) -> Path:
@@ -84,13 +88,13 @@ def by_name(files: ProjectFiles, name: str) -> State:
     return next(s for s in files.states().values() if s.name == name)
 
 
-def test_project_shares_one_converted_base(native, ctx: service.Context, base_image: Path) -> None:
+def test_project_shares_one_converted_base(native, ctx: Workspace, base_image: Path) -> None:
     backend, files = native
     project = files.load()
     fmt = "vdi" if backend == "virtualbox" else "vmdk"
     shared = ctx.images.converted(project.roots["system"].image_sha256, fmt)
     assert project.live == {} and project.spec["disks"][0]["path"] == str(shared)
-    service.new_project("q", str(base_image), backend=backend, backend_options=project.backend_options, ctx=ctx)
+    projects.new_project("q", str(base_image), backend=backend, backend_options=project.backend_options, ctx=ctx)
     try:
         assert ctx.projects.get("q").load().spec["disks"][0]["path"] == str(shared)
         before = qemu_img.run(["info", "--output=json", "-f", fmt, str(shared)])
@@ -100,11 +104,11 @@ def test_project_shares_one_converted_base(native, ctx: service.Context, base_im
         assert qemu_img.run(["info", "--output=json", "-f", fmt, str(shared)]) == before
         assert qemu_img.compare(shared, fmt, base_image, "raw"), "the shared base must never be written"
     finally:
-        service.remove_project("q", ctx=ctx)
+        projects.remove_project("q", ctx=ctx)
     assert len(ctx.images.refs(project.roots["system"].image_sha256)) == 1
 
 
-def test_save_restore_branch_remove(native, ctx: service.Context, tmp_path: Path) -> None:
+def test_save_restore_branch_remove(native, ctx: Workspace, tmp_path: Path) -> None:
     backend, files = native
     base_view = guest_view(files, tmp_path)
     expected: dict[str, dict[int, int]] = {}
@@ -112,23 +116,23 @@ def test_save_restore_branch_remove(native, ctx: service.Context, tmp_path: Path
     for i in (1, 2, 3):
         guest_write(files, 0x30 + i, i * MiB)
         assert driver(files).live_has_changes(files)
-        assert service.status("p", ctx=ctx)["unsaved_changes"] is True  # what `vml status` shows
-        state = service.save_state("p", f"s{i}", ctx=ctx)
+        assert running.status("p", ctx=ctx)["unsaved_changes"] is True  # what `vml status` shows
+        state = app_states.save_state("p", f"s{i}", ctx=ctx)
         assert not driver(files).live_has_changes(files)
-        assert service.status("p", ctx=ctx)["unsaved_changes"] is False
+        assert running.status("p", ctx=ctx)["unsaved_changes"] is False
         assert state.native_id in native_tree_of(files)
         expected[state.id] = guest_view(files, tmp_path)
         assert expected[state.id][i * MiB] == 0x30 + i
     guest_write(files, 0x77, 0)  # unsaved work
 
-    result = service.restore_state("p", "s1", ctx=ctx)
+    result = app_states.restore_state("p", "s1", ctx=ctx)
     assert result["autosaved"], "unsaved work must be auto-saved, not lost"
     expected[result["autosaved"]] = {**expected[by_name(files, "s3").id], 0: 0x77}
     assert guest_view(files, tmp_path) == expected[by_name(files, "s1").id]
     assert files.load().current == by_name(files, "s1").id
 
     guest_write(files, 0x55, 3 * MiB)  # a branch from s1
-    branch = service.save_state("p", "b1", ctx=ctx)
+    branch = app_states.save_state("p", "b1", ctx=ctx)
     expected[branch.id] = guest_view(files, tmp_path)
     states = files.states()
     s1 = by_name(files, "s1")
@@ -136,33 +140,33 @@ def test_save_restore_branch_remove(native, ctx: service.Context, tmp_path: Path
     tree = native_tree_of(files)
     for state in states.values():  # vmlog's tree mirrors the hypervisor's
         assert tree[state.native_id] == (states[state.parent].native_id if state.parent else None)
-    assert "|/" in "\n".join(service.state_tree("p", ctx=ctx))
+    assert "|/" in "\n".join(app_states.state_tree("p", ctx=ctx))
 
     for state_id, view in expected.items():
-        service.restore_state("p", state_id, discard=True, ctx=ctx)
+        app_states.restore_state("p", state_id, discard=True, ctx=ctx)
         assert guest_view(files, tmp_path) == view, states[state_id].label()
         assert files.load().current == state_id
 
     if backend == "virtualbox":  # s1's disk has two children (s2, b1): VirtualBox cannot merge it
         with pytest.raises(InvalidInput) as caught:
-            service.remove_state("p", "s1", ctx=ctx)
+            app_states.remove_state("p", "s1", ctx=ctx)
         assert "2 children" in caught.value.message and caught.value.fix
         assert s1.native_id in native_tree_of(files) and s1.id in files.states()
 
     s3 = by_name(files, "s3")
-    service.remove_state("p", "s2", ctx=ctx)  # a middle state: its snapshot merges into s3's
+    app_states.remove_state("p", "s2", ctx=ctx)  # a middle state: its snapshot merges into s3's
     states = files.states()
     assert "s2" not in {s.name for s in states.values()} and states[s3.id].parent == s1.id
     assert native_tree_of(files)[s3.native_id] == s1.native_id
-    service.restore_state("p", "s3", discard=True, ctx=ctx)
+    app_states.restore_state("p", "s3", discard=True, ctx=ctx)
     assert guest_view(files, tmp_path) == expected[s3.id]
 
     if backend == "virtualbox":  # s3 has the auto-saved state and the live disk as children
         with pytest.raises(InvalidInput):
-            service.remove_state("p", "s3", ctx=ctx)
-    service.remove_state("p", result["autosaved"], ctx=ctx)  # a leaf
+            app_states.remove_state("p", "s3", ctx=ctx)
+    app_states.remove_state("p", result["autosaved"], ctx=ctx)  # a leaf
     assert result["autosaved"] not in files.states() and files.load().current == s3.id
-    service.remove_state("p", "s3", ctx=ctx)  # the current state: the live disk keeps its content
+    app_states.remove_state("p", "s3", ctx=ctx)  # the current state: the live disk keeps its content
     assert files.load().current == s1.id
     assert guest_view(files, tmp_path) == expected[s3.id]
     assert s3.native_id not in native_tree_of(files)
@@ -171,9 +175,9 @@ def test_save_restore_branch_remove(native, ctx: service.Context, tmp_path: Path
     assert base_view[0] == 0x11  # the base pattern of the fixture image
 
 
-def test_repair_adopts_and_finishes_and_reports(native, ctx: service.Context) -> None:
+def test_repair_adopts_and_finishes_and_reports(native, ctx: Workspace) -> None:
     backend, files = native
-    one = service.save_state("p", "one", ctx=ctx)
+    one = app_states.save_state("p", "one", ctx=ctx)
     vm = files.load().vm_name
     with hv_of(files) as hv:
         # a snapshot taken behind vmlog's back (the hypervisor's own GUI): adopted, never deleted
@@ -208,21 +212,21 @@ def test_repair_adopts_and_finishes_and_reports(native, ctx: service.Context) ->
         hv.snapshot_delete(vm, one.native_id)
         findings = check_project(files, repair=True, backend=hv)
     assert any("snapshot" in f.problem and "is gone" in f.problem and not f.repaired for f in findings)
-    service.remove_state("p", one.id, ctx=ctx)
+    app_states.remove_state("p", one.id, ctx=ctx)
     with hv_of(files) as hv:
         assert check_project(files, backend=hv) == []
     assert files.states()[adopted.id].parent is None
 
 
-def test_doctor_checks_native_projects(native, ctx: service.Context) -> None:
+def test_doctor_checks_native_projects(native, ctx: Workspace) -> None:
     _backend, files = native
-    service.save_state("p", "one", ctx=ctx)
-    assert service.check_projects(ctx=ctx).ok
+    app_states.save_state("p", "one", ctx=ctx)
+    assert doctor.check_projects(ctx=ctx).ok
     with hv_of(files) as hv:
         hv.snapshot_create(files.load().vm_name, "stray")
-    report = service.check_projects(ctx=ctx)
+    report = doctor.check_projects(ctx=ctx)
     assert not report.ok and "has no state record" in report.findings[0].problem
-    assert service.check_projects(repair=True, ctx=ctx).ok and service.check_projects(ctx=ctx).findings == []
+    assert doctor.check_projects(repair=True, ctx=ctx).ok and doctor.check_projects(ctx=ctx).findings == []
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -250,13 +254,13 @@ def test_cli_project_new_on_native_backend(
     assert "|/" in vml("state", "tree")
     vml("state", "rm", "second")
     assert [s["name"] for s in json.loads(vml("state", "list", "--json"))] == ["first", "branch"]
-    ctx = service.Context.default()
+    ctx = Workspace.default()
     project = ctx.projects.get("demo").load()
-    with service.open_backend(project) as hv:
+    with open_backend(project) as hv:
         names = {s.name for s in hv.snapshot_list(project.vm_name)}
     assert names == {"first", "branch"}
     vml("project", "rm", "demo", "--yes")
-    with service.open_backend(project) as hv:
+    with open_backend(project) as hv:
         assert not hv.exists(project.vm_name)
 
 
@@ -266,13 +270,13 @@ def service_cli_app():
     return app
 
 
-def test_repair_finishes_interrupted_restore_and_remove(native, ctx: service.Context, tmp_path: Path) -> None:
+def test_repair_finishes_interrupted_restore_and_remove(native, ctx: Workspace, tmp_path: Path) -> None:
     _backend, files = native
     guest_write(files, 0x31, MiB)
-    one = service.save_state("p", "one", ctx=ctx)
+    one = app_states.save_state("p", "one", ctx=ctx)
     one_view = guest_view(files, tmp_path)
     guest_write(files, 0x32, 2 * MiB)
-    two = service.save_state("p", "two", ctx=ctx)
+    two = app_states.save_state("p", "two", ctx=ctx)
     vm = files.load().vm_name
     with hv_of(files) as hv:
         # killed after the native restore, before project.json: repair restores again and records it
@@ -299,17 +303,17 @@ def test_repair_finishes_interrupted_restore_and_remove(native, ctx: service.Con
 
 
 def test_rename_refused_and_scratch_disk_kept_per_state(
-    native, ctx: service.Context, base_image: Path, tmp_path: Path
+    native, ctx: Workspace, base_image: Path, tmp_path: Path
 ) -> None:
     backend, files = native
-    service.save_state("p", "one", ctx=ctx)
+    app_states.save_state("p", "one", ctx=ctx)
     with pytest.raises(InvalidInput) as caught:  # a rename deletes the VM, and its snapshots with it
-        service.rename_project("p", "renamed", ctx=ctx)
+        projects.rename_project("p", "renamed", ctx=ctx)
     assert "rename would delete" in caught.value.message and ctx.projects.names() == ["p"]
 
     opts = files.load().backend_options
     for name in ("s", "t"):  # two blank scratch disks of one size: VirtualBox must tell them apart
-        service.new_project(name, str(base_image), backend=backend, scratch_size="1M", backend_options=opts,
+        projects.new_project(name, str(base_image), backend=backend, scratch_size="1M", backend_options=opts,
                             ctx=ctx)
     try:
         scratch = ctx.projects.get("s")
@@ -336,14 +340,14 @@ def test_rename_refused_and_scratch_disk_kept_per_state(
             return value
 
         write(0x61)
-        first = service.save_state("s", "first", ctx=ctx)
+        first = app_states.save_state("s", "first", ctx=ctx)
         with hv_of(scratch) as hv:
             tops = hv.disk_tops(project.vm_name)
         write(0x62)
-        service.save_state("s", "second", ctx=ctx)
-        service.restore_state("s", first.id, ctx=ctx)
+        app_states.save_state("s", "second", ctx=ctx)
+        app_states.restore_state("s", first.id, ctx=ctx)
         assert first_byte() == 0x61
-        service.restore_state("s", "second", ctx=ctx)
+        app_states.restore_state("s", "second", ctx=ctx)
         assert first_byte() == 0x62
         root = scratch.layers.path(project.roots["scratch"].file)
         assert qemu_img.run(["map", "--output=json", "-f", project.roots["scratch"].format, str(root)]).count(
@@ -352,5 +356,5 @@ def test_rename_refused_and_scratch_disk_kept_per_state(
         with hv_of(scratch) as hv:
             assert check_project(scratch, backend=hv) == []
     finally:
-        service.remove_project("s", ctx=ctx)
-        service.remove_project("t", ctx=ctx)
+        projects.remove_project("s", ctx=ctx)
+        projects.remove_project("t", ctx=ctx)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from vmlog import locking
+from vmlog.app import logbook, projects, running, states
 from vmlog.errors import AlreadyExists, Busy, InvalidInput, NotFound
-from vmlog.projects import service
 from vmlog.projects.store import ProjectFiles
 
 
@@ -27,13 +27,13 @@ def test_busy_while_another_process_changes_the_project(project_files: ProjectFi
     try:
         assert ready.wait(30)
         with pytest.raises(Busy) as caught:
-            service.save_state("alpha", "x", ctx=ctx)
+            states.save_state("alpha", "x", ctx=ctx)
         assert "state save" in caught.value.message and str(child.pid) in caught.value.message
         with pytest.raises(Busy):
-            service.restore_state("alpha", "HEAD", ctx=ctx)
+            states.restore_state("alpha", "HEAD", ctx=ctx)
         # read-only calls never lock
-        assert service.state_tree("alpha", ctx=ctx)
-        assert service.status("alpha", ctx=ctx)["busy"] == f"'state save' (pid {child.pid})"
+        assert states.state_tree("alpha", ctx=ctx)
+        assert running.status("alpha", ctx=ctx)["busy"] == f"'state save' (pid {child.pid})"
     finally:
         release.set()
         child.join(30)
@@ -41,36 +41,36 @@ def test_busy_while_another_process_changes_the_project(project_files: ProjectFi
 
 
 def test_new_project_is_current_and_logged(project_files: ProjectFiles, ctx) -> None:
-    assert service.resolve_project(None, ctx) == "alpha"
-    (row,) = [e for e in service.history("alpha", ctx=ctx)]
+    assert projects.resolve_project(None, ctx) == "alpha"
+    (row,) = [e for e in logbook.history("alpha", ctx=ctx)]
     assert row["action"] == "project new" and row["outcome"] == "ok"
     with pytest.raises(AlreadyExists):
-        service.new_project("alpha", "whatever", ctx=ctx)
+        projects.new_project("alpha", "whatever", ctx=ctx)
     with pytest.raises(InvalidInput):
-        service.new_project("../evil", "whatever", ctx=ctx)
-    failed = [e for e in service.history("alpha", ctx=ctx) if e["outcome"] == "failed"]
+        projects.new_project("../evil", "whatever", ctx=ctx)
+    failed = [e for e in logbook.history("alpha", ctx=ctx) if e["outcome"] == "failed"]
     assert len(failed) == 1 and "exists" in failed[0]["message"]
 
 
 def test_listing_and_notes(project_files: ProjectFiles, ctx) -> None:
-    (row,) = service.list_projects(ctx, with_vm_state=False)
+    (row,) = projects.list_projects(ctx, with_vm_state=False)
     assert row["name"] == "alpha" and row["current"] and row["states"] == 0 and row["disk_bytes"] > 0
-    note = service.add_note("first look", ctx=ctx)
+    note = logbook.add_note("first look", ctx=ctx)
     assert note["project"] == "alpha" and note["state"] is None
-    assert [h["kind"] for h in service.history("alpha", ctx=ctx)] == ["operation", "note"]
+    assert [h["kind"] for h in logbook.history("alpha", ctx=ctx)] == ["operation", "note"]
     with pytest.raises(NotFound):
-        service.show_state("alpha", "HEAD", ctx=ctx)
+        states.show_state("alpha", "HEAD", ctx=ctx)
 
 
 def test_remove_project_releases_base_image(project_files: ProjectFiles, ctx) -> None:
     project = project_files.load()
     sha = project.roots["system"].image_sha256
     assert ctx.images.refs(sha)
-    service.remove_project("alpha", ctx=ctx)
+    projects.remove_project("alpha", ctx=ctx)
     assert ctx.images.refs(sha) == [] and ctx.projects.names() == []
     assert not project_files.root.exists()
     with pytest.raises(NotFound):
-        service.resolve_project(None, ctx)
+        projects.resolve_project(None, ctx)
 
 
 def test_layer_sizes_follow_what_each_state_changed(project_files: ProjectFiles, ctx) -> None:
@@ -80,9 +80,9 @@ def test_layer_sizes_follow_what_each_state_changed(project_files: ProjectFiles,
         project = project_files.load()
         return project_files.layers.path(project.live["system"])
 
-    small = service.save_state("alpha", "small", ctx=ctx)  # nothing written: an empty layer
+    small = states.save_state("alpha", "small", ctx=ctx)  # nothing written: an empty layer
     write_pattern(live(), 0x42, 0, 1 << 20)
-    big = service.save_state("alpha", "big", ctx=ctx)
-    sizes = service.layer_sizes("alpha", ctx=ctx)
+    big = states.save_state("alpha", "big", ctx=ctx)
+    sizes = states.layer_sizes("alpha", ctx=ctx)
     assert set(sizes) == {small.id, big.id}
     assert sizes[big.id] >= (1 << 20) > sizes[small.id]

@@ -15,10 +15,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "releases"))
 from release_repos import CvmfsRepoBuilder, ServedDirectory  # noqa: E402
 
+from vmlog.app import projects, states
+from vmlog.app import releases as app_releases
 from vmlog.context.model import Context  # noqa: E402
 from vmlog.errors import InvalidInput  # noqa: E402
 from vmlog.projects import releases as project_releases  # noqa: E402
-from vmlog.projects import service  # noqa: E402
 from vmlog.projects.model import State  # noqa: E402
 from vmlog.releases import CvmfsSource, mounts, running_mounts, umount  # noqa: E402
 from vmlog.releases.sources import add_source  # noqa: E402
@@ -72,7 +73,7 @@ def digest(path: Path) -> str:
 
 @needs_fuse
 def test_state_records_release_revision_and_restore_mounts_it_again(ctx, project_files, source, served):
-    outcome = project_releases.mount_in_project("alpha", "24.0.3", ctx=ctx)
+    outcome = app_releases.mount_in_project("alpha", "24.0.3", ctx=ctx)
     assert outcome.guest == "next boot"  # the VM was never started: shared when it boots
     project = project_files.load()
     (share,) = project.spec["shared_folders"]
@@ -82,20 +83,20 @@ def test_state_records_release_revision_and_restore_mounts_it_again(ctx, project
     (handle,) = running_mounts(project="alpha")
     assert handle.project == "alpha" and handle.mountpoint == host
 
-    state = service.save_state("alpha", "with-release", ctx=ctx)
+    state = states.save_state("alpha", "with-release", ctx=ctx)
     (recorded,) = state.release_mounts
     assert recorded["release"]["revision"] == 7
     assert recorded["release"]["pin"] == handle.release.pin
     assert recorded["guest_path"] == "/cvmfs-releases/24.0.3"
-    assert service.show_state("alpha", "with-release", ctx=ctx)["release_mounts"] == [recorded]
+    assert states.show_state("alpha", "with-release", ctx=ctx)["release_mounts"] == [recorded]
 
-    project_releases.umount_in_project("alpha", "24.0.3", ctx=ctx)
+    app_releases.umount_in_project("alpha", "24.0.3", ctx=ctx)
     assert running_mounts(project="alpha") == []
     assert project_files.load().spec["shared_folders"] == []
-    service.save_state("alpha", "without", ctx=ctx)
-    assert service.show_state("alpha", "without", ctx=ctx)["release_mounts"] == []
+    states.save_state("alpha", "without", ctx=ctx)
+    assert states.show_state("alpha", "without", ctx=ctx)["release_mounts"] == []
 
-    result = service.restore_state("alpha", "with-release", ctx=ctx)
+    result = states.restore_state("alpha", "with-release", ctx=ctx)
     assert result["releases"]["warnings"] == []
     (again,) = running_mounts(project="alpha")
     assert again.release.pin == handle.release.pin and again.release.revision == 7
@@ -104,9 +105,9 @@ def test_state_records_release_revision_and_restore_mounts_it_again(ctx, project
 
     # the server goes away: the cached revision still mounts and reads
     served[1].stop()
-    service.restore_state("alpha", "without", ctx=ctx)
+    states.restore_state("alpha", "without", ctx=ctx)
     assert running_mounts(project="alpha") == []
-    result = service.restore_state("alpha", "with-release", ctx=ctx)
+    result = states.restore_state("alpha", "with-release", ctx=ctx)
     assert result["releases"]["warnings"] == []
     (offline,) = running_mounts(project="alpha")
     assert digest(offline.mountpoint / "lib/libphysics.so") == hashlib.sha256(LIB).hexdigest()
@@ -114,24 +115,24 @@ def test_state_records_release_revision_and_restore_mounts_it_again(ctx, project
 
 @needs_fuse
 def test_two_projects_mount_the_same_release_separately(ctx, project_files, base_image, source):
-    service.new_project("beta", str(base_image), ctx=ctx)
-    project_releases.mount_in_project("alpha", "24.0.3", ctx=ctx)
-    project_releases.mount_in_project("beta", "24.0.3", ctx=ctx)
+    projects.new_project("beta", str(base_image), ctx=ctx)
+    app_releases.mount_in_project("alpha", "24.0.3", ctx=ctx)
+    app_releases.mount_in_project("beta", "24.0.3", ctx=ctx)
     owners = sorted(h.project for h in running_mounts())
     assert owners == ["alpha", "beta"]
-    project_releases.umount_in_project("alpha", "24.0.3", ctx=ctx)
+    app_releases.umount_in_project("alpha", "24.0.3", ctx=ctx)
     assert [h.project for h in running_mounts()] == ["beta"]
 
 
 @needs_fuse
 def test_restore_without_the_source_warns_with_the_needed_revision(ctx, project_files, source):
-    project_releases.mount_in_project("alpha", "24.0.3", ctx=ctx)
-    state = service.save_state("alpha", "s1", ctx=ctx)
-    project_releases.umount_in_project("alpha", "24.0.3", ctx=ctx)
+    app_releases.mount_in_project("alpha", "24.0.3", ctx=ctx)
+    state = states.save_state("alpha", "s1", ctx=ctx)
+    app_releases.umount_in_project("alpha", "24.0.3", ctx=ctx)
     from vmlog.releases.sources import remove_source
 
     remove_source(source.name)
-    result = service.restore_state("alpha", state.id, ctx=ctx)
+    result = states.restore_state("alpha", state.id, ctx=ctx)
     (warning,) = result["releases"]["warnings"]
     assert "24.0.3 revision 7" in warning and source.url in warning and "vml release source add" in warning
     assert running_mounts(project="alpha") == []
@@ -159,11 +160,11 @@ def test_memory_save_of_a_project_with_release_shares_is_refused_with_the_fix(ct
     project.spec["shared_folders"] = [{"tag": "rel-24.0.3", "host_path": "/tmp/x", "readonly": True}]
     project_files.write(project)
     with pytest.raises(InvalidInput) as caught:
-        service.save_state("alpha", memory=True, ctx=ctx)  # refused before the VM is asked
+        states.save_state("alpha", memory=True, ctx=ctx)  # refused before the VM is asked
     assert "virtiofs" in caught.value.message
     assert "vml release umount 24.0.3 --project alpha" in caught.value.fix
     assert "vml down alpha" in caught.value.fix
-    assert service.states("alpha", ctx=ctx)[1] == {}
+    assert states.states("alpha", ctx=ctx)[1] == {}
 
 
 def _iso_text(path: Path, name: str) -> str:

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from hypervisors.base import VMState
-from vmlog.projects import service
+from vmlog.app import logbook, projects, running
+from vmlog.app import states as app_states
 from vmlog.testappliance.agent import GuestChannel
+from vmlog.workspace import Workspace
 
 pytestmark = pytest.mark.vm
 
@@ -17,17 +19,17 @@ BOOT_TIMEOUT = 240.0
 
 
 @pytest.fixture
-def vm_ctx(vmlog_home: Path) -> Iterator[service.Context]:
-    ctx = service.Context.default()
+def vm_ctx(vmlog_home: Path) -> Iterator[Workspace]:
+    ctx = Workspace.default()
     yield ctx
     for name in ctx.projects.names():  # never leak a libvirt domain, even when a test fails
         try:
-            service.remove_project(name, ctx=ctx)
+            projects.remove_project(name, ctx=ctx)
         except Exception:
             pass
 
 
-def _project(ctx: service.Context, name: str, image: Path) -> str:
+def _project(ctx: Workspace, name: str, image: Path) -> str:
     try:
         from hypervisors.libvirt import LibvirtHypervisor
 
@@ -36,11 +38,11 @@ def _project(ctx: service.Context, name: str, image: Path) -> str:
                 pytest.skip("libvirt is not usable here")
     except Exception as exc:  # no libvirt: these tests cannot run
         pytest.skip(f"libvirt is not usable here: {exc}")
-    service.new_project(name, str(image), memory_mib=256, ctx=ctx)
+    projects.new_project(name, str(image), memory_mib=256, ctx=ctx)
     return name
 
 
-def _guest(ctx: service.Context, name: str) -> GuestChannel:
+def _guest(ctx: Workspace, name: str) -> GuestChannel:
     spec = ctx.projects.get(name).load().spec
     channel = GuestChannel(Path(spec["channel_socket"]))
     channel.wait_ready(BOOT_TIMEOUT)
@@ -55,91 +57,91 @@ def _write(guest: GuestChannel, name: str) -> None:
     guest.check_output(f"mkdir -p /data/t; echo {name}-content > /data/t/{name}; sync")
 
 
-def _vm(ctx: service.Context, name: str) -> str:
-    return service.status(name, ctx=ctx)["vm"]
+def _vm(ctx: Workspace, name: str) -> str:
+    return running.status(name, ctx=ctx)["vm"]
 
 
-def test_three_states_branch_and_restore_each(vm_ctx: service.Context, test_appliance_image: Path) -> None:
+def test_three_states_branch_and_restore_each(vm_ctx: Workspace, test_appliance_image: Path) -> None:
     name = _project(vm_ctx, "tree", test_appliance_image)
-    service.up(name, ctx=vm_ctx)
+    running.up(name, ctx=vm_ctx)
     expected: dict[str, list[str]] = {}
     with _guest(vm_ctx, name) as guest:
         for i in (1, 2, 3):
             _write(guest, f"f{i}")
-            state = service.save_state(name, f"s{i}", message=f"after f{i}", ctx=vm_ctx)  # while running
+            state = app_states.save_state(name, f"s{i}", message=f"after f{i}", ctx=vm_ctx)  # while running
             expected[state.id] = [f"f{j}" for j in range(1, i + 1)]
         _write(guest, "unsaved")
-    service.down(name, mode="poweroff", ctx=vm_ctx)
+    running.down(name, mode="poweroff", ctx=vm_ctx)
 
-    result = service.restore_state(name, "s1", ctx=vm_ctx)
+    result = app_states.restore_state(name, "s1", ctx=vm_ctx)
     assert result["autosaved"], "the unsaved file must have been auto-saved, not lost"
     expected[result["autosaved"]] = ["f1", "f2", "f3", "unsaved"]
-    service.up(name, ctx=vm_ctx)
+    running.up(name, ctx=vm_ctx)
     with _guest(vm_ctx, name) as guest:
         assert _files(guest) == ["f1"]
         _write(guest, "branch")
-        branch = service.save_state(name, "b1", ctx=vm_ctx)
+        branch = app_states.save_state(name, "b1", ctx=vm_ctx)
         expected[branch.id] = ["branch", "f1"]
-    service.down(name, mode="poweroff", ctx=vm_ctx)
+    running.down(name, mode="poweroff", ctx=vm_ctx)
 
-    project, states = service.states(name, ctx=vm_ctx)
+    project, states = app_states.states(name, ctx=vm_ctx)
     s1 = next(s for s in states.values() if s.name == "s1")
     assert states[branch.id].parent == s1.id and len([s for s in states.values() if s.parent == s1.id]) == 2
-    assert "|/" in "\n".join(service.state_tree(name, ctx=vm_ctx))
+    assert "|/" in "\n".join(app_states.state_tree(name, ctx=vm_ctx))
 
     for state_id, files in expected.items():
-        service.restore_state(name, state_id, discard=True, ctx=vm_ctx)
-        service.up(name, ctx=vm_ctx)
+        app_states.restore_state(name, state_id, discard=True, ctx=vm_ctx)
+        running.up(name, ctx=vm_ctx)
         with _guest(vm_ctx, name) as guest:
             assert _files(guest) == files, states[state_id].name or state_id
-        service.down(name, mode="poweroff", ctx=vm_ctx)
+        running.down(name, mode="poweroff", ctx=vm_ctx)
 
     actions = [
-        (e["action"], e["outcome"]) for e in service.history(name, ctx=vm_ctx) if e["kind"] == "operation"
+        (e["action"], e["outcome"]) for e in logbook.history(name, ctx=vm_ctx) if e["kind"] == "operation"
     ]
     assert ("state save", "ok") in actions and ("state restore", "ok") in actions and ("up", "ok") in actions
     assert all(outcome == "ok" for _action, outcome in actions)
 
 
-def test_state_with_memory_resumes_where_it_was(vm_ctx: service.Context, test_appliance_image: Path) -> None:
+def test_state_with_memory_resumes_where_it_was(vm_ctx: Workspace, test_appliance_image: Path) -> None:
     name = _project(vm_ctx, "mem", test_appliance_image)
-    service.up(name, ctx=vm_ctx)
+    running.up(name, ctx=vm_ctx)
     with _guest(vm_ctx, name) as guest:
         guest.check_output("echo ram-value-1 > /tmp/ram")
-    state = service.save_state(name, "with-ram", memory=True, ctx=vm_ctx)
+    state = app_states.save_state(name, "with-ram", memory=True, ctx=vm_ctx)
     assert state.memory and _vm(vm_ctx, name) == VMState.RUNNING.value
     with _guest(vm_ctx, name) as guest:
         assert guest.check_output("cat /tmp/ram").strip() == "ram-value-1"
         guest.check_output("echo ram-value-2 > /tmp/ram")
-    result = service.restore_state(name, "with-ram", stop=True, ctx=vm_ctx)
+    result = app_states.restore_state(name, "with-ram", stop=True, ctx=vm_ctx)
     assert result["running"] and result["autosaved"]
     with _guest(vm_ctx, name) as guest:
         assert guest.check_output("cat /tmp/ram").strip() == "ram-value-1"
     # the auto-saved state kept the newer memory too
-    service.restore_state(name, result["autosaved"], discard=True, ctx=vm_ctx)
+    app_states.restore_state(name, result["autosaved"], discard=True, ctx=vm_ctx)
     with _guest(vm_ctx, name) as guest:
         assert guest.check_output("cat /tmp/ram").strip() == "ram-value-2"
 
 
-def test_switch_keeps_each_guest_memory(vm_ctx: service.Context, test_appliance_image: Path) -> None:
+def test_switch_keeps_each_guest_memory(vm_ctx: Workspace, test_appliance_image: Path) -> None:
     a = _project(vm_ctx, "ana", test_appliance_image)
     b = _project(vm_ctx, "bob", test_appliance_image)
-    service.up(a, ctx=vm_ctx)
+    running.up(a, ctx=vm_ctx)
     with _guest(vm_ctx, a) as guest:
         guest.check_output("echo alpha-$$ > /tmp/ram")
         value_a = guest.check_output("cat /tmp/ram").strip()
-    result = service.switch(b, ctx=vm_ctx)
+    result = running.switch(b, ctx=vm_ctx)
     assert result["suspended"] and result["from"] == a
     assert _vm(vm_ctx, a) == VMState.SAVED.value
     with _guest(vm_ctx, b) as guest:
         guest.check_output("echo bravo-$$ > /tmp/ram")
         value_b = guest.check_output("cat /tmp/ram").strip()
-    service.switch(a, ctx=vm_ctx)
+    running.switch(a, ctx=vm_ctx)
     assert _vm(vm_ctx, b) == VMState.SAVED.value
     with _guest(vm_ctx, a) as guest:
         assert guest.check_output("cat /tmp/ram").strip() == value_a
-    service.switch(b, ctx=vm_ctx)
+    running.switch(b, ctx=vm_ctx)
     with _guest(vm_ctx, b) as guest:
         assert guest.check_output("cat /tmp/ram").strip() == value_b
-    switches = [e for e in service.history(b, ctx=vm_ctx) if e["action"] == "switch"]
+    switches = [e for e in logbook.history(b, ctx=vm_ctx) if e["action"] == "switch"]
     assert switches and all(e["outcome"] == "ok" for e in switches)

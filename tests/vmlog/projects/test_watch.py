@@ -11,7 +11,8 @@ import pytest
 from hypervisors.base import VMState
 from hypervisors.errors import HypervisorError
 from hypervisors.spec import DiskSpec, VMSpec
-from vmlog.projects import service, watch
+from vmlog.app import projects, watch
+from vmlog.workspace import Workspace
 
 DEADLINE = 60.0
 
@@ -43,10 +44,10 @@ class Heard:
 
 
 def test_events_name_projects_and_skip_foreign_vms(
-    ctx: service.Context, base_image: Path, libvirt_hv, tmp_path: Path
+    ctx: Workspace, base_image: Path, libvirt_hv, tmp_path: Path
 ) -> None:
-    service.new_project("alpha", str(base_image), ctx=ctx)
-    files, project = service.load("alpha", ctx)
+    projects.new_project("alpha", str(base_image), ctx=ctx)
+    files, project = projects.load("alpha", ctx)
     foreign = VMSpec(name=f"vmltest-foreign-{secrets.token_hex(3)}", memory_mib=64,
                      disks=(DiskSpec(path=base_image, format="raw", label="system"),))
     heard, other = Heard(), Heard()
@@ -69,15 +70,15 @@ def test_events_name_projects_and_skip_foreign_vms(
         for name in (foreign.name, project.vm_name):
             if libvirt_hv.exists(name):
                 libvirt_hv.delete(name)
-        service.remove_project("alpha", ctx=ctx)
+        projects.remove_project("alpha", ctx=ctx)
 
 
-def test_project_row_matches_the_listing(ctx: service.Context, base_image: Path) -> None:
-    service.new_project("alpha", str(base_image), ctx=ctx)
+def test_project_row_matches_the_listing(ctx: Workspace, base_image: Path) -> None:
+    projects.new_project("alpha", str(base_image), ctx=ctx)
     try:
-        listed = {row["name"]: row for row in service.list_projects(ctx)}
+        listed = {row["name"]: row for row in projects.list_projects(ctx)}
         assert watch.project_row("alpha", ctx) == listed["alpha"]
         with pytest.raises(Exception, match="no project named"):
             watch.project_row("nope", ctx)
     finally:
-        service.remove_project("alpha", ctx=ctx)
+        projects.remove_project("alpha", ctx=ctx)

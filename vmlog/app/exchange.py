@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import re
 import secrets
@@ -32,6 +31,7 @@ from typing import Any
 from hypervisors import qemu_img, registry
 from hypervisors.errors import HypervisorError
 from vmlog import fsutil, locking
+from vmlog.app import projects, states
 from vmlog.appliances import download
 from vmlog.bundles import (
     BaseImageRef,
@@ -50,16 +50,19 @@ from vmlog.errors import AlreadyExists, IntegrityError, InvalidInput, NotFound, 
 from vmlog.logbook import Operation
 from vmlog.logbook.book import who
 from vmlog.mail import SmtpSettings, open_in_mail_client, send_bundle
-from vmlog.projects import native_exchange, refs, service
+from vmlog.projects import native_exchange, refs
+from vmlog.projects.backends import open_backend
 from vmlog.projects.driver import Progress, no_progress
 from vmlog.projects.model import Project, State
+from vmlog.projects.names import check_project_name
 from vmlog.projects.overlay_chain import MEMORY_FILE
+from vmlog.projects.sender_log import write_sender_logbook
 from vmlog.projects.store import ProjectFiles
 from vmlog.store.images import StoredImage
+from vmlog.workspace import Workspace
 
 _STATE_ID = re.compile(r"^[0-9a-f]{8,64}$")
 _SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
-SENDER_LOGBOOK = "sender-logbook.json"
 # What a memory image needs to resume, recorded in the manifest and compared on import.
 MEMORY_STACK_KEYS = ("hypervisor", "domain_type", "qemu", "arch", "machine", "memory_mib", "cpus")
 SUFFIX = ".vmlstate"
@@ -108,14 +111,14 @@ class SendResult:
 
 # -- shared plumbing -----------------------------------------------------------------------------
 @contextmanager
-def _mutation(ctx: service.Context, project: str, action: str, **args: Any) -> Iterator[Operation]:
+def _mutation(ctx: Workspace, project: str, action: str, **args: Any) -> Iterator[Operation]:
     """The project's lock and a logbook row around a change, as every service mutation does."""
     with locking.project_locks(ctx.home.locks, [project], action):
         with ctx.logbook.operation(project, action, None, **args) as op:
             yield op
 
 
-def _base_of(ctx: service.Context, project: Project, labels: Sequence[str]) -> StoredImage:
+def _base_of(ctx: Workspace, project: Project, labels: Sequence[str]) -> StoredImage:
     """The one store image every exported disk's chain starts from."""
     shas = set()
     for label in labels:
@@ -166,7 +169,7 @@ def _portable_spec(spec: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _logbook_excerpt(ctx: service.Context, project: str, state_ids: list[str]) -> list[dict[str, Any]]:
+def _logbook_excerpt(ctx: Workspace, project: str, state_ids: list[str]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for sid in state_ids:
         rows.extend(e.to_dict() for e in ctx.logbook.entries(project=project, state=sid))
@@ -174,7 +177,7 @@ def _logbook_excerpt(ctx: service.Context, project: str, state_ids: list[str]) -
     return rows
 
 
-def default_signer(ctx: service.Context) -> str:
+def default_signer(ctx: Workspace) -> str:
     """The name a signature carries: the configured mail sender, else ``user@host``."""
     try:
         settings = SmtpSettings.load(ctx.home.config)
@@ -198,7 +201,7 @@ def export_state(
     sign: bool = True,
     signer: str | None = None,
     base_urls: Sequence[str] = (),
-    ctx: service.Context | None = None,
+    ctx: Workspace | None = None,
     progress: Progress = no_progress,
 ) -> ExportResult:
     """Write state ``ref`` as one ``.vmlstate`` file: its disks' delta against the base (or ``since``).
@@ -206,8 +209,8 @@ def export_state(
     ``base_urls`` adds download URLs of the base to those the image store knows, so a recipient
     without the base can fetch it. ``out`` may be a directory; the default is the working directory.
     """
-    ctx = ctx or service.Context.default()
-    name = service.resolve_project(project_name, ctx)
+    ctx = ctx or Workspace.default()
+    name = projects.resolve_project(project_name, ctx)
     with _mutation(ctx, name, "state export", ref=ref, since=since, memory=with_memory) as op, ExitStack() as stack:
         files = ctx.projects.get(name)
         project = files.load()
@@ -305,7 +308,7 @@ def _memory_stack(project: Project, state: State, memory: Path) -> dict[str, Any
     backend_name = state.backend or project.backend
     if backend_name != project.backend:
         return {"backend": backend_name}
-    with service.open_backend(project) as backend:
+    with open_backend(project) as backend:
         try:
             return {"backend": backend_name, **backend.memory_image_stack(memory)}
         except HypervisorError:  # an importer then refuses the image: it cannot check the stack
@@ -328,12 +331,12 @@ def memory_mismatch(recorded: dict[str, Any], here: dict[str, Any]) -> str | Non
     return None
 
 
-def _memory_fits(ctx: service.Context, project_name: str, recorded: dict[str, Any]) -> str | None:
+def _memory_fits(ctx: Workspace, project_name: str, recorded: dict[str, Any]) -> str | None:
     """Why the bundle's memory image cannot resume in project ``project_name`` here (None: it can)."""
     files = ctx.projects.get(project_name)
     project = files.load()
     try:
-        with service.open_backend(project) as backend:
+        with open_backend(project) as backend:
             here = backend.memory_stack(files.vm_spec(project))
     except HypervisorError as exc:
         return f"the {project.backend} backend cannot check it: {exc.message}"
@@ -364,7 +367,7 @@ def check_trust(
     )
 
 
-def remember_signer(ctx: service.Context, signer: SignerInfo) -> str:
+def remember_signer(ctx: Workspace, signer: SignerInfo) -> str:
     """Accept ``signer``'s key: its bundles import without asking from now on."""
     return KnownSigners(ctx.home.config).add(signer.name, signer.public_key)
 
@@ -383,7 +386,7 @@ def _check_standalone(path: Path, fmt: str) -> None:
 
 
 def _ensure_base(
-    ctx: service.Context, base: dict[str, Any], *, insecure: bool, progress: Progress
+    ctx: Workspace, base: dict[str, Any], *, insecure: bool, progress: Progress
 ) -> tuple[StoredImage, bool]:
     """The base from the store, or downloaded from the manifest's URLs and verified by its sha256."""
     image = ctx.images.find(base["sha256"])
@@ -427,7 +430,7 @@ def _ensure_base(
     return image, downloaded
 
 
-def _unique_project_name(ctx: service.Context, wanted: str) -> str:
+def _unique_project_name(ctx: Workspace, wanted: str) -> str:
     base = _file_part(wanted) or "imported"
     if not base[0].isalnum():
         base = "imported-" + base
@@ -436,10 +439,10 @@ def _unique_project_name(ctx: service.Context, wanted: str) -> str:
     candidate, n = base, 2
     while candidate in names:
         candidate, n = f"{base}-{n}", n + 1
-    return service.check_project_name(candidate)
+    return check_project_name(candidate)
 
 
-def _find_since(ctx: service.Context, state_id: str, project: str | None) -> str:
+def _find_since(ctx: Workspace, state_id: str, project: str | None) -> str:
     candidates = [project] if project else ctx.projects.names()
     for name in candidates:
         if name in ctx.projects.names() and state_id in ctx.projects.get(name).states():
@@ -465,7 +468,7 @@ def _spec_numbers(spec: dict[str, Any]) -> tuple[int, int]:
 
 
 def _add_state(
-    ctx: service.Context,
+    ctx: Workspace,
     name: str,
     reader: BundleReader,
     bundle: VerifiedBundle,
@@ -496,7 +499,7 @@ def _add_state(
             ctx.home.cache, files, reader, bundle, image, native_exchange.native_base_of(files, project),
             describe=describe, digest_of=layers_digest, progress=progress,
         )
-        fsutil.atomic_write_json(files.state_dir(state.id) / SENDER_LOGBOOK, bundle.logbook)
+        write_sender_logbook(files, state.id, bundle.logbook)
         return state
     states = files.states()
     for label in bundle.labels:
@@ -573,17 +576,17 @@ def _add_state(
         backend=project.backend if memory else None,
     )
     files.write_state(state)
-    fsutil.atomic_write_json(files.state_dir(sid) / SENDER_LOGBOOK, bundle.logbook)
+    write_sender_logbook(files, sid, bundle.logbook)
     return state
 
 
-def open_bundle(bundle_path: Path, *, ctx: service.Context | None = None) -> BundleReader:
+def open_bundle(bundle_path: Path, *, ctx: Workspace | None = None) -> BundleReader:
     """A reader on ``bundle_path`` that has verified the whole file (nothing written).
 
     Pass it to :func:`import_state` to import without a second verification pass, e.g. after
     showing the user who signed it.
     """
-    ctx = ctx or service.Context.default()
+    ctx = ctx or Workspace.default()
     reader = BundleReader(Path(bundle_path), known_signers=KnownSigners(ctx.home.config))
     reader.verify()
     return reader
@@ -598,7 +601,7 @@ def import_state(
     insecure: bool = False,
     backend: str | None = None,
     backend_options: dict[str, Any] | None = None,
-    ctx: service.Context | None = None,
+    ctx: Workspace | None = None,
     progress: Progress = no_progress,
 ) -> ImportResult:
     """Verify a bundle completely, then rebuild its state here (see the module docstring for where).
@@ -609,7 +612,7 @@ def import_state(
     is the hypervisor of a new project (default ``kvm``); on VirtualBox and VMware the state
     becomes a native snapshot (see :mod:`vmlog.projects.native_exchange`).
     """
-    ctx = ctx or service.Context.default()
+    ctx = ctx or Workspace.default()
     progress("verifying the bundle", 0.05)
     reader = bundle if isinstance(bundle, BundleReader) else open_bundle(bundle, ctx=ctx)
     bundle_path = reader.path
@@ -628,7 +631,7 @@ def import_state(
     else:
         wanted = project or str(bundle.state.get("project") or bundle.state.get("name") or "imported")
         target, create = (
-            (service.check_project_name(project) if project else _unique_project_name(ctx, wanted)),
+            (check_project_name(project) if project else _unique_project_name(ctx, wanted)),
             True,
         )
     if backend and not create:
@@ -642,7 +645,7 @@ def import_state(
     image, downloaded = _ensure_base(ctx, bundle.base, insecure=insecure, progress=progress)
     if create:
         cpus, memory = _spec_numbers(bundle.manifest.get("vm_spec") or {})
-        service.new_project(
+        projects.new_project(
             target, image.sha256, backend=backend or "kvm", backend_options=backend_options,
             cpus=cpus, memory_mib=memory, ctx=ctx,
         )
@@ -668,11 +671,11 @@ def import_state(
                 f", on top of {since['state_id'][:8]}" if since else ""
             )
         if create:
-            service.restore_state(target, sid, discard=True, ctx=ctx)
+            states.restore_state(target, sid, discard=True, ctx=ctx)
     except BaseException:
         if create:
             try:
-                service.remove_project(target, ctx=ctx)
+                projects.remove_project(target, ctx=ctx)
             except VmlogError:
                 pass
         raise
@@ -691,15 +694,15 @@ def import_state(
     )
 
 
-def inspect_bundle(bundle_path: Path, *, ctx: service.Context | None = None) -> dict[str, Any]:
+def inspect_bundle(bundle_path: Path, *, ctx: Workspace | None = None) -> dict[str, Any]:
     """What a bundle holds and who signed it, after full verification (nothing is written)."""
-    ctx = ctx or service.Context.default()
+    ctx = ctx or Workspace.default()
     return describe_bundle(open_bundle(bundle_path, ctx=ctx).verify(), ctx=ctx)
 
 
-def describe_bundle(bundle: VerifiedBundle, *, ctx: service.Context | None = None) -> dict[str, Any]:
+def describe_bundle(bundle: VerifiedBundle, *, ctx: Workspace | None = None) -> dict[str, Any]:
     """A verified bundle as plain data: state, base (and whether the store has it), disks, signer."""
-    ctx = ctx or service.Context.default()
+    ctx = ctx or Workspace.default()
     doc = bundle.manifest
     return {
         "state": bundle.state,
@@ -726,7 +729,7 @@ def send_state(
     base_urls: Sequence[str] = (),
     settings: SmtpSettings | None = None,
     outbox: Path | None = None,
-    ctx: service.Context | None = None,
+    ctx: Workspace | None = None,
     progress: Progress = no_progress,
 ) -> SendResult:
     """Export state ``ref`` and mail it to ``to`` (SMTP settings), or hand it to the mail client.
@@ -734,7 +737,7 @@ def send_state(
     A bundle over the SMTP size limit is refused before connecting; it stays in the outbox, and
     the error says how to share it instead.
     """
-    ctx = ctx or service.Context.default()
+    ctx = ctx or Workspace.default()
     if not client:
         settings = settings or SmtpSettings.load(ctx.home.config)
     outbox = Path(outbox) if outbox is not None else ctx.home.cache / "outbox"
@@ -750,7 +753,7 @@ def send_state(
         ctx=ctx,
         progress=progress,
     )
-    name = service.resolve_project(project_name, ctx)
+    name = projects.resolve_project(project_name, ctx)
     with ctx.logbook.operation(name, "state send", exported.state_id, to=to, client=client) as op:
         if client:
             progress("opening the mail client", 0.9)
@@ -774,12 +777,3 @@ def send_state(
     except OSError:
         pass
     return SendResult(exported, to, "smtp", message_id)
-
-
-def read_sender_logbook(files: ProjectFiles, state_id: str) -> list[dict[str, Any]]:
-    """The logbook rows a state arrived with (empty for states saved here)."""
-    path = files.state_dir(state_id) / SENDER_LOGBOOK
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return []

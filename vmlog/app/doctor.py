@@ -1,4 +1,4 @@
-"""Health checks: which backends work here and why not, each with the fix.
+"""Health checks (`vml doctor`): which backends work here and why not, each with the fix, and the project store.
 
 The CLI (``vml doctor``), the GUI and ``vml setup`` (to pick the best usable backend) all read
 this one report.
@@ -10,8 +10,13 @@ import shutil
 from dataclasses import dataclass, field
 
 from hypervisors import qemu_img, registry
-from hypervisors.base import Probe
+from hypervisors.base import Hypervisor, Probe
 from hypervisors.errors import HypervisorError
+from vmlog.errors import VmlogError
+from vmlog.projects.backends import open_backend
+from vmlog.projects.model import Project
+from vmlog.projects.repair import StoreReport, check_store
+from vmlog.workspace import Workspace, workspace
 
 # Order of preference when vmlog picks a backend by itself.
 PREFERRED_BACKENDS = ("kvm", "virtualbox", "vmware")
@@ -68,7 +73,6 @@ def check_qemu_img() -> Check:
 
 def check_project_store(*, repair: bool = False) -> Check:
     """The project store after a crash: temp files, half-written states, interrupted saves, orphan layers."""
-    from vmlog.projects.service import check_projects
 
     try:
         report = check_projects(repair=repair)
@@ -92,3 +96,23 @@ def check_project_store(*, repair: bool = False) -> Check:
 
 def diagnose(*, repair: bool = False) -> Report:
     return Report(backends=registry.probe_all(), tools=[check_qemu_img(), check_project_store(repair=repair)])
+
+
+def check_projects(*, repair: bool = False, ctx: Workspace | None = None) -> StoreReport:
+    """What ``vml doctor`` reports about the project store, and repairs with ``--repair``."""
+    ctx = workspace(ctx)
+
+    def backend_for(project: Project) -> Hypervisor | None:
+        try:
+            return open_backend(project)
+        except Exception:  # a repair must work without the backend
+            return None
+
+    def release(sha: str, holder: str) -> None:
+        try:
+            ctx.images.remove_ref(sha, holder)
+        except VmlogError:
+            pass
+
+    return check_store(ctx.projects, repair=repair, release_ref=release, backend_for=backend_for)
+

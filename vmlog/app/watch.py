@@ -19,8 +19,10 @@ from typing import Any
 from hypervisors import registry
 from hypervisors.base import Capability, VMState
 from hypervisors.errors import HypervisorError
+from vmlog.app import projects, running
 from vmlog.errors import NotFound
-from vmlog.projects import service
+from vmlog.projects.names import vm_name_for
+from vmlog.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +38,13 @@ class ProjectWatch:
     """Reports VM state changes of this home's projects to ``callback(project, state)``."""
 
     def __init__(
-        self, callback: ProjectCallback, ctx: service.Context | None = None, *, default_backend: str | None = "kvm"
+        self, callback: ProjectCallback, ctx: Workspace | None = None, *, default_backend: str | None = "kvm"
     ) -> None:
         """``default_backend`` is watched even before any project uses it, so the first VM is heard too."""
         self._callback = callback
         self._default = backend_key(default_backend, {}) if default_backend else None
-        self.ctx = ctx or service.Context.default()
-        self._prefix = service.vm_name_for(self.ctx.home, "x")[:-1]  # "vmlog-<home id>-"
+        self.ctx = ctx or Workspace.default()
+        self._prefix = vm_name_for(self.ctx.home, "x")[:-1]  # "vmlog-<home id>-"
         self._lock = threading.Lock()
         self._projects: dict[str, str] = {}  # VM name -> project name
         self._needed: set[BackendKey] = set()
@@ -137,7 +139,7 @@ class ProjectWatch:
         if project is None and vm_name.startswith(self._prefix):
             self._read_projects()  # a project made (or renamed) since the last read
             with self._lock:
-                # not published yet: its VM is named after it (service.vm_name_for)
+                # not published yet: its VM is named after it (vm_name_for)
                 project = self._projects.get(vm_name) or vm_name[len(self._prefix):]
         return project
 
@@ -151,11 +153,11 @@ class ProjectWatch:
         self._callback(project, state)
 
 
-def project_row(name: str, ctx: service.Context | None = None) -> dict[str, Any]:
-    """One project's row of :func:`service.list_projects`, asking only that project's VM for its state."""
-    ctx = ctx or service.Context.default()
-    for row in service.list_projects(ctx, with_vm_state=False):
+def project_row(name: str, ctx: Workspace | None = None) -> dict[str, Any]:
+    """One project's row of :func:`projects.list_projects`, asking only that project's VM for its state."""
+    ctx = ctx or Workspace.default()
+    for row in projects.list_projects(ctx, with_vm_state=False):
         if row["name"] == name:
-            row["vm"] = service.status(name, ctx=ctx)["vm"]
+            row["vm"] = running.status(name, ctx=ctx)["vm"]
             return row
     raise NotFound(f"no project named {name!r}", fix="list the projects with `vml project list`")

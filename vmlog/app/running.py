@@ -1,0 +1,175 @@
+"""Running a project's VM: up, down, status, the console, and switching between projects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hypervisors.base import Hypervisor, VMState
+from vmlog import locking
+from vmlog.app.projects import load, resolve_project, vm_state_safe
+from vmlog.app.session import session
+from vmlog.errors import InvalidInput, NotFound
+from vmlog.projects import current as current_project
+from vmlog.projects import releases as project_releases
+from vmlog.projects.backends import open_backend, unsaved_changes, vm_state
+from vmlog.projects.driver import Progress, no_progress
+from vmlog.projects.model import Project
+from vmlog.projects.store import ProjectFiles
+from vmlog.workspace import Workspace, workspace
+
+
+def start_vm(backend: Hypervisor, files: ProjectFiles, project: Project) -> list[str]:
+    """Start or resume the VM; on a cold boot its releases are shared in. Returns warnings."""
+    spec = files.vm_spec(project)
+    for path in (spec.serial_log, spec.channel_socket):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+    if not backend.exists(project.vm_name):
+        backend.define(spec)
+    state = backend.state(project.vm_name)
+    if state in (VMState.RUNNING, VMState.TRANSITIONING):
+        return []
+    if state == VMState.PAUSED:
+        backend.resume(project.vm_name)
+        return []
+    booting = state != VMState.SAVED
+    warnings = project_releases.before_boot(files, project) if booting else []
+    if state == VMState.CRASHED:
+        backend.poweroff(project.vm_name)
+        state = VMState.STOPPED
+    if state == VMState.STOPPED:
+        backend.redefine(spec)  # project.json decides which layers the VM writes into
+    if spec.channel_socket is not None and spec.channel_socket.exists():
+        spec.channel_socket.unlink()  # a stale socket of the last run; the hypervisor creates a new one
+    backend.start(project.vm_name)
+    return warnings + (project_releases.after_boot(files, project) if booting else [])
+
+
+def up(name: str | None = None, *, ctx: Workspace | None = None, progress: Progress = no_progress) -> str:
+    """Start the project's VM (resuming it if it was suspended); it becomes the current project."""
+    ctx = workspace(ctx)
+    name = resolve_project(name, ctx)
+    with session(ctx, name, "up") as op:
+        files = ctx.projects.get(name)
+        project = files.load()
+        op.state_id = project.current
+        with open_backend(project) as backend:
+            before = vm_state(backend, project.vm_name)
+            progress("starting the VM" if before == VMState.STOPPED else "resuming the VM", None)
+            warnings = start_vm(backend, files, project)
+        op.message = (
+            "resumed"
+            if before == VMState.SAVED
+            else ("already running" if before == VMState.RUNNING else "booted")
+        ) + "".join(f"; {w}" for w in warnings)
+        current_project.set_(ctx.home.data, name)
+        return op.message
+
+
+DOWN_MODES = ("shutdown", "save", "poweroff")
+
+
+def down(
+    name: str | None = None,
+    *,
+    mode: str = "shutdown",
+    timeout: float = 60.0,
+    ctx: Workspace | None = None,
+    progress: Progress = no_progress,
+) -> None:
+    """Stop the VM: ACPI shutdown (default), ``save`` (suspend with memory) or ``poweroff``."""
+    ctx = workspace(ctx)
+    if mode not in DOWN_MODES:
+        raise InvalidInput(f"unknown stop mode {mode!r}", fix=f"use one of {', '.join(DOWN_MODES)}")
+    name = resolve_project(name, ctx)
+    with session(ctx, name, "down", mode=mode) as op:
+        files = ctx.projects.get(name)
+        project = files.load()
+        op.state_id = project.current
+        with open_backend(project) as backend:
+            state = vm_state(backend, project.vm_name)
+            if state in (VMState.STOPPED, VMState.SAVED):
+                op.message = f"already {state.value}"
+                return
+            progress(f"{mode} of the VM", None)
+            if mode == "save":
+                project_releases.refuse_memory_save(project, "suspend")
+                backend.suspend(project.vm_name)
+            elif mode == "poweroff":
+                backend.poweroff(project.vm_name)
+            else:
+                backend.shutdown(project.vm_name, timeout=timeout)
+
+
+def status(name: str | None = None, *, ctx: Workspace | None = None) -> dict[str, Any]:
+    ctx = workspace(ctx)
+    files, project = load(name, ctx)
+    states = files.states()
+    head = states.get(project.current) if project.current else None
+    return {
+        "project": project.name,
+        "vm_name": project.vm_name,
+        "backend": project.backend,
+        "vm": vm_state_safe(project),
+        "state": head.id if head else None,
+        "state_name": head.name if head else None,
+        "unsaved_changes": unsaved_changes(files, project),
+        "serial_log": project.spec.get("serial_log"),
+        "busy": locking.holder(ctx.home.locks, project.name),
+    }
+
+
+def console_tail(name: str | None = None, *, lines: int = 40, ctx: Workspace | None = None) -> str:
+    """The last lines of the guest's serial console log."""
+    ctx = workspace(ctx)
+    _files, project = load(name, ctx)
+    log = project.spec.get("serial_log")
+    if not log or not Path(log).is_file():
+        raise NotFound(
+            f"project {project.name!r} has no console log yet", fix=f"`vml up {project.name}` first"
+        )
+    text = Path(log).read_bytes()[-256 * 1024 :].decode("utf-8", "replace")
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def console_command(name: str | None = None, *, ctx: Workspace | None = None) -> list[str]:
+    """The command that attaches a terminal to the project's running VM console (``Unsupported`` if none)."""
+    ctx = workspace(ctx)
+    _files, project = load(name, ctx)
+    with open_backend(project) as backend:
+        return backend.console_command(project.vm_name)
+
+
+def switch(
+    target: str, *, source: str | None = None, ctx: Workspace | None = None, progress: Progress = no_progress
+) -> dict[str, Any]:
+    """Suspend the running project (memory kept) and resume ``target`` where it was, or boot it."""
+    ctx = workspace(ctx)
+    source = source or current_project.get(ctx.home.data)
+    if source == target or source not in ctx.projects.names():
+        source = None
+    names = [target] + ([source] if source else [])
+    with session(ctx, names, "switch", source=source, target=target) as op:
+        result: dict[str, Any] = {"from": source, "to": target, "suspended": False}
+        target_files = ctx.projects.get(target)
+        target_project = target_files.load()
+        if source:
+            source_project = ctx.projects.get(source).load()
+            with open_backend(source_project) as backend:
+                if vm_state(backend, source_project.vm_name) in (VMState.RUNNING, VMState.PAUSED):
+                    project_releases.refuse_memory_save(source_project, "suspend")
+                    progress(f"suspending {source}", 0.2)
+                    backend.suspend(source_project.vm_name)
+                    result["suspended"] = True
+        with open_backend(target_project) as backend:
+            before = vm_state(backend, target_project.vm_name)
+            progress(f"{'resuming' if before == VMState.SAVED else 'starting'} {target}", 0.6)
+            result["warnings"] = start_vm(backend, target_files, target_project)
+        result["target_was"] = before.value
+        op.state_id = target_project.current
+        op.message = f"{source or '-'} -> {target} ({'resumed' if before == VMState.SAVED else before.value})"
+        current_project.set_(ctx.home.data, target)
+        progress("switched", 1.0)
+        return result
+

@@ -1,0 +1,216 @@
+"""States: save, list, show, restore, rename and remove the states of a project."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+from hypervisors.base import Capability, VMState
+from vmlog.app.projects import load, resolve_project
+from vmlog.app.session import session
+from vmlog.errors import AlreadyExists, InvalidInput
+from vmlog.logbook.book import who
+from vmlog.projects import current as current_project
+from vmlog.projects import graph, refs
+from vmlog.projects import releases as project_releases
+from vmlog.projects.backends import driver_for, open_backend, unsaved_changes, vm_state
+from vmlog.projects.driver import Progress, no_progress
+from vmlog.projects.model import Project, State
+from vmlog.workspace import Workspace, workspace
+
+AUTOSAVE_MESSAGE = "auto-saved before restore"
+
+
+def save_state(
+    project_name: str | None = None,
+    name: str | None = None,
+    *,
+    message: str = "",
+    memory: bool = False,
+    ctx: Workspace | None = None,
+    progress: Progress = no_progress,
+) -> State:
+    """Freeze the live layer as a new state (O(1) in disk size, also while the VM runs)."""
+    ctx = workspace(ctx)
+    project_name = resolve_project(project_name, ctx)
+    with session(ctx, project_name, "state save", name=name, memory=memory) as op:
+        files = ctx.projects.get(project_name)
+        project = files.load()
+        if memory:
+            project_releases.refuse_memory_save(project, "save the memory of")
+        with open_backend(project) as backend:
+            state = driver_for(backend).save(
+                files, name=name, message=message, author=who(), memory=memory, progress=progress
+            )
+        state = project_releases.record_in_state(files, state)  # the releases' exact revisions
+        op.state_id = state.id
+        op.message = message or state.name
+        return state
+
+
+def states(
+    project_name: str | None = None, *, ctx: Workspace | None = None
+) -> tuple[Project, dict[str, State]]:
+    files, project = load(project_name, ctx)
+    return project, files.states()
+
+
+def layer_sizes(project_name: str | None = None, *, ctx: Workspace | None = None) -> dict[str, int | None]:
+    """Disk space each state's own frozen layers (and memory image) take, by state id.
+
+    ``None`` where vmlog holds no layer of its own (a native snapshot tree keeps it in the hypervisor).
+    """
+    files, _project = load(project_name, ctx)
+    sizes: dict[str, int | None] = {}
+    for state in files.states().values():
+        paths = [files.layers.path(name) for name in state.layers.values()]
+        if state.memory:
+            paths.append(files.state_dir(state.id) / state.memory)
+        if not paths:
+            sizes[state.id] = None
+            continue
+        sizes[state.id] = sum(p.stat().st_blocks * 512 for p in paths if p.exists())
+    return sizes
+
+
+def state_tree(project_name: str | None = None, *, ctx: Workspace | None = None) -> list[str]:
+    files, project = load(project_name, ctx)
+    all_states = files.states()
+    dirty = unsaved_changes(files, project)
+
+    def describe(state: State) -> str:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(state.created))
+        parts = [state.id[:8], state.name or "", f"({when})"]
+        if state.memory:
+            parts.append("[memory]")
+        if state.message and state.message != state.name:
+            parts.append(f"- {state.message}")
+        if state.id == project.current:
+            parts.append("<- HEAD")
+        return " ".join(p for p in parts if p)
+
+    lines = graph.draw(all_states, project.current, describe, live_dirty=dirty)
+    if project.current is None:
+        lines.insert(0, "+ (live layer on the base image" + (", unsaved changes)" if dirty else ")"))
+    return lines
+
+
+def show_state(project_name: str | None, ref: str, *, ctx: Workspace | None = None) -> dict[str, Any]:
+    ctx = workspace(ctx)
+    files, project = load(project_name, ctx)
+    all_states = files.states()
+    state = refs.resolve(all_states, project.current, ref)
+    data = state.to_dict()
+    data["current"] = state.id == project.current
+    data["children"] = [c.id for c in refs.children(all_states, state.id)]
+    data["notes"] = [n.to_dict() for n in ctx.logbook.notes(project=project.name, state=state.id)]
+    return data
+
+
+def restore_state(
+    project_name: str | None,
+    ref: str,
+    *,
+    discard: bool = False,
+    stop: bool = False,
+    ctx: Workspace | None = None,
+    progress: Progress = no_progress,
+) -> dict[str, Any]:
+    """Go back to state ``ref`` (branching the tree). Unsaved work is auto-saved first unless ``discard``.
+
+    A running or suspended VM is refused unless ``stop``: then it is saved with its memory (if the
+    backend can) or shut down, so nothing is lost.
+    """
+    ctx = workspace(ctx)
+    project_name = resolve_project(project_name, ctx)
+    with session(ctx, project_name, "state restore", ref=ref, discard=discard) as op:
+        files = ctx.projects.get(project_name)
+        project = files.load()
+        target = refs.resolve(files.states(), project.current, ref)
+        op.state_id = target.id
+        result: dict[str, Any] = {"state": target.id, "autosaved": None}
+        with open_backend(project) as backend:
+            driver = driver_for(backend)
+            vm = vm_state(backend, project.vm_name)
+            if vm not in (VMState.STOPPED, VMState.CRASHED):
+                if not stop and not discard:
+                    raise InvalidInput(
+                        f"the VM of {project.name!r} is {vm.value}; restoring would lose what it holds"
+                        " in memory",
+                        fix="`vml down` first, or pass --stop (auto-saves it with its memory) or --discard",
+                    )
+                if discard:
+                    backend.poweroff(project.vm_name)
+                    if vm_state(backend, project.vm_name) == VMState.SAVED:
+                        backend.discard_saved_state(project.vm_name)
+                else:
+                    if vm == VMState.SAVED:
+                        progress("resuming the suspended VM to save it", 0.05)
+                        backend.start(project.vm_name)
+                    if backend.can(Capability.MEMORY_IMAGE) and not project_releases.shares_memory_block(project):
+                        progress("auto-saving the running VM with its memory", 0.1)
+                        saved = driver.save(
+                            files,
+                            name=None,
+                            message=AUTOSAVE_MESSAGE,
+                            author=who(),
+                            memory=True,
+                            resume=False,
+                        )
+                        result["autosaved"] = saved.id
+                    else:
+                        progress("shutting the VM down", 0.1)
+                        backend.shutdown(project.vm_name)
+            elif vm == VMState.CRASHED:
+                backend.poweroff(project.vm_name)
+            if result["autosaved"] is None and not discard and driver.live_has_changes(files):
+                progress("auto-saving unsaved changes", 0.2)
+                saved = driver.save(files, name=None, message=AUTOSAVE_MESSAGE, author=who(), memory=False)
+                result["autosaved"] = saved.id
+            driver.restore(files, target, progress=progress)
+            progress("mounting the state's releases", 0.8)
+            releases = project_releases.apply_state(files, target)
+            result["releases"] = releases.to_dict()
+            result["running"] = vm_state(backend, project.vm_name) == VMState.RUNNING
+        op.message = (
+            f"restored {target.label()}"
+            + (f", unsaved work auto-saved as {result['autosaved'][:8]}" if result["autosaved"] else "")
+            + "".join(f"; {w}" for w in releases.warnings)
+        )
+        current_project.set_(ctx.home.data, project_name)
+        return result
+
+
+def remove_state(
+    project_name: str | None, ref: str, *, ctx: Workspace | None = None, progress: Progress = no_progress
+) -> State:
+    ctx = workspace(ctx)
+    project_name = resolve_project(project_name, ctx)
+    with session(ctx, project_name, "state rm", ref=ref) as op:
+        files = ctx.projects.get(project_name)
+        project = files.load()
+        state = refs.resolve(files.states(), project.current, ref)
+        op.state_id = state.id
+        with open_backend(project) as backend:
+            driver_for(backend).remove(files, state, progress=progress)
+        op.message = f"removed {state.label()}"
+        return state
+
+
+def rename_state(project_name: str | None, ref: str, new_name: str, *, ctx: Workspace | None = None) -> State:
+    ctx = workspace(ctx)
+    project_name = resolve_project(project_name, ctx)
+    with session(ctx, project_name, "state rename", ref=ref, name=new_name) as op:
+        files = ctx.projects.get(project_name)
+        project = files.load()
+        all_states = files.states()
+        state = refs.resolve(all_states, project.current, ref)
+        if any(s.name == new_name and s.id != state.id for s in all_states.values()):
+            raise AlreadyExists(f"a state called {new_name!r} exists", fix="choose another name")
+        renamed = dataclasses.replace(state, name=new_name)
+        files.rewrite_state(renamed)
+        op.state_id = state.id
+        op.message = f"{state.name or state.id[:8]} -> {new_name}"
+        return renamed
+

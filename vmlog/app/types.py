@@ -1,0 +1,9 @@
+"""The value types that use cases hand to their callers, so the CLI and the GUI need import nothing below vmlog.app."""
+
+from __future__ import annotations
+
+from hypervisors.base import Capability, VMState
+from vmlog.logbook.book import Entry, Note
+from vmlog.projects.model import Project, State
+
+__all__ = ["Capability", "Entry", "Note", "Project", "State", "VMState"]

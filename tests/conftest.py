@@ -1,8 +1,9 @@
-"""Fixtures shared by the whole suite: an isolated vmlog home per test, offscreen Qt."""
+"""Fixtures shared by the whole suite: a vmlog home per test, libvirt's test driver for fast tests, offscreen Qt."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,30 @@ def kvm_available() -> None:
     probe = registry.probe("kvm")
     if not probe.available:
         pytest.skip(f"the kvm backend does not work here: {probe.summary}")
+
+
+TEST_DRIVER_URI = "test:///default"
+
+
+@pytest.fixture(autouse=True)
+def libvirt_test_driver(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Tests not marked ``vm`` talk to libvirt's in-process test driver: no daemon, no root (virt-manager's way).
+
+    The test driver keeps its domains only while a connection to it is open, so one is held for the
+    test: every connection the backend opens meanwhile sees the same domains, and the next test starts
+    from the driver's pristine default again.
+    """
+    if request.node.get_closest_marker("vm") is not None:
+        yield
+        return
+    monkeypatch.setenv("VMLOG_LIBVIRT_URI", TEST_DRIVER_URI)
+    try:
+        import libvirt
+    except ImportError:  # without libvirt-python the kvm backend reports itself unavailable anyway
+        yield
+        return
+    holder = libvirt.open(TEST_DRIVER_URI)
+    try:
+        yield
+    finally:
+        holder.close()

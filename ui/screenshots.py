@@ -19,9 +19,13 @@ import threading
 import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vmlog.app import logbook, projects, running, states
-from vmlog.workspace import Workspace
+if TYPE_CHECKING:  # Qt is imported only once QT_QPA_PLATFORM and VMLOG_HOME are set
+    from PySide6.QtWidgets import QApplication
+
+    from ui.main_window import MainWindow
+    from ui.workers import Job
 
 WINDOW_SIZE = (1280, 800)
 RELEASE_FILES = {
@@ -109,18 +113,19 @@ def _offer_appliance(root: Path, url: str, image: Path) -> str:
 
 
 def _make_history(image: Path) -> None:
-
+    from vmlog.app import logbook, projects
+    from vmlog.app import states as app_states
 
     projects.new_project("calibration", str(image), memory_mib=256)
     projects.new_project("higgs-mass", str(image), memory_mib=256)
-    save = states.save_state
+    save = app_states.save_state
     fresh = save("higgs-mass", "fresh-install", message="vmlog test appliance as set up")
     save("higgs-mass", "calibrated", message="ran calibration v3 on run 2024B")
     before = save("higgs-mass", "before-rebase", message="tagging before rebasing on release 24.0.3")
     save("higgs-mass", "rebased-24.0.3", message="rebased on 24.0.3; all unit tests pass")
-    states.restore_state("higgs-mass", before.id)
+    app_states.restore_state("higgs-mass", before.id)
     save("higgs-mass", "try-gcc13", message="experiment: build with gcc 13")
-    states.restore_state("higgs-mass", fresh.id)
+    app_states.restore_state("higgs-mass", fresh.id)
     save("higgs-mass", "clean-rerun", message="rerun from scratch for the cross-check")
     logbook.add_note("cross-check agrees with the main analysis within 0.3%", project_name="higgs-mass")
     logbook.add_note("calibration constants copied to the group area", project_name="higgs-mass", ref="calibrated")
@@ -128,13 +133,31 @@ def _make_history(image: Path) -> None:
 
 
 def take(outdir: Path) -> list[Path]:
-    from PySide6.QtCore import QThreadPool
-    from PySide6.QtWidgets import QApplication
-
     from ui.app import build_window, make_application
+
+    server, mounted = _prepare_home()
+    app = make_application([])
+    window = build_window()
+    window.resize(*WINDOW_SIZE)
+    window.show()
+    _settle()
+    _select_calibrated_state(window)
+    outdir.mkdir(parents=True, exist_ok=True)
+    shots = []
+    try:
+        for name in ("Projects", "Appliances", "Releases"):
+            shots.append(_shoot(window, name, outdir))
+    finally:
+        _tear_down(window, app, server, mounted)
+    return shots
+
+
+def _prepare_home() -> tuple[ThreadingHTTPServer, list[str]]:
+    """The test appliance's projects and history, a catalog served on 127.0.0.1, two mounted releases."""
     from vmlog.appliances.catalog import Catalogs
     from vmlog.releases import mounts, sources
     from vmlog.testappliance.build import build_test_appliance
+    from vmlog.workspace import Workspace
 
     cache = Path(os.environ.get("VMLOG_TEST_CACHE", "~/.cache/vmlog-tests")).expanduser()
     image = build_test_appliance(cache)
@@ -151,65 +174,82 @@ def take(outdir: Path) -> list[Path]:
         handle = mounts.mount_release(sources.get_source("physics"), release)
         (handle.mountpoint / "share" / "README").read_bytes()  # a fetch, so the log shows one
         mounted.append(handle.name)
-    app = make_application([])
-    window = build_window()
-    window.resize(*WINDOW_SIZE)
-    window.show()
+    return server, mounted
 
-    def settle() -> None:
-        for _ in range(5):
-            QThreadPool.globalInstance().waitForDone(30_000)
-            QApplication.processEvents()
 
-    settle()
+def _settle() -> None:
+    """Let the window's background jobs finish and their results reach the widgets."""
+    from PySide6.QtCore import QThreadPool
+    from PySide6.QtWidgets import QApplication
+
+    for _ in range(5):
+        QThreadPool.globalInstance().waitForDone(30_000)
+        QApplication.processEvents()
+
+
+def _select_calibrated_state(window: MainWindow) -> None:
     page = window.projects_page
     names = [page.projects.item(i).text() for i in range(page.projects.count())]
     page.projects.setCurrentRow(names.index("higgs-mass"))
-    settle()
+    _settle()
     page.tree.select_state(next(n.id for n in window.projects_controller.view.nodes if n.name == "calibrated"))
-    outdir.mkdir(parents=True, exist_ok=True)
-    shots = []
-    try:
-        for name in ("Projects", "Appliances", "Releases"):
-            window.show_page(name)
-            job = None
-            if name == "Appliances":  # a real setup, caught while it downloads
-                job = window.appliances_controller.set_up("analysis-base")
-                view = window.appliances_page.setups["analysis-base"]
-                deadline = time.monotonic() + 60
-                while not job.finished_event.is_set() and time.monotonic() < deadline:
-                    QApplication.processEvents()
-                    if "left" in view.progress.detail.text():
-                        break
-                    time.sleep(0.05)
-                if job.failure is not None:
-                    raise RuntimeError(f"the setup failed: {job.failure.message}")
-            elif name == "Releases":
-                releases = window.releases_page
-                releases.running.setCurrentIndex(releases.running_model.index(0, 0))
-                settle()
-                window.releases_controller.refresh_running()
-                settle()
-            if job is None:
-                settle()
-            else:
-                QApplication.processEvents()
-            path = outdir / f"{name.lower()}.png"
-            window.grab().save(str(path))
-            shots.append(path)
-            if job is not None:
-                job.cancel()
-                settle()
-    finally:
-        for mount in mounted:
-            mounts.umount(mount)
-        for row in projects.list_projects():  # nothing may keep running once the home is gone
-            if str(row.get("vm") or "").split(" ")[0] in ("running", "paused", "transitioning"):
-                running.down(row["name"], mode="poweroff")
-        server.shutdown()
-        window.close()
-        app.processEvents()
-    return shots
+
+
+def _shoot(window: MainWindow, name: str, outdir: Path) -> Path:
+    """Show page ``name`` in the state it is shown in, and save ``<name>.png``."""
+    from PySide6.QtWidgets import QApplication
+
+    window.show_page(name)
+    job = None
+    if name == "Appliances":
+        job = _set_up_until_downloading(window, "analysis-base")
+    elif name == "Releases":
+        releases = window.releases_page
+        releases.running.setCurrentIndex(releases.running_model.index(0, 0))
+        _settle()
+        window.releases_controller.refresh_running()
+        _settle()
+    if job is None:
+        _settle()
+    else:
+        QApplication.processEvents()
+    path = outdir / f"{name.lower()}.png"
+    window.grab().save(str(path))
+    if job is not None:
+        job.cancel()
+        _settle()
+    return path
+
+
+def _set_up_until_downloading(window: MainWindow, appliance: str) -> Job:
+    """A real "Set up" of ``appliance``, returned while it downloads (its progress shows the time left)."""
+    from PySide6.QtWidgets import QApplication
+
+    job = window.appliances_controller.set_up(appliance)
+    view = window.appliances_page.setups[appliance]
+    deadline = time.monotonic() + 60
+    while not job.finished_event.is_set() and time.monotonic() < deadline:
+        QApplication.processEvents()
+        if "left" in view.progress.detail.text():
+            break
+        time.sleep(0.05)
+    if job.failure is not None:
+        raise RuntimeError(f"the setup failed: {job.failure.message}")
+    return job
+
+
+def _tear_down(window: MainWindow, app: QApplication, server: ThreadingHTTPServer, mounted: list[str]) -> None:
+    from vmlog.app import projects, running
+    from vmlog.releases import mounts
+
+    for mount in mounted:
+        mounts.umount(mount)
+    for row in projects.list_projects():  # nothing may keep running once the home is gone
+        if str(row.get("vm") or "").split(" ")[0] in ("running", "paused", "transitioning"):
+            running.down(row["name"], mode="poweroff")
+    server.shutdown()
+    window.close()
+    app.processEvents()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -105,6 +105,24 @@ class ReleasesPage(QWidget):
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
+        header, subtitle = self._header()
+        running_tab = self._running_tab()
+        available_tab = self._available_tab()
+        configure_tab = self._configure_tab()
+        self.tabs = QTabWidget()
+        self.tabs.addTab(running_tab, "Running")
+        self.tabs.addTab(available_tab, "Available")
+        self.tabs.addTab(configure_tab, "Configure")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(20, 16, 20, 16)
+        layout.setSpacing(12)
+        layout.addLayout(header)
+        layout.addWidget(subtitle)
+        layout.addWidget(self.tabs, 1)
+
+    # -- layout -------------------------------------------------------------------------------
+    def _header(self) -> tuple[QHBoxLayout, QLabel]:
+        """The title with the Refresh button, and the subtitle under them."""
         title = QLabel("Releases")
         title.setObjectName("page-title")
         subtitle = QLabel(
@@ -118,8 +136,10 @@ class ReleasesPage(QWidget):
         header = QHBoxLayout()
         header.addWidget(title, 1)
         header.addWidget(self.reload)
+        return header, subtitle
 
-        # Running: the mounts and the log of the selected one
+    def _running_tab(self) -> QWidget:
+        """The mounted releases above the log of the selected one."""
         self.running, self.running_model = _table(("Release", "Revision", "Tag", "Mounted at"), (150, 80, 140))
         self.running.selectionModel().currentRowChanged.connect(self._on_mount_selected)
         self.unmount = QPushButton("Unmount")
@@ -152,8 +172,10 @@ class ReleasesPage(QWidget):
         split.setChildrenCollapsible(False)
         running_tab = QWidget()
         QVBoxLayout(running_tab).addWidget(split)
+        return running_tab
 
-        # Available: what the sources publish
+    def _available_tab(self) -> QWidget:
+        """What the sources publish, with Start and Customize & Start."""
         self.available, self.available_model = _table(
             ("Release", "Series", "Revision", "Tag", "Source"), (150, 90, 80, 140)
         )
@@ -176,11 +198,29 @@ class ReleasesPage(QWidget):
         row.addWidget(self.customize)
         row.addWidget(self.start)
         available_layout.addLayout(row)
+        return available_tab
 
-        # Configure: the sources
+    def _configure_tab(self) -> QWidget:
+        """The release sources, and the form that adds one."""
         self.sources, self.sources_model = _table(("Source", "Kind", "URL", "Pattern"), (140, 80, 380))
         self.remove_source = QPushButton("Remove")
         self.remove_source.clicked.connect(self._remove_source)
+        form = self._source_form()
+        configure_tab = QWidget()
+        configure_layout = QVBoxLayout(configure_tab)
+        configure_layout.addWidget(self.sources, 1)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(self.remove_source)
+        configure_layout.addLayout(row)
+        adding = QLabel("Add a release source")
+        adding.setObjectName("section")
+        configure_layout.addWidget(adding)
+        configure_layout.addLayout(form)
+        return configure_tab
+
+    def _source_form(self) -> QFormLayout:
+        """The fields of a new release source and its Verify and add button."""
         self.url = QLineEdit()
         self.url.setPlaceholderText("http://cvmfs-stratum-one.example.org/cvmfs/sft.example.org")
         self.kind = QComboBox()
@@ -206,28 +246,7 @@ class ReleasesPage(QWidget):
         add_row.addStretch(1)
         add_row.addWidget(self.add_source)
         form.addRow("", add_row)
-        configure_tab = QWidget()
-        configure_layout = QVBoxLayout(configure_tab)
-        configure_layout.addWidget(self.sources, 1)
-        row = QHBoxLayout()
-        row.addStretch(1)
-        row.addWidget(self.remove_source)
-        configure_layout.addLayout(row)
-        adding = QLabel("Add a release source")
-        adding.setObjectName("section")
-        configure_layout.addWidget(adding)
-        configure_layout.addLayout(form)
-
-        self.tabs = QTabWidget()
-        self.tabs.addTab(running_tab, "Running")
-        self.tabs.addTab(available_tab, "Available")
-        self.tabs.addTab(configure_tab, "Configure")
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(20, 16, 20, 16)
-        layout.setSpacing(12)
-        layout.addLayout(header)
-        layout.addWidget(subtitle)
-        layout.addWidget(self.tabs, 1)
+        return form
 
     # -- filled by the controller -------------------------------------------------------------
     def set_available(self, rows: list[tuple[object, list[str]]], note: str = "") -> None:

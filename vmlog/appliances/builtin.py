@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from vmlog.appliances.catalog import Appliance, ApplianceVersion, ImageSource, setting
-from vmlog.appliances.download import fetch_small
+from vmlog.appliances.http_get import fetch_small
+from vmlog.appliances.model import Appliance, ApplianceVersion, ImageSource
+from vmlog.appliances.settings import setting
 from vmlog.errors import DownloadError, IntegrityError
 
 CERNVM_BASE_URL = "https://cernvm.cern.ch/releases"

@@ -16,8 +16,8 @@ from pathlib import Path
 from vmlog import paths
 from vmlog.appliances.box import extract_box
 from vmlog.appliances.builtin import published_sha256
-from vmlog.appliances.catalog import Appliance, ApplianceVersion, ImageSource, store_name
 from vmlog.appliances.download import DEFAULT_TIMEOUT, Progress, fetch, record_alias
+from vmlog.appliances.model import Appliance, ApplianceVersion, ImageSource, store_name
 from vmlog.errors import InvalidInput, NotFound
 from vmlog.store.images import ImageStore, StoredImage
 

@@ -4,7 +4,8 @@
 """
 
 from vmlog.bundles.errors import BundleRejected
-from vmlog.bundles.reader import BundleReader, LocalReference, MaterialisedState, ReadLimits, VerifiedBundle
+from vmlog.bundles.members import ReadLimits
+from vmlog.bundles.reader import BundleReader, LocalReference, MaterialisedState, VerifiedBundle
 from vmlog.bundles.signing import KnownSigners, SignerInfo, SigningKey
 from vmlog.bundles.writer import MAIL_ATTACHMENT_LIMIT, BaseImageRef, BundleSummary, BundleWriter, SinceRef
 

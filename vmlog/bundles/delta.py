@@ -89,6 +89,25 @@ def write_delta(
     else:
         ranges = _candidate_ranges(top, top_format, ref_depth, top_size)
 
+    _create_overlay(out, reference, reference_format, top_size)
+    with (
+        NbdImage(top, top_format) as src,
+        NbdImage(reference, reference_format) as ref,
+        NbdImage(out, "qcow2", writable=True) as dst,
+    ):
+        data_bytes, zero_bytes, scanned = _copy_changed_clusters(src, ref, dst, ranges)
+        dst.flush()
+    qemu_img.run(["rebase", "-q", "-u", "-f", "qcow2", "-b", placeholder, "-F", reference_format, str(out)])
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return DeltaStats(top_size, data_bytes, zero_bytes, scanned)
+
+
+def _create_overlay(out: Path, reference: Path, reference_format: str, size: int) -> None:
+    """An empty small-cluster qcow2 over ``reference``: the delta starts out showing the reference."""
     qemu_img.run(
         [
             "create",
@@ -102,47 +121,44 @@ def write_delta(
             "-F",
             reference_format,
             str(out),
-            str(top_size),
+            str(size),
         ]
     )
+
+
+def _copy_changed_clusters(
+    src: NbdImage, ref: NbdImage, dst: NbdImage, ranges: list[tuple[int, int]]
+) -> tuple[int, int, int]:
+    """Copy the clusters of ``ranges`` whose content differs from ``ref`` into ``dst``, runs at a time.
+
+    Returns (data bytes written, bytes turned to zero clusters, bytes compared).
+    """
     data_bytes = zero_bytes = scanned = 0
     cs = DELTA_CLUSTER_SIZE
     zero_cluster = bytes(cs)
-    with (
-        NbdImage(top, top_format) as src,
-        NbdImage(reference, reference_format) as ref,
-        NbdImage(out, "qcow2", writable=True) as dst,
-    ):
-        for start, end in ranges:
-            for off in range(start, end, COMPARE_CHUNK):
-                n = min(COMPARE_CHUNK, end - off)
-                scanned += n
-                new = src.read(off, n)
-                old = ref.read(off, n)
-                if new == old:
-                    continue
-                run_kind: str | None = None
-                run_start = 0
-                for pos in range(0, n + cs, cs):
-                    kind: str | None = None
-                    if pos < n:
-                        a = new[pos : pos + cs]
-                        if a != old[pos : pos + cs]:
-                            kind = "zero" if a == zero_cluster[: len(a)] else "data"
-                    if kind != run_kind:
-                        stop = min(pos, n)
-                        if run_kind == "data":
-                            dst.write(off + run_start, memoryview(new)[run_start:stop])
-                            data_bytes += stop - run_start
-                        elif run_kind == "zero":
-                            dst.write_zeroes(off + run_start, stop - run_start)
-                            zero_bytes += stop - run_start
-                        run_kind, run_start = kind, pos
-        dst.flush()
-    qemu_img.run(["rebase", "-q", "-u", "-f", "qcow2", "-b", placeholder, "-F", reference_format, str(out)])
-    fd = os.open(out, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return DeltaStats(top_size, data_bytes, zero_bytes, scanned)
+    for start, end in ranges:
+        for off in range(start, end, COMPARE_CHUNK):
+            n = min(COMPARE_CHUNK, end - off)
+            scanned += n
+            new = src.read(off, n)
+            old = ref.read(off, n)
+            if new == old:
+                continue
+            run_kind: str | None = None
+            run_start = 0
+            for pos in range(0, n + cs, cs):
+                kind: str | None = None
+                if pos < n:
+                    a = new[pos : pos + cs]
+                    if a != old[pos : pos + cs]:
+                        kind = "zero" if a == zero_cluster[: len(a)] else "data"
+                if kind != run_kind:
+                    stop = min(pos, n)
+                    if run_kind == "data":
+                        dst.write(off + run_start, memoryview(new)[run_start:stop])
+                        data_bytes += stop - run_start
+                    elif run_kind == "zero":
+                        dst.write_zeroes(off + run_start, stop - run_start)
+                        zero_bytes += stop - run_start
+                    run_kind, run_start = kind, pos
+    return data_bytes, zero_bytes, scanned

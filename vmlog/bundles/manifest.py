@@ -75,6 +75,28 @@ def _check_member(entry: Any, where: str) -> None:
         _hex64(entry, "raw_sha256", where)
 
 
+def _check_disks(disks: list[Any], base: dict[str, Any], since: Any) -> set[str]:
+    """Check each disk entry; return the member names they announce."""
+    names = set()
+    labels = set()
+    for i, disk in enumerate(disks):
+        where = f"disks[{i}]"
+        if not isinstance(disk, dict) or not isinstance(disk.get("label"), str):
+            raise _fail(f"{where} must be an object with a label")
+        if not _LABEL.match(disk["label"]) or disk["label"] in labels:
+            raise _fail(f"{where}.label is invalid or repeated")
+        labels.add(disk["label"])
+        _int(disk, "virtual_size", where)
+        if disk.get("backing_format") not in DISK_FORMATS:
+            raise _fail(f"{where}.backing_format must be one of " + ", ".join(DISK_FORMATS))
+        if disk.get("member") != disk_member_name(disk["label"]):
+            raise _fail(f"{where}.member must be {disk_member_name(disk['label'])!r}")
+        if since is None and disk["virtual_size"] != base["virtual_size"]:
+            raise _fail(f"{where}.virtual_size differs from the base's")
+        names.add(disk["member"])
+    return names
+
+
 def parse(data: bytes) -> dict[str, Any]:
     """Parse and validate manifest bytes; raise :class:`BundleRejected` with what is wrong."""
     if len(data) > MAX_MANIFEST_SIZE:
@@ -128,23 +150,7 @@ def parse(data: bytes) -> dict[str, Any]:
     if not isinstance(disks, list) or not 1 <= len(disks) <= MAX_DISKS:
         raise _fail(f"disks must be a list of 1 to {MAX_DISKS} entries")
     members = doc["members"]
-    expected_members = {LOGBOOK_NAME}
-    labels = set()
-    for i, disk in enumerate(disks):
-        where = f"disks[{i}]"
-        if not isinstance(disk, dict) or not isinstance(disk.get("label"), str):
-            raise _fail(f"{where} must be an object with a label")
-        if not _LABEL.match(disk["label"]) or disk["label"] in labels:
-            raise _fail(f"{where}.label is invalid or repeated")
-        labels.add(disk["label"])
-        _int(disk, "virtual_size", where)
-        if disk.get("backing_format") not in DISK_FORMATS:
-            raise _fail(f"{where}.backing_format must be one of " + ", ".join(DISK_FORMATS))
-        if disk.get("member") != disk_member_name(disk["label"]):
-            raise _fail(f"{where}.member must be {disk_member_name(disk['label'])!r}")
-        if since is None and disk["virtual_size"] != base["virtual_size"]:
-            raise _fail(f"{where}.virtual_size differs from the base's")
-        expected_members.add(disk["member"])
+    expected_members = {LOGBOOK_NAME} | _check_disks(disks, base, since)
     if doc.get("memory") is not None:
         if FEATURE_MEMORY not in required:
             raise _fail("a bundle with a memory image must require the 'memory-image' feature")

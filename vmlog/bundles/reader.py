@@ -17,11 +17,9 @@ import hashlib
 import json
 import os
 import shutil
-import tarfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from hypervisors import qemu_img
@@ -30,24 +28,12 @@ from vmlog.bundles import manifest as mf
 from vmlog.bundles.delta import REFERENCE_PLACEHOLDER
 from vmlog.bundles.errors import BundleRejected
 from vmlog.bundles.files import fsync_dir
+from vmlog.bundles.members import ReadLimits, read_small, stream_member, walk_members
 from vmlog.bundles.qcow2_header import read_header
 from vmlog.bundles.signing import MAX_SIGNATURE_MEMBER, KnownSigners, SignerInfo, verify_signature
-from vmlog.bundles.zstd_stream import CHUNK, decompress_stream
-from vmlog.errors import AlreadyExists, InvalidInput
+from vmlog.errors import AlreadyExists
 
 HASH_CHUNK = 4 << 20
-
-
-@dataclass(frozen=True)
-class ReadLimits:
-    """How much an untrusted bundle may make this reader read, decompress and write."""
-
-    max_members: int = 32
-    max_ratio: int = 1000  # decompressed/stored, enforced above ratio_floor
-    ratio_floor: int = 256 << 20
-    max_member_size: int = 64 << 30
-    disk_overhead: float = 0.1  # qcow2 metadata allowance over the virtual size
-    disk_overhead_floor: int = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -96,46 +82,12 @@ class MaterialisedState:
     bundle: VerifiedBundle
 
 
-class _HashingReader:
-    """Reads a tar member, hashing and counting what passes through."""
-
-    def __init__(self, fh: BinaryIO) -> None:
-        self.fh = fh
-        self.sha = hashlib.sha256()
-        self.size = 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.fh.read(n)
-        self.sha.update(data)
-        self.size += len(data)
-        return data
-
-    def drain(self) -> int:
-        extra = 0
-        while data := self.read(CHUNK):
-            extra += len(data)
-        return extra
-
-
 def sha256_file(path: Path) -> str:
     sha = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(HASH_CHUNK):
             sha.update(chunk)
     return sha.hexdigest()
-
-
-def _check_member_header(info: tarfile.TarInfo) -> None:
-    name = info.name
-    parts = PurePosixPath(name).parts
-    if name.startswith(("/", "\\")) or ".." in parts or "\\" in name or ":" in name:
-        raise BundleRejected("traversal", f"member {name!r} has a path that leaves the bundle")
-    if info.issym():
-        raise BundleRejected("link", f"member {name!r} is a symbolic link (to {info.linkname!r})")
-    if info.islnk():
-        raise BundleRejected("link", f"member {name!r} is a hard link (to {info.linkname!r})")
-    if not info.isreg():
-        raise BundleRejected("special", f"member {name!r} is not a regular file")
 
 
 class BundleReader:
@@ -151,117 +103,15 @@ class BundleReader:
 
     # -- walking the archive -------------------------------------------------------------------------
 
-    @contextmanager
-    def _members(self) -> Iterator[Iterator[tuple[tarfile.TarInfo, BinaryIO]]]:
-        try:
-            fh = open(self.path, "rb")
-        except OSError as exc:
-            raise InvalidInput(f"cannot read {self.path}: {exc.strerror}") from exc
-        with fh:
-            try:
-                tf = tarfile.open(fileobj=fh, mode="r:")
-            except tarfile.TarError as exc:
-                raise BundleRejected("not-a-bundle", f"{self.path.name} is not a vmlstate archive ({exc})") from exc
-
-            def walk() -> Iterator[tuple[tarfile.TarInfo, BinaryIO]]:
-                seen: set[str] = set()
-                count = 0
-                while True:
-                    try:
-                        info = tf.next()
-                    except tarfile.TarError as exc:
-                        raise BundleRejected("truncated", f"the archive is truncated or corrupt ({exc})") from exc
-                    if info is None:
-                        return
-                    count += 1
-                    if count > self.limits.max_members:
-                        raise BundleRejected("members", f"the archive has more than {self.limits.max_members} members")
-                    _check_member_header(info)
-                    if info.name in seen:
-                        raise BundleRejected("duplicate", f"member {info.name!r} appears twice")
-                    seen.add(info.name)
-                    member = tf.extractfile(info)
-                    assert member is not None
-                    yield info, member
-
-            with tf:
-                yield walk()
-
-    def _read_small(self, info: tarfile.TarInfo, member: BinaryIO, limit: int, reason: str) -> bytes:
-        if info.size > limit:
-            raise BundleRejected(reason, f"member {info.name!r} is {info.size} bytes (limit {limit})")
-        try:
-            return member.read()
-        except (tarfile.TarError, OSError) as exc:
-            raise BundleRejected("truncated", f"member {info.name!r} is truncated ({exc})") from exc
-
-    def _limit_for(self, name: str, doc: dict[str, Any], entry: dict[str, Any]) -> int:
-        lim = self.limits
-        limit = min(lim.max_member_size, max(lim.ratio_floor, lim.max_ratio * entry["stored_size"]))
-        for disk in doc["disks"]:
-            if disk["member"] == name:
-                vsize = disk["virtual_size"]
-                limit = min(limit, int(vsize * (1 + lim.disk_overhead)) + lim.disk_overhead_floor)
-        return limit
-
-    def _stream_member(
-        self,
-        info: tarfile.TarInfo,
-        member: BinaryIO,
-        entry: dict[str, Any],
-        doc: dict[str, Any],
-        write: Callable[[bytes], object] | None,
-    ) -> None:
-        """Stream one member through its digests (and into ``write``); reject on any mismatch."""
-        name = info.name
-        if info.size != entry["stored_size"]:
-            raise BundleRejected(
-                "size", f"member {name!r} is {info.size} bytes but the manifest says {entry['stored_size']}"
-            )
-        src = _HashingReader(member)
-        try:
-            if entry["compression"] == "zstd":
-                limit = self._limit_for(name, doc, entry)
-                if entry["raw_size"] > limit:
-                    raise BundleRejected(
-                        "bomb", f"member {name!r} claims {entry['raw_size']} bytes once decompressed (limit {limit})"
-                    )
-                try:
-                    raw_size, raw_sha = decompress_stream(
-                        src, write, what=f"member {name!r}", declared_size=entry["raw_size"], limit=limit
-                    )
-                except BundleRejected as exc:
-                    # a damaged stream is first of all a digest mismatch: say so if it is one
-                    if exc.reason == "corrupt":
-                        src.drain()
-                        if src.sha.hexdigest() != entry["stored_sha256"]:
-                            raise BundleRejected(
-                                "digest", f"member {name!r} does not match its sha256 in the manifest"
-                            ) from exc
-                    raise
-                if src.drain():
-                    raise BundleRejected("corrupt", f"member {name!r} has data after its zstd stream")
-            else:
-                while data := src.read(CHUNK):
-                    if write is not None:
-                        write(data)
-                raw_size, raw_sha = src.size, src.sha.hexdigest()
-        except (tarfile.TarError, OSError) as exc:
-            raise BundleRejected("truncated", f"member {name!r} is truncated ({exc})") from exc
-        if src.size != entry["stored_size"] or src.sha.hexdigest() != entry["stored_sha256"]:
-            raise BundleRejected("digest", f"member {name!r} does not match its sha256 in the manifest")
-        if entry["compression"] == "zstd" and (raw_size != entry["raw_size"] or raw_sha != entry["raw_sha256"]):
-            raise BundleRejected("digest", f"member {name!r} decompresses to data that does not match its sha256")
-
     def _walk_checked(
         self, sink: Callable[[str], Callable[[bytes], object] | None] | None
     ) -> tuple[dict[str, Any], bytes, SignerInfo | None, list[dict[str, Any]]]:
         """One pass over the archive: manifest first, then every member checked against it."""
-        with self._members() as members:
+        with walk_members(self.path, self.limits) as members:
             first = next(members, None)
             if first is None or first[0].name != mf.MANIFEST_NAME:
                 raise BundleRejected("manifest", "the first member of the archive is not manifest.json")
-            manifest_bytes = self._read_small(first[0], first[1], mf.MAX_MANIFEST_SIZE, "manifest-size")
+            manifest_bytes = read_small(first[0], first[1], mf.MAX_MANIFEST_SIZE, "manifest-size")
             if len(manifest_bytes) != first[0].size:
                 raise BundleRejected("truncated", "manifest.json is truncated")
             doc = mf.parse(manifest_bytes)
@@ -272,7 +122,7 @@ class BundleReader:
             for info, member in members:
                 name = info.name
                 if name == mf.SIGNATURE_NAME:
-                    sig = self._read_small(info, member, MAX_SIGNATURE_MEMBER, "signature")
+                    sig = read_small(info, member, MAX_SIGNATURE_MEMBER, "signature")
                     signer = verify_signature(manifest_bytes, sig, self.known_signers)
                     continue
                 if name not in entries:
@@ -282,7 +132,7 @@ class BundleReader:
                     data = bytearray()
                     if entries[name]["stored_size"] > mf.MAX_LOGBOOK_SIZE:
                         raise BundleRejected("logbook", "the logbook excerpt is too large")
-                    self._stream_member(info, member, entries[name], doc, data.extend)
+                    stream_member(info, member, entries[name], doc, data.extend, self.limits)
                     try:
                         logbook = json.loads(bytes(data))
                     except ValueError as exc:
@@ -290,7 +140,7 @@ class BundleReader:
                     if not isinstance(logbook, list) or not all(isinstance(r, dict) for r in logbook):
                         raise BundleRejected("logbook", "logbook.json must be a list of objects")
                     continue
-                self._stream_member(info, member, entries[name], doc, sink(name) if sink else None)
+                stream_member(info, member, entries[name], doc, sink(name) if sink else None, self.limits)
             missing = sorted(set(entries) - seen)
             if missing:
                 raise BundleRejected(

@@ -145,32 +145,7 @@ class BundleWriter:
         try:
             members: dict[str, dict[str, Any]] = {}
             files: dict[str, Path] = {}
-            disks_doc = []
-            stats: dict[str, DeltaStats] = {}
-            for label, (top, fmt) in self._disks.items():
-                if self.since is not None:
-                    reference, ref_format = self.since.layers[label], "qcow2"
-                else:
-                    reference, ref_format = self.base.path, self.base.format
-                say(f"computing the delta of disk {label}")
-                delta = work / f"{label}.qcow2"
-                stats[label] = write_delta(top, fmt, reference, ref_format, delta)
-                say(f"compressing the delta of disk {label}")
-                name = mf.disk_member_name(label)
-                files[name] = work / name
-                digest = compress_file(delta, files[name], level=self.zstd_level)
-                delta.unlink()
-                members[name] = _member_entry(digest)
-                disks_doc.append(
-                    {
-                        "label": label,
-                        "member": name,
-                        "virtual_size": stats[label].virtual_size,
-                        "backing_format": ref_format,
-                        "changed_bytes": stats[label].data_bytes,
-                        "zeroed_bytes": stats[label].zero_bytes,
-                    }
-                )
+            disks_doc, stats = self._prepare_disks(work, members, files, say)
             logbook_bytes = json.dumps(self.logbook, indent=1, default=str).encode()
             members[mf.LOGBOOK_NAME] = _plain_entry(logbook_bytes)
             features = [mf.FEATURE_QCOW2_DELTA, mf.FEATURE_ZSTD]
@@ -183,50 +158,99 @@ class BundleWriter:
                     compress_file(self.memory, files[mf.MEMORY_NAME], level=self.zstd_level)
                 )
                 features.append(mf.FEATURE_MEMORY)
-            doc = {
-                "format": mf.FORMAT,
-                "format_version": mf.FORMAT_VERSION,
-                "features_required": features,
-                "generator": f"vmlog {__version__}",
-                "created": datetime.now(UTC).isoformat(timespec="seconds"),
-                "state": self.state,
-                "vm_spec": self.vm_spec,
-                "base": {
-                    "name": self.base.name,
-                    "version": self.base.version,
-                    "sha256": self.base.sha256,
-                    "size": self.base.size,
-                    "format": self.base.format,
-                    "virtual_size": base_info["virtual-size"],
-                    "urls": list(self.base.urls),
-                },
-                "since": ({"state_id": self.since.state_id, "digest": self.since.digest} if self.since else None),
-                "disks": disks_doc,
-                "memory": ({"qemu_img": qemu_img.version(), **self.memory_info} if self.memory else None),
-                "members": members,
-            }
-            manifest_bytes = json.dumps(doc, indent=1, default=str).encode()
+            manifest_bytes = self._manifest(features, base_info, disks_doc, members)
             mf.parse(manifest_bytes)  # never write what a reader would refuse
             say("writing the bundle")
-            tmp = temp_name(out)
-            try:
-                with open(tmp, "wb") as fh:
-                    with tarfile.open(fileobj=fh, mode="w", format=tarfile.PAX_FORMAT) as tf:
-                        _tar_add(tf, mf.MANIFEST_NAME, len(manifest_bytes), io.BytesIO(manifest_bytes))
-                        if self.signing_key is not None:
-                            sig = self.signing_key.sign(manifest_bytes)
-                            _tar_add(tf, mf.SIGNATURE_NAME, len(sig), io.BytesIO(sig))
-                        _tar_add(tf, mf.LOGBOOK_NAME, len(logbook_bytes), io.BytesIO(logbook_bytes))
-                        for name, path in files.items():
-                            with open(path, "rb") as src:
-                                _tar_add(tf, name, path.stat().st_size, src)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, out)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
-            fsync_dir(out.parent)
+            self._write_archive(out, manifest_bytes, logbook_bytes, files)
             return BundleSummary(out, out.stat().st_size, stats, members)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+    def _prepare_disks(
+        self,
+        work: Path,
+        members: dict[str, dict[str, Any]],
+        files: dict[str, Path],
+        say: Callable[[str], None],
+    ) -> tuple[list[dict[str, Any]], dict[str, DeltaStats]]:
+        """Each disk's delta, compressed into ``work``; its member entry and file are added to ``members``/``files``."""
+        disks_doc = []
+        stats: dict[str, DeltaStats] = {}
+        for label, (top, fmt) in self._disks.items():
+            if self.since is not None:
+                reference, ref_format = self.since.layers[label], "qcow2"
+            else:
+                reference, ref_format = self.base.path, self.base.format
+            say(f"computing the delta of disk {label}")
+            delta = work / f"{label}.qcow2"
+            stats[label] = write_delta(top, fmt, reference, ref_format, delta)
+            say(f"compressing the delta of disk {label}")
+            name = mf.disk_member_name(label)
+            files[name] = work / name
+            digest = compress_file(delta, files[name], level=self.zstd_level)
+            delta.unlink()
+            members[name] = _member_entry(digest)
+            disks_doc.append(
+                {
+                    "label": label,
+                    "member": name,
+                    "virtual_size": stats[label].virtual_size,
+                    "backing_format": ref_format,
+                    "changed_bytes": stats[label].data_bytes,
+                    "zeroed_bytes": stats[label].zero_bytes,
+                }
+            )
+        return disks_doc, stats
+
+    def _manifest(
+        self,
+        features: list[str],
+        base_info: dict[str, Any],
+        disks_doc: list[dict[str, Any]],
+        members: dict[str, dict[str, Any]],
+    ) -> bytes:
+        doc = {
+            "format": mf.FORMAT,
+            "format_version": mf.FORMAT_VERSION,
+            "features_required": features,
+            "generator": f"vmlog {__version__}",
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "state": self.state,
+            "vm_spec": self.vm_spec,
+            "base": {
+                "name": self.base.name,
+                "version": self.base.version,
+                "sha256": self.base.sha256,
+                "size": self.base.size,
+                "format": self.base.format,
+                "virtual_size": base_info["virtual-size"],
+                "urls": list(self.base.urls),
+            },
+            "since": ({"state_id": self.since.state_id, "digest": self.since.digest} if self.since else None),
+            "disks": disks_doc,
+            "memory": ({"qemu_img": qemu_img.version(), **self.memory_info} if self.memory else None),
+            "members": members,
+        }
+        return json.dumps(doc, indent=1, default=str).encode()
+
+    def _write_archive(self, out: Path, manifest_bytes: bytes, logbook_bytes: bytes, files: dict[str, Path]) -> None:
+        """The tar, manifest first, written to a temporary sibling and renamed to ``out``."""
+        tmp = temp_name(out)
+        try:
+            with open(tmp, "wb") as fh:
+                with tarfile.open(fileobj=fh, mode="w", format=tarfile.PAX_FORMAT) as tf:
+                    _tar_add(tf, mf.MANIFEST_NAME, len(manifest_bytes), io.BytesIO(manifest_bytes))
+                    if self.signing_key is not None:
+                        sig = self.signing_key.sign(manifest_bytes)
+                        _tar_add(tf, mf.SIGNATURE_NAME, len(sig), io.BytesIO(sig))
+                    _tar_add(tf, mf.LOGBOOK_NAME, len(logbook_bytes), io.BytesIO(logbook_bytes))
+                    for name, path in files.items():
+                        with open(path, "rb") as src:
+                            _tar_add(tf, name, path.stat().st_size, src)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, out)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        fsync_dir(out.parent)

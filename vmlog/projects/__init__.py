@@ -1,4 +1,4 @@
 """Projects: a base image, a tree of saved states and a live layer, kept as files vmlog owns.
 
-The GUI and the CLI both call :mod:`vmlog.projects.service`.
+The use cases over them are in :mod:`vmlog.app` (projects, running, states, exchange).
 """

@@ -309,7 +309,7 @@ def cernvm_context(context: Any, items: list[ProjectRelease]) -> Any:
 def write_cernvm_seed(files: ProjectFiles, project: Project, items: list[ProjectRelease]) -> Path:
     """Re-write the project's CernVM seed with the releases' client configuration (read at next boot)."""
     from vmlog.context.model import Context
-    from vmlog.setup.seed import write_seed
+    from vmlog.context.seed import write_seed
 
     try:
         stored = json.loads((files.root / CONTEXT_FILE).read_text())

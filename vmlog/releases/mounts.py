@@ -199,6 +199,20 @@ def mount_release(
     }
     spec_path = record.with_suffix(".spec")
     atomic_write_json(spec_path, spec)
+    process = _start_filesystem(spec_path, log_file, mountpoint, mount_name)
+    handle = MountHandle(
+        mount_name, release, source.to_config(), mountpoint, cache_dir, cache_limit, log_file, process.pid, project
+    )
+    atomic_write_json(record, handle.to_dict())
+    return handle
+
+
+def _start_filesystem(spec_path: Path, log_file: Path, mountpoint: Path, mount_name: str) -> subprocess.Popen[bytes]:
+    """Start the filesystem process for ``spec_path`` and wait until ``mountpoint`` is mounted.
+
+    A process that exits or does not mount within ``MOUNT_TIMEOUT`` is killed, its spec removed, and
+    the end of its log is the error's message.
+    """
     with open(log_file, "ab") as log_fh:
         process = subprocess.Popen(
             [sys.executable, "-m", "vmlog.releases.mount", str(spec_path)],
@@ -219,11 +233,7 @@ def mount_release(
                 fix=f"see the whole log with: vml release log {mount_name}",
             )
         time.sleep(0.05)
-    handle = MountHandle(
-        mount_name, release, source.to_config(), mountpoint, cache_dir, cache_limit, log_file, process.pid, project
-    )
-    atomic_write_json(record, handle.to_dict())
-    return handle
+    return process
 
 
 def _tail(path: Path, lines: int = 3) -> str:

@@ -28,6 +28,7 @@ from vmlog.app import projects, running
 from vmlog.appliances.catalog import Appliance, ApplianceVersion, Catalogs, store_name
 from vmlog.appliances.pull import choose_image, pull
 from vmlog.context.model import Context
+from vmlog.context.seed import SEED_KINDS, write_seed
 from vmlog.errors import AlreadyExists, Cancelled, InvalidInput, NotFound, VmlogError
 from vmlog.fsutil import atomic_write_text
 from vmlog.projects.backends import open_backend
@@ -41,7 +42,6 @@ from vmlog.setup.readiness import (
     ssh_banner,
     wait_until,
 )
-from vmlog.setup.seed import SEED_KINDS, write_seed
 from vmlog.testappliance.agent import GuestChannel
 from vmlog.testappliance.build import APPLIANCE_NAME as TEST_APPLIANCE
 from vmlog.workspace import Workspace

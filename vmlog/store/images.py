@@ -15,86 +15,26 @@ image under its digest; ``list()`` ignores everything that is not a complete ent
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import secrets
 import shutil
-import stat
 import urllib.parse
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hypervisors import qemu_img
-from hypervisors.errors import HypervisorError
-from vmlog.errors import Busy, IntegrityError, InvalidInput, NotFound, VmlogError
+from vmlog.errors import Busy, IntegrityError, InvalidInput, NotFound
 from vmlog.fsutil import atomic_write_text, fsync_dir
 from vmlog.store._files import file_lock
+from vmlog.store.conversion import convert_once
+from vmlog.store.hashing import copy_hashed, hash_file
+from vmlog.store.model import StoredImage
 
-HASH_CHUNK = 4 << 20
 MIN_PREFIX = 8
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _HEX = re.compile(r"^[0-9a-f]+$")
 _SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
-
-# Image formats as catalogs name them -> the format qemu-img must be told (never probed).
-QEMU_FORMATS = {
-    "raw": "raw",
-    "hdd": "raw",
-    "img": "raw",
-    "iso": "raw",
-    "qcow2": "qcow2",
-    "vmdk": "vmdk",
-    "vdi": "vdi",
-    "vhdx": "vhdx",
-    "vpc": "vpc",
-}
-CONVERTIBLE_TARGETS = ("raw", "qcow2", "vmdk", "vdi", "vhdx", "vpc")
-
-
-@dataclass(frozen=True)
-class StoredImage:
-    """One base image in the store; ``path`` is read-only and never changes for a given sha256."""
-
-    sha256: str
-    name: str
-    version: str
-    format: str
-    size: int
-    path: Path
-    urls: tuple[str, ...] = field(default=())
-    added: str = ""
-    arch: str = "x86_64"
-
-    @property
-    def qemu_format(self) -> str:
-        """The format to pass to qemu-img for this image (``hdd``/``iso`` are raw bytes)."""
-        return qemu_format(self.format)
-
-    def to_dict(self) -> dict:
-        return {
-            "sha256": self.sha256,
-            "name": self.name,
-            "version": self.version,
-            "format": self.format,
-            "size": self.size,
-            "path": str(self.path),
-            "urls": list(self.urls),
-            "added": self.added,
-            "arch": self.arch,
-        }
-
-
-def qemu_format(fmt: str) -> str:
-    try:
-        return QEMU_FORMATS[fmt]
-    except KeyError:
-        raise InvalidInput(
-            f"image format {fmt!r} is not a disk format qemu-img can read",
-            fix=f"use one of: {', '.join(sorted(QEMU_FORMATS))}",
-        ) from None
 
 
 def _check_part(what: str, value: str) -> str:
@@ -114,16 +54,6 @@ def _now() -> str:
 def _version_key(version: str) -> list[tuple[int, int | str]]:
     """Natural ordering (4.10 after 4.9) used when a ref names an image without a version."""
     return [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[.\-+_]", version)]
-
-
-def hash_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    buf = bytearray(HASH_CHUNK)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as fh:
-        while n := fh.readinto(buf):
-            digest.update(view[:n])
-    return digest.hexdigest()
 
 
 class ImageStore:
@@ -371,18 +301,7 @@ class ImageStore:
                 pass
             else:
                 return hash_file(staged), staged.stat().st_size
-        digest = hashlib.sha256()
-        size = 0
-        buf = bytearray(HASH_CHUNK)
-        view = memoryview(buf)
-        with open(src, "rb", buffering=0) as fin, open(staged, "xb", buffering=0) as fout:
-            while n := fin.readinto(buf):
-                chunk = view[:n]
-                digest.update(chunk)
-                fout.write(chunk)
-                size += n
-            os.fsync(fout.fileno())
-        return digest.hexdigest(), size
+        return copy_hashed(src, staged)
 
     def _merge_urls(self, image: StoredImage, urls) -> None:
         new = [u for u in urls if u not in image.urls]
@@ -475,66 +394,10 @@ class ImageStore:
     # -- conversion ---------------------------------------------------------------------------
 
     def converted(self, sha256: str, fmt: str) -> Path:
-        """The image in disk format ``fmt``, converted once with qemu-img and cached read-only.
-
-        The original's format is always given to qemu-img (never probed), and a qcow2 that names a
-        backing or data file is refused: a store image must stand alone.
-        """
+        """The image in disk format ``fmt``, converted once with qemu-img and cached read-only."""
         image = self._require(sha256)
-        if fmt not in CONVERTIBLE_TARGETS:
-            raise InvalidInput(f"cannot convert to {fmt!r}", fix=f"use one of: {', '.join(CONVERTIBLE_TARGETS)}")
-        src_fmt = image.qemu_format
-        if fmt == image.format or (fmt == "raw" and src_fmt == "raw"):
-            return image.path
-        if image.format == "iso":
-            raise InvalidInput(
-                f"{image.name}-{image.version} is an ISO; it boots as a CD-ROM and is not converted",
-                fix="attach it as a cdrom instead of a disk",
-            )
         target_dir = self._entry(image.sha256) / "converted"
-        target = target_dir / f"{image.name}-{image.version}.{fmt}"
-        if target.exists():
-            return target
-        with file_lock(self.root / ".locks" / f"{image.sha256}.convert-{fmt}.lock"):
-            if target.exists():
-                return target
-            self._check_standalone(image)
-            target_dir.mkdir(exist_ok=True)
-            tmp = target_dir / f".{target.name}.tmp-{secrets.token_hex(4)}"
-            try:
-                options = {"cluster_size": "65536"} if fmt == "qcow2" else None
-                qemu_img.convert(image.path, tmp, src_format=src_fmt, dest_format=fmt, options=options)
-                fd = os.open(tmp, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                os.chmod(tmp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-                os.rename(tmp, target)
-                fsync_dir(target_dir)
-            except HypervisorError as exc:
-                raise VmlogError(
-                    f"could not convert {image.name}-{image.version} to {fmt}: {exc.message}",
-                    fix="check free disk space and that qemu-utils is installed",
-                ) from exc
-            finally:
-                tmp.unlink(missing_ok=True)
-        return target
-
-    def _check_standalone(self, image: StoredImage) -> None:
-        try:
-            details = qemu_img.info(image.path, image.qemu_format, limits=True)
-        except HypervisorError as exc:
-            raise IntegrityError(
-                f"{image.name}-{image.version} is not a valid {image.format} image: {exc.message}"
-            ) from exc
-        specific = details.get("format-specific", {}).get("data", {})
-        backing = details.get("backing-filename") or details.get("full-backing-filename")
-        if backing or specific.get("data-file"):
-            raise IntegrityError(
-                f"{image.name}-{image.version} refers to another file (backing or data file); refused",
-                fix="use an image that stands alone",
-            )
+        return convert_once(image, fmt, target_dir, self.root / ".locks" / f"{image.sha256}.convert-{fmt}.lock")
 
 
-__all__ = ["ImageStore", "StoredImage", "hash_file", "qemu_format"]
+__all__ = ["ImageStore", "StoredImage"]

@@ -9,6 +9,7 @@ through one backend object is still there when the next one opens, as with a dae
 
 from __future__ import annotations
 
+import atexit
 import os
 from types import ModuleType
 from typing import Any
@@ -90,8 +91,19 @@ def open_connection(libvirt: ModuleType, uri: str) -> Any:
     """Open ``uri`` read-write; an unreachable daemon becomes ``BackendUnavailable`` with the fix."""
     conn = _open(libvirt, uri)
     if is_shared_test_driver(uri) and uri not in _driver_anchors:
+        if not _driver_anchors:
+            atexit.register(_close_anchors, libvirt)  # before the interpreter tears libvirt down
         _driver_anchors[uri] = _open(libvirt, uri)
     return conn
+
+
+def _close_anchors(libvirt: ModuleType) -> None:
+    while _driver_anchors:
+        _uri, conn = _driver_anchors.popitem()
+        try:
+            conn.close()
+        except libvirt.libvirtError:
+            pass
 
 
 def _open(libvirt: ModuleType, uri: str) -> Any:

@@ -25,17 +25,18 @@ T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
 QEMU_DRIVER = "QEMU"
-# What any libvirt driver does (the test driver included): define, start, save, events.
+# What any libvirt driver does (the test driver included): define, start, managed save, events.
 DRIVER_CAPABILITIES = (
     Capability.MEMORY_SAVE
-    | Capability.MEMORY_IMAGE
     | Capability.OVERLAY_CHAIN
     | Capability.ACPI_SHUTDOWN
     | Capability.STATE_EVENTS
 )
-# What needs QEMU behind libvirt: live disk snapshots, virtiofs, QEMU's own NICs and serial sockets.
+# What needs QEMU behind libvirt: live disk snapshots, QEMU's memory images (restored under a new
+# definition, renamed for another VM), virtiofs, QEMU's own NICs and serial sockets.
 QEMU_CAPABILITIES = (
     Capability.LIVE_SNAPSHOT
+    | Capability.MEMORY_IMAGE
     | Capability.SHARED_FOLDERS
     | Capability.SHARED_FOLDER_HOTPLUG
     | Capability.PORT_FORWARD

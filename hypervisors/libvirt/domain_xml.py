@@ -12,8 +12,10 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
+from hypervisors.errors import Unsupported
 from hypervisors.spec import DiskSpec, NicSpec, SharedFolder, VMSpec
 
+BACKEND = "kvm"
 VMLOG_NS = "https://vmlog.org/xmlns/libvirt/domain/1"
 VMLOG_PREFIX = "vmlog"
 QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
@@ -79,18 +81,21 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) ->
 
 
 def check_spec(spec: VMSpec) -> None:
-    """Raise ``ValueError`` for what this backend cannot express (before libvirt sees it)."""
+    """Raise ``Unsupported`` for what this backend cannot express (before libvirt sees it)."""
     if spec.channel_socket is not None and len(_abs(spec.channel_socket).encode()) > UNIX_SOCKET_PATH_MAX:
-        raise ValueError(
+        raise Unsupported(
             f"channel socket path {spec.channel_socket} is longer than {UNIX_SOCKET_PATH_MAX} bytes,"
-            " the limit of a Unix socket path"
+            " the limit of a Unix socket path",
+            fix="use a shorter VMLOG_HOME (the socket lives under it)", backend=BACKEND,
         )
     machine = spec.extra.get("machine", "q35")
     if machine not in MACHINES:
-        raise ValueError(f"unknown machine type {machine!r}; choose one of {', '.join(MACHINES)}")
+        raise Unsupported(f"unknown machine type {machine!r}", fix=f"choose one of {', '.join(MACHINES)}",
+                          backend=BACKEND)
     labels = [d.label for d in spec.disks if d.label]
     if len(labels) != len(set(labels)):
-        raise ValueError("disk labels must be unique within a VM")
+        raise Unsupported(f"VM {spec.name!r} has two disks with the same label",
+                          fix="give each disk of a VM its own label", backend=BACKEND)
 
 
 def build_domain_xml(spec: VMSpec, options: DomainOptions) -> str:

@@ -10,6 +10,7 @@ import uuid as uuid_mod
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from hypervisors.base import Capability
 from hypervisors.errors import InvalidState, OperationFailed
 from hypervisors.libvirt import domain_xml, save_image
 from hypervisors.libvirt.core import maps_libvirt_errors, version_text
@@ -22,6 +23,7 @@ class MemoryImages(Lifecycle):
 
     @maps_libvirt_errors("save the memory of")
     def save_memory_image(self, name: str, path: Path) -> None:
+        self.require(Capability.MEMORY_IMAGE, f"write a memory image (the {self.driver} driver runs no QEMU)")
         dom = self._domain(name)
         if not self._is_active(dom, name):
             raise InvalidState(f"VM {name!r} is not running", fix="start it first", backend=self.name)
@@ -32,6 +34,7 @@ class MemoryImages(Lifecycle):
 
     @maps_libvirt_errors("restore the memory image of")
     def restore_memory_image(self, spec: VMSpec, path: Path) -> None:
+        self.require(Capability.MEMORY_IMAGE, f"restore a memory image (the {self.driver} driver runs no QEMU)")
         path = Path(path).absolute()
         if not path.is_file() and not self.remote:
             raise OperationFailed(f"memory image {path} does not exist", backend=self.name)

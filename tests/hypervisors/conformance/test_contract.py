@@ -148,3 +148,13 @@ def test_snapshot_disks_hand_over_what_each_snapshot_froze(
         assert qemu_img.compare(disk.path, disk.format, content, "raw"), snapshot_id
     with pytest.raises(HypervisorError):
         backend.snapshot_disks(spec.name, "no-such-snapshot", work)
+
+
+def test_memory_images_only_where_declared(backend: Hypervisor, blank_vms: VMFactory, tmp_path: Path) -> None:
+    if backend.can(Capability.MEMORY_IMAGE):
+        pytest.skip("the vm tests save and restore real memory images")
+    spec = blank_vms.define(blank_vms.spec())
+    with pytest.raises(Unsupported):
+        backend.save_memory_image(spec.name, tmp_path / "memory.img")
+    with pytest.raises(Unsupported):
+        backend.restore_memory_image(spec, tmp_path / "memory.img")

@@ -46,7 +46,8 @@ def spec(tmp_path: Path) -> Iterator[VMSpec]:
 def test_the_test_driver_declares_only_what_it_does(hv: LibvirtHypervisor) -> None:
     assert not hv.runs_qemu
     assert hv.can(Capability.MEMORY_SAVE) and hv.can(Capability.OVERLAY_CHAIN)
-    for qemu_only in (Capability.LIVE_SNAPSHOT, Capability.SHARED_FOLDER_HOTPLUG, Capability.PORT_FORWARD):
+    for qemu_only in (Capability.LIVE_SNAPSHOT, Capability.MEMORY_IMAGE, Capability.SHARED_FOLDER_HOTPLUG,
+                      Capability.PORT_FORWARD):
         assert not hv.can(qemu_only)
     decision = hv.accelerator  # no KVM test guest is started for a driver that runs no QEMU
     assert (decision.accelerator, decision.domain_type) == ("none", "test")
@@ -164,7 +165,7 @@ class OneDomainConnection:
 def test_a_libvirt_error_reaches_the_caller_as_a_vmlog_error(hv: LibvirtHypervisor, tmp_path: Path) -> None:
     hv._conn = OneDomainConnection(hv._conn)
     calls = [lambda: hv.start("vm"), lambda: hv.delete("vm"), lambda: hv.disk_tops("vm"), lambda: hv.resume("vm"),
-             lambda: hv.swap_disk("vm", "system", tmp_path / "top"), lambda: hv.save_memory_image("vm", tmp_path / "m")]
+             lambda: hv.swap_disk("vm", "system", tmp_path / "top"), lambda: hv.suspend("vm")]
     for call in calls:
         with pytest.raises(HypervisorError) as info:
             call()

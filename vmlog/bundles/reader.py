@@ -321,7 +321,7 @@ class BundleReader:
             raise BundleRejected(
                 "base-digest",
                 f"the local base image has sha256 {digest[:16]}…, the bundle needs {doc['base']['sha256'][:16]}…",
-                fix=f"pull the base appliance the bundle names (`vml appliance pull {doc['base'].get('name') or 'NAME'}"
+                fix=f"fetch the base appliance the bundle names (`vml appliance pull {doc['base'].get('name') or 'NAME'}"
                 f" --version {doc['base'].get('version') or 'VERSION'}`), then import again",
             )
         if base.format != doc["base"]["format"]:

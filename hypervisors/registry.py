@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hypervisors.base import Hypervisor, Probe
-from hypervisors.errors import BackendUnavailable
+from hypervisors.errors import BackendUnavailable, UnknownBackend
 
 
 @dataclass(frozen=True)
@@ -55,12 +55,16 @@ BACKENDS: dict[str, BackendEntry] = {
 
 
 def canonical_name(name: str) -> str:
-    """Map a backend name or alias to its registry key (``ValueError`` if unknown)."""
+    """Map a backend name or alias to its registry key; ``UnknownBackend`` if it is neither."""
     key = name.strip().lower()
     for entry in BACKENDS.values():
         if key == entry.name or key in entry.aliases:
             return entry.name
-    raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    aliases = ", ".join(alias for entry in BACKENDS.values() for alias in entry.aliases)
+    raise UnknownBackend(
+        f"unknown backend {name!r}; the backends are {', '.join(BACKENDS)} (aliases: {aliases})",
+        fix=f"pass --backend with one of {', '.join(BACKENDS)}; `vml doctor` shows which of them work here",
+    )
 
 
 def backend_class(name: str) -> type[Hypervisor]:
@@ -81,7 +85,7 @@ def open_backend(name: str, **options: Any) -> Hypervisor:
 
 
 def probe(name: str, **options: Any) -> Probe:
-    """Probe one backend; never raises (a failure becomes an unavailable ``Probe``)."""
+    """Probe one backend; a backend that fails becomes an unavailable ``Probe`` (only an unknown name raises)."""
     entry = BACKENDS[canonical_name(name)]
     try:
         hv = open_backend(entry.name, **options)

@@ -1,34 +1,49 @@
 """vmlog's domain errors: each carries what happened, the command that fixes it, and an exit code.
 
-The CLI maps every :class:`VmlogError` to a short message and its exit code at one place; the GUI
-shows the same message. Hypervisor errors keep their own hierarchy (``hypervisors.errors``).
+:class:`VmlogError` is a branch of the product's one error tree, rooted at
+:class:`hypervisors.errors.ReportableError` (the root lives there because ``hypervisors`` may not
+import ``vmlog``). The CLI maps every error of the tree to ``error: message``, ``fix: ...`` and the
+class's exit code at one place; the GUI shows the same message and fix. Each class has an exit code
+of its own, listed with its meaning in ``docs/errors.md``; sysexits codes are used where one fits.
 """
 
 from __future__ import annotations
 
+from hypervisors.errors import ReportableError
 
-class VmlogError(Exception):
-    exit_code = 1
+__all__ = [
+    "AlreadyExists",
+    "Busy",
+    "Cancelled",
+    "DownloadError",
+    "IntegrityError",
+    "InvalidInput",
+    "NotFound",
+    "ReportableError",
+    "VmlogError",
+]
 
-    def __init__(self, message: str, *, fix: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.fix = fix
 
-    def __str__(self) -> str:
-        return self.message if not self.fix else f"{self.message}\n  fix: {self.fix}"
+class VmlogError(ReportableError):
+    """A vmlog operation failed; the base of vmlog's errors, raised itself where no narrower class fits."""
+
+    exit_code = 10
 
 
 class NotFound(VmlogError):
     """A project, state, appliance or catalog that does not exist."""
 
+    exit_code = 11
+
 
 class AlreadyExists(VmlogError):
     """A name that is already taken."""
 
+    exit_code = 12
+
 
 class InvalidInput(VmlogError):
-    """Arguments or files that do not make sense (bad ref, malformed manifest, ...)."""
+    """Arguments or files that do not make sense (bad ref, malformed manifest, ...): click's usage code."""
 
     exit_code = 2
 
@@ -54,4 +69,4 @@ class DownloadError(VmlogError):
 class Cancelled(VmlogError):
     """The user interrupted a long operation; nothing was left half-done."""
 
-    exit_code = 130
+    exit_code = 130  # as a shell reports a command ended by Ctrl-C (128 + SIGINT)

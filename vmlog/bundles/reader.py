@@ -171,7 +171,9 @@ class BundleReader:
             raise BundleRejected(
                 "base-digest",
                 f"the local base image has sha256 {digest[:16]}…, the bundle needs {doc['base']['sha256'][:16]}…",
-                fix="fetch the base appliance the bundle names (vml image fetch), then import again",
+                fix="fetch the base appliance the bundle names (`vml appliance pull"
+                f" {doc['base'].get('name') or 'NAME'} --version {doc['base'].get('version') or 'VERSION'}`),"
+                " then import again",
             )
         if base.format != doc["base"]["format"]:
             raise BundleRejected("base-format", f"the bundle's base is {doc['base']['format']}, not {base.format}")

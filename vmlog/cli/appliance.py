@@ -14,6 +14,7 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.text import Text
 
 from vmlog import paths
 from vmlog.appliances.catalog import Catalogs, store_name
@@ -50,8 +51,12 @@ def _listing(appliances, json_output: bool, catalogs: Catalogs) -> None:
         return
     for row in rows:
         versions = ", ".join(row["versions"])
-        mark = f" [green](pulled: {', '.join(row['pulled'])})[/]" if row["pulled"] else ""
-        out.print(f"[bold]{row['name']:<20}[/] {row['title']} [dim]({row['catalog']}; {versions})[/]{mark}")
+        mark = (f" (pulled: {', '.join(row['pulled'])})", "green") if row["pulled"] else ""
+        out.print(
+            Text.assemble(
+                (f"{row['name']:<20}", "bold"), f" {row['title']} ", (f"({row['catalog']}; {versions})", "dim"), mark
+            )
+        )
 
 
 @app.command("list")
@@ -82,7 +87,7 @@ def info_(
     if json_output:
         print_json(data)
         return
-    out.print(f"[bold]{appliance.title}[/] ({appliance.name}) — {appliance.description}")
+    out.print(Text.assemble((appliance.title, "bold"), f" ({appliance.name}) — {appliance.description}"))
     out.print(f"  version {resolved.version}, context {resolved.context}, memory >= {resolved.min_memory_mib} MiB")
     if resolved.scratch_disk_gib:
         out.print(f"  needs an empty scratch disk of >= {resolved.scratch_disk_gib} GiB")
@@ -107,7 +112,7 @@ def pull(
     appliance = _catalogs(insecure).get(name)
     cancel = threading.Event()
     columns = (
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
@@ -138,7 +143,9 @@ def pull(
     if json_output:
         print_json(pulled.to_dict())
         return
-    info(f"[green]pulled[/] {pulled.appliance} {pulled.version.version} ({pulled.image.sha256[:12]})")
+    info(
+        Text.assemble(("pulled", "green"), f" {pulled.appliance} {pulled.version.version} ({pulled.image.sha256[:12]})")
+    )
     out.print(str(pulled.disk))
 
 
@@ -151,7 +158,7 @@ def verify(
     images = [store.get(ref)] if ref else store.list()
     for image in images:
         store.verify(image.sha256)
-        info(f"[green]ok[/] {image.name}-{image.version}.{image.format} {image.sha256[:12]}")
+        info(Text.assemble(("ok", "green"), f" {image.name}-{image.version}.{image.format} {image.sha256[:12]}"))
 
 
 @app.command("rm")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from vmlog.app import exchange
 from vmlog.bundles import MAIL_ATTACHMENT_LIMIT, VerifiedBundle
@@ -155,9 +156,11 @@ def import_(
         )
     where = "new project" if result.new_project else "project"
     info(
-        f"imported state {result.state_id[:12]} {result.state_name or ''}"
-        f" into {where} [bold]{result.project}[/]"
-        + (" (base appliance downloaded and verified)" if result.base_downloaded else "")
+        Text.assemble(
+            f"imported state {result.state_id[:12]} {result.state_name or ''} into {where} ",
+            (result.project, "bold"),
+            " (base appliance downloaded and verified)" if result.base_downloaded else "",
+        )
     )
     if result.memory_skipped:
         warn(

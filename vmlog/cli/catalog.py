@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from vmlog import paths
 from vmlog.appliances.catalog import Catalogs
@@ -25,7 +26,7 @@ def add(
 ) -> None:
     """Read a catalog once to check it, then record it."""
     entry = _catalogs(insecure).add(location, name=name)
-    info(f"added catalog [bold]{entry.name}[/] ({entry.location})")
+    info(Text.assemble("added catalog ", (entry.name, "bold"), f" ({entry.location})"))
 
 
 @app.command("list")

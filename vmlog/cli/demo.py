@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from vmlog.cli.output import info, out, print_json
 from vmlog.cli.setup import phase_display, print_reach, run_cancellable
@@ -31,7 +32,7 @@ def demo(
                 build_cache=build_cache,
                 stop=stop,
                 ready_timeout=timeout,
-                say=lambda text: display.progress.console.print(f"  [dim]{text}[/]", highlight=False),
+                say=lambda text: display.progress.console.print(f"  {text}", style="dim", highlight=False),
                 progress=display,
                 cancel=cancel,
             )
@@ -41,18 +42,18 @@ def demo(
         return
     print_reach(result.setup)
     out.print()
-    out.print("[bold]The guest answers[/] (through vmlog's guest agent):", highlight=False)
+    out.print(Text.assemble(("The guest answers", "bold"), " (through vmlog's guest agent):"), highlight=False)
     width = max(len(label) for label, _, _ in result.answers)
     for label, command, answer in result.answers:
-        out.print(f"  {label:<{width}}  [dim]$ {command}[/]", highlight=False)
+        out.print(Text.assemble(f"  {label:<{width}}  ", (f"$ {command}", "dim")), highlight=False)
         for line in answer.splitlines() or [""]:
             out.print(f"  {'':<{width}}  {line}", markup=False, highlight=False)
     out.print()
     if result.stopped:
         info(f"{name} is shut down; `vml up {name}` starts it again")
-    out.print("[bold]Try next:[/]", highlight=False)
+    out.print("Try next:", style="bold", highlight=False)
     width = max(len(cmd) for cmd, _ in NEXT_STEPS)
     for command, what in NEXT_STEPS:
-        out.print(f"  [cyan]{command:<{width}}[/]  {what}", highlight=False)
+        out.print(Text.assemble("  ", (f"{command:<{width}}", "cyan"), f"  {what}"), highlight=False)
     if not result.stopped:
         info(f"The VM keeps running; `vml down {name}` stops it.")

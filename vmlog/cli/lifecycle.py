@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from vmlog.app import projects, running
 from vmlog.cli.output import abort, info, out, print_json
@@ -48,10 +49,8 @@ def status(project: ProjectArg = None, json_output: Annotated[bool, typer.Option
         print_json(data)
         return
     head = f"{data['state'][:12]} {data['state_name'] or ''}".strip() if data["state"] else "(no state saved)"
-    out.print(
-        f"[bold]{data['project']}[/]: VM {data['vm']}, on state {head}"
-        + (", [yellow]unsaved changes[/]" if data["unsaved_changes"] else "")
-    )
+    unsaved = (", ", ("unsaved changes", "yellow")) if data["unsaved_changes"] else ()
+    out.print(Text.assemble((data["project"], "bold"), f": VM {data['vm']}, on state {head}", *unsaved))
     if data["busy"]:
         out.print(f"  busy: {data['busy']}")
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from vmlog.app import logbook
 from vmlog.cli.output import info, out, print_json
@@ -47,8 +48,10 @@ def log(
         if row["kind"] == "note":
             state = f" {row['state'][:8]}" if row["state"] else ""
             out.print(
-                f"{row['created']}  {row['project'] or '-':<14} note{state}: {row['text']}"
-                f"  [dim]{row['who']}[/]",
+                Text.assemble(
+                    f"{row['created']}  {row['project'] or '-':<14} note{state}: {row['text']}  ",
+                    (str(row["who"]), "dim"),
+                ),
                 soft_wrap=True,
             )
             continue
@@ -57,8 +60,12 @@ def log(
         state = f" {row['state'][:8]}" if row["state"] else ""
         message = f"  {row['message']}" if row["message"] else ""
         out.print(
-            f"{row['started']}  {row['project'] or '-':<14} {row['action']:<14} [{colour}]{row['outcome']}[/]"
-            f"{took}{state}{message}  [dim]{row['who']}[/]",
+            Text.assemble(
+                f"{row['started']}  {row['project'] or '-':<14} {row['action']:<14} ",
+                (str(row["outcome"]), colour),
+                f"{took}{state}{message}  ",
+                (str(row["who"]), "dim"),
+            ),
             highlight=False,
             soft_wrap=True,
         )

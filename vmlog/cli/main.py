@@ -1,4 +1,4 @@
-"""Entry point of ``vml``: builds the typer app and maps domain errors to exit codes at one place."""
+"""Entry point of ``vml``: builds the typer app and maps every error to a message and an exit code at one place."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from hypervisors.errors import HypervisorError
 from vmlog import __version__
 from vmlog.cli import appliance as appliance_cli
 from vmlog.cli import bundle as bundle_cli
@@ -21,8 +20,11 @@ from vmlog.cli import project as project_cli
 from vmlog.cli import release as release_cli
 from vmlog.cli import setup as setup_cli
 from vmlog.cli import state as state_cli
-from vmlog.cli.output import err
-from vmlog.errors import VmlogError
+from vmlog.cli.output import err, report_error
+from vmlog.errors import ReportableError
+
+INTERNAL_ERROR_EXIT_CODE = 70  # sysexits EX_SOFTWARE: an exception that is not a product error, i.e. a bug
+INTERRUPTED_EXIT_CODE = 130  # Ctrl-C, as a shell reports it (128 + SIGINT); also Cancelled's code
 
 app = typer.Typer(
     name="vml",
@@ -74,32 +76,45 @@ app.add_typer(release_cli.app, name="release")
 app.add_typer(bundle_cli.config_app, name="config")
 
 
+def _is_usage_error(exc: Exception) -> bool:
+    """A click usage error (bad option, missing argument), recognised by its interface: typer bundles its own click."""
+    return callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int)
+
+
 def run() -> None:
-    """Console-script entry: run the app, turning domain errors into one-line messages."""
+    """Console-script entry: run the app, turning every failure into a short message and an exit code.
+
+    A product error prints its message and fix and exits with its class's code (``docs/errors.md``);
+    anything else was not foreseen, so it is reported in one line with :data:`INTERNAL_ERROR_EXIT_CODE`.
+    ``VMLOG_DEBUG=1`` lets both through with their traceback.
+    """
+    debug = bool(os.environ.get("VMLOG_DEBUG"))
     try:
         # Without standalone mode click returns (not raises) the code of a typer.Exit.
         result = app(standalone_mode=False)
-    except (VmlogError, HypervisorError) as exc:
-        if os.environ.get("VMLOG_DEBUG"):
+    except ReportableError as exc:
+        if debug:
             raise
-        err.print(f"[red]error:[/] {exc.message}")
-        if exc.fix:
-            err.print(f"  [bold]fix:[/] {exc.fix}")
-        sys.exit(exc.exit_code)
+        report_error(exc.message, exc.fix)
+        # the class's code: an instance may carry an attribute of that name for its own ends
+        sys.exit(type(exc).exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
         err.print("aborted")
-        sys.exit(130)
+        sys.exit(INTERRUPTED_EXIT_CODE)
     except KeyboardInterrupt:
         err.print("interrupted")
-        sys.exit(130)
+        sys.exit(INTERRUPTED_EXIT_CODE)
     except Exception as exc:
-        # Usage errors: typer bundles its own click, so recognise them by their interface.
-        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+        if _is_usage_error(exc):
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+        if debug:
+            raise
+        summary = " ".join(str(exc).split())[:400] or "(no message)"
+        err.print(f"internal error: {type(exc).__name__}: {summary} (run again with VMLOG_DEBUG=1 for the traceback)")
+        sys.exit(INTERNAL_ERROR_EXIT_CODE)
     sys.exit(result if isinstance(result, int) else 0)
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from hypervisors import registry
 from hypervisors.errors import HypervisorError
@@ -96,8 +97,11 @@ def new(
             progress=progress,
         )
     info(
-        f"created project [bold]{project.name}[/] on {project.base.get('name')}:{project.base.get('version')}"
-        f" ({project.backend}); start it with `vml up`"
+        Text.assemble(
+            "created project ",
+            (project.name, "bold"),
+            f" on {project.base.get('name')}:{project.base.get('version')} ({project.backend}); start it with `vml up`",
+        )
     )
 
 
@@ -115,8 +119,12 @@ def list_(json_output: JsonOption = False) -> None:
         mark = "*" if row["current"] else " "
         base = f"{row['base'].get('name')}:{row['base'].get('version')}"
         out.print(
-            f"{mark} [bold]{row['name']:<20}[/] {row['vm']:<12} {row['states']:>3} states  "
-            f"{_size(row.get('disk_bytes')):>10}  {row['backend']:<8} {base}"
+            Text.assemble(
+                f"{mark} ",
+                (f"{row['name']:<20}", "bold"),
+                f" {row['vm']:<12} {row['states']:>3} states  "
+                f"{_size(row.get('disk_bytes')):>10}  {row['backend']:<8} {base}",
+            )
         )
 
 
@@ -130,7 +138,7 @@ def show(
     if json_output:
         print_json(data)
         return
-    out.print(f"[bold]{data['name']}[/]  ({data['id']})")
+    out.print(Text.assemble((data["name"], "bold"), f"  ({data['id']})"))
     base = data["base"]
     out.print(f"  base:     {base.get('name')}:{base.get('version')} ({base.get('sha256', '')[:12]})")
     out.print(f"  backend:  {data['backend']}  VM {data['vm_name']} is {data['vm_state']}")

@@ -128,12 +128,12 @@ def list_releases(
         print_json(result if show_available and show_running else next(iter(result.values())))
         return
     if "available" in result:
-        out.print("[bold]Available[/]")
+        out.print("Available", style="bold")
         for r in result["available"]:
             series = f"{r['series']}/" if r["series"] else ""
             out.print(f"  {series}{r['name']:<16} revision {r['revision']:<6} {r['tag']:<16} ({r['source']})")
     if "running" in result:
-        out.print("[bold]Mounted[/]")
+        out.print("Mounted", style="bold")
         for m in result["running"]:
             owner = f"  project {m['project']}" if m.get("project") else ""
             where = f" guest {m['guest_path']}" if m.get("guest_path") else ""

@@ -44,7 +44,8 @@ class PhaseDisplay:
     def __init__(self) -> None:
         self.progress = Progress(
             SpinnerColumn(),
-            TextColumn("[bold]{task.fields[phase]:<14}[/]{task.description}"),
+            TextColumn("{task.fields[phase]:<14}", style="bold", markup=False),
+            TextColumn("{task.description}", markup=False),
             BarColumn(bar_width=30),
             _TransferColumn(),
             console=err,
@@ -56,7 +57,9 @@ class PhaseDisplay:
 
     def _finish_phase(self) -> None:
         if self.phase is not None:
-            self.progress.console.print(f"[green]✓[/] [bold]{self.phase:<14}[/]{self.last}", highlight=False)
+            self.progress.console.print(
+                Text.assemble(("✓", "green"), " ", (f"{self.phase:<14}", "bold"), self.last), highlight=False
+            )
 
     def __call__(self, event: SetupEvent) -> None:
         if event.phase != self.phase:
@@ -106,7 +109,7 @@ def run_cancellable(job: Callable[[threading.Event], T]) -> T:
             pass
     except KeyboardInterrupt:
         cancel.set()
-        err.print("[yellow]cancelling[/] (finishing cleanly; Ctrl-C again to give up)")
+        err.print(Text.assemble(("cancelling", "yellow"), " (finishing cleanly; Ctrl-C again to give up)"))
         while not finished.wait(0.2):
             pass
     if "error" in outcome:
@@ -132,7 +135,9 @@ def print_reach(result: SetupResult) -> None:
         how = "started" if result.vm_before == "stopped" else f"was {result.vm_before}, now running"
     ready = f"; the guest answers ({result.ready_by})" if result.ready_by else ""
     out.print(
-        f"[bold]{result.project}[/]: {result.appliance} {result.version} on {result.backend}, {how}{ready}",
+        Text.assemble(
+            (result.project, "bold"), f": {result.appliance} {result.version} on {result.backend}, {how}{ready}"
+        ),
         highlight=False,
     )
     if result.hostname:
@@ -141,7 +146,7 @@ def print_reach(result: SetupResult) -> None:
         out.print(f"  SSH forwarded from 127.0.0.1:{result.ssh.port}, not answering yet", highlight=False)
     width = max(len(cmd) for cmd, _ in result.next_steps())
     for command, what in result.next_steps():
-        out.print(f"  [cyan]{command:<{width}}[/]  {what}", highlight=False)
+        out.print(Text.assemble("  ", (f"{command:<{width}}", "cyan"), f"  {what}"), highlight=False)
 
 
 def setup(

@@ -6,6 +6,7 @@ import time
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from vmlog.app import states as app_states
 from vmlog.cli.output import abort, info, out, print_json, warn
@@ -47,7 +48,7 @@ def save(
     if json_output:
         print_json(state.to_dict())
         return
-    info(f"saved state [bold]{state.label()}[/]" + (" with memory" if state.memory else ""))
+    info(Text.assemble("saved state ", (state.label(), "bold"), " with memory" if state.memory else ""))
 
 
 @app.command("list")
@@ -92,7 +93,7 @@ def show(
     if json_output:
         print_json(data)
         return
-    out.print(f"[bold]{data['id']}[/] {data['name'] or ''}{'  (current)' if data['current'] else ''}")
+    out.print(Text.assemble((data["id"], "bold"), f" {data['name'] or ''}{'  (current)' if data['current'] else ''}"))
     out.print(f"  created:  {_when(data['created'])} by {data['author']}")
     out.print(f"  parent:   {data['parent'] or '-'}")
     out.print(f"  children: {', '.join(c[:12] for c in data['children']) or '-'}")

@@ -65,12 +65,3 @@ def test_the_appliance_is_named_once(vmlog_home: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["project", "new", "demo", "--appliance", "no-such-appliance"])
     assert result.exit_code != 0
 
-
-def test_errors_exit_with_the_domain_code(vmlog_home: Path, tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["state", "list"])
-    assert result.exit_code != 0
-    image = tmp_path / "appliance.img"
-    image.write_bytes(b"\0" * (1 << 20))
-    vml("project", "new", "demo", str(image))
-    result = CliRunner().invoke(app, ["state", "restore", "nope"])
-    assert result.exit_code != 0

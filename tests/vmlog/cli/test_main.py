@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from vmlog import __version__
+from vmlog.errors import NotFound
 
 
 def vml(*args: str) -> subprocess.CompletedProcess[str]:
@@ -23,7 +24,7 @@ def test_version_is_eager() -> None:
 
 def test_domain_error_names_the_fix_and_fails(vmlog_home: Path) -> None:
     proc = vml("project", "show", "no-such-project")
-    assert proc.returncode == 1
+    assert proc.returncode == NotFound.exit_code
     assert "no project called 'no-such-project'" in proc.stderr
     assert "fix:" in proc.stderr
     assert "Traceback" not in proc.stderr

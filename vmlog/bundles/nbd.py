@@ -36,6 +36,8 @@ EXPORT = "vmlog"
 class NbdError(VmlogError):
     """qemu-nbd could not serve an image, or the connection broke."""
 
+    exit_code = 41
+
 
 class NbdImage:
     """A connected qemu-nbd export of one image: ``read``, ``write``, ``write_zeroes``, ``close``.

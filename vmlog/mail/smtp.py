@@ -18,7 +18,7 @@ MIME_TYPE = ("application", "x-vmlstate")
 class MailError(VmlogError):
     """The SMTP server refused the message or could not be reached."""
 
-    exit_code = 69
+    exit_code = 76  # EX_PROTOCOL
 
 
 def build_message(bundle: Path, to: str, sender: str, subject: str, body: str) -> EmailMessage:

@@ -26,9 +26,13 @@ from vmlog.errors import VmlogError
 class GuestAgentError(VmlogError):
     """The guest agent did not answer, answered nonsense, or a command failed."""
 
+    exit_code = 81
+
 
 class GuestCommandFailed(GuestAgentError):
     """A command run in the guest exited with a non-zero code."""
+
+    exit_code = 82
 
     def __init__(self, command: str, exit_code: int, output: str) -> None:
         super().__init__(
@@ -36,7 +40,7 @@ class GuestCommandFailed(GuestAgentError):
             fix="look at the command's output above",
         )
         self.command = command
-        self.exit_code = exit_code
+        self.command_exit_code = exit_code
         self.output = output
 
 

@@ -31,7 +31,7 @@ HOST_TOOLS = {
 class ToolMissing(VmlogError):
     """A host program the appliance build needs is not installed."""
 
-    exit_code = 69
+    exit_code = 83
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from vmlog.errors import NotFound
+
 SIZE = 8 * 1024 * 1024
 
 
@@ -72,7 +74,7 @@ def test_catalog_and_pull_commands(served, tmp_path: Path) -> None:
     assert json.loads(_vml(home, "appliance", "images", "--json").stdout) == []
     assert _vml(home, "catalog", "rm", "local").returncode == 0
     missing = _vml(home, "appliance", "info", "demo")
-    assert missing.returncode == 1 and "no appliance named 'demo'" in missing.stderr
+    assert missing.returncode == NotFound.exit_code and "no appliance named 'demo'" in missing.stderr
 
 
 def test_ctrl_c_keeps_partial_then_resume(http_server, served, tmp_path: Path) -> None:

@@ -29,15 +29,10 @@ TABLE = ROOT / "docs" / "errors.md"
 # Classes in modules whose owner has yet to give them their own code: the code docs/errors.md lists for
 # each. The test fails once one has it, so that it is taken off this list.
 PENDING_CODES = {
-    "vmlog.bundles.nbd.NbdError": 41,  # inherits VmlogError's 10
-    "vmlog.mail.smtp.MailError": 76,  # 69 today, DownloadError's
     "vmlog.setup.readiness.GuestNotReady": 80,  # inherits 10
-    "vmlog.testappliance.agent.GuestAgentError": 81,  # inherits 10
-    "vmlog.testappliance.agent.GuestCommandFailed": 82,  # inherits 10
-    "vmlog.testappliance.packages.ToolMissing": 83,  # 69 today, DownloadError's
 }
 # Classes to be replaced by the one the table lists (the module is to import that one instead).
-REPLACED = {"vmlog.projects.exchange.Untrusted": "vmlog.bundles.errors.Untrusted"}
+REPLACED = {"vmlog.app.exchange.Untrusted": "vmlog.bundles.errors.Untrusted"}
 
 
 def every_error_class() -> dict[str, type[ReportableError]]:
@@ -202,7 +197,7 @@ def test_the_code_is_the_classs_even_where_an_instance_has_an_exit_code_attribut
     from vmlog.testappliance.agent import GuestCommandFailed
 
     monkeypatch.delenv("VMLOG_DEBUG", raising=False)
-    failed = GuestCommandFailed("false", 3, "")  # .exit_code is the guest command's, 3
+    failed = GuestCommandFailed("false", 3, "")  # the guest command exited 3; vml exits with the class code
     assert exit_code_of_run(monkeypatch, failing_app(failed)) == GuestCommandFailed.exit_code != 3
     err = capsys.readouterr().err
     assert re.match(r"error: command 'false' failed in the guest", err) and "  fix: " in err

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from vmlog.errors import NotFound
+from vmlog.releases.errors import SignatureError
+
 
 def vml(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
@@ -53,7 +56,7 @@ def test_release_commands(cvmfs_repo, server, vmlog_home, tmp_path):
 
     cvmfs_repo.write_whitelist(expires=dt.datetime.now(dt.UTC) - dt.timedelta(days=1))
     refused = vml("release", "mount", "24.0.3", "--at", str(mountpoint), check=False)
-    assert refused.returncode == 65
+    assert refused.returncode == SignatureError.exit_code
     assert "expired" in refused.stderr and "fix:" in refused.stderr
 
 
@@ -65,5 +68,5 @@ def test_cvmfs_source_needs_a_key(vmlog_home):
 
 def test_unknown_mount_is_reported(vmlog_home):
     result = vml("release", "umount", "nothing", check=False)
-    assert result.returncode == 1 and "not mounted" in result.stderr
+    assert result.returncode == NotFound.exit_code and "not mounted" in result.stderr
     assert not Path(vmlog_home, "run", "releases", "mounts", "nothing.json").exists()

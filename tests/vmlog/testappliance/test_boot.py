@@ -128,7 +128,7 @@ def test_guest_runs_commands_applies_the_seed_and_keeps_data(boot_guest: BootedG
     assert agent.run("printf 'a\\tb\\nc'; echo err >&2; exit 3") == (3, "a\tb\ncerr\n")
     with pytest.raises(GuestCommandFailed) as failure:
         agent.check_output("ls /no/such/path")
-    assert failure.value.exit_code != 0 and "no/such/path" in failure.value.output
+    assert failure.value.command_exit_code != 0 and "no/such/path" in failure.value.output
 
     # garbage on the agent's line is ignored; the agent keeps answering
     sock = agent._connect()

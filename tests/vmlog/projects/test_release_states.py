@@ -18,12 +18,12 @@ from release_repos import CvmfsRepoBuilder, ServedDirectory  # noqa: E402
 from vmlog.app import projects, states
 from vmlog.app import releases as app_releases
 from vmlog.context.model import Context  # noqa: E402
+from vmlog.context.seed import write_seed  # noqa: E402
 from vmlog.errors import InvalidInput  # noqa: E402
 from vmlog.projects import releases as project_releases  # noqa: E402
 from vmlog.projects.model import State  # noqa: E402
 from vmlog.releases import CvmfsSource, mounts, running_mounts, umount  # noqa: E402
 from vmlog.releases.sources import add_source  # noqa: E402
-from vmlog.context.seed import write_seed  # noqa: E402
 
 LIB = bytes(range(256)) * 600
 README = b"Physics release 24.0.3\n"

@@ -135,9 +135,9 @@ def complete_setup_project(name: str, *, say: Say, ctx: Workspace | None = None)
     meta = project_setup.read_setup_meta(files.root) or project_setup.meta_without_setup(project.base)
     seed = next((d for d in VMSpec.from_dict(project.spec).disks if d.label == "seed"), None)
     kind = str(meta.get("context"))
-    if seed is not None and not seed.path.is_file() and kind != "none":
+    if seed is not None and project_setup.seed_is_missing(kind, seed.path):
         say("contextualise", f"writing the missing {kind} seed")
-        project_setup.rewrite_missing_seed(files.root, project.name, kind, seed.path)
+        project_setup.rewrite_seed(files.root, project.name, kind, seed.path)
     return meta
 
 

@@ -114,10 +114,12 @@ def write_context_files(project_root: Path, meta: dict[str, Any], context: Conte
     return seed
 
 
-def rewrite_missing_seed(project_root: Path, project: str, kind: str, seed_path: Path) -> bool:
-    """Write the seed again if an interrupted run lost it; True if it was missing and is written now."""
-    if seed_path.is_file() or kind not in SEED_KINDS:
-        return False
+def seed_is_missing(kind: str, seed_path: Path) -> bool:
+    """True if the project's VM expects a seed of ``kind`` at ``seed_path`` and an interrupted run lost it."""
+    return kind in SEED_KINDS and not seed_path.is_file()
+
+
+def rewrite_seed(project_root: Path, project: str, kind: str, seed_path: Path) -> Path:
+    """Render the seed again from the stored context (or the default one if setup kept none)."""
     seed_path.parent.mkdir(parents=True, exist_ok=True)
-    write_seed(kind, stored_or_default_context(project_root, project), seed_path)
-    return True
+    return write_seed(kind, stored_or_default_context(project_root, project), seed_path)

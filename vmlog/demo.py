@@ -19,13 +19,18 @@ from pathlib import Path
 from typing import Any
 
 from vmlog.app import running
-from vmlog.appliances.catalog import CATALOG_FORMAT, Catalogs
-from vmlog.context.model import Context, ExtraFile
+from vmlog.app.appliances import (
+    CATALOG_FORMAT,
+    TEST_APPLIANCE,
+    add_catalog,
+    appliance_image_facts,
+    build_local_test_appliance,
+    list_catalogs,
+    remove_catalog,
+)
+from vmlog.app.setup_project import Context, ExtraFile, Workspace, ask_guest_agent
 from vmlog.errors import NotFound
 from vmlog.setup import SetupProgress, SetupResult, no_events, setup
-from vmlog.testappliance.agent import GuestChannel
-from vmlog.testappliance.build import APPLIANCE_NAME, appliance_metadata, build_test_appliance
-from vmlog.workspace import Workspace
 
 DEMO_PROJECT = "demo"
 DEMO_CATALOG = "vmlog-demo"
@@ -147,7 +152,7 @@ def catalog_document(image_url: str, meta: dict[str, Any]) -> dict[str, Any]:
         "vmlog_catalog": CATALOG_FORMAT,
         "appliances": [
             {
-                "name": APPLIANCE_NAME,
+                "name": TEST_APPLIANCE,
                 "title": "vmlog test appliance (served by `vml demo`)",
                 "description": "Boots in seconds, reads a NoCloud seed, runs vmlog's guest agent.",
                 "versions": [
@@ -171,26 +176,26 @@ def catalog_document(image_url: str, meta: dict[str, Any]) -> dict[str, Any]:
 
 
 @contextmanager
-def served_catalog(image: Path, catalogs: Catalogs) -> Iterator[str]:
-    """Serve ``image`` and its catalog on 127.0.0.1 and record the catalog while it is served.
+def served_catalog(image: Path, ctx: Workspace) -> Iterator[str]:
+    """Serve ``image`` and its catalog on 127.0.0.1 and record the catalog in ``ctx`` while it is served.
 
     The catalog is forgotten again afterwards: its server is gone, and the pulled image stays in
     the store, so nothing needs it any more.
     """
-    meta = appliance_metadata(image)
+    meta = appliance_image_facts(image)
     server = LocalFileServer({})
     with server:
         server.files[image.name] = image
         document = catalog_document(server.url(image.name), meta)
         server.files["catalog.json"] = (json.dumps(document, indent=2) + "\n").encode()
-        if any(entry.name == DEMO_CATALOG for entry in catalogs.entries()):
-            catalogs.remove(DEMO_CATALOG)  # left behind by an interrupted run
-        catalogs.add(server.url("catalog.json"), name=DEMO_CATALOG)
+        if any(entry.name == DEMO_CATALOG for entry in list_catalogs(ctx=ctx)):
+            remove_catalog(DEMO_CATALOG, ctx=ctx)  # left behind by an interrupted run
+        add_catalog(server.url("catalog.json"), name=DEMO_CATALOG, ctx=ctx)
         try:
             yield server.url("catalog.json")
         finally:
             try:
-                catalogs.remove(DEMO_CATALOG)
+                remove_catalog(DEMO_CATALOG, ctx=ctx)
             except NotFound:
                 pass
 
@@ -214,12 +219,8 @@ class DemoResult:
 
 def ask_guest(socket_path: Path) -> list[tuple[str, str, str]]:
     """Run the demo's questions in the guest through its agent."""
-    answers = []
-    with GuestChannel(socket_path) as guest:
-        guest.wait_ready(60)
-        for command, label in QUESTIONS:
-            answers.append((label, command, guest.check_output(command).strip()))
-    return answers
+    outputs = ask_guest_agent(socket_path, [command for command, _label in QUESTIONS])
+    return [(label, command, output) for (command, label), output in zip(QUESTIONS, outputs, strict=True)]
 
 
 def run_demo(
@@ -237,11 +238,11 @@ def run_demo(
     ctx = ctx or Workspace.default()
     cache = Path(build_cache) if build_cache else ctx.home.cache / "testappliance"
     say("building the test appliance (cached after the first time)")
-    image = build_test_appliance(cache, progress=say)
-    with served_catalog(image, Catalogs(ctx.home.config)) as catalog_url:
+    image = build_local_test_appliance(cache, say=say)
+    with served_catalog(image, ctx) as catalog_url:
         say(f"serving it with a catalog at {catalog_url}")
         result = setup(
-            APPLIANCE_NAME,
+            TEST_APPLIANCE,
             name=project,
             context=demo_context(),
             ready_timeout=ready_timeout,

@@ -69,7 +69,7 @@ def test_served_catalog_is_recorded_while_served_and_forgotten_after(
     vmlog_home: Path, test_appliance_image: Path
 ) -> None:
     catalogs = Catalogs(vmlog_home / "config")
-    with served_catalog(test_appliance_image, catalogs) as url:
+    with served_catalog(test_appliance_image, Workspace.default()) as url:
         assert [e.name for e in catalogs.entries()] == [DEMO_CATALOG]
         appliance = catalogs.get(APPLIANCE_NAME)  # the served one wins over the built-in builder
         assert appliance.catalog == DEMO_CATALOG and not appliance.local_builder

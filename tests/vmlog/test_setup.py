@@ -26,12 +26,12 @@ import pytest
 
 from vmlog.app import projects, running
 from vmlog.context.model import Context, ExtraFile
+from vmlog.context.project_setup import hostname_for
+from vmlog.context.readiness import free_tcp_port, ssh_banner
 from vmlog.context.seed import build_config_drive, write_seed
 from vmlog.context.userdata import CERNVM_ISO_LABEL
 from vmlog.errors import AlreadyExists, Cancelled, IntegrityError
 from vmlog.setup import PHASES, SetupEvent, setup, ssh_access
-from vmlog.setup.readiness import free_tcp_port, ssh_banner
-from vmlog.setup.service import hostname_for
 from vmlog.testappliance.agent import GuestChannel
 from vmlog.testappliance.build import appliance_metadata
 from vmlog.workspace import Workspace

@@ -1,7 +1,7 @@
 """The Appliances page's controller: lists catalog entries, runs ``vmlog.setup.setup`` and makes new projects.
 
 "Set up" calls the same setup service as ``vml setup`` (backend, download, verify, contextualise,
-boot, ready) with the job's cancel event; "New project…" calls ``vmlog.projects.service.new_project``
+boot, ready) with the job's cancel event; "New project…" calls ``vmlog.app.projects.new_project``
 on an image already in the store, as ``vml project new`` does.
 """
 
@@ -11,28 +11,23 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Signal
 
-from hypervisors import registry
 from ui.dialogs import NewProjectDialog
 from ui.formatting import human_bytes
 from ui.pages.appliances import ApplianceCard
 from ui.workers import Job
-from vmlog import paths
-from vmlog.app import projects
-from vmlog.appliances.catalog import Catalogs, store_name
+from vmlog.app import appliances, projects
 from vmlog.setup import SetupResult, setup
-from vmlog.store.images import ImageStore
-from vmlog.workspace import Workspace
 
 if TYPE_CHECKING:
     from ui.main_window import MainWindow
+    from vmlog.app.setup_project import Workspace
 
 
 def read_cards() -> list[ApplianceCard]:
     """Catalog entries as cards; built-ins first. Never touches the network for online-only versions."""
-    home = paths.home().ensure()
-    stored = {image.name for image in ImageStore(home.images).list()}
     cards = []
-    for appliance in Catalogs(home.config).appliances():
+    for row in appliances.list_appliances().appliances:
+        appliance = row.appliance
         versions = sorted(appliance.versions, key=lambda v: v.version)
         newest = versions[-1] if versions else None
         size = None
@@ -46,7 +41,7 @@ def read_cards() -> list[ApplianceCard]:
                 summary=appliance.description,
                 size=size,
                 catalog=appliance.catalog,
-                stored=store_name(appliance.name) in stored,
+                stored=row.stored,
                 built_locally=appliance.local_builder,
             )
         )
@@ -55,13 +50,13 @@ def read_cards() -> list[ApplianceCard]:
 
 def stored_images() -> list[tuple[str, str]]:
     """(label, sha256) of every image in the store, for the new-project dialog."""
-    images = ImageStore(paths.home().ensure().images).list()
+    images = [row.image for row in appliances.list_images()]
     return [(f"{i.name} {i.version} ({i.format}, {human_bytes(i.size)})", i.sha256) for i in images]
 
 
 def backend_choices() -> list[tuple[str, str]]:
     """(title, key) of every backend the registry knows; the service reports one that does not work here."""
-    return [(entry.title, key) for key, entry in registry.BACKENDS.items()]
+    return appliances.backend_choices()
 
 
 class AppliancesController(QObject):

@@ -1,8 +1,8 @@
 """The Releases page's controller: sources, available and mounted releases, mounts and their logs.
 
-Each button is one call of :mod:`vmlog.releases` in a job, the functions ``vml release`` calls:
-``sources.make_source``/``add_source``/``remove_source``, ``ReleaseSource.list_releases``,
-``mounts.mount_release``, ``mounts.umount``, ``mounts.running_mounts`` and the mount's log file.
+Each button is one call of :mod:`vmlog.app.releases` in a job, the use cases ``vml release`` calls:
+``add_release_source``/``remove_release_source``, ``available_releases``, ``mount_on_host``,
+``umount_on_host``, ``host_mounts`` and the mount's log file (``mount_log``).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from ui.formatting import human_bytes
 from ui.pages.releases import CustomizeMountDialog, MountOptions, SourceForm
 from ui.workers import Job
+from vmlog.app import releases as app_releases
+from vmlog.app.releases import DEFAULT_CACHE_LIMIT, MountHandle
 from vmlog.errors import InvalidInput
-from vmlog.releases import mounts, sources
-from vmlog.releases.object_cache import DEFAULT_LIMIT
 
 if TYPE_CHECKING:
     from ui.main_window import MainWindow
@@ -46,36 +46,25 @@ class ReleasesView:
 def read_running() -> list[tuple[str, list[str]]]:
     return [
         (h.name, [h.name, str(h.release.revision), h.release.tag, str(h.mountpoint)])
-        for h in mounts.running_mounts()
+        for h in app_releases.host_mounts()
     ]
 
 
 def read_releases() -> ReleasesView:
     """Everything the page shows; a source that cannot be reached becomes a note, not a failure."""
+    found = app_releases.available_releases(keep_going=True)
     available: list[tuple[ReleaseKey, list[str]]] = []
-    problems: list[str] = []
-    configured = sources.load_sources()
-    for source in configured:
-        try:
-            releases = source.list_releases(mounts.default_cache_dir())
-        except Exception as exc:  # noqa: BLE001 - shown next to the list; the other sources still list
-            problems.append(f"{source.name}: {getattr(exc, 'message', None) or exc}")
-            continue
-        for release in releases:
-            key = ReleaseKey(source.name, release.path, release.name)
-            available.append(
-                (key, [release.name, release.series, str(release.revision), release.tag, source.name])
-            )
-    rows = []
-    for source in configured:
-        config = source.to_config()
-        rows.append((source.name, [source.name, str(config.get("kind")), source.url, str(config.get("pattern"))]))
-    return ReleasesView(available, problems, read_running(), rows)
+    for item in found.releases:
+        release = item.release
+        key = ReleaseKey(item.source, release.path, release.name)
+        available.append((key, [release.name, release.series, str(release.revision), release.tag, item.source]))
+    rows = [(s.name, [s.name, s.kind, s.url, s.pattern]) for s in app_releases.list_release_sources()]
+    return ReleasesView(available, found.problems, read_running(), rows)
 
 
 def read_log(name: str) -> str:
     """The last lines of the log of mount ``name`` (its own log file if it was customised)."""
-    path = next((h.log_file for h in mounts.running_mounts() if h.name == name), None) or mounts.log_path(name)
+    path = app_releases.mount_log(name)
     try:
         lines = Path(path).read_text("utf-8", "replace").splitlines()
     except FileNotFoundError:
@@ -88,7 +77,7 @@ def add_source(form: SourceForm) -> str:
     if not form.url:
         raise InvalidInput("the release source needs a URL", fix="type the source's URL in the URL field")
     key_pem = Path(form.key_file).expanduser().read_text("ascii") if form.key_file else None
-    source = sources.make_source(
+    added = app_releases.add_release_source(
         form.url,
         kind=form.kind,
         key_pem=key_pem,
@@ -96,16 +85,14 @@ def add_source(form: SourceForm) -> str:
         pattern=form.pattern,
         proxy=form.proxy if form.proxy else None,
     )
-    source.list_releases(mounts.default_cache_dir())
-    sources.add_source(source)
-    return source.name
+    return added.name
 
 
-def start_release(key: ReleaseKey, options: MountOptions | None = None) -> mounts.MountHandle:
-    options = options or MountOptions(None, None, DEFAULT_LIMIT, None)
-    return mounts.mount_release(
-        sources.get_source(key.source),
+def start_release(key: ReleaseKey, options: MountOptions | None = None) -> MountHandle:
+    options = options or MountOptions(None, None, DEFAULT_CACHE_LIMIT, None)
+    return app_releases.mount_on_host(
         key.path,
+        source=key.source,
         at=options.at,
         cache_dir=options.cache_dir,
         cache_limit=options.cache_limit,
@@ -194,11 +181,10 @@ class ReleasesController(QObject):
             self.start(key)
 
     def ask_customize(self, key: ReleaseKey) -> CustomizeMountDialog:
-        defaults = MountOptions(
-            mounts.default_mountpoint(key.name), mounts.default_cache_dir(), DEFAULT_LIMIT, mounts.log_path(key.name)
-        )
+        found = app_releases.mount_defaults(key.name)
+        defaults = MountOptions(found.mountpoint, found.cache_dir, found.cache_limit, found.log_file)
         dialog = CustomizeMountDialog(self.window, key.name, defaults)
-        dialog.cache_size.setToolTip(f"default {human_bytes(DEFAULT_LIMIT)}")
+        dialog.cache_size.setToolTip(f"default {human_bytes(DEFAULT_CACHE_LIMIT)}")
         self.active_dialog = dialog
         dialog.accepted.connect(lambda: self.start(key, dialog.options()))
         dialog.finished.connect(lambda _code: setattr(self, "active_dialog", None))
@@ -217,7 +203,7 @@ class ReleasesController(QObject):
     def unmount(self, name: str) -> Job:
         if self.shown_log == name:
             self.shown_log = None
-        return self._run(f"Unmounting {name}", mounts.umount, name)
+        return self._run(f"Unmounting {name}", app_releases.umount_on_host, name)
 
     def add_source(self, form: SourceForm) -> Job:
         job = self._run(f"Adding release source {form.url}", add_source, form)
@@ -225,4 +211,4 @@ class ReleasesController(QObject):
         return job
 
     def remove_source(self, name: str) -> Job:
-        return self._run(f"Removing release source {name}", sources.remove_source, name)
+        return self._run(f"Removing release source {name}", app_releases.remove_release_source, name)

@@ -1,8 +1,10 @@
-"""Releases in projects: mount a release for a project and show it to its VM, take it out, list them."""
+"""Releases: mount one for a project and show it to its VM, take it out, list them; sources and mounts on the host."""
 
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ from vmlog.app.projects import load, resolve_project
 from vmlog.app.running import start_vm
 from vmlog.app.session import session
 from vmlog.errors import AlreadyExists, NotFound
+from vmlog.paths import VmlogHome
 from vmlog.projects.backends import open_backend, vm_state
 from vmlog.projects.model import Project
 from vmlog.projects.releases import (
@@ -31,7 +34,10 @@ from vmlog.projects.releases import (
 )
 from vmlog.projects.store import ProjectFiles
 from vmlog.releases import mounts
-from vmlog.releases.sources import get_source
+from vmlog.releases.model import Release
+from vmlog.releases.mounts import MountHandle
+from vmlog.releases.object_cache import DEFAULT_LIMIT as DEFAULT_CACHE_LIMIT
+from vmlog.releases.sources import add_source, get_source, load_sources, make_source, remove_source
 from vmlog.workspace import Workspace, workspace
 
 
@@ -164,16 +170,167 @@ def umount_in_project(project_name: str | None, release_name: str, *, ctx: Works
         return outcome
 
 
-def list_project_releases(project_name: str | None, *, ctx: Workspace | None = None) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class MountedProjectRelease:
+    """A release of a project, and where it is mounted on the host now (None: not mounted)."""
+
+    project: str
+    item: ProjectRelease
+    host_mountpoint: Path | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.item.to_dict(),
+            "project": self.project,
+            "host_mountpoint": str(self.host_mountpoint) if self.host_mountpoint else None,
+        }
+
+
+def list_project_releases(project_name: str | None, *, ctx: Workspace | None = None) -> list[MountedProjectRelease]:
     """The project's releases with whether each is mounted on the host now."""
     ctx = workspace(ctx)
     files, project = load(project_name, ctx)
     running = host_mountpoints(project.name, ctx.home)
-    return [
-        {
-            **item.to_dict(),
-            "project": project.name,
-            "host_mountpoint": str(running[item.name]) if item.name in running else None,
-        }
-        for item in project_releases(files)
-    ]
+    return [MountedProjectRelease(project.name, item, running.get(item.name)) for item in project_releases(files)]
+
+
+# -- releases on the host: sources, what they publish, mounts -------------------------------------
+
+
+def _where(ctx: Workspace | None) -> VmlogHome | None:
+    """The home of ``ctx``; None lets the releases code use the default home without opening a logbook."""
+    return ctx.home if ctx is not None else None
+
+
+@dataclass(frozen=True)
+class ReleaseSourceInfo:
+    """A configured release source as the user sees it (its signing key left out)."""
+
+    name: str
+    kind: str
+    url: str
+    pattern: str
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.config)
+
+
+def list_release_sources(*, ctx: Workspace | None = None) -> list[ReleaseSourceInfo]:
+    found = []
+    for source in load_sources(_where(ctx)):
+        config = source.to_config()
+        config.pop("master_key_pem", None)
+        found.append(ReleaseSourceInfo(source.name, str(config.get("kind")), source.url,
+                                       str(config.get("pattern")), config))  # fmt: skip
+    return found
+
+
+def add_release_source(
+    url: str,
+    *,
+    kind: str = "auto",
+    key_pem: str | None = None,
+    name: str | None = None,
+    pattern: str = "{release}",
+    proxy: str | None = None,
+    check: bool = True,
+    say: Callable[[str], None] = lambda _text: None,
+    ctx: Workspace | None = None,
+) -> ReleaseSourceInfo:
+    """Record a release source, after verifying it (signatures or catalogue digest) by listing it once."""
+    where = _where(ctx)
+    source = make_source(url, kind=kind, key_pem=key_pem, name=name, pattern=pattern, proxy=proxy)
+    if check:
+        found = source.list_releases(mounts.default_cache_dir(where))
+        say(f"{source.name}: verified, {len(found)} release(s)")
+    add_source(source, where)
+    return next(info for info in list_release_sources(ctx=ctx) if info.name == source.name)
+
+
+def remove_release_source(name: str, *, ctx: Workspace | None = None) -> None:
+    """Forget a release source (mounted releases stay mounted)."""
+    remove_source(name, _where(ctx))
+
+
+@dataclass(frozen=True)
+class AvailableRelease:
+    """A release a source publishes."""
+
+    source: str
+    release: Release
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, **self.release.to_dict()}
+
+
+@dataclass(frozen=True)
+class AvailableReleases:
+    releases: list[AvailableRelease]
+    problems: list[str] = field(default_factory=list)  # sources that could not be listed (keep_going only)
+
+
+def available_releases(
+    source: str | None = None, *, keep_going: bool = False, ctx: Workspace | None = None
+) -> AvailableReleases:
+    """What source ``source`` (every source if None) publishes; ``keep_going`` notes a failing source and goes on."""
+    where = _where(ctx)
+    chosen = [get_source(source, where)] if source else load_sources(where)
+    releases, problems = [], []
+    for item in chosen:
+        try:
+            releases += [AvailableRelease(item.name, r) for r in item.list_releases(mounts.default_cache_dir(where))]
+        except Exception as exc:  # noqa: BLE001 - with keep_going, one unreachable source does not hide the others
+            if not keep_going:
+                raise
+            problems.append(f"{item.name}: {getattr(exc, 'message', None) or exc}")
+    return AvailableReleases(releases, problems)
+
+
+def host_mounts(*, ctx: Workspace | None = None) -> list[MountHandle]:
+    """The releases mounted on this host now (for projects or not)."""
+    return mounts.running_mounts(_where(ctx))
+
+
+def mount_on_host(
+    name: str,
+    *,
+    source: str | None = None,
+    at: Path | None = None,
+    cache_dir: Path | None = None,
+    cache_limit: int = DEFAULT_CACHE_LIMIT,
+    log_file: Path | None = None,
+    revision: int | None = None,
+    ctx: Workspace | None = None,
+) -> MountHandle:
+    """Mount a release read-only on the host; files are fetched, verified and cached on first access."""
+    where = _where(ctx)
+    return mounts.mount_release(get_source(source, where), name, at=at, cache_dir=cache_dir, cache_limit=cache_limit,
+                                log_file=log_file, revision=revision, where=where)  # fmt: skip
+
+
+def umount_on_host(name: str, *, ctx: Workspace | None = None) -> MountHandle:
+    return mounts.umount(name, _where(ctx))
+
+
+@dataclass(frozen=True)
+class MountDefaults:
+    """Where a release mount goes unless the user says otherwise."""
+
+    mountpoint: Path
+    cache_dir: Path
+    cache_limit: int
+    log_file: Path
+
+
+def mount_defaults(name: str, *, ctx: Workspace | None = None) -> MountDefaults:
+    where = _where(ctx)
+    return MountDefaults(mounts.default_mountpoint(name, where), mounts.default_cache_dir(where), DEFAULT_CACHE_LIMIT,
+                         mounts.log_path(name, where))  # fmt: skip
+
+
+def mount_log(name: str, *, project: str | None = None, ctx: Workspace | None = None) -> Path:
+    """The log file of release mount ``name`` (its own if it was customised; it may not exist yet)."""
+    where = _where(ctx)
+    running = next((h.log_file for h in mounts.running_mounts(where, project=project) if h.name == name), None)
+    return running or mounts.log_path(name, where, project=project)

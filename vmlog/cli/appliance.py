@@ -16,36 +16,20 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from vmlog import paths
-from vmlog.appliances.catalog import Catalogs, store_name
-from vmlog.appliances.pull import pull as pull_appliance
+from vmlog.app import appliances
+from vmlog.app.appliances import ApplianceListing
 from vmlog.cli.catalog import report_problems
 from vmlog.cli.output import err, info, out, print_json
 from vmlog.errors import Cancelled
-from vmlog.store.images import ImageStore
 
 app = typer.Typer(help="Base appliances: find them in catalogs, pull, verify and remove them.", no_args_is_help=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
-def _store() -> ImageStore:
-    return ImageStore(paths.home().images)
-
-
-def _catalogs(insecure: bool = False) -> Catalogs:
-    return Catalogs(paths.home().config, insecure=insecure)
-
-
-def _listing(appliances, json_output: bool, catalogs: Catalogs) -> None:
-    report_problems(catalogs)
-    store = _store()
-    pulled = {(i.name, i.version) for i in store.list()}
-    rows = []
-    for a in appliances:
-        row = a.summary()
-        row["pulled"] = sorted(v for (n, v) in pulled if n == store_name(a.name))
-        rows.append(row)
+def _listing(listing: ApplianceListing, json_output: bool) -> None:
+    report_problems(listing.problems)
+    rows = listing.to_dict()
     if json_output:
         print_json(rows)
         return
@@ -62,15 +46,13 @@ def _listing(appliances, json_output: bool, catalogs: Catalogs) -> None:
 @app.command("list")
 def list_(json_output: JsonOption = False) -> None:
     """Every appliance of every catalog, and which versions are already in the store."""
-    catalogs = _catalogs()
-    _listing(catalogs.appliances(), json_output, catalogs)
+    _listing(appliances.list_appliances(), json_output)
 
 
 @app.command("search")
 def search(text: Annotated[str, typer.Argument(help="Words to look for.")], json_output: JsonOption = False) -> None:
     """Appliances whose name, title or description contains TEXT."""
-    catalogs = _catalogs()
-    _listing(catalogs.search(text), json_output, catalogs)
+    _listing(appliances.list_appliances(text), json_output)
 
 
 @app.command("info")
@@ -81,11 +63,10 @@ def info_(
     json_output: JsonOption = False,
 ) -> None:
     """Versions, images, requirements and context kind of one appliance (CernVM asks its server)."""
-    appliance = _catalogs(insecure).get(name)
-    resolved = appliance.resolve(version)
-    data = {**appliance.summary(), "resolved": resolved.to_dict()}
+    found = appliances.find_appliance(name, version, insecure=insecure)
+    appliance, resolved = found.appliance, found.version
     if json_output:
-        print_json(data)
+        print_json(found.to_dict())
         return
     out.print(Text.assemble((appliance.title, "bold"), f" ({appliance.name}) — {appliance.description}"))
     out.print(f"  version {resolved.version}, context {resolved.context}, memory >= {resolved.min_memory_mib} MiB")
@@ -109,7 +90,6 @@ def pull(
     json_output: JsonOption = False,
 ) -> None:
     """Download, verify and convert an appliance; an interrupted pull resumes where it stopped."""
-    appliance = _catalogs(insecure).get(name)
     cancel = threading.Event()
     columns = (
         TextColumn("{task.description}", style="bold", markup=False),
@@ -119,15 +99,14 @@ def pull(
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=err, transient=True) as bar:
-        task = bar.add_task(f"pull {appliance.name}", total=None)
+        task = bar.add_task(f"pull {name}", total=None)
 
         def progress(done: int, total: int | None) -> None:
             bar.update(task, completed=done, total=total)
 
         try:
-            pulled = pull_appliance(
-                appliance,
-                _store(),
+            pulled = appliances.pull_appliance(
+                name,
                 version=version,
                 fmt=fmt,
                 disk_format=disk_format,
@@ -154,27 +133,21 @@ def verify(
     ref: Annotated[str | None, typer.Argument(help="Image (sha256 prefix or name[:version]); all if omitted.")] = None,
 ) -> None:
     """Re-hash stored images and report any that no longer match their digest."""
-    store = _store()
-    images = [store.get(ref)] if ref else store.list()
-    for image in images:
-        store.verify(image.sha256)
+    for image in appliances.verify_images(ref):
         info(Text.assemble(("ok", "green"), f" {image.name}-{image.version}.{image.format} {image.sha256[:12]}"))
 
 
 @app.command("rm")
 def rm(ref: Annotated[str, typer.Argument(help="Image (sha256 prefix or name[:version]).")]) -> None:
     """Delete an image from the store; refused while a project or state uses it."""
-    store = _store()
-    image = store.get(ref)
-    store.remove(image.sha256)
+    image = appliances.remove_image(ref)
     info(f"removed {image.name}-{image.version}.{image.format} ({image.sha256[:12]})")
 
 
 @app.command("images")
 def images(json_output: JsonOption = False) -> None:
     """The images in the store, with the projects/states that use them."""
-    store = _store()
-    rows = [{**i.to_dict(), "refs": store.refs(i.sha256)} for i in store.list()]
+    rows = [row.to_dict() for row in appliances.list_images()]
     if json_output:
         print_json(rows)
         return

@@ -7,15 +7,10 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from vmlog import paths
-from vmlog.appliances.catalog import Catalogs
+from vmlog.app import appliances
 from vmlog.cli.output import info, out, print_json, warn
 
 app = typer.Typer(help="Appliance catalogs (vmlog JSON catalogs or Vagrant box metadata).", no_args_is_help=True)
-
-
-def _catalogs(insecure: bool = False) -> Catalogs:
-    return Catalogs(paths.home().config, insecure=insecure)
 
 
 @app.command("add")
@@ -25,14 +20,14 @@ def add(
     insecure: Annotated[bool, typer.Option("--insecure", help="Allow plain HTTP to a remote host.")] = False,
 ) -> None:
     """Read a catalog once to check it, then record it."""
-    entry = _catalogs(insecure).add(location, name=name)
+    entry = appliances.add_catalog(location, name=name, insecure=insecure)
     info(Text.assemble("added catalog ", (entry.name, "bold"), f" ({entry.location})"))
 
 
 @app.command("list")
 def list_(json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """The catalogs recorded in this home (the built-in appliances are always available)."""
-    entries = _catalogs().entries()
+    entries = appliances.list_catalogs()
     if json_output:
         print_json([e.to_dict() for e in entries])
         return
@@ -45,10 +40,11 @@ def list_(json_output: Annotated[bool, typer.Option("--json", help="Print JSON."
 @app.command("rm")
 def rm(name: Annotated[str, typer.Argument(help="Catalog name (see `vml catalog list`).")]) -> None:
     """Forget a catalog (images already pulled stay in the store)."""
-    _catalogs().remove(name)
+    appliances.remove_catalog(name)
     info(f"removed catalog {name}")
 
 
-def report_problems(catalogs: Catalogs) -> None:
-    for problem in catalogs.problems:
+def report_problems(problems: list[str]) -> None:
+    """Warn about the catalogs that could not be read (the others were listed)."""
+    for problem in problems:
         warn(problem)

@@ -9,11 +9,9 @@ from typing import Annotated
 import typer
 
 from vmlog.app import releases as app_releases
+from vmlog.app.releases import DEFAULT_CACHE_LIMIT, ReleaseOutcome
 from vmlog.cli.output import info, out, print_json, warn
 from vmlog.errors import InvalidInput, NotFound
-from vmlog.projects import releases as project_releases
-from vmlog.releases import mounts, sources
-from vmlog.releases.object_cache import DEFAULT_LIMIT
 
 app = typer.Typer(help="List, mount and unmount software releases (CernVM-FS repositories, HTTP release trees).")
 source_app = typer.Typer(help="Manage the release sources vmlog lists releases from.")
@@ -51,20 +49,16 @@ def source_add(
 ) -> None:
     """Add a release source (verifies its signatures or catalogue digest first)."""
     key_pem = key.read_text("ascii") if key else None
-    source = sources.make_source(url, kind=kind, key_pem=key_pem, name=name, pattern=pattern, proxy=proxy)
-    if check:
-        found = source.list_releases(mounts.default_cache_dir())
-        info(f"{source.name}: verified, {len(found)} release(s)")
-    sources.add_source(source)
-    info(f"added release source {source.name} ({source.kind})")
+    added = app_releases.add_release_source(
+        url, kind=kind, key_pem=key_pem, name=name, pattern=pattern, proxy=proxy, check=check, say=info
+    )
+    info(f"added release source {added.name} ({added.kind})")
 
 
 @source_app.command("list")
 def source_list(json_output: JsonOption = False) -> None:
     """Show the configured release sources."""
-    configs = [s.to_config() for s in sources.load_sources()]
-    for config in configs:
-        config.pop("master_key_pem", None)
+    configs = [s.to_dict() for s in app_releases.list_release_sources()]
     if json_output:
         print_json(configs)
         return
@@ -75,7 +69,7 @@ def source_list(json_output: JsonOption = False) -> None:
 @source_app.command("remove")
 def source_remove(name: str) -> None:
     """Forget a release source (mounted releases stay mounted)."""
-    sources.remove_source(name)
+    app_releases.remove_release_source(name)
     info(f"removed release source {name}")
 
 
@@ -92,21 +86,18 @@ def list_releases(
     show_running = running or not available
     result: dict[str, list] = {}
     if show_available:
-        chosen = [sources.get_source(source)] if source else sources.load_sources()
-        result["available"] = [
-            {"source": s.name, **r.to_dict()} for s in chosen for r in s.list_releases(mounts.default_cache_dir())
-        ]
+        result["available"] = [r.to_dict() for r in app_releases.available_releases(source).releases]
     if show_running and project:
         result["running"] = [
             {
-                "name": r["name"],
-                "project": r["project"],
-                "revision": r["release"]["revision"],
-                "tag": r["release"]["tag"],
-                "pin": r["release"]["pin"],
-                "guest": r["guest"],
-                "guest_path": r["guest_path"],
-                "mountpoint": r["host_mountpoint"],
+                "name": r.item.name,
+                "project": r.project,
+                "revision": r.item.release.revision,
+                "tag": r.item.release.tag,
+                "pin": r.item.release.pin,
+                "guest": r.item.guest,
+                "guest_path": r.item.guest_path,
+                "mountpoint": str(r.host_mountpoint) if r.host_mountpoint else None,
             }
             for r in app_releases.list_project_releases(project)
         ]
@@ -122,7 +113,7 @@ def list_releases(
                 "pid": h.pid,
                 "log": str(h.log_file),
             }
-            for h in mounts.running_mounts()
+            for h in app_releases.host_mounts()
         ]
     if json_output:
         print_json(result if show_available and show_running else next(iter(result.values())))
@@ -147,7 +138,7 @@ def mount(
     source: SourceOption = None,
     at: Annotated[Path | None, typer.Option("--at", help="Mount path (default: under vmlog's run dir).")] = None,
     cache: Annotated[Path | None, typer.Option("--cache", help="Cache directory (persistent).")] = None,
-    cache_size: Annotated[str, typer.Option(help="Cache size limit, e.g. 4G.")] = f"{DEFAULT_LIMIT >> 30}G",
+    cache_size: Annotated[str, typer.Option(help="Cache size limit, e.g. 4G.")] = f"{DEFAULT_CACHE_LIMIT >> 30}G",
     log: Annotated[Path | None, typer.Option("--log", help="Log file of this mount.")] = None,
     revision: Annotated[int | None, typer.Option(help="Mount this revision instead of the current one.")] = None,
     project: ProjectOption = None,
@@ -170,9 +161,9 @@ def mount(
         )
         _say(outcome, json_output)
         return
-    handle = mounts.mount_release(
-        sources.get_source(source),
+    handle = app_releases.mount_on_host(
         name,
+        source=source,
         at=at,
         cache_dir=cache,
         cache_limit=parse_size(cache_size),
@@ -189,11 +180,11 @@ def umount(name: str, project: ProjectOption = None, json_output: JsonOption = F
     if project is not None:
         _say(app_releases.umount_in_project(project, name), json_output, verb="unmounted")
         return
-    handle = mounts.umount(name)
+    handle = app_releases.umount_on_host(name)
     info(f"unmounted {name} from {handle.mountpoint}")
 
 
-def _say(outcome: project_releases.ReleaseOutcome, json_output: bool, *, verb: str = "mounted") -> None:
+def _say(outcome: ReleaseOutcome, json_output: bool, *, verb: str = "mounted") -> None:
     if json_output:
         print_json(outcome.to_dict())
         return
@@ -211,7 +202,7 @@ def log(
     project: ProjectOption = None,
     lines: Annotated[int, typer.Option("--lines", "-n", help="Last N lines (0: all).")] = 50) -> None:
     """Show the log of a release mount (fetches, digest errors, offline reads)."""
-    path = mounts.log_path(name, project=project)
+    path = app_releases.mount_log(name, project=project)
     if not path.exists():
         raise NotFound(f"no log for release {name}", fix="mount it first: vml release mount NAME")
     text = path.read_text("utf-8", "replace").splitlines()

@@ -15,8 +15,9 @@ from rich import filesize
 from rich.progress import BarColumn, Progress, ProgressColumn, SpinnerColumn, Task, TextColumn
 from rich.text import Text
 
+from vmlog.app.projects import resolve_project
+from vmlog.app.setup_project import Context
 from vmlog.cli.output import abort, err, info, out, print_json, warn
-from vmlog.context.model import Context
 from vmlog.setup import SetupEvent, SetupResult, ssh_access
 from vmlog.setup import setup as run_setup
 
@@ -203,8 +204,6 @@ def ssh(
         )
     if shutil.which("ssh") is None:
         abort("the ssh command is not installed", fix="apt-get install openssh-client")
-    from vmlog.app.projects import resolve_project
-
     argv = access.command(resolve_project(project)) + list(command or [])
     info(" ".join(argv))
     os.execvp(argv[0], argv)

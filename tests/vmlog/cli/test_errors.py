@@ -29,7 +29,6 @@ TABLE = ROOT / "docs" / "errors.md"
 # Classes in modules whose owner has yet to give them their own code: the code docs/errors.md lists for
 # each. The test fails once one has it, so that it is taken off this list.
 PENDING_CODES = {
-    "vmlog.setup.readiness.GuestNotReady": 80,  # inherits 10
 }
 # Classes to be replaced by the one the table lists (the module is to import that one instead).
 REPLACED = {"vmlog.app.exchange.Untrusted": "vmlog.bundles.errors.Untrusted"}

@@ -1,4 +1,4 @@
-"""How ``setup`` knows a guest is ready: our guest agent answers, SSH answers, or the console says so.
+"""How a project's guest shows it is ready: our guest agent answers, SSH answers, or the console says so.
 
 Every wait polls in short slices so a cancel request is seen within a second, and gives up early
 when the VM stopped or crashed instead of waiting for a guest that will never answer.
@@ -20,6 +20,8 @@ SLICE = 1.0
 
 class GuestNotReady(VmlogError):
     """The VM runs but its guest did not report ready in time (or it stopped while booting)."""
+
+    exit_code = 80
 
 
 def free_tcp_port(host: str = "127.0.0.1") -> int:

@@ -1,0 +1,267 @@
+"""The use cases ``vml setup`` is made of: create a contextualised project, complete it, wait for its guest, reach it.
+
+:func:`vmlog.setup.setup` strings these together (with :mod:`vmlog.app.appliances` for the pull);
+each is a short sequence of domain calls: the appliance's VM (:mod:`vmlog.context.appliance_vm`),
+what setup keeps next to a project (:mod:`vmlog.context.project_setup`) and how a guest shows it
+is ready (:mod:`vmlog.context.readiness`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hypervisors.base import VMState
+from hypervisors.errors import HypervisorError, VMNotFound
+from hypervisors.spec import VMSpec
+from vmlog.app import projects
+from vmlog.app.appliances import FoundAppliance, canonical_backend, store_name
+from vmlog.context import project_setup
+from vmlog.context.appliance_vm import SSH_GUEST_PORT, appliance_vm
+from vmlog.context.model import Context, ExtraFile
+from vmlog.context.readiness import agent_answers, console_has, ssh_banner, wait_until
+from vmlog.errors import AlreadyExists, NotFound
+from vmlog.logbook import Operation
+from vmlog.projects.backends import open_backend
+from vmlog.projects.model import Project
+from vmlog.projects.names import check_project_name
+from vmlog.testappliance.agent import GuestChannel
+from vmlog.workspace import Workspace, workspace
+
+__all__ = ["Context", "ExtraFile", "SshAccess", "VMState", "Workspace"]
+
+Say = Callable[[str, str], None]  # (phase, message)
+hostname_for = project_setup.hostname_for
+default_context = project_setup.default_context
+context_to_dict = project_setup.context_to_dict
+
+
+@dataclass(frozen=True)
+class SshAccess:
+    """A forwarded SSH port of a project's VM, and whether an SSH server answers on it now."""
+
+    port: int
+    user: str
+    host: str = "127.0.0.1"
+    banner: str | None = None
+
+    @property
+    def reachable(self) -> bool:
+        return self.banner is not None
+
+    def command(self, project: str) -> list[str]:
+        """The ssh command line; the host key is remembered per project, not per (reused) port."""
+        return ["ssh", "-p", str(self.port), "-o", f"HostKeyAlias=vmlog-{project}", f"{self.user}@{self.host}"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"host": self.host, "port": self.port, "user": self.user, "reachable": self.reachable}
+
+
+def ssh_access(project: str | None = None, *, check: bool = True, ctx: Workspace | None = None) -> SshAccess:
+    """The project's forwarded SSH port (``NotFound`` if it has none); ``check`` reads the banner."""
+    ctx = workspace(ctx)
+    files, proj = projects.load(project, ctx)
+    forwards = [f for nic in VMSpec.from_dict(proj.spec).nics for f in nic.forwards]
+    port = next((f.host_port for f in forwards if f.guest_port == SSH_GUEST_PORT and f.protocol == "tcp"), None)
+    if port is None:
+        raise NotFound(
+            f"project {proj.name!r} has no forwarded SSH port",
+            fix=f"use `vml console {proj.name}` (setup forwards SSH to appliances with an SSH server)",
+        )
+    stored = project_setup.read_stored_context(files.root) or {}
+    access = SshAccess(port=port, user=str(stored.get("user") or Context().user))
+    return dataclasses.replace(access, banner=ssh_banner(port)) if check else access
+
+
+def setup_project_name(name: str | None, appliance: str) -> str:
+    """The project name a setup of ``appliance`` uses: ``name``, or the appliance's store name."""
+    return check_project_name(name or store_name(appliance))
+
+
+@contextmanager
+def setup_logbook_row(name: str, appliance: str, *, ctx: Workspace | None = None) -> Iterator[Operation]:
+    """The logbook row of one setup run; the project's own use cases inside it take its lock themselves."""
+    with workspace(ctx).logbook.operation(name, "setup", appliance=appliance) as operation:
+        yield operation
+
+
+def project_exists(name: str, *, ctx: Workspace | None = None) -> bool:
+    return name in workspace(ctx).projects.names()
+
+
+def create_setup_project(
+    name: str,
+    found: FoundAppliance,
+    image_sha256: str,
+    backend: str,
+    context: Context,
+    *,
+    cpus: int | None,
+    memory_mib: int | None,
+    say: Say,
+    ctx: Workspace | None = None,
+) -> list[str]:
+    """Create and contextualise the project as one step (on any failure it is removed again); the warnings."""
+    ctx = workspace(ctx)
+    appliance, version = found.appliance, found.version
+    seed_path = project_setup.setup_dir(ctx.projects.files(name).root) / project_setup.SEED_FILE
+    vm = appliance_vm(appliance, version, seed_path, cpus=cpus, memory_mib=memory_mib)
+    extra_text = f", scratch disk {vm.scratch_size}" if vm.scratch_size else ""
+    say("project", f"creating project {name} on {backend}{extra_text}")
+    project = projects.new_project(
+        name, image_sha256, backend=backend, cpus=vm.cpus, memory_mib=vm.memory_mib, scratch_size=vm.scratch_size,
+        extra_disks=vm.extra_disks, nics=vm.nics, ctx=ctx,
+    )  # fmt: skip
+    say("project", f"{name} created on {backend}{extra_text}")
+    try:
+        say("contextualise", f"{version.context} seed: hostname {context.hostname}")
+        project_setup.write_context_files(ctx.projects.files(project.name).root, vm.meta(appliance, version), context)
+        say("contextualise", f"{version.context} seed written: hostname {context.hostname}")
+    except BaseException:
+        projects.remove_project(name, ctx=ctx)
+        raise
+    return list(vm.warnings)
+
+
+def complete_setup_project(name: str, *, say: Say, ctx: Workspace | None = None) -> dict[str, Any]:
+    """setup.json of an existing project (made up for one made by ``vml project new``); re-writes a lost seed."""
+    ctx = workspace(ctx)
+    files, project = projects.load(name, ctx)
+    meta = project_setup.read_setup_meta(files.root) or project_setup.meta_without_setup(project.base)
+    seed = next((d for d in VMSpec.from_dict(project.spec).disks if d.label == "seed"), None)
+    kind = str(meta.get("context"))
+    if seed is not None and project_setup.seed_is_missing(kind, seed.path):
+        say("contextualise", f"writing the missing {kind} seed")
+        project_setup.rewrite_seed(files.root, project.name, kind, seed.path)
+    return meta
+
+
+def stored_context(name: str, *, ctx: Workspace | None = None) -> dict[str, Any] | None:
+    """The context (as a dict) the project's seed was rendered from, None if setup wrote none."""
+    return project_setup.read_stored_context(workspace(ctx).projects.files(name).root)
+
+
+def overrides_ignored(
+    name: str,
+    meta: dict[str, Any],
+    *,
+    appliance: str | None,
+    backend: str | None,
+    cpus: int | None,
+    memory_mib: int | None,
+    context: Context | None,
+    ctx: Workspace | None = None,
+) -> list[str]:
+    """A re-run on an existing project: refuse another appliance; the warnings for overrides that no longer apply."""
+    ctx = workspace(ctx)
+    if appliance and meta.get("appliance") and store_name(appliance) != store_name(str(meta["appliance"])):
+        raise AlreadyExists(
+            f"project {name!r} exists and runs {meta['appliance']}, not {appliance}",
+            fix=f"choose another project name with --name, or `vml project rm {name}` first",
+        )
+    _files, project = projects.load(name, ctx)
+    spec = VMSpec.from_dict(project.spec)
+    ignored = []
+    if backend and canonical_backend(backend) != project.backend:
+        ignored.append(f"--backend (the project uses {project.backend})")
+    if cpus and cpus != spec.cpus:
+        ignored.append(f"--cpus (the VM has {spec.cpus})")
+    if memory_mib and memory_mib != spec.memory_mib:
+        ignored.append(f"--memory (the VM has {spec.memory_mib} MiB)")
+    if context is not None and context_to_dict(context) != stored_context(name, ctx=ctx):
+        ignored.append("--context (the seed was written when the project was created)")
+    return [f"project {name} exists; ignored: " + ", ".join(ignored)] if ignored else []
+
+
+def vm_state_of(name: str, *, ctx: Workspace | None = None) -> VMState:
+    """The project's VM state; a VM the backend does not know yet counts as stopped."""
+    _files, project = projects.load(name, workspace(ctx))
+    with open_backend(project) as backend:
+        try:
+            return backend.state(project.vm_name) if backend.exists(project.vm_name) else VMState.STOPPED
+        except VMNotFound:
+            return VMState.STOPPED
+
+
+def _why_not_alive(project: Project) -> Callable[[], str | None]:
+    def alive() -> str | None:
+        try:
+            with open_backend(project) as backend:
+                state = backend.state(project.vm_name)
+        except HypervisorError:
+            return None
+        return None if state in (VMState.RUNNING, VMState.TRANSITIONING, VMState.PAUSED) else f"is {state.value}"
+
+    return alive
+
+
+def wait_until_ready(
+    name: str,
+    meta: dict[str, Any],
+    *,
+    timeout: float,
+    say: Say,
+    cancel: threading.Event | None,
+    ctx: Workspace | None = None,
+) -> str | None:
+    """Wait for the guest to show it is ready the way ``meta`` says: "agent", "ssh", "console", or None."""
+    files, project = projects.load(name, workspace(ctx))
+    spec = files.vm_spec(project)
+    fix = f"look at `vml console {project.name}`; `vml setup` again keeps waiting"
+    waits: dict[str, Any] = {"timeout": timeout, "alive": _why_not_alive(project), "cancel": cancel, "fix": fix}
+    if meta.get("agent") and spec.channel_socket is not None:
+        say("ready", "waiting for the guest agent to answer")
+        with GuestChannel(spec.channel_socket) as channel:
+            wait_until(agent_answers(channel), what="the guest agent", **waits)
+        say("ready", "the guest agent answers")
+        return "agent"
+    if meta.get("ssh_port"):
+        port = int(meta["ssh_port"])
+        say("ready", f"waiting for SSH on 127.0.0.1:{port}")
+        wait_until(lambda: ssh_banner(port) is not None, what="SSH", **waits)
+        say("ready", f"SSH answers on 127.0.0.1:{port}")
+        return "ssh"
+    if meta.get("ready_marker"):
+        marker = str(meta["ready_marker"])
+        say("ready", f"waiting for {marker!r} on the console")
+        wait_until(lambda: console_has(spec.serial_log, marker), what=marker, **waits)
+        say("ready", f"the console says {marker!r}")
+        return "console"
+    say("ready", "the appliance has no way to report ready; it is booting")
+    return None
+
+
+@dataclass(frozen=True)
+class ReachFacts:
+    """Where a set-up project's VM can be reached: its console log, agent socket, hostname."""
+
+    vm_name: str
+    backend: str
+    hostname: str
+    console_log: str | None
+    agent_socket: str | None
+
+
+def reach_facts(name: str, meta: dict[str, Any], *, ctx: Workspace | None = None) -> ReachFacts:
+    files, project = projects.load(name, workspace(ctx))
+    spec = files.vm_spec(project)
+    stored = project_setup.read_stored_context(files.root) or {}
+    return ReachFacts(
+        vm_name=project.vm_name,
+        backend=project.backend,
+        hostname=str(stored.get("hostname") or ""),
+        console_log=str(spec.serial_log) if spec.serial_log else None,
+        agent_socket=str(spec.channel_socket) if meta.get("agent") and spec.channel_socket else None,
+    )
+
+
+def ask_guest_agent(socket_path: Path, commands: list[str], *, ready_timeout: float = 60) -> list[str]:
+    """The output of each of ``commands`` run in the guest through the vmlog agent (test appliance)."""
+    with GuestChannel(socket_path) as guest:
+        guest.wait_ready(ready_timeout)
+        return [guest.check_output(command).strip() for command in commands]

@@ -1,0 +1,82 @@
+"""The VM a catalog appliance asks for: memory, disks, the seed drive, an SSH forward, and how it reports ready."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hypervisors.spec import DiskSpec, NicSpec, PortForward
+from vmlog.appliances.catalog import Appliance, ApplianceVersion
+from vmlog.context.project_setup import READY_MARKER
+from vmlog.context.readiness import free_tcp_port
+from vmlog.context.seed import SEED_KINDS
+from vmlog.testappliance.build import APPLIANCE_NAME as TEST_APPLIANCE
+
+SSH_GUEST_PORT = 22
+MIN_MEMORY_MIB = 256
+
+
+def has_agent(appliance: Appliance, version: ApplianceVersion) -> bool:
+    return version.boot.get("agent") == "vmlog" or appliance.name == TEST_APPLIANCE
+
+
+def ready_plan(appliance: Appliance, version: ApplianceVersion) -> dict[str, Any]:
+    """How this appliance's guest shows it is ready, and whether to forward SSH to it."""
+    agent = has_agent(appliance, version)
+    marker = version.boot.get("ready_marker") or (READY_MARKER if agent else None)
+    return {"agent": agent, "ready_marker": marker, "ssh": bool(version.boot.get("ssh", not agent))}
+
+
+@dataclass(frozen=True)
+class ApplianceVm:
+    """The hardware of a project set up from an appliance, and setup's record of how to reach its guest."""
+
+    cpus: int
+    memory_mib: int
+    scratch_size: str | None
+    nics: tuple[NicSpec, ...]
+    extra_disks: tuple[DiskSpec, ...]
+    ssh_port: int | None
+    plan: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+    def meta(self, appliance: Appliance, version: ApplianceVersion) -> dict[str, Any]:
+        """What ``setup.json`` records for the project."""
+        return {
+            "appliance": appliance.name,
+            "version": version.version,
+            "catalog": appliance.catalog,
+            "context": version.context,
+            "ssh_port": self.ssh_port,
+            **self.plan,
+        }
+
+
+def appliance_vm(
+    appliance: Appliance, version: ApplianceVersion, seed_path: Path, *, cpus: int | None, memory_mib: int | None
+) -> ApplianceVm:
+    """The VM ``version`` of ``appliance`` needs; the seed drive goes at ``seed_path``, SSH to a free port."""
+    plan = ready_plan(appliance, version)
+    memory = memory_mib or max(version.min_memory_mib, MIN_MEMORY_MIB)
+    warnings = []
+    if memory < version.min_memory_mib:
+        warnings.append(f"{memory} MiB is below the {version.min_memory_mib} MiB {appliance.name} asks for")
+    nics: tuple[NicSpec, ...] = (NicSpec(),)
+    ssh_port = None
+    if plan["ssh"]:
+        ssh_port = free_tcp_port()
+        nics = (NicSpec(forwards=(PortForward(host_port=ssh_port, guest_port=SSH_GUEST_PORT),)),)
+    extra: tuple[DiskSpec, ...] = ()
+    if version.context in SEED_KINDS:
+        extra = (DiskSpec(path=seed_path, format="raw", device="cdrom", readonly=True, label="seed"),)
+    return ApplianceVm(
+        cpus=cpus or int(version.boot.get("cpus", 1)),
+        memory_mib=memory,
+        scratch_size=f"{version.scratch_disk_gib}G" if version.scratch_disk_gib else None,
+        nics=nics,
+        extra_disks=extra,
+        ssh_port=ssh_port,
+        plan=plan,
+        warnings=warnings,
+    )

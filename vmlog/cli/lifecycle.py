@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from vmlog.app import projects, running
+from vmlog.app.types import VMState
 from vmlog.cli.output import abort, info, out, print_json
 from vmlog.cli.progress import status as progress_status
 
@@ -43,17 +44,17 @@ def down(
 
 def status(project: ProjectArg = None, json_output: Annotated[bool, typer.Option("--json")] = False) -> None:
     """The VM state, the current saved state and whether there is unsaved work."""
-    data = running.status(project)
+    now = running.status(project)
     if json_output:
-        print_json(data)
+        print_json(now.to_dict())
         return
-    head = f"{data['state'][:12]} {data['state_name'] or ''}".strip() if data["state"] else "(no state saved)"
+    head = f"{now.state[:12]} {now.state_name or ''}".strip() if now.state else "(no state saved)"
     out.print(
-        f"[bold]{data['project']}[/]: VM {data['vm']}, on state {head}"
-        + (", [yellow]unsaved changes[/]" if data["unsaved_changes"] else "")
+        f"[bold]{now.project}[/]: VM {now.vm}, on state {head}"
+        + (", [yellow]unsaved changes[/]" if now.unsaved_changes else "")
     )
-    if data["busy"]:
-        out.print(f"  busy: {data['busy']}")
+    if now.busy:
+        out.print(f"  busy: {now.busy}")
 
 
 def console(
@@ -79,7 +80,7 @@ def console(
     out.print(text, markup=False, highlight=False)
     if not follow:
         return
-    log = Path(running.status(project)["serial_log"])
+    log = Path(running.status(project).serial_log or "")
     with log.open("rb") as fh:
         fh.seek(0, 2)
         try:
@@ -102,8 +103,8 @@ def switch(
     with progress_status(f"Switching to {project}") as progress:
         result = running.switch(project, progress=progress)
     if json_output:
-        print_json(result)
+        print_json(result.to_dict())
         return
-    left = f"{result['from']} suspended, " if result["suspended"] else ""
-    how = "resumed" if result["target_was"] == "saved" else "started"
+    left = f"{result.source} suspended, " if result.suspended else ""
+    how = "resumed" if result.target_was == VMState.SAVED else "started"
     info(f"{left}{project} {how}")

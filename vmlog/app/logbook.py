@@ -32,6 +32,10 @@ class LoggedOperation(Entry, MappingResult):
 class LoggedNote(Note, MappingResult):
     """A note in this home's logbook."""
 
+    @property
+    def kind(self) -> str:
+        return "note"  # as an operation's ``kind`` says "operation", so a history reads as one list
+
 
 def _typed(item: Entry | Note) -> LoggedOperation | LoggedNote:
     return LoggedOperation(**vars(item)) if isinstance(item, Entry) else LoggedNote(**vars(item))

@@ -5,9 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from vmlog.app.doctor import diagnose
 from vmlog.cli.output import out, print_json
+
+
+def _mark(ok: bool) -> Text:
+    return Text("ok", style="green") if ok else Text("--", style="red")
 
 
 def doctor(
@@ -25,24 +30,22 @@ def doctor(
     if json_output:
         print_json(report.to_dict())
         raise typer.Exit(0 if healthy else 1)
-    out.print("[bold]Backends[/]")
+    out.print(Text("Backends", style="bold"))
     for probe in report.backends:
-        mark = "[green]ok[/]" if probe.available else "[red]--[/]"
-        out.print(f"  {mark} {probe.backend:<11} {probe.summary}")
+        out.print(Text.assemble("  ", _mark(probe.available), f" {probe.backend:<11} {probe.summary}"))
         for key, value in probe.details.items():
-            out.print(f"       {key}: {value}")
+            out.print(Text(f"       {key}: {value}"))
         for warning in probe.warnings:
-            out.print(f"       [yellow]warning:[/] {warning}")
+            out.print(Text.assemble("       ", ("warning:", "yellow"), f" {warning}"))
         if probe.fix and not probe.available:
-            out.print(f"       fix: {probe.fix}")
-    out.print("[bold]Tools[/]")
+            out.print(Text(f"       fix: {probe.fix}"))
+    out.print(Text("Tools", style="bold"))
     for check in report.tools:
-        mark = "[green]ok[/]" if check.ok else "[red]--[/]"
-        out.print(f"  {mark} {check.name:<11} {check.summary}")
+        out.print(Text.assemble("  ", _mark(check.ok), f" {check.name:<11} {check.summary}"))
         for warning in check.warnings:
-            out.print(f"       {warning}")
+            out.print(Text(f"       {warning}"))
         if check.fix and not check.ok:
-            out.print(f"       fix: {check.fix}")
+            out.print(Text(f"       fix: {check.fix}"))
     best = report.best_backend()
-    out.print(f"Best backend here: [bold]{best}[/]" if best else "[red]No usable backend here.[/]")
+    out.print(Text.assemble("Best backend here: ", (best, "bold")) if best else Text("No usable backend here.", "red"))
     raise typer.Exit(0 if healthy else 1)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from vmlog.app import projects, running
 from vmlog.app.types import VMState
@@ -49,12 +50,12 @@ def status(project: ProjectArg = None, json_output: Annotated[bool, typer.Option
         print_json(now.to_dict())
         return
     head = f"{now.state[:12]} {now.state_name or ''}".strip() if now.state else "(no state saved)"
-    out.print(
-        f"[bold]{now.project}[/]: VM {now.vm}, on state {head}"
-        + (", [yellow]unsaved changes[/]" if now.unsaved_changes else "")
-    )
+    line = Text.assemble((now.project, "bold"), f": VM {now.vm}, on state {head}")
+    if now.unsaved_changes:
+        line.append(", ").append("unsaved changes", style="yellow")
+    out.print(line)
     if now.busy:
-        out.print(f"  busy: {now.busy}")
+        out.print(f"  busy: {now.busy}", markup=False)
 
 
 def console(

@@ -73,21 +73,17 @@ def log(
             continue
         row = record.to_dict()
         if row["kind"] == "note":
-            out.print(
-                f"{row['created']}  {row['project'] or '-':<14} note{_state(row['state'])}: {row['text']}"
-                f"  [dim]{row['who']}[/]",
-                soft_wrap=True,
+            line = Text(f"{row['created']}  {row['project'] or '-':<14} note{_state(row['state'])}: {row['text']}  ")
+        else:
+            took = f" {row['duration']:.1f}s" if row["duration"] is not None else ""
+            message = f"  {row['message']}" if row["message"] else ""
+            line = Text.assemble(
+                f"{row['started']}  {row['project'] or '-':<14} {row['action']:<14} ",
+                (row["outcome"], COLOURS.get(row["outcome"], "white")),
+                f"{took}{_state(row['state'])}{message}  ",
             )
-            continue
-        colour = COLOURS.get(row["outcome"], "white")
-        took = f" {row['duration']:.1f}s" if row["duration"] is not None else ""
-        message = f"  {row['message']}" if row["message"] else ""
-        out.print(
-            f"{row['started']}  {row['project'] or '-':<14} {row['action']:<14} [{colour}]{row['outcome']}[/]"
-            f"{took}{_state(row['state'])}{message}  [dim]{row['who']}[/]",
-            highlight=False,
-            soft_wrap=True,
-        )
+        line.append(row["who"], style="dim")
+        out.print(line, soft_wrap=True)
 
 
 def note(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from vmlog.app import projects
 from vmlog.cli import appliance as appliance_cli
@@ -77,7 +78,7 @@ def new(
             progress=progress,
         )
     info(
-        f"created project [bold]{project.name}[/] on {project.base.get('name')}:{project.base.get('version')}"
+        f"created project {project.name} on {project.base.get('name')}:{project.base.get('version')}"
         f" ({project.backend}); start it with `vml up`"
     )
 
@@ -96,8 +97,11 @@ def list_(json_output: JsonOption = False) -> None:
         mark = "*" if row.current else " "
         base = f"{row.base.get('name')}:{row.base.get('version')}"
         out.print(
-            f"{mark} [bold]{row.name:<20}[/] {str(row.vm):<12} {row.states:>3} states  "
-            f"{_size(row.disk_bytes):>10}  {row.backend:<8} {base}"
+            Text.assemble(
+                f"{mark} ",
+                (f"{row.name:<20}", "bold"),
+                f" {str(row.vm):<12} {row.states:>3} states  {_size(row.disk_bytes):>10}  {row.backend:<8} {base}",
+            )
         )
 
 
@@ -112,17 +116,18 @@ def show(
         print_json(details.to_dict())
         return
     project = details.project
-    out.print(f"[bold]{project.name}[/]  ({project.id})")
+    out.print(Text.assemble((project.name, "bold"), f"  ({project.id})"))
     base = project.base
-    out.print(f"  base:     {base.get('name')}:{base.get('version')} ({base.get('sha256', '')[:12]})")
-    out.print(f"  backend:  {project.backend}  VM {project.vm_name} is {details.vm}")
-    out.print(f"  states:   {details.states}, current {project.current or '(none)'}")
-    out.print(f"  unsaved:  {'yes' if details.unsaved_changes else 'no'}")
+    out.print(f"  base:     {base.get('name')}:{base.get('version')} ({base.get('sha256', '')[:12]})", markup=False)
+    out.print(f"  backend:  {project.backend}  VM {project.vm_name} is {details.vm}", markup=False)
+    out.print(f"  states:   {details.states}, current {project.current or '(none)'}", markup=False)
+    out.print(f"  unsaved:  {'yes' if details.unsaved_changes else 'no'}", markup=False)
     out.print(
         f"  spec:     {project.spec.get('cpus')} CPU, {project.spec.get('memory_mib')} MiB, "
-        f"disks {', '.join(project.live)}"
+        f"disks {', '.join(project.live)}",
+        markup=False,
     )
-    out.print(f"  files:    {details.path}")
+    out.print(f"  files:    {details.path}", markup=False)
 
 
 @app.command("rm")

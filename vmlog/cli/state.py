@@ -6,6 +6,7 @@ import time
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from vmlog.app import states as app_states
 from vmlog.cli.output import abort, info, out, print_json, warn
@@ -47,7 +48,7 @@ def save(
     if json_output:
         print_json(state.to_dict())
         return
-    info(f"saved state [bold]{state.label()}[/]" + (" with memory" if state.memory else ""))
+    info(f"saved state {state.label()}" + (" with memory" if state.memory else ""))
 
 
 @app.command("list")
@@ -67,6 +68,7 @@ def list_(project: ProjectOption = None, json_output: JsonOption = False) -> Non
         out.print(
             f"{mark} {s.id[:12]}  {_when(s.created)}  {s.name or '':<20} parent {parent}{mem}  {s.message}",
             soft_wrap=True,
+            markup=False,
         )
 
 
@@ -93,14 +95,14 @@ def show(
         print_json(details.to_dict())
         return
     state = details.state
-    out.print(f"[bold]{state.id}[/] {state.name or ''}{'  (current)' if details.current else ''}")
-    out.print(f"  created:  {_when(state.created)} by {state.author}")
-    out.print(f"  parent:   {state.parent or '-'}")
-    out.print(f"  children: {', '.join(c[:12] for c in details.children) or '-'}")
-    out.print(f"  memory:   {'yes' if state.memory else 'no'}")
-    out.print(f"  layers:   {', '.join(f'{k}={v}' for k, v in state.layers.items())}")
+    out.print(Text.assemble((state.id, "bold"), f" {state.name or ''}{'  (current)' if details.current else ''}"))
+    out.print(f"  created:  {_when(state.created)} by {state.author}", markup=False)
+    out.print(f"  parent:   {state.parent or '-'}", markup=False)
+    out.print(f"  children: {', '.join(c[:12] for c in details.children) or '-'}", markup=False)
+    out.print(f"  memory:   {'yes' if state.memory else 'no'}", markup=False)
+    out.print(f"  layers:   {', '.join(f'{k}={v}' for k, v in state.layers.items())}", markup=False)
     if state.message:
-        out.print(f"  message:  {state.message}")
+        out.print(f"  message:  {state.message}", markup=False)
     for mount in state.release_mounts:
         release = mount.get("release") or {}
         out.print(
@@ -109,9 +111,9 @@ def show(
             markup=False,
         )
     for note in details.notes:
-        out.print(f"  note ({_when(note.created)}, {note.who}): {note.text}")
+        out.print(f"  note ({_when(note.created)}, {note.who}): {note.text}", markup=False)
     if details.sender_logbook:
-        out.print("  sender's logbook:")
+        out.print("  sender's logbook:", markup=False)
     for record in details.sender_logbook:
         outcome = "" if record.kind == "note" else f" {record.row.get('outcome') or ''}"
         what = f"note: {record.what}" if record.kind == "note" else record.what

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from PySide6.QtCore import QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QColor, QStandardItem, QStandardItemModel
@@ -19,7 +20,13 @@ from PySide6.QtWidgets import (
 )
 
 from ui.formatting import duration
-from vmlog.logbook.book import Entry, Note
+
+
+class HasDict(Protocol):
+    """A logbook record (an operation, a note, a sender's row) as ``vmlog.app.logbook.history()`` gives it."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
 
 COLUMNS = ("When", "Who", "What", "Outcome", "Details")
 KIND_ROLE = Qt.ItemDataRole.UserRole + 20
@@ -118,25 +125,28 @@ class LogbookPanel(QWidget):
     def note_saved(self) -> None:
         self.note.clear()
 
-    def set_history(
-        self, items: list[dict[str, Any] | Entry | Note], state_names: dict[str, str] | None = None
-    ) -> None:
-        """Show ``items`` (the service's ``history()`` rows, or the logbook's records), newest on top."""
+    def set_history(self, items: Sequence[dict[str, Any] | HasDict], state_names: dict[str, str] | None = None) -> None:
+        """Show ``items`` (``vmlog.app.logbook.history()``, or rows as its ``to_dict()`` gives them), newest on top.
+
+        Rows an imported state arrived with (``from_sender``) say so in the Who column: they are what
+        the sender did and noted, not what happened here.
+        """
         names = state_names or {}
         self.source.removeRows(0, self.source.rowCount())
         for record in reversed(items):
-            item = record.to_dict() if isinstance(record, (Entry, Note)) else record
+            item = record if isinstance(record, dict) else record.to_dict()
             state = item.get("state")
             on = f" {names.get(state, state[:8])}" if state else ""
+            who = item.get("who", "") + (" (sender's logbook)" if item.get("from_sender") else "")
             if item.get("kind") == "note":
-                cells = [_when(item.get("created")), item.get("who", ""), f"note{on}", "", item.get("text", "")]
+                cells = [_when(item.get("created")), who, f"note{on}", "", item.get("text", "")]
                 kind = "note"
             else:
                 detail = item.get("message") or ""
                 took = item.get("duration")
                 if took is not None and item.get("outcome") != "running":
                     detail = f"{detail} ({duration(took)})" if detail else duration(took)
-                cells = [_when(item.get("started")), item.get("who", ""), item.get("action", "") + on,
+                cells = [_when(item.get("started")), who, item.get("action", "") + on,
                          item.get("outcome", ""), detail]
                 kind = "operation"
             row = [QStandardItem(text) for text in cells]

@@ -39,6 +39,12 @@ class ProjectSummary:
     base: str  # "name version" of the base appliance
     disk_bytes: int | None
     states: int = 0
+    vm_reason: str | None = None  # why the state is unknown (its backend could not be asked)
+
+    @property
+    def tooltip(self) -> str:
+        state = f"{self.vm_state} ({self.vm_reason})" if self.vm_reason else self.vm_state
+        return f"{self.name}: {state}, {self.states} saved states"
 
 
 class ProjectDelegate(QStyledItemDelegate):
@@ -122,7 +128,7 @@ class ProjectList(QListWidget):
         for summary in summaries:
             item = QListWidgetItem(summary.name)
             item.setData(SUMMARY_ROLE, summary)
-            item.setToolTip(f"{summary.name}: {summary.vm_state}, {summary.states} saved states")
+            item.setToolTip(summary.tooltip)
             self.addItem(item)
         if keep in names:
             self.setCurrentRow(names.index(keep))
@@ -136,7 +142,7 @@ class ProjectList(QListWidget):
             item = self.item(row)
             if item.data(SUMMARY_ROLE).name == summary.name:
                 item.setData(SUMMARY_ROLE, summary)
-                item.setToolTip(f"{summary.name}: {summary.vm_state}, {summary.states} saved states")
+                item.setToolTip(summary.tooltip)
                 return True
         return False
 

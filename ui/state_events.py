@@ -15,10 +15,9 @@ import threading
 
 from PySide6.QtCore import QEvent, QObject, QTimer, Signal
 
-from hypervisors.base import VMState
 from ui.workers import Job, JobRunner
+from vmlog.app.types import VMState, Workspace
 from vmlog.app.watch import ProjectWatch
-from vmlog.workspace import Workspace
 
 
 class StateEvents(QObject):

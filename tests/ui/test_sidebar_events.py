@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from vmlog.app import projects, running
+from vmlog.app.types import VMState
 
 pytestmark = pytest.mark.vm
 PROJECT = "gui-events"
@@ -79,7 +80,7 @@ def test_sidebar_follows_the_vm_without_polling(qtbot, window, project: str) -> 
     assert cli.returncode == 0, cli.stdout.read() if cli.stdout else ""
     cli.stdout and cli.stdout.close()
     qtbot.waitUntil(lambda: sidebar_state(window) == "running", timeout=120_000)
-    qtbot.waitUntil(lambda: str((controller.view.info if controller.view else {}).get("vm_state")) == "running",
+    qtbot.waitUntil(lambda: controller.view is not None and controller.view.vm.state == VMState.RUNNING,
                     timeout=60_000)
     assert window.projects_page.buttons["shutdown"].isEnabled()  # the page, not only the row, followed
 

@@ -71,11 +71,10 @@ def check_qemu_img() -> Check:
     return Check("qemu-img", True, f"qemu-img {ver}", details={"path": shutil.which("qemu-img") or ""})
 
 
-def check_project_store(*, repair: bool = False) -> Check:
+def check_project_store(*, repair: bool = False, ctx: Workspace | None = None) -> Check:
     """The project store after a crash: temp files, half-written states, interrupted saves, orphan layers."""
-
     try:
-        report = check_projects(repair=repair)
+        report = check_projects(repair=repair, ctx=ctx)
     except Exception as exc:  # the report must still come out if the store cannot be read at all
         return Check("projects", False, f"cannot check the project store: {exc}", fix="see `VMLOG_DEBUG=1 vml doctor`")
     if not report.findings:
@@ -94,8 +93,10 @@ def check_project_store(*, repair: bool = False) -> Check:
     )
 
 
-def diagnose(*, repair: bool = False) -> Report:
-    return Report(backends=registry.probe_all(), tools=[check_qemu_img(), check_project_store(repair=repair)])
+def diagnose(*, repair: bool = False, ctx: Workspace | None = None) -> Report:
+    return Report(
+        backends=registry.probe_all(), tools=[check_qemu_img(), check_project_store(repair=repair, ctx=ctx)]
+    )
 
 
 def check_projects(*, repair: bool = False, ctx: Workspace | None = None) -> StoreReport:

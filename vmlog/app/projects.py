@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hypervisors import registry
 from hypervisors.base import SnapshotModel, VMState
-from hypervisors.errors import VMNotFound
+from hypervisors.errors import HypervisorError, VMNotFound
 from hypervisors.spec import DiskSpec, NicSpec, VMSpec
+from vmlog.app.results import MappingResult, VMStatus
 from vmlog.app.session import session
+from vmlog.appliances.catalog import Catalogs
 from vmlog.errors import AlreadyExists, InvalidInput, NotFound
 from vmlog.projects import current as current_project
 from vmlog.projects.backends import driver_for, open_backend, unsaved_changes, vm_state
@@ -18,6 +21,7 @@ from vmlog.projects.driver import Progress, no_progress
 from vmlog.projects.model import SCRATCH_DISK, SYSTEM_DISK, ChainRoot, Project, new_id
 from vmlog.projects.names import check_project_name, project_holder, safe_file_part, vm_name_for
 from vmlog.projects.native_tree import create_blank
+from vmlog.projects.rules import check_renamable
 from vmlog.projects.store import ProjectFiles
 from vmlog.workspace import Workspace, workspace
 
@@ -140,46 +144,130 @@ def load(name: str | None, ctx: Workspace | None = None) -> tuple[ProjectFiles, 
     return files, files.load()
 
 
-def list_projects(ctx: Workspace | None = None, *, with_vm_state: bool = True) -> list[dict[str, Any]]:
+def check_backend(name: str) -> str:
+    """The registry name of backend ``name``; ``UnknownBackend`` before anything is pulled or created."""
+    return registry.canonical_name(name)
+
+
+def base_to_pull(ref: str, backend: str, ctx: Workspace | None = None) -> str | None:
+    """The disk format to pull ``ref`` in when it names an appliance only in a catalog; None when nothing to pull.
+
+    A local file or an appliance already in the image store needs no pull, and neither does a
+    name no catalog knows (``new_project`` then says so, with how to find one).
+    """
+    ctx = workspace(ctx)
+    backend = check_backend(backend)
+    if Path(ref).expanduser().exists():
+        return None
+    try:
+        ctx.images.get(ref)
+        return None
+    except NotFound:
+        pass
+    try:
+        Catalogs(ctx.home.config).get(ref)
+    except NotFound:
+        return None
+    try:
+        return registry.backend_class(backend).native_disk_format
+    except HypervisorError:  # not installed here: the image store's own format
+        return "qcow2"
+
+
+@dataclass(frozen=True)
+class ProjectSummary(MappingResult):
+    """One project as ``vml project list`` and the GUI's sidebar show it."""
+
+    name: str
+    current: bool
+    backend: str
+    base: dict[str, Any]  # name, version, sha256 of the base appliance
+    states: int
+    head: str | None  # the current state's id
+    disk_bytes: int
+    vm: VMStatus | None  # None when the listing was asked not to ask the backends
+
+    @property
+    def base_label(self) -> str:
+        return " ".join(str(part) for part in (self.base.get("name"), self.base.get("version")) if part)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "current": self.current,
+            "backend": self.backend,
+            "base": self.base,
+            "states": self.states,
+            "head": self.head,
+            "disk_bytes": self.disk_bytes,
+            "vm": str(self.vm) if self.vm is not None else None,
+        }
+
+
+@dataclass(frozen=True)
+class ProjectDetails(MappingResult):
+    """One project as ``vml project show`` shows it: its record, its VM's state, where its files are."""
+
+    project: Project
+    vm: VMStatus
+    states: int
+    path: Path
+    unsaved_changes: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.project.to_dict(),
+            "vm_state": str(self.vm),
+            "states": self.states,
+            "path": str(self.path),
+            "unsaved_changes": self.unsaved_changes,
+        }
+
+
+def summarize(files: ProjectFiles, current: str | None, *, with_vm_state: bool = True) -> ProjectSummary:
+    project = files.load()
+    return ProjectSummary(
+        name=project.name,
+        current=project.name == current,
+        backend=project.backend,
+        base=project.base,
+        states=len(files.states()),
+        head=project.current,
+        disk_bytes=files.disk_bytes(),
+        vm=vm_status(project) if with_vm_state else None,
+    )
+
+
+def list_projects(ctx: Workspace | None = None, *, with_vm_state: bool = True) -> list[ProjectSummary]:
     ctx = workspace(ctx)
     current = current_project.get(ctx.home.data)
-    result = []
-    for name in ctx.projects.names():
-        files = ctx.projects.files(name)
-        project = files.load()
-        states = files.states()
-        result.append(
-            {
-                "name": name,
-                "current": name == current,
-                "backend": project.backend,
-                "base": project.base,
-                "states": len(states),
-                "head": project.current,
-                "disk_bytes": files.disk_bytes(),
-                "vm": vm_state_safe(project) if with_vm_state else None,
-            }
-        )
-    return result
+    return [summarize(ctx.projects.files(name), current, with_vm_state=with_vm_state) for name in ctx.projects.names()]
+
+
+def vm_status(project: Project) -> VMStatus:
+    """The project's VM state, or unknown with the reason (a listing must not fail because one backend is down)."""
+    try:
+        with open_backend(project) as backend:
+            return VMStatus(vm_state(backend, project.vm_name))
+    except Exception as exc:  # any backend failure reads as "unknown", with its words
+        return VMStatus(None, str(getattr(exc, "message", exc)))
 
 
 def vm_state_safe(project: Project) -> str:
-    try:
-        with open_backend(project) as backend:
-            return vm_state(backend, project.vm_name).value
-    except Exception as exc:  # listing must not fail because one backend is down
-        return f"unknown ({getattr(exc, 'message', exc)})"
+    """The VM state as text (``unknown (why)`` when it cannot be asked); :func:`vm_status` is the typed one."""
+    return str(vm_status(project))
 
 
-def show_project(name: str | None, ctx: Workspace | None = None) -> dict[str, Any]:
+def show_project(name: str | None, ctx: Workspace | None = None) -> ProjectDetails:
     ctx = workspace(ctx)
     files, project = load(name, ctx)
-    data = project.to_dict()
-    data["vm_state"] = vm_state_safe(project)
-    data["states"] = len(files.states())
-    data["path"] = str(files.root)
-    data["unsaved_changes"] = unsaved_changes(files, project)
-    return data
+    return ProjectDetails(
+        project=project,
+        vm=vm_status(project),
+        states=len(files.states()),
+        path=files.root,
+        unsaved_changes=unsaved_changes(files, project),
+    )
 
 
 def remove_project(name: str, *, ctx: Workspace | None = None) -> None:
@@ -205,7 +293,11 @@ def remove_project(name: str, *, ctx: Workspace | None = None) -> None:
 
 
 def rename_project(old: str, new: str, *, ctx: Workspace | None = None) -> None:
-    """Rename a project and its VM (the VM must be stopped: a suspended VM cannot change its name)."""
+    """Rename a project and its VM (the VM must be stopped: a suspended VM cannot change its name).
+
+    The VM is deleted and defined anew under the new name by the next ``vml up``; if the rename
+    fails half-way, the files and the logbook go back to the old name.
+    """
     ctx = workspace(ctx)
     check_project_name(new)
     with session(ctx, [old, new], "project rename", new=new) as op:
@@ -217,16 +309,12 @@ def rename_project(old: str, new: str, *, ctx: Workspace | None = None) -> None:
             state = vm_state(backend, project.vm_name)
             if state != VMState.STOPPED:
                 raise InvalidInput(f"the VM of {old!r} is {state.value}", fix=f"`vml down {old}` first")
-            if backend.snapshot_model == SnapshotModel.NATIVE_TREE and (
-                files.states() or any(root.file for root in project.roots.values())
-            ):
-                raise InvalidInput(
-                    f"the states and disks of {old!r} belong to its {backend.name} VM, which a rename would delete",
-                    fix="keep the name, or export the states as bundles first",
-                )
+            check_renamable(backend, files, project)
             if backend.exists(project.vm_name):
                 backend.delete(project.vm_name)
         ctx.projects.rename(old, new)
+        original = ctx.projects.files(new).load()
+        op.on_rollback(lambda: (ctx.projects.rename(new, old), ctx.projects.files(old).write(original)))
         files = ctx.projects.files(new)
         project.name = new
         project.vm_name = vm_name_for(ctx.home, new)
@@ -239,7 +327,7 @@ def rename_project(old: str, new: str, *, ctx: Workspace | None = None) -> None:
         }
         files.write(project)
         ctx.logbook.rename_project(old, new)
+        op.on_rollback(lambda: ctx.logbook.rename_project(new, old))
         op.project = new
         if current_project.get(ctx.home.data) == old:
             current_project.set_(ctx.home.data, new)
-

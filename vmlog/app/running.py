@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hypervisors.base import Hypervisor, VMState
 from vmlog import locking
-from vmlog.app.projects import load, resolve_project, vm_state_safe
+from vmlog.app.projects import load, resolve_project, vm_status
+from vmlog.app.results import MappingResult, VMStatus
 from vmlog.app.session import session
 from vmlog.errors import InvalidInput, NotFound
 from vmlog.projects import current as current_project
@@ -102,22 +104,50 @@ def down(
                 backend.shutdown(project.vm_name, timeout=timeout)
 
 
-def status(name: str | None = None, *, ctx: Workspace | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RunStatus(MappingResult):
+    """What ``vml status`` shows: the VM, the state it is on, unsaved work, and who is changing the project now."""
+
+    project: str
+    vm_name: str
+    backend: str
+    vm: VMStatus
+    state: str | None  # the current state's id
+    state_name: str | None
+    unsaved_changes: bool
+    serial_log: str | None
+    busy: str | None  # the action and pid holding the project's lock
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "project": self.project,
+            "vm_name": self.vm_name,
+            "backend": self.backend,
+            "vm": str(self.vm),
+            "state": self.state,
+            "state_name": self.state_name,
+            "unsaved_changes": self.unsaved_changes,
+            "serial_log": self.serial_log,
+            "busy": self.busy,
+        }
+
+
+def status(name: str | None = None, *, ctx: Workspace | None = None) -> RunStatus:
     ctx = workspace(ctx)
     files, project = load(name, ctx)
     states = files.states()
     head = states.get(project.current) if project.current else None
-    return {
-        "project": project.name,
-        "vm_name": project.vm_name,
-        "backend": project.backend,
-        "vm": vm_state_safe(project),
-        "state": head.id if head else None,
-        "state_name": head.name if head else None,
-        "unsaved_changes": unsaved_changes(files, project),
-        "serial_log": project.spec.get("serial_log"),
-        "busy": locking.holder(ctx.home.locks, project.name),
-    }
+    return RunStatus(
+        project=project.name,
+        vm_name=project.vm_name,
+        backend=project.backend,
+        vm=vm_status(project),
+        state=head.id if head else None,
+        state_name=head.name if head else None,
+        unsaved_changes=unsaved_changes(files, project),
+        serial_log=project.spec.get("serial_log"),
+        busy=locking.holder(ctx.home.locks, project.name),
+    )
 
 
 def console_tail(name: str | None = None, *, lines: int = 40, ctx: Workspace | None = None) -> str:
@@ -141,35 +171,66 @@ def console_command(name: str | None = None, *, ctx: Workspace | None = None) ->
         return backend.console_command(project.vm_name)
 
 
+@dataclass
+class SwitchResult(MappingResult):
+    """What ``vml switch`` did: which project it left (suspended or not) and how the target was before."""
+
+    source: str | None
+    target: str
+    suspended: bool = False
+    warnings: list[str] = field(default_factory=list)
+    target_was: VMState | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "from": self.source,
+            "to": self.target,
+            "suspended": self.suspended,
+            "warnings": self.warnings,
+            "target_was": self.target_was.value if self.target_was else None,
+        }
+
+
+def _resume(files: ProjectFiles) -> None:
+    """Undo of a switch's suspend: start the project's VM again where it was."""
+    project = files.load()
+    with open_backend(project) as backend:
+        start_vm(backend, files, project)
+
+
 def switch(
     target: str, *, source: str | None = None, ctx: Workspace | None = None, progress: Progress = no_progress
-) -> dict[str, Any]:
-    """Suspend the running project (memory kept) and resume ``target`` where it was, or boot it."""
+) -> SwitchResult:
+    """Suspend the running project (memory kept) and resume ``target`` where it was, or boot it.
+
+    If the target cannot start, the source is resumed again, so a failed switch leaves things as they were.
+    """
     ctx = workspace(ctx)
     source = source or current_project.get(ctx.home.data)
     if source == target or source not in ctx.projects.names():
         source = None
     names = [target] + ([source] if source else [])
     with session(ctx, names, "switch", source=source, target=target) as op:
-        result: dict[str, Any] = {"from": source, "to": target, "suspended": False}
+        result = SwitchResult(source, target)
         target_files = ctx.projects.get(target)
         target_project = target_files.load()
         if source:
-            source_project = ctx.projects.get(source).load()
+            source_files = ctx.projects.get(source)
+            source_project = source_files.load()
             with open_backend(source_project) as backend:
                 if vm_state(backend, source_project.vm_name) in (VMState.RUNNING, VMState.PAUSED):
                     project_releases.refuse_memory_save(source_project, "suspend")
                     progress(f"suspending {source}", 0.2)
                     backend.suspend(source_project.vm_name)
-                    result["suspended"] = True
+                    op.on_rollback(lambda: _resume(source_files))
+                    result.suspended = True
         with open_backend(target_project) as backend:
             before = vm_state(backend, target_project.vm_name)
             progress(f"{'resuming' if before == VMState.SAVED else 'starting'} {target}", 0.6)
-            result["warnings"] = start_vm(backend, target_files, target_project)
-        result["target_was"] = before.value
+            result.warnings = start_vm(backend, target_files, target_project)
+        result.target_was = before
         op.state_id = target_project.current
         op.message = f"{source or '-'} -> {target} ({'resumed' if before == VMState.SAVED else before.value})"
         current_project.set_(ctx.home.data, target)
         progress("switched", 1.0)
         return result
-

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from hypervisors.base import Capability, VMState
+from vmlog.app.logbook import LoggedNote, SenderRecord, sender_records
 from vmlog.app.projects import load, resolve_project
+from vmlog.app.results import MappingResult
 from vmlog.app.session import session
 from vmlog.errors import AlreadyExists, InvalidInput
 from vmlog.logbook.book import who
@@ -17,6 +20,7 @@ from vmlog.projects import releases as project_releases
 from vmlog.projects.backends import driver_for, open_backend, unsaved_changes, vm_state
 from vmlog.projects.driver import Progress, no_progress
 from vmlog.projects.model import Project, State
+from vmlog.projects.releases import ReleaseOutcome
 from vmlog.workspace import Workspace, workspace
 
 AUTOSAVE_MESSAGE = "auto-saved before restore"
@@ -96,16 +100,59 @@ def state_tree(project_name: str | None = None, *, ctx: Workspace | None = None)
     return lines
 
 
-def show_state(project_name: str | None, ref: str, *, ctx: Workspace | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class StateDetails(MappingResult):
+    """One state as ``vml state show`` shows it: its record, where it sits in the tree, its notes.
+
+    ``sender_logbook`` holds the rows an imported state arrived with (what its sender did and noted).
+    """
+
+    state: State
+    current: bool
+    children: list[str]
+    notes: list[LoggedNote]
+    sender_logbook: list[SenderRecord]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.state.to_dict(),
+            "current": self.current,
+            "children": self.children,
+            "notes": [n.to_dict() for n in self.notes],
+            "sender_logbook": [r.row for r in self.sender_logbook],
+        }
+
+
+def show_state(project_name: str | None, ref: str, *, ctx: Workspace | None = None) -> StateDetails:
     ctx = workspace(ctx)
     files, project = load(project_name, ctx)
     all_states = files.states()
     state = refs.resolve(all_states, project.current, ref)
-    data = state.to_dict()
-    data["current"] = state.id == project.current
-    data["children"] = [c.id for c in refs.children(all_states, state.id)]
-    data["notes"] = [n.to_dict() for n in ctx.logbook.notes(project=project.name, state=state.id)]
-    return data
+    return StateDetails(
+        state=state,
+        current=state.id == project.current,
+        children=[c.id for c in refs.children(all_states, state.id)],
+        notes=[LoggedNote(**vars(n)) for n in ctx.logbook.notes(project=project.name, state=state.id)],
+        sender_logbook=sender_records(files, project.name, state.id),
+    )
+
+
+@dataclass
+class RestoreResult(MappingResult):
+    """What ``vml state restore`` did: the state now current, the auto-save made first, the releases mounted."""
+
+    state: str  # the restored state's id
+    autosaved: str | None = None  # the id of the state unsaved work was saved as
+    releases: ReleaseOutcome | None = None
+    running: bool = False  # the VM runs again (a memory state resumes it)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "autosaved": self.autosaved,
+            "releases": self.releases.to_dict() if self.releases is not None else None,
+            "running": self.running,
+        }
 
 
 def restore_state(
@@ -116,7 +163,7 @@ def restore_state(
     stop: bool = False,
     ctx: Workspace | None = None,
     progress: Progress = no_progress,
-) -> dict[str, Any]:
+) -> RestoreResult:
     """Go back to state ``ref`` (branching the tree). Unsaved work is auto-saved first unless ``discard``.
 
     A running or suspended VM is refused unless ``stop``: then it is saved with its memory (if the
@@ -129,7 +176,7 @@ def restore_state(
         project = files.load()
         target = refs.resolve(files.states(), project.current, ref)
         op.state_id = target.id
-        result: dict[str, Any] = {"state": target.id, "autosaved": None}
+        result = RestoreResult(target.id)
         with open_backend(project) as backend:
             driver = driver_for(backend)
             vm = vm_state(backend, project.vm_name)
@@ -158,24 +205,24 @@ def restore_state(
                             memory=True,
                             resume=False,
                         )
-                        result["autosaved"] = saved.id
+                        result.autosaved = saved.id
                     else:
                         progress("shutting the VM down", 0.1)
                         backend.shutdown(project.vm_name)
             elif vm == VMState.CRASHED:
                 backend.poweroff(project.vm_name)
-            if result["autosaved"] is None and not discard and driver.live_has_changes(files):
+            if result.autosaved is None and not discard and driver.live_has_changes(files):
                 progress("auto-saving unsaved changes", 0.2)
                 saved = driver.save(files, name=None, message=AUTOSAVE_MESSAGE, author=who(), memory=False)
-                result["autosaved"] = saved.id
+                result.autosaved = saved.id
             driver.restore(files, target, progress=progress)
             progress("mounting the state's releases", 0.8)
             releases = project_releases.apply_state(files, target)
-            result["releases"] = releases.to_dict()
-            result["running"] = vm_state(backend, project.vm_name) == VMState.RUNNING
+            result.releases = releases
+            result.running = vm_state(backend, project.vm_name) == VMState.RUNNING
         op.message = (
             f"restored {target.label()}"
-            + (f", unsaved work auto-saved as {result['autosaved'][:8]}" if result["autosaved"] else "")
+            + (f", unsaved work auto-saved as {result.autosaved[:8]}" if result.autosaved else "")
             + "".join(f"; {w}" for w in releases.warnings)
         )
         current_project.set_(ctx.home.data, project_name)

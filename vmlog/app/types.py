@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from hypervisors.base import Capability, VMState
+from vmlog.app.results import VMStatus
 from vmlog.logbook.book import Entry, Note
 from vmlog.projects.model import Project, State
+from vmlog.workspace import Workspace
 
-__all__ = ["Capability", "Entry", "Note", "Project", "State", "VMState"]
+__all__ = ["Capability", "Entry", "Note", "Project", "State", "VMState", "VMStatus", "Workspace"]

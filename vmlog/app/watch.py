@@ -19,8 +19,9 @@ from typing import Any
 from hypervisors import registry
 from hypervisors.base import Capability, VMState
 from hypervisors.errors import HypervisorError
-from vmlog.app import projects, running
+from vmlog.app import projects
 from vmlog.errors import NotFound
+from vmlog.projects.current import get as current_of
 from vmlog.projects.names import vm_name_for
 from vmlog.workspace import Workspace
 
@@ -153,11 +154,9 @@ class ProjectWatch:
         self._callback(project, state)
 
 
-def project_row(name: str, ctx: Workspace | None = None) -> dict[str, Any]:
+def project_row(name: str, ctx: Workspace | None = None) -> projects.ProjectSummary:
     """One project's row of :func:`projects.list_projects`, asking only that project's VM for its state."""
     ctx = ctx or Workspace.default()
-    for row in projects.list_projects(ctx, with_vm_state=False):
-        if row["name"] == name:
-            row["vm"] = running.status(name, ctx=ctx)["vm"]
-            return row
-    raise NotFound(f"no project named {name!r}", fix="list the projects with `vml project list`")
+    if name not in ctx.projects.names():
+        raise NotFound(f"no project named {name!r}", fix="list the projects with `vml project list`")
+    return projects.summarize(ctx.projects.files(name), current_of(ctx.home.data))

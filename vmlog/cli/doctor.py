@@ -11,6 +11,10 @@ from vmlog.app.doctor import diagnose
 from vmlog.cli.output import out, print_json
 
 
+def _mark(ok: bool) -> Text:
+    return Text("ok", style="green") if ok else Text("--", style="red")
+
+
 def doctor(
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     repair: Annotated[
@@ -26,24 +30,22 @@ def doctor(
     if json_output:
         print_json(report.to_dict())
         raise typer.Exit(0 if healthy else 1)
-    out.print("Backends", style="bold")
+    out.print(Text("Backends", style="bold"))
     for probe in report.backends:
-        mark = ("ok", "green") if probe.available else ("--", "red")
-        out.print(Text.assemble("  ", mark, f" {probe.backend:<11} {probe.summary}"))
+        out.print(Text.assemble("  ", _mark(probe.available), f" {probe.backend:<11} {probe.summary}"))
         for key, value in probe.details.items():
-            out.print(f"       {key}: {value}")
+            out.print(Text(f"       {key}: {value}"))
         for warning in probe.warnings:
             out.print(Text.assemble("       ", ("warning:", "yellow"), f" {warning}"))
         if probe.fix and not probe.available:
-            out.print(f"       fix: {probe.fix}")
-    out.print("Tools", style="bold")
+            out.print(Text(f"       fix: {probe.fix}"))
+    out.print(Text("Tools", style="bold"))
     for check in report.tools:
-        mark = ("ok", "green") if check.ok else ("--", "red")
-        out.print(Text.assemble("  ", mark, f" {check.name:<11} {check.summary}"))
+        out.print(Text.assemble("  ", _mark(check.ok), f" {check.name:<11} {check.summary}"))
         for warning in check.warnings:
-            out.print(f"       {warning}")
+            out.print(Text(f"       {warning}"))
         if check.fix and not check.ok:
-            out.print(f"       fix: {check.fix}")
+            out.print(Text(f"       fix: {check.fix}"))
     best = report.best_backend()
     out.print(Text.assemble("Best backend here: ", (best, "bold")) if best else Text("No usable backend here.", "red"))
     raise typer.Exit(0 if healthy else 1)

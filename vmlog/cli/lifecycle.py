@@ -12,6 +12,7 @@ import typer
 from rich.text import Text
 
 from vmlog.app import projects, running
+from vmlog.app.types import VMState
 from vmlog.cli.output import abort, info, out, print_json
 from vmlog.cli.progress import status as progress_status
 
@@ -44,15 +45,17 @@ def down(
 
 def status(project: ProjectArg = None, json_output: Annotated[bool, typer.Option("--json")] = False) -> None:
     """The VM state, the current saved state and whether there is unsaved work."""
-    data = running.status(project)
+    now = running.status(project)
     if json_output:
-        print_json(data)
+        print_json(now.to_dict())
         return
-    head = f"{data['state'][:12]} {data['state_name'] or ''}".strip() if data["state"] else "(no state saved)"
-    unsaved = (", ", ("unsaved changes", "yellow")) if data["unsaved_changes"] else ()
-    out.print(Text.assemble((data["project"], "bold"), f": VM {data['vm']}, on state {head}", *unsaved))
-    if data["busy"]:
-        out.print(f"  busy: {data['busy']}")
+    head = f"{now.state[:12]} {now.state_name or ''}".strip() if now.state else "(no state saved)"
+    line = Text.assemble((now.project, "bold"), f": VM {now.vm}, on state {head}")
+    if now.unsaved_changes:
+        line.append(", ").append("unsaved changes", style="yellow")
+    out.print(line)
+    if now.busy:
+        out.print(f"  busy: {now.busy}", markup=False)
 
 
 def console(
@@ -78,7 +81,7 @@ def console(
     out.print(text, markup=False, highlight=False)
     if not follow:
         return
-    log = Path(running.status(project)["serial_log"])
+    log = Path(running.status(project).serial_log or "")
     with log.open("rb") as fh:
         fh.seek(0, 2)
         try:
@@ -101,8 +104,8 @@ def switch(
     with progress_status(f"Switching to {project}") as progress:
         result = running.switch(project, progress=progress)
     if json_output:
-        print_json(result)
+        print_json(result.to_dict())
         return
-    left = f"{result['from']} suspended, " if result["suspended"] else ""
-    how = "resumed" if result["target_was"] == "saved" else "started"
+    left = f"{result.source} suspended, " if result.suspended else ""
+    how = "resumed" if result.target_was == VMState.SAVED else "started"
     info(f"{left}{project} {how}")

@@ -31,6 +31,27 @@ def parse_since(text: str) -> float:
         ) from None
 
 
+COLOURS = {"ok": "green", "failed": "red", "cancelled": "yellow", "interrupted": "red", "running": "cyan"}
+
+
+def _state(state_id: str | None) -> str:
+    return f" {state_id[:8]}" if state_id else ""
+
+
+def _print_sender_row(record: logbook.SenderRecord) -> None:
+    """A row an imported state arrived with: who did it at the sender's, and when, marked as the sender's."""
+    when = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(record.when)) if record.when else "-"
+    row = record.row
+    if record.kind == "note":
+        what = f"note{_state(record.state_id)}: {record.what}"
+    else:
+        message = f"  {row['message']}" if row.get("message") else ""
+        what = f"{record.what:<14} {row.get('outcome') or ''}{_state(record.state_id)}{message}"
+    line = Text(f"{when}  {record.project or '-':<14} {what}  ")
+    line.append(f"{record.who} (sender's logbook)", style="dim")
+    out.print(line, soft_wrap=True)
+
+
 def log(
     project: Annotated[str | None, typer.Argument(help="Only this project (default: all).")] = None,
     since: Annotated[
@@ -38,37 +59,31 @@ def log(
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """The logbook: every action on every project, who did it, when, and how it ended; notes too."""
+    """The logbook: every action on every project, who did it, when, and how it ended; notes too.
+
+    An imported state brings the rows of its sender's logbook; they are shown marked as the sender's.
+    """
     rows = logbook.history(project, since=parse_since(since) if since else None)
     if json_output:
-        print_json(rows)
+        print_json([row.to_dict() for row in rows])
         return
-    colours = {"ok": "green", "failed": "red", "cancelled": "yellow", "interrupted": "red", "running": "cyan"}
-    for row in rows:
-        if row["kind"] == "note":
-            state = f" {row['state'][:8]}" if row["state"] else ""
-            out.print(
-                Text.assemble(
-                    f"{row['created']}  {row['project'] or '-':<14} note{state}: {row['text']}  ",
-                    (str(row["who"]), "dim"),
-                ),
-                soft_wrap=True,
-            )
+    for record in rows:
+        if isinstance(record, logbook.SenderRecord):
+            _print_sender_row(record)
             continue
-        colour = colours.get(row["outcome"], "white")
-        took = f" {row['duration']:.1f}s" if row["duration"] is not None else ""
-        state = f" {row['state'][:8]}" if row["state"] else ""
-        message = f"  {row['message']}" if row["message"] else ""
-        out.print(
-            Text.assemble(
+        row = record.to_dict()
+        if row["kind"] == "note":
+            line = Text(f"{row['created']}  {row['project'] or '-':<14} note{_state(row['state'])}: {row['text']}  ")
+        else:
+            took = f" {row['duration']:.1f}s" if row["duration"] is not None else ""
+            message = f"  {row['message']}" if row["message"] else ""
+            line = Text.assemble(
                 f"{row['started']}  {row['project'] or '-':<14} {row['action']:<14} ",
-                (str(row["outcome"]), colour),
-                f"{took}{state}{message}  ",
-                (str(row["who"]), "dim"),
-            ),
-            highlight=False,
-            soft_wrap=True,
-        )
+                (row["outcome"], COLOURS.get(row["outcome"], "white")),
+                f"{took}{_state(row['state'])}{message}  ",
+            )
+        line.append(row["who"], style="dim")
+        out.print(line, soft_wrap=True)
 
 
 def note(
@@ -81,6 +96,6 @@ def note(
     ] = None,
 ) -> None:
     """Write a note in the logbook, attached to a state."""
-    row = logbook.add_note(text, project_name=project, ref=state)
-    where = f"state {row['state'][:12]}" if row["state"] else "the project (no state saved yet)"
-    info(f"note added to {row['project']}, {where}")
+    added = logbook.add_note(text, project_name=project, ref=state)
+    where = f"state {added.state_id[:12]}" if added.state_id else "the project (no state saved yet)"
+    info(f"note added to {added.project}, {where}")

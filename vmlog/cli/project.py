@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.text import Text
 
-from hypervisors import registry
-from hypervisors.errors import HypervisorError
-from vmlog import paths
 from vmlog.app import projects
-from vmlog.appliances.catalog import Catalogs
 from vmlog.cli import appliance as appliance_cli
 from vmlog.cli.output import abort, info, out, print_json
 from vmlog.cli.progress import status
-from vmlog.errors import NotFound
-from vmlog.store.images import ImageStore
 
 app = typer.Typer(
     help="Projects: one VM on a base appliance, with its tree of saved states.", no_args_is_help=True
@@ -39,22 +32,9 @@ def _size(num: int | None) -> str:
 
 def _pull_if_only_in_a_catalog(ref: str, backend: str) -> None:
     """Pull ``ref`` (with the pull's progress bar) when it names a catalog appliance not in the store yet."""
-    if Path(ref).expanduser().exists():
-        return
-    try:
-        ImageStore(paths.home().images).get(ref)
-        return
-    except NotFound:
-        pass
-    try:
-        Catalogs(paths.home().config).get(ref)
-    except NotFound:
-        return  # new_project says that no such appliance exists, and how to find one
-    try:
-        disk_format = registry.backend_class(backend).native_disk_format
-    except (ValueError, HypervisorError):
-        disk_format = "qcow2"
-    appliance_cli.pull(ref, disk_format=disk_format)
+    disk_format = projects.base_to_pull(ref, backend)  # refuses an unknown backend before anything is pulled
+    if disk_format is not None:
+        appliance_cli.pull(ref, disk_format=disk_format)
 
 
 @app.command("new")
@@ -83,6 +63,7 @@ def new(
     base = image or appliance
     if base is None or (image is not None and appliance is not None):
         abort("name the base appliance once: `vml project new NAME --appliance REF`", code=2)
+    backend = projects.check_backend(backend)
     _pull_if_only_in_a_catalog(base, backend)
     options = {key: value for key, value in (("uri", uri), ("accel", accel)) if value}
     with status(f"Creating {name}") as progress:
@@ -97,11 +78,8 @@ def new(
             progress=progress,
         )
     info(
-        Text.assemble(
-            "created project ",
-            (project.name, "bold"),
-            f" on {project.base.get('name')}:{project.base.get('version')} ({project.backend}); start it with `vml up`",
-        )
+        f"created project {project.name} on {project.base.get('name')}:{project.base.get('version')}"
+        f" ({project.backend}); start it with `vml up`"
     )
 
 
@@ -110,20 +88,19 @@ def list_(json_output: JsonOption = False) -> None:
     """Every project, its VM state and how many states it has."""
     rows = projects.list_projects()
     if json_output:
-        print_json(rows)
+        print_json([row.to_dict() for row in rows])
         return
     if not rows:
         info("no projects yet; create one with `vml project new NAME IMAGE`")
         return
     for row in rows:
-        mark = "*" if row["current"] else " "
-        base = f"{row['base'].get('name')}:{row['base'].get('version')}"
+        mark = "*" if row.current else " "
+        base = f"{row.base.get('name')}:{row.base.get('version')}"
         out.print(
             Text.assemble(
                 f"{mark} ",
-                (f"{row['name']:<20}", "bold"),
-                f" {row['vm']:<12} {row['states']:>3} states  "
-                f"{_size(row.get('disk_bytes')):>10}  {row['backend']:<8} {base}",
+                (f"{row.name:<20}", "bold"),
+                f" {str(row.vm):<12} {row.states:>3} states  {_size(row.disk_bytes):>10}  {row.backend:<8} {base}",
             )
         )
 
@@ -134,21 +111,23 @@ def show(
     json_output: JsonOption = False,
 ) -> None:
     """Details of a project: base, backend, VM, current state, live layer."""
-    data = projects.show_project(name)
+    details = projects.show_project(name)
     if json_output:
-        print_json(data)
+        print_json(details.to_dict())
         return
-    out.print(Text.assemble((data["name"], "bold"), f"  ({data['id']})"))
-    base = data["base"]
-    out.print(f"  base:     {base.get('name')}:{base.get('version')} ({base.get('sha256', '')[:12]})")
-    out.print(f"  backend:  {data['backend']}  VM {data['vm_name']} is {data['vm_state']}")
-    out.print(f"  states:   {data['states']}, current {data['current'] or '(none)'}")
-    out.print(f"  unsaved:  {'yes' if data['unsaved_changes'] else 'no'}")
+    project = details.project
+    out.print(Text.assemble((project.name, "bold"), f"  ({project.id})"))
+    base = project.base
+    out.print(f"  base:     {base.get('name')}:{base.get('version')} ({base.get('sha256', '')[:12]})", markup=False)
+    out.print(f"  backend:  {project.backend}  VM {project.vm_name} is {details.vm}", markup=False)
+    out.print(f"  states:   {details.states}, current {project.current or '(none)'}", markup=False)
+    out.print(f"  unsaved:  {'yes' if details.unsaved_changes else 'no'}", markup=False)
     out.print(
-        f"  spec:     {data['spec'].get('cpus')} CPU, {data['spec'].get('memory_mib')} MiB, "
-        f"disks {', '.join(data['live'])}"
+        f"  spec:     {project.spec.get('cpus')} CPU, {project.spec.get('memory_mib')} MiB, "
+        f"disks {', '.join(project.live)}",
+        markup=False,
     )
-    out.print(f"  files:    {data['path']}")
+    out.print(f"  files:    {details.path}", markup=False)
 
 
 @app.command("rm")

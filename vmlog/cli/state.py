@@ -48,7 +48,7 @@ def save(
     if json_output:
         print_json(state.to_dict())
         return
-    info(Text.assemble("saved state ", (state.label(), "bold"), " with memory" if state.memory else ""))
+    info(f"saved state {state.label()}" + (" with memory" if state.memory else ""))
 
 
 @app.command("list")
@@ -68,6 +68,7 @@ def list_(project: ProjectOption = None, json_output: JsonOption = False) -> Non
         out.print(
             f"{mark} {s.id[:12]}  {_when(s.created)}  {s.name or '':<20} parent {parent}{mem}  {s.message}",
             soft_wrap=True,
+            markup=False,
         )
 
 
@@ -88,28 +89,36 @@ def show(
     project: ProjectOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Details of one state, with its notes."""
-    data = app_states.show_state(project, ref)
+    """Details of one state, with its notes and, for an imported state, its sender's logbook."""
+    details = app_states.show_state(project, ref)
     if json_output:
-        print_json(data)
+        print_json(details.to_dict())
         return
-    out.print(Text.assemble((data["id"], "bold"), f" {data['name'] or ''}{'  (current)' if data['current'] else ''}"))
-    out.print(f"  created:  {_when(data['created'])} by {data['author']}")
-    out.print(f"  parent:   {data['parent'] or '-'}")
-    out.print(f"  children: {', '.join(c[:12] for c in data['children']) or '-'}")
-    out.print(f"  memory:   {'yes' if data['memory'] else 'no'}")
-    out.print(f"  layers:   {', '.join(f'{k}={v}' for k, v in data['layers'].items())}")
-    if data["message"]:
-        out.print(f"  message:  {data['message']}")
-    for mount in data.get("release_mounts") or []:
+    state = details.state
+    out.print(Text.assemble((state.id, "bold"), f" {state.name or ''}{'  (current)' if details.current else ''}"))
+    out.print(f"  created:  {_when(state.created)} by {state.author}", markup=False)
+    out.print(f"  parent:   {state.parent or '-'}", markup=False)
+    out.print(f"  children: {', '.join(c[:12] for c in details.children) or '-'}", markup=False)
+    out.print(f"  memory:   {'yes' if state.memory else 'no'}", markup=False)
+    out.print(f"  layers:   {', '.join(f'{k}={v}' for k, v in state.layers.items())}", markup=False)
+    if state.message:
+        out.print(f"  message:  {state.message}", markup=False)
+    for mount in state.release_mounts:
         release = mount.get("release") or {}
         out.print(
             f"  release:  {mount.get('name')} revision {release.get('revision')} {release.get('tag') or ''}"
             f" pin {str(release.get('pin'))[:16]} at {mount.get('guest_path') or '-'}",
             markup=False,
         )
-    for note in data["notes"]:
-        out.print(f"  note ({note['created']}, {note['who']}): {note['text']}")
+    for note in details.notes:
+        out.print(f"  note ({_when(note.created)}, {note.who}): {note.text}", markup=False)
+    if details.sender_logbook:
+        out.print("  sender's logbook:", markup=False)
+    for record in details.sender_logbook:
+        outcome = "" if record.kind == "note" else f" {record.row.get('outcome') or ''}"
+        what = f"note: {record.what}" if record.kind == "note" else record.what
+        detail = f"  {record.row['message']}" if record.kind != "note" and record.row.get("message") else ""
+        out.print(f"    {_when(record.when)}  {record.who}  {what}{outcome}{detail}", markup=False)
 
 
 @app.command("restore")
@@ -128,17 +137,17 @@ def restore(
     with status(f"Restoring {ref}") as progress:
         result = app_states.restore_state(project, ref, discard=discard, stop=stop, progress=progress)
     if json_output:
-        print_json(result)
+        print_json(result.to_dict())
         return
-    if result["autosaved"]:
-        info(f"unsaved work was saved as state {result['autosaved'][:12]} (auto-saved before restore)")
-    for line in (result.get("releases") or {}).get("messages", []):
+    if result.autosaved:
+        info(f"unsaved work was saved as state {result.autosaved[:12]} (auto-saved before restore)")
+    for line in result.releases.messages if result.releases else []:
         info(line)
-    for line in (result.get("releases") or {}).get("warnings", []):
+    for line in result.releases.warnings if result.releases else []:
         warn(line)
     info(
-        f"restored state {result['state'][:12]}"
-        + ("; the VM is running" if result.get("running") else "; start it with `vml up`")
+        f"restored state {result.state[:12]}"
+        + ("; the VM is running" if result.running else "; start it with `vml up`")
     )
 
 

@@ -33,7 +33,7 @@ def test_busy_while_another_process_changes_the_project(project_files: ProjectFi
             states.restore_state("alpha", "HEAD", ctx=ctx)
         # read-only calls never lock
         assert states.state_tree("alpha", ctx=ctx)
-        assert running.status("alpha", ctx=ctx)["busy"] == f"'state save' (pid {child.pid})"
+        assert running.status("alpha", ctx=ctx).busy == f"'state save' (pid {child.pid})"
     finally:
         release.set()
         child.join(30)
@@ -43,21 +43,21 @@ def test_busy_while_another_process_changes_the_project(project_files: ProjectFi
 def test_new_project_is_current_and_logged(project_files: ProjectFiles, ctx) -> None:
     assert projects.resolve_project(None, ctx) == "alpha"
     (row,) = [e for e in logbook.history("alpha", ctx=ctx)]
-    assert row["action"] == "project new" and row["outcome"] == "ok"
+    assert row.action == "project new" and row.outcome == "ok"
     with pytest.raises(AlreadyExists):
         projects.new_project("alpha", "whatever", ctx=ctx)
     with pytest.raises(InvalidInput):
         projects.new_project("../evil", "whatever", ctx=ctx)
-    failed = [e for e in logbook.history("alpha", ctx=ctx) if e["outcome"] == "failed"]
-    assert len(failed) == 1 and "exists" in failed[0]["message"]
+    failed = [e for e in logbook.history("alpha", ctx=ctx) if e.kind == "operation" and e.outcome == "failed"]
+    assert len(failed) == 1 and "exists" in (failed[0].message or "")
 
 
 def test_listing_and_notes(project_files: ProjectFiles, ctx) -> None:
     (row,) = projects.list_projects(ctx, with_vm_state=False)
-    assert row["name"] == "alpha" and row["current"] and row["states"] == 0 and row["disk_bytes"] > 0
+    assert row.name == "alpha" and row.current and row.states == 0 and row.disk_bytes > 0 and row.vm is None
     note = logbook.add_note("first look", ctx=ctx)
-    assert note["project"] == "alpha" and note["state"] is None
-    assert [h["kind"] for h in logbook.history("alpha", ctx=ctx)] == ["operation", "note"]
+    assert note.project == "alpha" and note.state_id is None
+    assert [h.kind for h in logbook.history("alpha", ctx=ctx)] == ["operation", "note"]
     with pytest.raises(NotFound):
         states.show_state("alpha", "HEAD", ctx=ctx)
 

@@ -57,8 +57,8 @@ def _write(guest: GuestChannel, name: str) -> None:
     guest.check_output(f"mkdir -p /data/t; echo {name}-content > /data/t/{name}; sync")
 
 
-def _vm(ctx: Workspace, name: str) -> str:
-    return running.status(name, ctx=ctx)["vm"]
+def _vm(ctx: Workspace, name: str) -> VMState | None:
+    return running.status(name, ctx=ctx).vm.state
 
 
 def test_three_states_branch_and_restore_each(vm_ctx: Workspace, test_appliance_image: Path) -> None:
@@ -74,8 +74,8 @@ def test_three_states_branch_and_restore_each(vm_ctx: Workspace, test_appliance_
     running.down(name, mode="poweroff", ctx=vm_ctx)
 
     result = app_states.restore_state(name, "s1", ctx=vm_ctx)
-    assert result["autosaved"], "the unsaved file must have been auto-saved, not lost"
-    expected[result["autosaved"]] = ["f1", "f2", "f3", "unsaved"]
+    assert result.autosaved, "the unsaved file must have been auto-saved, not lost"
+    expected[result.autosaved] = ["f1", "f2", "f3", "unsaved"]
     running.up(name, ctx=vm_ctx)
     with _guest(vm_ctx, name) as guest:
         assert _files(guest) == ["f1"]
@@ -97,7 +97,7 @@ def test_three_states_branch_and_restore_each(vm_ctx: Workspace, test_appliance_
         running.down(name, mode="poweroff", ctx=vm_ctx)
 
     actions = [
-        (e["action"], e["outcome"]) for e in logbook.history(name, ctx=vm_ctx) if e["kind"] == "operation"
+        (e.action, e.outcome) for e in logbook.history(name, ctx=vm_ctx) if e.kind == "operation"
     ]
     assert ("state save", "ok") in actions and ("state restore", "ok") in actions and ("up", "ok") in actions
     assert all(outcome == "ok" for _action, outcome in actions)
@@ -109,16 +109,16 @@ def test_state_with_memory_resumes_where_it_was(vm_ctx: Workspace, test_applianc
     with _guest(vm_ctx, name) as guest:
         guest.check_output("echo ram-value-1 > /tmp/ram")
     state = app_states.save_state(name, "with-ram", memory=True, ctx=vm_ctx)
-    assert state.memory and _vm(vm_ctx, name) == VMState.RUNNING.value
+    assert state.memory and _vm(vm_ctx, name) == VMState.RUNNING
     with _guest(vm_ctx, name) as guest:
         assert guest.check_output("cat /tmp/ram").strip() == "ram-value-1"
         guest.check_output("echo ram-value-2 > /tmp/ram")
     result = app_states.restore_state(name, "with-ram", stop=True, ctx=vm_ctx)
-    assert result["running"] and result["autosaved"]
+    assert result.running and result.autosaved
     with _guest(vm_ctx, name) as guest:
         assert guest.check_output("cat /tmp/ram").strip() == "ram-value-1"
     # the auto-saved state kept the newer memory too
-    app_states.restore_state(name, result["autosaved"], discard=True, ctx=vm_ctx)
+    app_states.restore_state(name, result.autosaved, discard=True, ctx=vm_ctx)
     with _guest(vm_ctx, name) as guest:
         assert guest.check_output("cat /tmp/ram").strip() == "ram-value-2"
 
@@ -131,17 +131,17 @@ def test_switch_keeps_each_guest_memory(vm_ctx: Workspace, test_appliance_image:
         guest.check_output("echo alpha-$$ > /tmp/ram")
         value_a = guest.check_output("cat /tmp/ram").strip()
     result = running.switch(b, ctx=vm_ctx)
-    assert result["suspended"] and result["from"] == a
-    assert _vm(vm_ctx, a) == VMState.SAVED.value
+    assert result.suspended and result.source == a
+    assert _vm(vm_ctx, a) == VMState.SAVED
     with _guest(vm_ctx, b) as guest:
         guest.check_output("echo bravo-$$ > /tmp/ram")
         value_b = guest.check_output("cat /tmp/ram").strip()
     running.switch(a, ctx=vm_ctx)
-    assert _vm(vm_ctx, b) == VMState.SAVED.value
+    assert _vm(vm_ctx, b) == VMState.SAVED
     with _guest(vm_ctx, a) as guest:
         assert guest.check_output("cat /tmp/ram").strip() == value_a
     running.switch(b, ctx=vm_ctx)
     with _guest(vm_ctx, b) as guest:
         assert guest.check_output("cat /tmp/ram").strip() == value_b
-    switches = [e for e in logbook.history(b, ctx=vm_ctx) if e["action"] == "switch"]
-    assert switches and all(e["outcome"] == "ok" for e in switches)
+    switches = [e for e in logbook.history(b, ctx=vm_ctx) if e.kind == "operation" and e.action == "switch"]
+    assert switches and all(e.outcome == "ok" for e in switches)

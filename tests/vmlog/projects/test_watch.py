@@ -76,7 +76,7 @@ def test_events_name_projects_and_skip_foreign_vms(
 def test_project_row_matches_the_listing(ctx: Workspace, base_image: Path) -> None:
     projects.new_project("alpha", str(base_image), ctx=ctx)
     try:
-        listed = {row["name"]: row for row in projects.list_projects(ctx)}
+        listed = {row.name: row for row in projects.list_projects(ctx)}
         assert watch.project_row("alpha", ctx) == listed["alpha"]
         with pytest.raises(Exception, match="no project named"):
             watch.project_row("nope", ctx)

@@ -1,0 +1,70 @@
+"""What the Projects page shows, read from the use cases in one job: the sidebar's rows and one project's view."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ui.project_list import ProjectSummary
+from ui.statetree.layout import StateNode
+from vmlog.app import logbook, projects
+from vmlog.app import states as app_states
+from vmlog.app.types import VMState, VMStatus, Workspace
+
+BUSY_STATES = (VMState.RUNNING, VMState.PAUSED, VMState.TRANSITIONING)
+
+
+@dataclass
+class ProjectView:
+    """Everything the page shows of one project, read in one job."""
+
+    name: str
+    info: projects.ProjectDetails
+    nodes: list[StateNode]
+    current: str | None
+    history: list[logbook.HistoryItem] = field(default_factory=list)
+
+    @property
+    def vm(self) -> VMStatus:
+        return self.info.vm
+
+    @property
+    def busy(self) -> bool:
+        """The VM runs (or is on its way), so it can be stopped but not started."""
+        return self.vm.state in BUSY_STATES
+
+
+def summary_of(row: projects.ProjectSummary) -> ProjectSummary:
+    """The sidebar's view of one row of ``projects.list_projects``."""
+    vm = row.vm or VMStatus(None, "not asked")
+    return ProjectSummary(
+        name=row.name,
+        vm_state=vm.label,
+        backend=row.backend,
+        base=row.base_label,
+        disk_bytes=row.disk_bytes,
+        states=row.states,
+        vm_reason=vm.reason,
+    )
+
+
+def read_projects(ctx: Workspace | None) -> list[ProjectSummary]:
+    return [summary_of(row) for row in projects.list_projects(ctx)]
+
+
+def read_project(name: str, ctx: Workspace | None) -> ProjectView:
+    info = projects.show_project(name, ctx)
+    project, states = app_states.states(name, ctx=ctx)
+    sizes = app_states.layer_sizes(name, ctx=ctx)
+    nodes = [
+        StateNode(
+            id=s.id,
+            parent=s.parent,
+            name=s.name,
+            created=s.created,
+            author=s.author,
+            message=s.message,
+            layer_bytes=sizes.get(s.id),
+        )
+        for s in states.values()
+    ]
+    return ProjectView(name, info, nodes, project.current, logbook.history(name, ctx=ctx))

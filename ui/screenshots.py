@@ -83,7 +83,7 @@ def _publish_release_tree(root: Path) -> None:
 
 def _offer_appliance(root: Path, url: str, image: Path) -> str:
     """Serve the test appliance and a catalog offering it; return the catalog's URL."""
-    from vmlog.testappliance.build import appliance_metadata
+    from vmlog.app.appliances import appliance_image_facts
 
     # its own image (the test appliance with a zeroed tail): the store must not have it yet
     served = root / "analysis-base.raw"
@@ -91,7 +91,7 @@ def _offer_appliance(root: Path, url: str, image: Path) -> str:
         while chunk := source.read(1 << 20):
             copy.write(chunk)
         copy.write(bytes(1 << 20))
-    meta = appliance_metadata(served)
+    meta = appliance_image_facts(served)
     doc = {
         "vmlog_catalog": 1,
         "appliances": [{
@@ -154,24 +154,21 @@ def take(outdir: Path) -> list[Path]:
 
 def _prepare_home() -> tuple[ThreadingHTTPServer, list[str]]:
     """The test appliance's projects and history, a catalog served on 127.0.0.1, two mounted releases."""
-    from vmlog.appliances.catalog import Catalogs
-    from vmlog.releases import mounts, sources
-    from vmlog.testappliance.build import build_test_appliance
-    from vmlog.workspace import Workspace
+    from vmlog.app import appliances, releases
 
     cache = Path(os.environ.get("VMLOG_TEST_CACHE", "~/.cache/vmlog-tests")).expanduser()
-    image = build_test_appliance(cache)
+    image = appliances.build_local_test_appliance(cache)
     _make_history(image)
     www = Path(os.environ["VMLOG_HOME"]) / "www"
     www.mkdir()
     server, url = _serve(www)
-    Catalogs(Workspace.default().home.config).add(_offer_appliance(www, url, image), name="group")
+    appliances.add_catalog(_offer_appliance(www, url, image), name="group")
     _publish_release_tree(www / "releases")
-    sources.add_source(sources.make_source(f"{url}/releases", kind="http-tree", name="physics",
-                                           pattern="{series}/{release}", proxy=""))
+    releases.add_release_source(f"{url}/releases", kind="http-tree", name="physics", pattern="{series}/{release}",
+                                proxy="", check=False)
     mounted = []
     for release in ("24.0/24.0.3", "25.1/25.1.0"):
-        handle = mounts.mount_release(sources.get_source("physics"), release)
+        handle = releases.mount_on_host(release, source="physics")
         (handle.mountpoint / "share" / "README").read_bytes()  # a fetch, so the log shows one
         mounted.append(handle.name)
     return server, mounted
@@ -239,14 +236,14 @@ def _set_up_until_downloading(window: MainWindow, appliance: str) -> Job:
 
 
 def _tear_down(window: MainWindow, app: QApplication, server: ThreadingHTTPServer, mounted: list[str]) -> None:
-    from vmlog.app import projects, running
-    from vmlog.releases import mounts
+    from vmlog.app import projects, releases, running
+    from vmlog.app.types import VMState
 
     for mount in mounted:
-        mounts.umount(mount)
+        releases.umount_on_host(mount)
     for row in projects.list_projects():  # nothing may keep running once the home is gone
-        if str(row.get("vm") or "").split(" ")[0] in ("running", "paused", "transitioning"):
-            running.down(row["name"], mode="poweroff")
+        if row.vm is not None and row.vm.state in (VMState.RUNNING, VMState.PAUSED, VMState.TRANSITIONING):
+            running.down(row.name, mode="poweroff")
     server.shutdown()
     window.close()
     app.processEvents()

@@ -5,7 +5,7 @@ temp files, half-built or half-deleted project directories, state directories wi
 ``state.json``, layer files nothing names, an *uncommitted* save (a state whose layer is still the
 live layer), a live layer missing. Saved states are never touched except to finish an
 interrupted save. Projects on a native-tree backend (VirtualBox, VMware) are also compared with the
-hypervisor's snapshot tree (:func:`vmlog.projects.native_tree.reconcile`).
+hypervisor's snapshot tree (:func:`vmlog.projects.native_reconcile.reconcile`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from hypervisors.base import Hypervisor, VMState
 from hypervisors.errors import HypervisorError
 from vmlog import fsutil
-from vmlog.projects import native_tree
+from vmlog.projects import native_reconcile, native_tree
 from vmlog.projects.model import Project, State
 from vmlog.projects.store import NEW_PREFIX, STATE_FILE, TRASH_PREFIX, ProjectFiles, ProjectStore
 
@@ -274,7 +274,7 @@ def check_project(
     if native_tree.is_native_project(project):
         findings.extend(
             Finding(name, problem, action, repaired)
-            for problem, action, repaired in native_tree.reconcile(files, backend, repair=repair)
+            for problem, action, repaired in native_reconcile.reconcile(files, backend, repair=repair)
         )
 
     # layer files nothing names

@@ -18,7 +18,8 @@ from hypervisors import qemu_img
 from vmlog.app import exchange, projects, states
 from vmlog.errors import InvalidInput
 from vmlog.projects.backends import open_backend
-from vmlog.projects.native_tree import NativeTree, reconcile
+from vmlog.projects.native_reconcile import reconcile
+from vmlog.projects.native_tree import NativeTree
 from vmlog.projects.store import ProjectFiles
 from vmlog.workspace import Workspace
 

@@ -8,9 +8,11 @@ lives behind these methods, so the use cases above read the same for both.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -171,3 +173,14 @@ def chain_tops(files: ProjectFiles) -> LayersOf:
 
     return layers_of
 
+
+
+@contextmanager
+def private_work_dir(parent: Path, prefix: str = "vmlstate-") -> Iterator[Path]:
+    """A fresh directory under ``parent`` (on the same file system as the store) deleted when the block ends."""
+    parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -4,7 +4,7 @@ This package imports nothing of ``vmlog`` or ``ui``; backends are loaded lazily 
 :mod:`hypervisors.registry` so that a missing SDK breaks only its own backend.
 """
 
-from hypervisors.base import Capability, Hypervisor, Probe, SnapshotModel, VMState
+from hypervisors.base import Capability, Hypervisor, Probe, SnapshotDisk, SnapshotModel, VMState
 from hypervisors.errors import (
     BackendUnavailable,
     HypervisorError,
@@ -30,6 +30,7 @@ __all__ = [
     "PortForward",
     "Probe",
     "SharedFolder",
+    "SnapshotDisk",
     "SnapshotModel",
     "Unsupported",
     "VMExists",

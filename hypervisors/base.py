@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from hypervisors.errors import Unsupported
-from hypervisors.spec import DiskSpec, VMSpec
+from hypervisors.spec import DiskSpec, SharedFolder, VMSpec
 
 
 class VMState(enum.Enum):
@@ -54,6 +54,8 @@ class Capability(enum.Flag):
     ACPI_SHUTDOWN = enum.auto()
     REMOTE = enum.auto()  # the VMs may run on another machine
     STATE_EVENTS = enum.auto()  # pushes VM state changes (``watch_states``) instead of being polled
+    SHARED_FOLDER_HOTPLUG = enum.auto()  # add or remove a shared folder of a running VM
+    SNAPSHOT_DISKS = enum.auto()  # hand over the disks a native snapshot froze, without restoring it
 
 
 StateCallback = Callable[[str, VMState], None]
@@ -80,6 +82,21 @@ class Probe:
             "details": dict(self.details),
             "warnings": list(self.warnings),
         }
+
+
+@dataclass(frozen=True)
+class SnapshotDisk:
+    """One disk as a native snapshot froze it, in a form qemu-img can read.
+
+    ``flattened=False``: ``path`` is the hypervisor's own frozen delta, left in place, whose backing
+    chain qemu-img follows (VMware's delta VMDK); it must be read, never written. ``flattened=True``:
+    ``path`` is a full standalone copy the backend made in the caller's work directory (VirtualBox
+    flattening a differencing VDI, which qemu-img cannot follow); the caller deletes it.
+    """
+
+    path: Path
+    format: str
+    flattened: bool
 
 
 @dataclass(frozen=True)
@@ -237,6 +254,37 @@ class Hypervisor(ABC):
 
     def snapshot_list(self, name: str) -> list[NativeSnapshot]:
         raise Unsupported(f"{self.name} has no native snapshot tree", backend=self.name)
+
+    def snapshot_disks(self, vm_name: str, snapshot_id: str, work_dir: Path) -> dict[str, SnapshotDisk]:
+        """Disk label -> the disk native snapshot ``snapshot_id`` froze, without restoring anything.
+
+        Exporting a state must not disturb the VM (it may run, or sit on another snapshot), so the
+        backend hands over the frozen disk itself, or a flattened copy in ``work_dir`` where
+        qemu-img cannot read the hypervisor's own chain (see :class:`SnapshotDisk`).
+        """
+        raise Unsupported(f"{self.name} cannot hand over the disks of a native snapshot", backend=self.name)
+
+    # -- shared folders of a running VM --------------------------------------------------------
+    def attach_shared_folder(self, vm_name: str, folder: SharedFolder) -> None:
+        """Show ``folder`` to the running VM now, for as long as it runs (the definition is unchanged).
+
+        A share that should survive a reboot belongs in the VM's spec (``redefine``); this only
+        spares the user a reboot. ``OperationFailed`` carries the hypervisor's reason when it
+        refuses (for example a virtiofs share on a VM not booted with shared memory).
+        """
+        raise Unsupported(
+            f"{self.name} cannot add a shared folder to a running VM",
+            fix="share it at the next boot: shut the VM down and start it again",
+            backend=self.name,
+        )
+
+    def detach_shared_folder(self, vm_name: str, folder: SharedFolder) -> None:
+        """Remove the share tagged ``folder.tag`` from the running VM (the definition is unchanged)."""
+        raise Unsupported(
+            f"{self.name} cannot remove a shared folder from a running VM",
+            fix="it goes away when the VM stops",
+            backend=self.name,
+        )
 
     # -- disks across backends ---------------------------------------------------------------
     def export_disk(self, name: str, label: str, dest: Path, fmt: str = "qcow2") -> Path:

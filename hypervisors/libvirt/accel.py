@@ -53,13 +53,16 @@ EXIT_OK = (0x31 << 1) | 1  # isa-debug-exit turns the value written into this ex
 class AccelDecision:
     """The accelerator to use, why, and a warning when it is not what the user would expect."""
 
-    accelerator: str  # "kvm" or "tcg"
+    accelerator: str  # "kvm", "tcg", or "none" where the libvirt driver runs no QEMU (its test driver)
     reason: str
     warning: str | None = None
+    driver_domain_type: str | None = None  # the ``<domain type=...>`` of a driver that is not QEMU's
 
     @property
     def domain_type(self) -> str:
         """The libvirt ``<domain type=...>`` for this accelerator."""
+        if self.driver_domain_type:
+            return self.driver_domain_type
         return "kvm" if self.accelerator == "kvm" else "qemu"
 
     def to_dict(self) -> dict[str, str | None]:
@@ -230,6 +233,11 @@ def decide_remote(requested: str, kvm_offered: bool) -> AccelDecision:
         return AccelDecision("kvm", "KVM asked for", warning="the remote libvirt does not offer KVM")
     return AccelDecision("tcg", "the remote libvirt does not offer KVM",
                          warning="guests run under TCG emulation (slow) on the remote host")
+
+
+def decide_other_driver(driver: str, domain_type: str) -> AccelDecision:
+    """A libvirt driver other than QEMU's (the ``test`` driver): no accelerator to choose, no KVM test to run."""
+    return AccelDecision("none", f"the libvirt {driver} driver runs no QEMU guests", driver_domain_type=domain_type)
 
 
 def find_emulator() -> str | None:

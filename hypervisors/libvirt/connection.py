@@ -1,7 +1,15 @@
-"""Opening a libvirt connection: URI choice, the lazy ``libvirt`` import, and error mapping."""
+"""Opening a libvirt connection: URI choice, the lazy ``libvirt`` import, and error mapping.
+
+``$VMLOG_LIBVIRT_URI`` points the whole product at another libvirt, for example its built-in test
+driver (``test:///default``), which needs neither a daemon nor root and on which the fast tests run.
+That driver keeps its domains only while some connection to it is open in the process, so the
+first connection to it opens a second one that stays open for the rest of the process: a VM defined
+through one backend object is still there when the next one opens, as with a daemon.
+"""
 
 from __future__ import annotations
 
+import atexit
 import os
 from types import ModuleType
 from typing import Any
@@ -27,6 +35,7 @@ START_DAEMON_HINT = "start libvirtd: `libvirtd -d` (or `systemctl start libvirtd
 
 # libvirt's virErrorNumber values this backend tells apart (stable ABI).
 ERR_NO_SUPPORT = 3
+ERR_INVALID_ARG = 8  # also "unsupported flags (0x..) in function ..." from drivers that lack a flag
 ERR_OPERATION_FAILED = 9
 ERR_NO_DOMAIN = 42
 ERR_OPERATION_INVALID = 55
@@ -69,8 +78,35 @@ def is_local_system(uri: str) -> bool:
     return not is_remote(uri) and parts.scheme.split("+")[0] == "qemu" and parts.path.rstrip("/") == "/system"
 
 
+_driver_anchors: dict[str, Any] = {}  # URI -> the connection that keeps a test driver's state alive
+
+
+def is_shared_test_driver(uri: str) -> bool:
+    """True for ``test:///default``, the test driver whose state every connection of the process shares."""
+    parts = urlsplit(uri)
+    return parts.scheme == "test" and not parts.netloc and parts.path.rstrip("/") == "/default"
+
+
 def open_connection(libvirt: ModuleType, uri: str) -> Any:
     """Open ``uri`` read-write; an unreachable daemon becomes ``BackendUnavailable`` with the fix."""
+    conn = _open(libvirt, uri)
+    if is_shared_test_driver(uri) and uri not in _driver_anchors:
+        if not _driver_anchors:
+            atexit.register(_close_anchors, libvirt)  # before the interpreter tears libvirt down
+        _driver_anchors[uri] = _open(libvirt, uri)
+    return conn
+
+
+def _close_anchors(libvirt: ModuleType) -> None:
+    while _driver_anchors:
+        _uri, conn = _driver_anchors.popitem()
+        try:
+            conn.close()
+        except libvirt.libvirtError:
+            pass
+
+
+def _open(libvirt: ModuleType, uri: str) -> Any:
     try:
         conn = libvirt.open(uri)
     except libvirt.libvirtError as exc:
@@ -86,9 +122,19 @@ def open_connection(libvirt: ModuleType, uri: str) -> Any:
     return conn
 
 
+def error_code(exc: Exception) -> int | None:
+    return exc.get_error_code() if hasattr(exc, "get_error_code") else None
+
+
+def rejects_flags(exc: Exception) -> bool:
+    """True if libvirt refused the flags of a call rather than the call (a driver without that flag)."""
+    code = error_code(exc)
+    return code == ERR_ARGUMENT_UNSUPPORTED or (code == ERR_INVALID_ARG and "unsupported flags" in str(exc))
+
+
 def map_error(exc: Exception, what: str, name: str | None = None) -> HypervisorError:
     """Turn a ``libvirtError`` into the matching vmlog hypervisor error, keeping libvirt's words."""
-    code = exc.get_error_code() if hasattr(exc, "get_error_code") else None
+    code = error_code(exc)
     detail = str(exc)
     target = f" {name!r}" if name else ""
     if code == ERR_NO_DOMAIN:

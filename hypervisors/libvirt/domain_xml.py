@@ -12,8 +12,10 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-from hypervisors.spec import DiskSpec, NicSpec, VMSpec
+from hypervisors.errors import Unsupported
+from hypervisors.spec import DiskSpec, NicSpec, SharedFolder, VMSpec
 
+BACKEND = "kvm"
 VMLOG_NS = "https://vmlog.org/xmlns/libvirt/domain/1"
 VMLOG_PREFIX = "vmlog"
 QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
@@ -29,7 +31,7 @@ NIC_PCI_SLOT_BASE = 0x10  # above the slots libvirt hands out, so hand-wired NIC
 class DomainOptions:
     """What the backend decides beyond the spec: accelerator, QEMU's user, the domain's UUID."""
 
-    domain_type: str = "qemu"  # "kvm" or "qemu" (TCG)
+    domain_type: str = "qemu"  # "kvm", "qemu" (TCG), or the type of another driver ("test")
     dac_label: str | None = None  # "+UID:+GID": QEMU runs as this user (local system daemon)
     uuid: str | None = None  # kept on redefine, else libvirt refuses the new definition
 
@@ -79,18 +81,21 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) ->
 
 
 def check_spec(spec: VMSpec) -> None:
-    """Raise ``ValueError`` for what this backend cannot express (before libvirt sees it)."""
+    """Raise ``Unsupported`` for what this backend cannot express (before libvirt sees it)."""
     if spec.channel_socket is not None and len(_abs(spec.channel_socket).encode()) > UNIX_SOCKET_PATH_MAX:
-        raise ValueError(
+        raise Unsupported(
             f"channel socket path {spec.channel_socket} is longer than {UNIX_SOCKET_PATH_MAX} bytes,"
-            " the limit of a Unix socket path"
+            " the limit of a Unix socket path",
+            fix="use a shorter VMLOG_HOME (the socket lives under it)", backend=BACKEND,
         )
     machine = spec.extra.get("machine", "q35")
     if machine not in MACHINES:
-        raise ValueError(f"unknown machine type {machine!r}; choose one of {', '.join(MACHINES)}")
+        raise Unsupported(f"unknown machine type {machine!r}", fix=f"choose one of {', '.join(MACHINES)}",
+                          backend=BACKEND)
     labels = [d.label for d in spec.disks if d.label]
     if len(labels) != len(set(labels)):
-        raise ValueError("disk labels must be unique within a VM")
+        raise Unsupported(f"VM {spec.name!r} has two disks with the same label",
+                          fix="give each disk of a VM its own label", backend=BACKEND)
 
 
 def build_domain_xml(spec: VMSpec, options: DomainOptions) -> str:
@@ -145,11 +150,7 @@ def build_domain_xml(spec: VMSpec, options: DomainOptions) -> str:
         if disk.readonly or disk.device == "cdrom":
             _sub(disk_el, "readonly")
     for folder in spec.shared_folders:
-        fs = _sub(devices, "filesystem", type_="mount", accessmode="passthrough")
-        _sub(fs, "driver", type_="virtiofs")
-        _sub(fs, "source", dir=_abs(folder.host_path))
-        _sub(fs, "target", dir=folder.tag)
-        # libvirt 9.0 with QEMU's C virtiofsd has no read-only mode: readonly is the guest's mount option.
+        devices.append(filesystem_element(folder))
     # The console is a pty (so `virsh console` can attach) whose output is also logged to a file.
     serial0 = _sub(devices, "serial", type_="pty")
     if spec.serial_log is not None:
@@ -168,6 +169,23 @@ def build_domain_xml(spec: VMSpec, options: DomainOptions) -> str:
         _add_user_nics(domain, spec.name, spec.nics, machine)
     ET.indent(domain)
     return ET.tostring(domain, encoding="unicode")
+
+
+def filesystem_element(folder: SharedFolder) -> ET.Element:
+    """The virtiofs ``<filesystem>`` device of a share: in a definition, and alone for hot-plug.
+
+    libvirt 9.0 with QEMU's C virtiofsd has no read-only mode: readonly is the guest's mount option.
+    """
+    fs = ET.Element("filesystem", {"type": "mount", "accessmode": "passthrough"})
+    _sub(fs, "driver", type_="virtiofs")
+    _sub(fs, "source", dir=_abs(folder.host_path))
+    _sub(fs, "target", dir=folder.tag)
+    return fs
+
+
+def filesystem_xml(folder: SharedFolder) -> str:
+    """The device XML ``virDomainAttachDeviceFlags``/``DetachDeviceFlags`` take for a share."""
+    return ET.tostring(filesystem_element(folder), encoding="unicode")
 
 
 def _add_user_nics(domain: ET.Element, vm_name: str, nics: tuple[NicSpec, ...], machine: str) -> None:

@@ -175,7 +175,7 @@ class LifecycleWatch:
         lv = self._lv
         conn = connection.open_connection(lv, self.uri)
         try:
-            conn.setKeepAlive(*self._keepalive)
+            _keep_alive(lv, conn, self._keepalive)
             conn.registerCloseCallback(self._on_close, None)
             callback_id = conn.domainEventRegisterAny(None, EVENT_ID_LIFECYCLE, self._on_event, None)
         except lv.libvirtError as exc:
@@ -280,6 +280,15 @@ class LifecycleWatch:
                 self._callback(name, state)
             except Exception:
                 log.exception("VM state callback failed for %s (%s)", name, state.value)
+
+
+def _keep_alive(libvirt: ModuleType, conn: Any, keepalive: tuple[int, int]) -> None:
+    """Ping the daemon on an idle connection; a driver without a daemon (``test:///``) has nothing to ping."""
+    try:
+        conn.setKeepAlive(*keepalive)
+    except libvirt.libvirtError as exc:
+        if connection.error_code(exc) != connection.ERR_NO_SUPPORT:
+            raise
 
 
 def _close_quietly(libvirt: ModuleType, conn: Any) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from hypervisors import qemu_img
-from hypervisors.base import Capability, Hypervisor, NativeSnapshot, Probe, SnapshotModel, VMState
+from hypervisors.base import Capability, Hypervisor, NativeSnapshot, Probe, SnapshotDisk, SnapshotModel, VMState
 from hypervisors.errors import InvalidState, OperationTimeout, Unsupported, VMExists, VMNotFound
 from hypervisors.spec import DiskSpec, VMSpec, check_vm_name
 from hypervisors.virtualbox.diagnostics import BACKEND
@@ -74,6 +74,7 @@ class VirtualBoxHypervisor(Hypervisor):
             | Capability.PORT_FORWARD
             | Capability.SERIAL_CHANNEL
             | Capability.ACPI_SHUTDOWN
+            | Capability.SNAPSHOT_DISKS
         )
 
     # -- discovery ---------------------------------------------------------------------------
@@ -299,6 +300,21 @@ class VirtualBoxHypervisor(Hypervisor):
         for _hop in range(path.index(snapshot_id) + 1):
             medium = self._medium_info(medium)["Parent UUID"]
         return self._clone_flat(medium, Path(dest), fmt)
+
+    def snapshot_disks(self, vm_name: str, snapshot_id: str, work_dir: Path) -> dict[str, SnapshotDisk]:
+        """Each labelled disk as the snapshot froze it, flattened by VirtualBox into a standalone VDI in ``work_dir``.
+
+        qemu-img cannot follow a chain of differencing VDIs, so VirtualBox's own ``clonemedium`` makes
+        the copy (see :meth:`export_snapshot_disk`); the caller deletes the files.
+        """
+        work_dir = Path(work_dir)
+        work_dir.mkdir(parents=True, exist_ok=True)
+        disks: dict[str, SnapshotDisk] = {}
+        for label in sorted(self._labels(vm_name)):
+            dest = work_dir / f"{snapshot_id}-{label}.vdi"
+            self.export_snapshot_disk(vm_name, snapshot_id, label, dest, "vdi")
+            disks[label] = SnapshotDisk(path=dest, format="vdi", flattened=True)
+        return disks
 
     def _clone_flat(self, medium: str, dest: Path, fmt: str) -> Path:
         flat = dest if fmt == "vdi" else dest.with_name(dest.name + ".flat.vdi")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from hypervisors import qemu_img
-from hypervisors.base import Capability, Hypervisor, NativeSnapshot, Probe, SnapshotModel, VMState
+from hypervisors.base import Capability, Hypervisor, NativeSnapshot, Probe, SnapshotDisk, SnapshotModel, VMState
 from hypervisors.errors import InvalidState, OperationFailed, OperationTimeout, Unsupported, VMExists, VMNotFound
 from hypervisors.spec import DiskSpec, VMSpec, check_vm_name
 from hypervisors.vmware import vmsd, vmx
@@ -36,7 +36,8 @@ class VMwareHypervisor(Hypervisor):
     def capabilities(self) -> Capability:
         # No PORT_FORWARD: VMware's NAT forwards live in the host-wide vmnet8 nat.conf, not in a VM.
         return (Capability.LIVE_SNAPSHOT | Capability.MEMORY_SAVE | Capability.NATIVE_SNAPSHOT_TREE
-                | Capability.SHARED_FOLDERS | Capability.SERIAL_CHANNEL | Capability.ACPI_SHUTDOWN)
+                | Capability.SHARED_FOLDERS | Capability.SERIAL_CHANNEL | Capability.ACPI_SHUTDOWN
+                | Capability.SNAPSHOT_DISKS)
 
     # -- paths -------------------------------------------------------------------------------
     def vmx_path(self, name: str) -> Path:
@@ -105,8 +106,7 @@ class VMwareHypervisor(Hypervisor):
         if self.state(spec.name) != VMState.STOPPED:
             raise InvalidState(f"VM {spec.name!r} must be powered off to be redefined", backend=BACKEND)
         old = vmx.read(path)
-        disk_files = {key.removeprefix("vmlog.disk."): old[f"{node}.fileName"]
-                      for key, node in old.items() if key.startswith("vmlog.disk.")}
+        disk_files = {label: old[f"{device}.fileName"] for label, device in vmx.disk_labels(old).items()}
         wanted = {d.label for d in spec.disks if d.device == "disk"}
         if wanted != set(disk_files):
             raise Unsupported(f"cannot change which disks {spec.name!r} has: its snapshots hold them", backend=BACKEND)
@@ -222,12 +222,25 @@ class VMwareHypervisor(Hypervisor):
             pending += [n for n in nodes.values() if n.parent == node.uid]
         return ordered
 
+    def snapshot_disks(self, vm_name: str, snapshot_id: str, work_dir: Path) -> dict[str, SnapshotDisk]:
+        """The delta VMDKs the snapshot froze (``.vmsd`` ``diskM.fileName``), in place: VMware never writes them
+        again and qemu-img follows their ``parentFileNameHint`` chain, so nothing is copied into ``work_dir``.
+        """
+        del work_dir
+        path = self._existing_vmx(vm_name)
+        nodes, _current = self._tree(vm_name)
+        if snapshot_id not in nodes:
+            raise OperationFailed(f"VM {vm_name!r} has no snapshot with uid {snapshot_id}", backend=BACKEND,
+                                  fix="list the VM's snapshots again: it may have been deleted in VMware")
+        labels = {device: label for label, device in vmx.disk_labels(vmx.read(path)).items()}
+        return {labels[device]: SnapshotDisk(path=path.parent / file, format="vmdk", flattened=False)
+                for device, file in nodes[snapshot_id].disk_nodes if device in labels}
+
     # -- disks -------------------------------------------------------------------------------
     def disk_tops(self, name: str) -> dict[str, Path]:
         path = self._existing_vmx(name)
         values = vmx.read(path)
-        return {key.removeprefix("vmlog.disk."): path.parent / values[f"{node}.fileName"]
-                for key, node in values.items() if key.startswith("vmlog.disk.")}
+        return {label: path.parent / values[f"{device}.fileName"] for label, device in vmx.disk_labels(values).items()}
 
     def export_disk(self, name: str, label: str, dest: Path, fmt: str = "qcow2") -> Path:
         """Flatten the delta chain (qemu-img follows ``parentFileNameHint``/``parentCID`` itself)."""

@@ -1,7 +1,9 @@
 """VMware's snapshot tree, read from the VM's ``.vmsd`` file, and the ``a/b/c`` names ``vmrun`` takes.
 
 ``.vmsd`` (same dictionary format as ``.vmx``) holds ``snapshot.current``, ``snapshot.lastUID`` and,
-per node, ``snapshotN.uid``, ``.displayName``, ``.parent`` (a uid), ``.disk0.fileName``. ``vmrun``
+per node, ``snapshotN.uid``, ``.displayName``, ``.parent`` (a uid), and per disk it froze
+``.diskM.fileName`` (the delta VMDK, frozen from then on) and ``.diskM.node`` (the ``.vmx`` device
+it belongs to, ``scsi0:0``). ``vmrun``
 names snapshots by display name or by path of names from the root (``a/b/c``); two siblings with the
 same name make that path ambiguous, which is why vmlog keeps sibling names unique.
 """
@@ -24,6 +26,7 @@ class SnapshotNode:
     parent: str | None
     disks: tuple[str, ...]
     memory_file: str | None
+    disk_nodes: tuple[tuple[str, str], ...] = ()  # (device node, frozen file name) of each disk
 
 
 def read_tree(vmsd_path: Path) -> tuple[dict[str, SnapshotNode], str | None]:
@@ -34,10 +37,15 @@ def read_tree(vmsd_path: Path) -> tuple[dict[str, SnapshotNode], str | None]:
         if not match:
             continue
         prefix = f"snapshot{match.group(1)}"
-        disks = tuple(values[k] for k in sorted(values) if k.startswith(prefix + ".disk") and k.endswith(".fileName"))
+        file_keys = [k for k in sorted(values) if k.startswith(prefix + ".disk") and k.endswith(".fileName")]
+        disk_nodes = tuple(
+            (values[key.removesuffix(".fileName") + ".node"], values[key])
+            for key in file_keys if key.removesuffix(".fileName") + ".node" in values
+        )
         nodes[uid] = SnapshotNode(uid=uid, name=values.get(f"{prefix}.displayName", ""),
-                                  parent=values.get(f"{prefix}.parent") or None, disks=disks,
-                                  memory_file=values.get(f"{prefix}.vmState") or None)
+                                  parent=values.get(f"{prefix}.parent") or None,
+                                  disks=tuple(values[k] for k in file_keys),
+                                  memory_file=values.get(f"{prefix}.vmState") or None, disk_nodes=disk_nodes)
     current = values.get("snapshot.current") or None
     return nodes, current if current in nodes else None
 

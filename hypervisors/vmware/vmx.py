@@ -69,6 +69,15 @@ def write(path: Path, values: dict[str, str]) -> None:
     os.replace(tmp, path)
 
 
+DISK_LABEL_PREFIX = "vmlog.disk."
+
+
+def disk_labels(values: dict[str, str]) -> dict[str, str]:
+    """vmlog disk label -> the device node it names (``vmlog.disk.system = "scsi0:0"``)."""
+    return {key.removeprefix(DISK_LABEL_PREFIX): node for key, node in values.items()
+            if key.startswith(DISK_LABEL_PREFIX)}
+
+
 def spec_to_vmx(spec: VMSpec, disk_files: dict[str, str]) -> dict[str, str]:
     """The ``.vmx`` of ``spec``; ``disk_files`` maps each hard disk's label to its delta file name."""
     vmx: dict[str, str] = {
@@ -99,7 +108,7 @@ def spec_to_vmx(spec: VMSpec, disk_files: dict[str, str]) -> dict[str, str]:
             vmx.update({f"{node}.present": "TRUE", f"{node}.deviceType": "scsi-hardDisk",
                         f"{node}.fileName": disk_files[disk.label or str(disk.path)]})
             if disk.label:
-                vmx[f"vmlog.disk.{disk.label}"] = node
+                vmx[f"{DISK_LABEL_PREFIX}{disk.label}"] = node
     if spec.nics:
         nic = spec.nics[0]
         vmx.update({"ethernet0.present": "TRUE", "ethernet0.connectionType": "nat",

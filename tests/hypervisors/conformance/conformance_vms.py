@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -30,7 +32,7 @@ class VMFactory:
     differencing disk on top (and VirtualBox refuses two registered copies of one base UUID).
     """
 
-    _native_bases: dict[tuple[str, str], Path] = {}
+    _native_bases: dict[tuple[str, str, str], Path] = {}
 
     def __init__(self, hv: Hypervisor, image: Path, workdir: Path) -> None:
         self.hv = hv
@@ -43,12 +45,12 @@ class VMFactory:
             top = qemu_img.create_overlay(vmdir / "system-0.qcow2", self.image, "raw", cluster_size=65536)
             return DiskSpec(path=top, format="qcow2", label="system")
         fmt = self.hv.native_disk_format
-        key = (self.hv.name, fmt)
+        key = (self.hv.name, fmt, str(self.image))
         base = self._native_bases.get(key)
         if base is None or not base.exists():
             base_dir = simulated_backends.simulated_host() / "bases"  # lives as long as the test process
             base_dir.mkdir(parents=True, exist_ok=True)
-            base = self.hv.import_disk(self.image, "raw", base_dir / f"system-{self.hv.name}.{fmt}").path
+            base = self.hv.import_disk(self.image, "raw", base_dir / f"{self.image.stem}-{self.hv.name}.{fmt}").path
             self._native_bases[key] = base
         return DiskSpec(path=base, format=fmt, label="system")  # type: ignore[arg-type]
 
@@ -120,3 +122,30 @@ class RunningVM:
         channel = GuestChannel(self.spec.channel_socket)  # type: ignore[arg-type]
         channel.wait_ready(BOOT_TIMEOUT)
         return channel
+
+
+def write_pattern(hv: Hypervisor, vm: str, label: str, offset: int, byte: int, work: Path) -> None:
+    """Make 64 KiB at ``offset`` of the stopped VM's disk ``label`` hold ``byte``, as a guest writing would.
+
+    qemu-io writes the top the backend reports; only VirtualBox writes its differencing images, so
+    there the disk is exported, changed and loaded back through the backend.
+    """
+    command = f"write -P {byte:#x} {offset} 64k"
+    if hv.native_disk_format == "vdi":
+        flat = hv.export_disk(vm, label, work / f"{vm}-{label}-{byte:x}.qcow2")
+        subprocess.run(["qemu-io", "-f", "qcow2", "-c", command, str(flat)], check=True, capture_output=True)
+        hv.load_disk(vm, label, flat, "qcow2")  # type: ignore[attr-defined]
+        return
+    top = hv.disk_tops(vm)[label]
+    subprocess.run(["qemu-io", "-f", hv.native_disk_format, "-c", command, str(top)], check=True,
+                   capture_output=True)
+
+
+def patterned_copy(image: Path, dest: Path, writes: list[tuple[int, int]]) -> Path:
+    """A raw copy of ``image`` with 64 KiB of ``byte`` at each ``(offset, byte)``: what a disk should show."""
+    shutil.copyfile(image, dest)
+    with dest.open("r+b") as f:
+        for offset, byte in writes:
+            f.seek(offset)
+            f.write(bytes([byte]) * 65536)
+    return dest

@@ -4,6 +4,10 @@ A backend joins the suite by adding a factory to ``BACKEND_FACTORIES`` (a real c
 wired to a simulator: see ``simulated_backends.py``). Every VM a test creates goes through a
 :class:`VMFactory`, whose finalizer deletes it even when the test fails, so no VM leaks.
 
+``kvm-test`` is the libvirt backend on libvirt's built-in test driver (``test:///default``): no
+daemon, no root, no QEMU. It runs every test not marked ``vm``; the ``vm`` tests boot guests, which
+that driver cannot, so they skip there.
+
 Booting under TCG costs seconds, so the tests that only need *a* running guest share one VM per
 backend (``running_vm``): each use brings it back up if an earlier test stopped, suspended or
 reverted it, so the tests stay independent of their order.
@@ -22,6 +26,8 @@ from hypervisors.base import Hypervisor
 from hypervisors.errors import HypervisorError
 from hypervisors.spec import DiskSpec
 
+TEST_DRIVER_URI = "test:///default"
+
 
 def _kvm() -> Hypervisor:
     from hypervisors.libvirt import LibvirtHypervisor
@@ -29,7 +35,14 @@ def _kvm() -> Hypervisor:
     return LibvirtHypervisor()
 
 
-BACKEND_FACTORIES: dict[str, Callable[[], Hypervisor]] = {"kvm": _kvm}
+def _kvm_test_driver() -> Hypervisor:
+    from hypervisors.libvirt import LibvirtHypervisor
+
+    return LibvirtHypervisor(TEST_DRIVER_URI)
+
+
+BACKEND_FACTORIES: dict[str, Callable[[], Hypervisor]] = {"kvm": _kvm, "kvm-test": _kvm_test_driver}
+GUESTLESS_BACKENDS = frozenset({"kvm-test"})  # define and change state, but boot no guest
 simulated_backends.register(BACKEND_FACTORIES)
 
 
@@ -45,6 +58,44 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Hypervisor]:
         pytest.skip(f"backend {request.param} unavailable here: {probe.summary}")
     yield hv
     hv.close()
+
+
+def _backend_param(request: pytest.FixtureRequest) -> str | None:
+    callspec = getattr(request.node, "callspec", None)
+    return callspec.params.get("backend") if callspec is not None else None
+
+
+@pytest.fixture(autouse=True)
+def _guests_only_where_they_boot(request: pytest.FixtureRequest) -> None:
+    """A test that boots a guest (marked ``vm``) skips on a backend that runs none."""
+    param = _backend_param(request)
+    if param in GUESTLESS_BACKENDS and request.node.get_closest_marker("vm") is not None:
+        pytest.skip(f"backend {param} boots no guests")
+
+
+@pytest.fixture
+def boots_guests(request: pytest.FixtureRequest) -> bool:
+    """Whether starting a VM of this backend boots a real guest (QEMU), or only changes its recorded state."""
+    return _backend_param(request) not in GUESTLESS_BACKENDS
+
+
+@pytest.fixture(scope="session")
+def blank_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small raw disk with a known pattern, for tests that define VMs but boot none."""
+    path = tmp_path_factory.mktemp("blank") / "blank.raw"
+    with path.open("wb") as f:
+        f.truncate(16 << 20)
+        f.seek(1 << 20)
+        f.write(b"vmlog conformance base " * 512)
+    return path
+
+
+@pytest.fixture
+def blank_vms(backend: Hypervisor, blank_image: Path, tmp_path: Path) -> Iterator[VMFactory]:
+    """Like ``vm_factory``, on ``blank_image`` instead of the test appliance (nothing to build)."""
+    factory = VMFactory(backend, blank_image, tmp_path)
+    yield factory
+    factory.cleanup()
 
 
 @pytest.fixture

@@ -106,8 +106,36 @@ def tiny_vm(hv, test_appliance_image: Path, tmp_path: Path) -> Iterator[str]:
         pass
 
 
-def test_libvirt_declares_state_events(hv) -> None:
-    assert hv.can(Capability.STATE_EVENTS)
+@pytest.fixture
+def test_driver() -> Iterator:
+    """The backend on libvirt's test driver: events without a daemon or a guest."""
+    from hypervisors.libvirt import LibvirtHypervisor
+
+    backend = LibvirtHypervisor("test:///default")
+    yield backend
+    backend.close()
+
+
+def test_libvirt_declares_state_events(test_driver) -> None:
+    assert test_driver.can(Capability.STATE_EVENTS)
+
+
+def test_events_arrive_from_the_test_driver(test_driver, tmp_path: Path) -> None:
+    name = f"vmltest-ev-{secrets.token_hex(4)}"
+    spec = VMSpec(name=name, disks=(DiskSpec(path=tmp_path / "system.qcow2", format="qcow2", label="system"),))
+    recorder = Recorder(name)
+    unsubscribe = test_driver.watch_states(recorder)
+    try:
+        test_driver.define(spec)
+        test_driver.start(name)
+        recorder.wait_for(VMState.RUNNING)
+        test_driver.suspend(name)
+        assert recorder.wait_for(VMState.SAVED)[-1] is VMState.SAVED  # a managed save, not a plain stop
+        test_driver.delete(name)
+    finally:
+        unsubscribe()
+        if test_driver.exists(name):
+            test_driver.delete(name)
 
 
 @pytest.mark.vm
@@ -136,9 +164,9 @@ def test_start_and_poweroff_arrive_as_events_until_unsubscribed(hv, tiny_vm: str
         unsubscribe()
 
 
-def test_the_contract_default_is_unsupported(hv) -> None:
+def test_the_contract_default_is_unsupported(test_driver) -> None:
     from hypervisors.base import Hypervisor
 
     with pytest.raises(Unsupported) as info:
-        Hypervisor.watch_states(hv, lambda _name, _state: None)
+        Hypervisor.watch_states(test_driver, lambda _name, _state: None)
     assert info.value.fix

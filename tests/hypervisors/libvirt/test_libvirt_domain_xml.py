@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from hypervisors.errors import Unsupported
 from hypervisors.libvirt import domain_xml
 from hypervisors.libvirt.domain_xml import QEMU_NS, DomainOptions
 from hypervisors.spec import DiskSpec, NicSpec, PortForward, SharedFolder, VMSpec
@@ -111,7 +112,18 @@ def test_with_disk_path_and_hardware_differs(tmp_path: Path) -> None:
 
 
 def test_rejects_what_libvirt_cannot_express(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="Unix socket"):
+    with pytest.raises(Unsupported, match="Unix socket"):
         domain_xml.build_domain_xml(_spec(tmp_path, channel_socket=tmp_path / ("s" * 120)), DomainOptions())
-    with pytest.raises(ValueError, match="machine"):
+    with pytest.raises(Unsupported, match="machine"):
         domain_xml.build_domain_xml(_spec(tmp_path, extra={"machine": "virt"}), DomainOptions())
+
+
+def test_a_hot_plugged_share_is_the_device_a_definition_carries(tmp_path: Path) -> None:
+    folder = SharedFolder("results", tmp_path / "out")
+    alone = ET.fromstring(domain_xml.filesystem_xml(folder))
+    defined = ET.fromstring(domain_xml.build_domain_xml(_spec(tmp_path, shared_folders=(folder,)), DomainOptions()))
+    (in_domain,) = defined.findall("devices/filesystem")
+    assert [(e.tag, e.attrib) for e in alone.iter()] == [(e.tag, e.attrib) for e in in_domain.iter()]
+    assert alone.find("driver").get("type") == "virtiofs"
+    assert alone.find("source").get("dir") == str((tmp_path / "out").absolute())
+    assert alone.find("target").get("dir") == "results"

@@ -29,17 +29,16 @@ def reconcile(files: ProjectFiles, backend: Hypervisor | None, *, repair: bool =
     Never deletes a native snapshot: one without a record is adopted as a state (a save that
     crashed after the snapshot, or one taken in the hypervisor's own GUI).
     """
-    findings: list[Finding] = []
     project = files.load()
     journal = read_journal(files)
     if backend is None:
-        if journal is not None:
-            findings.append((
-                f"an interrupted {journal.get('op')} of state {str(journal.get('state'))[:8]}",
-                f"`vml doctor --repair` with the {project.backend} backend available finishes or undoes it",
-                False,
-            ))
-        return findings
+        if journal is None:
+            return []
+        return [(
+            f"an interrupted {journal.get('op')} of state {str(journal.get('state'))[:8]}",
+            f"`vml doctor --repair` with the {project.backend} backend available finishes or undoes it",
+            False,
+        )]
     driver = NativeTree(backend)
     try:
         natives = driver.snapshots(project) if driver.backend.exists(project.vm_name) else None
@@ -48,19 +47,8 @@ def reconcile(files: ProjectFiles, backend: Hypervisor | None, *, repair: bool =
                  False)]
     states = files.states()
     if natives is None:
-        lost = [s for s in states.values() if s.native_id]
-        if lost:
-            findings.append((
-                f"the {backend.name} VM {project.vm_name!r} is gone with the snapshots of {len(lost)} states",
-                "nothing can bring them back; remove the states with `vml state rm` or the project",
-                False,
-            ))
-        if journal is not None:
-            if repair:
-                _end(files)
-            findings.append((f"an interrupted {journal.get('op')} on a missing VM", "forget it", repair))
-        return findings
-
+        return _vm_gone(files, backend, project, states, journal, repair)
+    findings: list[Finding] = []
     claimed: set[str] = set()
     if journal is not None:
         if journal.get("op") == "save" and journal.get("state") not in states:
@@ -71,14 +59,43 @@ def reconcile(files: ProjectFiles, backend: Hypervisor | None, *, repair: bool =
             project = files.load()
             states = files.states()
             natives = driver.snapshots(project)
-
     mapped = {s.native_id: s for s in states.values() if s.native_id}
     claimed.update(mapped)
+    findings += _adopt_unrecorded(files, backend, project, states, natives, mapped, claimed, repair)
+    findings += _check_parents(files, backend, states, natives, mapped, repair)
+    return findings
+
+
+def _vm_gone(
+    files: ProjectFiles, backend: Hypervisor, project: Project, states: dict[str, State],
+    journal: dict[str, Any] | None, repair: bool,
+) -> list[Finding]:
+    """The findings when the VM holding every snapshot is gone: its states are lost, a journal is moot."""
+    findings: list[Finding] = []
+    lost = [s for s in states.values() if s.native_id]
+    if lost:
+        findings.append((
+            f"the {backend.name} VM {project.vm_name!r} is gone with the snapshots of {len(lost)} states",
+            "nothing can bring them back; remove the states with `vml state rm` or the project",
+            False,
+        ))
+    if journal is not None:
+        if repair:
+            _end(files)
+        findings.append((f"an interrupted {journal.get('op')} on a missing VM", "forget it", repair))
+    return findings
+
+
+def _adopt_unrecorded(
+    files: ProjectFiles, backend: Hypervisor, project: Project, states: dict[str, State],
+    natives: dict[str, NativeSnapshot], mapped: dict[str, State], claimed: set[str], repair: bool,
+) -> list[Finding]:
+    """Native snapshots no record claims, adopted as states with ``repair`` (``states``/``mapped`` grow)."""
+    findings: list[Finding] = []
     for node in _parents_first(natives):
         if node.id in claimed:
             continue
         parent = mapped.get(node.parent_id) if node.parent_id else None
-        action = "adopt it as a state"
         if repair:
             taken = {s.name for s in states.values()}
             state = State(
@@ -96,7 +113,17 @@ def reconcile(files: ProjectFiles, backend: Hypervisor | None, *, repair: bool =
             files.write_state(state)
             states[state.id] = state
             mapped[node.id] = state
-        findings.append((f"{backend.name} snapshot {node.name!r} ({node.id}) has no state record", action, repair))
+        findings.append((f"{backend.name} snapshot {node.name!r} ({node.id}) has no state record",
+                         "adopt it as a state", repair))
+    return findings
+
+
+def _check_parents(
+    files: ProjectFiles, backend: Hypervisor, states: dict[str, State], natives: dict[str, NativeSnapshot],
+    mapped: dict[str, State], repair: bool,
+) -> list[Finding]:
+    """Records whose snapshot is gone, and parents that differ from the hypervisor's (recorded with ``repair``)."""
+    findings: list[Finding] = []
     for state in sorted(states.values(), key=lambda s: s.created):
         if state.native_id is None or state.native_id not in natives:
             findings.append((

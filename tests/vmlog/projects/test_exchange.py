@@ -19,11 +19,11 @@ from chain_helpers import write_pattern
 from exchange_helpers import context_at, serve_directory, vml
 
 from hypervisors import qemu_img
-from vmlog.app import exchange
+from vmlog.app import exchange, logbook, projects
 from vmlog.app import states as app_states
 from vmlog.bundles import BundleRejected
 from vmlog.errors import NotFound
-from vmlog.projects.sender_log import logbook, projects, read_sender_logbook
+from vmlog.projects.sender_log import read_sender_logbook
 from vmlog.workspace import Workspace
 
 

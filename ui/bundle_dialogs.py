@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from ui.formatting import human_bytes
+from vmlog.app.exchange import BundleInfo
 
 BUNDLE_FILTER = "vmlog states (*.vmlstate)"
 
@@ -103,29 +104,29 @@ class ImportDialog(QDialog):
     """What a verified bundle holds and who signed it; where it goes (a new project or a branch)."""
 
     def __init__(
-        self, parent: QWidget | None, file_name: str, about: dict[str, Any], projects: list[str], current: str | None
+        self, parent: QWidget | None, file_name: str, about: BundleInfo, projects: list[str], current: str | None
     ) -> None:
         """``about`` is ``vmlog.app.exchange.describe_bundle``'s output."""
         super().__init__(parent)
         self.setWindowTitle(f"Import {file_name}")
-        state, base, signer = about["state"], about["base"], about.get("signer")
-        self.trusted = bool(signer and signer.get("known"))
-        changed = sum(int(d.get("changed_bytes") or 0) for d in about.get("disks", []))
-        where = "in the store" if about.get("base_in_store") else f"will be downloaded, {human_bytes(base['size'])}"
+        state, base = about.state, about.base
+        self.trusted = bool(about.signer and about.signer.known)
+        changed = sum(int(d.get("changed_bytes") or 0) for d in about.disks)
+        where = "in the store" if about.base_in_store else f"will be downloaded, {human_bytes(base['size'])}"
         lines = [
             f"<b>{html.escape(str(state.get('name') or str(state.get('id'))[:12]))}</b>"
             f" by {html.escape(str(state.get('author')))}",
             html.escape(str(state.get("message") or "")),
             f"Base: {html.escape(str(base['name']))} {html.escape(str(base['version']))} ({where})",
-            f"Changed data: {human_bytes(changed)}" + (" · with memory image" if about.get("memory") else ""),
+            f"Changed data: {human_bytes(changed)}" + (" · with memory image" if about.memory else ""),
         ]
         summary = QLabel("<br>".join(line for line in lines if line))
         summary.setWordWrap(True)
-        self.signature = QLabel(html.escape(str(about.get("signature"))))
+        self.signature = QLabel(html.escape(about.signature))
         self.signature.setWordWrap(True)
         if not self.trusted:
             self.signature.setStyleSheet("color: #c0392b")
-        since = about.get("since")
+        since = about.since
         self.new_project = QRadioButton("As a new project:")
         self.branch = QRadioButton("As a branch of project:")
         group = QButtonGroup(self)
@@ -139,7 +140,7 @@ class ImportDialog(QDialog):
         self.branch.setEnabled(bool(projects))
         self.new_project.setChecked(True)
         self.remember = QCheckBox("Accept this signer's key from now on")
-        self.remember.setVisible(bool(signer) and not self.trusted)
+        self.remember.setVisible(about.signer is not None and not self.trusted)
         form = QFormLayout()
         if since:
             form.addRow(QLabel(f"It builds on state {html.escape(str(since['state_id'])[:12])}, which it joins."))

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from hypervisors import registry
-from hypervisors.base import SnapshotModel, VMState
+from hypervisors.base import VMState
 from hypervisors.errors import HypervisorError, VMNotFound
 from hypervisors.spec import DiskSpec, NicSpec, VMSpec
 from vmlog.app.results import MappingResult, VMStatus
@@ -18,11 +18,11 @@ from vmlog.errors import AlreadyExists, InvalidInput, NotFound
 from vmlog.projects import current as current_project
 from vmlog.projects.backends import driver_for, open_backend, unsaved_changes, vm_state
 from vmlog.projects.driver import Progress, no_progress
-from vmlog.projects.model import SCRATCH_DISK, SYSTEM_DISK, ChainRoot, Project, new_id
+from vmlog.projects.model import SYSTEM_DISK, ChainRoot, Project, new_id
 from vmlog.projects.names import check_project_name, project_holder, safe_file_part, vm_name_for
-from vmlog.projects.native_tree import create_blank
 from vmlog.projects.rules import check_renamable
 from vmlog.projects.store import ProjectFiles
+from vmlog.store.images import StoredImage
 from vmlog.workspace import Workspace, workspace
 
 
@@ -64,78 +64,52 @@ def new_project(
         if name in ctx.projects.names():
             raise AlreadyExists(f"a project called {name!r} exists", fix="choose another name")
         with registry.open_backend(backend, **(backend_options or {})) as hv:
-            driver_for(hv)  # refuse a backend whose snapshot model this vmlog cannot drive yet
-            # a native-tree hypervisor writes its own differencing disks on one shared base file
-            native_format = hv.native_disk_format if hv.snapshot_model == SnapshotModel.NATIVE_TREE else None
-        path = Path(image).expanduser()
-        if path.is_file():
-            progress(f"importing {path.name} into the image store", 0.1)
-            fmt = path.suffix.lstrip(".").lower()
-            fmt = fmt if fmt in ("qcow2", "vmdk", "vdi") else "raw"
-            stored = ctx.images.add_file(path, name=safe_file_part(path.stem), version="local", format=fmt)
-        else:
-            stored = ctx.images.get(image)
-        project = Project(
-            id=new_id(),
-            name=name,
-            backend=backend,
-            backend_options=dict(backend_options or {}),
-            vm_name=vm_name_for(ctx.home, name),
-            roots={SYSTEM_DISK: ChainRoot(format=stored.qemu_format, image_sha256=stored.sha256)},
-            live={},
-            current=None,
-            spec={},
-            base={"name": stored.name, "version": stored.version, "sha256": stored.sha256},
-        )
-        staged = ctx.projects.staging(name)
-        staged.write(project)  # first, so a repair after a crash can release the reference below
-        ctx.images.add_ref(stored.sha256, project_holder(project))
-        try:
-            if native_format:
-                progress(f"converting the base to {native_format} (once, shared by every project)", 0.3)
-                shared = ctx.images.converted(stored.sha256, native_format)
-                disks = [DiskSpec(path=shared, format=native_format, label=SYSTEM_DISK)]  # type: ignore[arg-type]
-            else:
-                progress("creating the live layer", 0.5)
-                live = staged.layers.new_name(SYSTEM_DISK)
-                staged.layers.create_overlay(live, stored.path, stored.qemu_format)
-                project.live[SYSTEM_DISK] = live
-                disks = [DiskSpec(path=staged.layers.path(live), format="qcow2", label=SYSTEM_DISK)]
-            if scratch_size and native_format:
-                root = create_blank(staged, native_format, scratch_size)
-                project.roots[SCRATCH_DISK] = ChainRoot(format=native_format, file=root)
-                final = ctx.projects.files(name).layers.path(root)  # where it is once published
-                disks.append(DiskSpec(path=final, format=native_format, label=SCRATCH_DISK))  # type: ignore[arg-type]
-            elif scratch_size:
-                root = "scratch-root.qcow2"
-                staged.layers.create_blank(root, scratch_size)
-                project.roots[SCRATCH_DISK] = ChainRoot(format="qcow2", file=root)
-                live = staged.layers.new_name(SCRATCH_DISK)
-                staged.layers.create_overlay(live, staged.layers.path(root), "qcow2")
-                project.live[SCRATCH_DISK] = live
-                disks.append(DiskSpec(path=staged.layers.path(live), format="qcow2", label=SCRATCH_DISK))
-            disks.extend(extra_disks)
-            run_dir = ctx.home.vm_runtime_dir(project.vm_name)
-            spec = VMSpec(
-                name=project.vm_name,
-                cpus=cpus,
-                memory_mib=memory_mib,
-                disks=tuple(disks),
-                nics=nics if nics is not None else (NicSpec(),),
-                serial_log=run_dir / "serial.log",
-                channel_socket=run_dir / "channel.sock",
+            driver = driver_for(hv)  # refuses a backend whose snapshot model this vmlog cannot drive yet
+            stored = _base_image(ctx, image, progress)
+            project = Project(
+                id=new_id(), name=name, backend=backend, backend_options=dict(backend_options or {}),
+                vm_name=vm_name_for(ctx.home, name), live={}, current=None, spec={},
+                roots={SYSTEM_DISK: ChainRoot(format=stored.qemu_format, image_sha256=stored.sha256)},
+                base={"name": stored.name, "version": stored.version, "sha256": stored.sha256},
             )
-            project.spec = spec.to_dict()
-            staged.write(project)
-            ctx.projects.publish(staged, name)
-        except BaseException:
-            shutil.rmtree(staged.root, ignore_errors=True)
-            ctx.images.remove_ref(stored.sha256, project_holder(project))
-            raise
+            staged = ctx.projects.staging(name)
+            staged.write(project)  # first, so a repair after a crash can release the reference below
+            ctx.images.add_ref(stored.sha256, project_holder(project))
+            op.on_rollback(lambda: _discard_staged(ctx, staged, stored, project))
+            new = driver.create_disks(
+                staged, ctx.projects.files(name), stored, ctx.images, scratch_size=scratch_size, progress=progress
+            )
+        project.roots, project.live = new.roots, new.live
+        run_dir = ctx.home.vm_runtime_dir(project.vm_name)
+        project.spec = VMSpec(
+            name=project.vm_name, cpus=cpus, memory_mib=memory_mib, disks=(*new.disks, *extra_disks),
+            nics=nics if nics is not None else (NicSpec(),),
+            serial_log=run_dir / "serial.log", channel_socket=run_dir / "channel.sock",
+        ).to_dict()
+        staged.write(project)
+        ctx.projects.publish(staged, name)
         current_project.set_(ctx.home.data, name)
         op.message = f"base {stored.name}:{stored.version} ({stored.sha256[:12]})"
         progress("created", 1.0)
         return project
+
+
+def _discard_staged(ctx: Workspace, staged: ProjectFiles, stored: StoredImage, project: Project) -> None:
+    """Undo a project that was not published: its staging directory and its reference to the base."""
+    if staged.root.exists():
+        shutil.rmtree(staged.root, ignore_errors=True)
+        ctx.images.remove_ref(stored.sha256, project_holder(project))
+
+
+def _base_image(ctx: Workspace, image: str, progress: Progress) -> StoredImage:
+    """The store image ``image`` names, importing a local image file into the store first."""
+    path = Path(image).expanduser()
+    if not path.is_file():
+        return ctx.images.get(image)
+    progress(f"importing {path.name} into the image store", 0.1)
+    fmt = path.suffix.lstrip(".").lower()
+    fmt = fmt if fmt in ("qcow2", "vmdk", "vdi") else "raw"
+    return ctx.images.add_file(path, name=safe_file_part(path.stem), version="local", format=fmt)
 
 
 def load(name: str | None, ctx: Workspace | None = None) -> tuple[ProjectFiles, Project]:

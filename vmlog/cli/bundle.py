@@ -209,20 +209,20 @@ def inspect(
     """Verify a .vmlstate file and show what it holds and who signed it (writes nothing)."""
     data = exchange.inspect_bundle(file)
     if json_output:
-        print_json(data)
+        print_json(data.to_dict())
         return
-    state, base = data["state"], data["base"]
+    state, base = data.state, data.base
     out.print(f"state:     {state.get('id')} {state.get('name') or ''}", markup=False)
     out.print(f"author:    {state.get('author')}", markup=False)
-    out.print(f"signature: {data['signature']}", markup=False)
+    out.print(f"signature: {data.signature}", markup=False)
     out.print(
         f"base:      {base['name']} {base['version']} sha256 {base['sha256'][:16]}…"
-        f" ({'in the store' if data['base_in_store'] else 'will be downloaded'})",
+        f" ({'in the store' if data.base_in_store else 'will be downloaded'})",
         markup=False,
     )
-    if data["since"]:
-        out.print(f"since:     {data['since']['state_id']}", markup=False)
-    for disk in data["disks"]:
+    if data.since:
+        out.print(f"since:     {data.since['state_id']}", markup=False)
+    for disk in data.disks:
         out.print(f"disk:      {disk['label']} ({_mb(disk['changed_bytes'])} changed)", markup=False)
 
 

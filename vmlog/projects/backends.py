@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from hypervisors import registry
 from hypervisors.base import Hypervisor, SnapshotModel, VMState
-from hypervisors.errors import VMNotFound
-from vmlog.projects.driver import StateDriver
+from vmlog.projects.driver import StateDriver, defined_vm_state
 from vmlog.projects.model import Project
 from vmlog.projects.native_tree import NativeTree, is_native_project
 from vmlog.projects.overlay_chain import OverlayChain
@@ -23,12 +25,23 @@ def driver_for(backend: Hypervisor | None) -> StateDriver:
     return NativeTree(backend)
 
 
+@contextmanager
+def files_driver(project: Project) -> Iterator[StateDriver]:
+    """The project's driver for work on its files: no backend for an overlay chain, its hypervisor for a native tree.
+
+    Exchanging states of an overlay chain only reads and writes vmlog's own layers, so it works
+    while the hypervisor is unreachable; a native tree lives in the hypervisor.
+    """
+    if not is_native_project(project):
+        yield OverlayChain(None)
+        return
+    with open_backend(project) as backend:
+        yield driver_for(backend)
+
+
 def vm_state(backend: Hypervisor, vm_name: str) -> VMState:
     """The VM's state; a VM the hypervisor does not (or no longer) define reads as stopped."""
-    try:
-        return backend.state(vm_name) if backend.exists(vm_name) else VMState.STOPPED
-    except VMNotFound:
-        return VMState.STOPPED
+    return defined_vm_state(backend, vm_name) or VMState.STOPPED
 
 
 def unsaved_changes(files: ProjectFiles, project: Project) -> bool | None:

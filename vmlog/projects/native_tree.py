@@ -4,16 +4,18 @@ The hypervisor owns the differencing disks; vmlog's tree mirrors its snapshot tr
 record names its native snapshot (``State.native_id``, immutable like the state id); the VM itself
 is the project's live layer and must outlive every state, so it is defined once and kept.
 
-Write order, with a small journal (``native-pending.json``) naming the operation in flight:
+Write order, with a small journal (:mod:`vmlog.projects.native_journal`) naming the operation in flight:
 
 * save: journal -> native snapshot -> ``state.json`` (with the native id) -> ``project.json``
   (current = the state) -> journal removed.
 * restore: journal -> native restore -> ``project.json`` -> journal removed.
 * remove: journal -> native delete -> children re-parented -> ``state.json`` deleted -> journal
   removed.
+* import: the bundle's content written into the stopped VM's current disk -> journal -> native
+  snapshot -> ``state.json`` under the sender's id -> ``project.json`` -> journal removed.
 
-:func:`reconcile` (called by ``vml doctor``) finishes or forgets a journalled operation, adopts a
-native snapshot that has no record, and reports a record whose native snapshot is gone.
+:func:`vmlog.projects.native_reconcile.reconcile` (called by ``vml doctor``) finishes or forgets a
+journalled operation.
 """
 
 from __future__ import annotations
@@ -21,21 +23,28 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any
 
 from hypervisors import qemu_img, registry
 from hypervisors.base import Capability, Hypervisor, NativeSnapshot, SnapshotModel, VMState
-from hypervisors.errors import HypervisorError, InvalidState, VMNotFound
+from hypervisors.errors import HypervisorError, InvalidState
+from hypervisors.spec import DiskSpec
 from vmlog import fsutil
-from vmlog.errors import AlreadyExists, InvalidInput, NotFound, VmlogError
-from vmlog.projects import refs
-from vmlog.projects.driver import Progress, StateDriver, no_progress
-from vmlog.projects.model import Project, State, new_id
+from vmlog.errors import InvalidInput, NotFound, VmlogError
+from vmlog.projects import native_exchange, refs
+from vmlog.projects.driver import IncomingState, LayersOf, NewDisks, Progress, StateDriver, no_progress
+from vmlog.projects.incoming import record_fields
+from vmlog.projects.model import SCRATCH_DISK, SYSTEM_DISK, ChainRoot, Project, State, new_id
+from vmlog.projects.native_journal import JOURNAL_FILE, journal_path, read_journal
+from vmlog.projects.native_journal import begin as _begin
+from vmlog.projects.native_journal import end as _end
 from vmlog.projects.store import ProjectFiles
+from vmlog.store.images import ImageStore, StoredImage
 
-JOURNAL_FILE = "native-pending.json"
-ADOPTED_MESSAGE = "adopted from the hypervisor's snapshot tree by `vml doctor --repair`"
+__all__ = ["JOURNAL_FILE", "NativeTree", "create_blank", "forget", "is_native_project", "journal_path",
+           "native_name", "read_journal"]
+
 # qemu-img reads these tops; anything else (a VirtualBox differencing VDI) counts as changed
 READABLE_TOPS = {".qcow2": "qcow2", ".vmdk": "vmdk"}
 
@@ -51,30 +60,6 @@ def is_native_project(project: Project) -> bool:
 def native_name(name: str | None, state_id: str) -> str:
     """The snapshot's name in the hypervisor (VMware addresses snapshots by ``a/b/c`` paths: no '/')."""
     return (name or f"vmlog {state_id[:8]}").replace("/", "-")
-
-
-# -- journal --------------------------------------------------------------------------------
-def journal_path(files: ProjectFiles) -> Path:
-    return files.root / JOURNAL_FILE
-
-
-def read_journal(files: ProjectFiles) -> dict[str, Any] | None:
-    try:
-        data = fsutil.read_json(journal_path(files))
-    except FileNotFoundError:
-        return None
-    except ValueError:  # a torn write cannot happen (atomic), but a hand-edited file can
-        return {"op": "unknown"}
-    return data if isinstance(data, dict) else {"op": "unknown"}
-
-
-def _begin(files: ProjectFiles, **entry: Any) -> None:
-    fsutil.atomic_write_json(journal_path(files), entry)
-
-
-def _end(files: ProjectFiles) -> None:
-    journal_path(files).unlink(missing_ok=True)
-    fsutil.fsync_dir(files.root)
 
 
 def create_blank(files: ProjectFiles, fmt: str, size: int | str) -> str:
@@ -113,21 +98,10 @@ class NativeTree(StateDriver):
         self.backend = backend
 
     # -- the VM ---------------------------------------------------------------------------
-    def _exists(self, project: Project) -> bool:
-        return self.backend.exists(project.vm_name)
-
-    def _vm_state(self, project: Project) -> VMState | None:
-        if not self._exists(project):
-            return None
-        try:
-            return self.backend.state(project.vm_name)
-        except VMNotFound:
-            return None
-
     def ensure_vm(self, files: ProjectFiles, project: Project | None = None) -> None:
         """Define the project's VM if it is not yet: it holds the live disk and every snapshot."""
         project = project or files.load()
-        if self._exists(project):
+        if self.backend.exists(project.vm_name):
             return
         if project.current is not None:
             raise VmlogError(
@@ -142,15 +116,39 @@ class NativeTree(StateDriver):
 
     def snapshots(self, project: Project) -> dict[str, NativeSnapshot]:
         """The VM's native snapshots by id (none if the VM does not exist)."""
-        if not self._exists(project):
+        if not self.backend.exists(project.vm_name):
             return {}
         return {s.id: s for s in self.backend.snapshot_list(project.vm_name)}
 
     def live_has_changes(self, files: ProjectFiles) -> bool:
         project = files.load()
-        if not self._exists(project):
+        if not self.backend.exists(project.vm_name):
             return False
         return any(_top_has_data(Path(top)) for top in self.backend.disk_tops(project.vm_name).values())
+
+    def create_disks(
+        self,
+        staged: ProjectFiles,
+        published: ProjectFiles,
+        base: StoredImage,
+        images: ImageStore,
+        *,
+        scratch_size: str | int | None,
+        progress: Progress = no_progress,
+    ) -> NewDisks:
+        """The hypervisor writes its own differencing disks on one base file shared by every project."""
+        fmt = self.backend.native_disk_format
+        progress(f"converting the base to {fmt} (once, shared by every project)", 0.3)
+        shared = images.converted(base.sha256, fmt)
+        new = NewDisks(
+            roots={SYSTEM_DISK: ChainRoot(format=base.qemu_format, image_sha256=base.sha256)},
+            disks=[DiskSpec(path=shared, format=fmt, label=SYSTEM_DISK)],  # type: ignore[arg-type]
+        )
+        if scratch_size:
+            root = create_blank(staged, fmt, scratch_size)
+            new.roots[SCRATCH_DISK] = ChainRoot(format=fmt, file=root)
+            new.disks.append(DiskSpec(path=published.layers.path(root), format=fmt, label=SCRATCH_DISK))  # type: ignore[arg-type]
+        return new
 
     # -- operations -----------------------------------------------------------------------
     def save(
@@ -166,22 +164,7 @@ class NativeTree(StateDriver):
     ) -> State:
         project = files.load()
         states = files.states()
-        if name and any(s.name == name for s in states.values()):
-            raise AlreadyExists(
-                f"project {project.name!r} already has a state called {name!r}",
-                fix="choose another name, or rename the old state with `vml state rename`",
-            )
-        vm_state = self._vm_state(project)
-        running = vm_state in (VMState.RUNNING, VMState.PAUSED)
-        if vm_state not in (None, VMState.STOPPED, VMState.RUNNING, VMState.PAUSED, VMState.CRASHED):
-            raise InvalidInput(
-                f"cannot save a state of {project.name!r} while its VM is {vm_state.value}",
-                fix="`vml up` to resume it (or `vml down --poweroff`), then save",
-            )
-        if memory and not running:
-            raise InvalidInput(
-                "a state with memory needs a running VM", fix="`vml up` first, or save without --memory"
-            )
+        running = self.check_save(project, states, name, memory) in (VMState.RUNNING, VMState.PAUSED)
         if running:  # the hypervisor keeps a running VM's memory with its snapshot either way
             self.backend.require(Capability.LIVE_SNAPSHOT, "save a state while the VM runs")
         self.ensure_vm(files, project)
@@ -226,7 +209,7 @@ class NativeTree(StateDriver):
 
     def restore(self, files: ProjectFiles, target: State, *, progress: Progress = no_progress) -> None:
         project = files.load()
-        vm_state = self._vm_state(project)
+        vm_state = self.vm_state(project)
         if vm_state in (VMState.RUNNING, VMState.PAUSED, VMState.TRANSITIONING):
             raise InvalidInput(
                 f"the VM of {project.name!r} is {vm_state.value}",
@@ -277,12 +260,93 @@ class NativeTree(StateDriver):
                 raise
         else:
             _begin(files, op="remove", state=state.id)
-        _forget(files, project, states, state)
+        forget(files, project, states, state)
         _end(files)
         progress("removed", 1.0)
 
+    # -- exchange -------------------------------------------------------------------------
+    def exchanged_labels(self, project: Project) -> list[str]:
+        return native_exchange.base_labels(project)
 
-def _forget(files: ProjectFiles, project: Project, states: dict[str, State], state: State) -> None:
+    def reading_states(
+        self, files: ProjectFiles, project: Project, image: StoredImage, work: Path
+    ) -> AbstractContextManager[LayersOf]:
+        base = native_exchange.native_base_of(files, project)
+        return nullcontext(native_exchange.StateReader(project, image, base, self.backend, work).layers)
+
+    def add_state(
+        self, files: ProjectFiles, incoming: IncomingState, *, work: Path, progress: Progress = no_progress
+    ) -> State:
+        """The bundle's content written into the stopped VM's disk on its ``since`` state, then snapshotted.
+
+        A full bundle goes into a project with no state yet; an incremental one onto its ``since``
+        state, restored first (the live disk must hold no unsaved work). Afterwards the VM sits on
+        the imported state.
+        """
+        project = files.load()
+        states = files.states()
+        self.ensure_vm(files, project)
+        self._check_import_target(files, project, incoming)
+        with self.reading_states(files, project, incoming.image, work) as layers_of:
+            parent, layers = native_exchange.bundle_layers(files, project, states, incoming, layers_of, work, progress)
+        vm = project.vm_name
+        if parent is not None:
+            progress(f"restoring the {self.backend.name} snapshot of {parent.label()}", 0.6)
+            self.restore(files, parent)
+        native_exchange.stop_cleanly(self.backend, vm)
+        progress(f"writing the disks into the {self.backend.name} VM", 0.7)
+        for label, layer in layers.items():
+            native_exchange.load_disk(self.backend, vm, label, layer)
+        return self._snapshot_import(files, project, states, incoming, parent, progress)
+
+    def _check_import_target(self, files: ProjectFiles, project: Project, incoming: IncomingState) -> None:
+        """Refuse to import into a VM that runs, holds unsaved work, or (for a full bundle) has states."""
+        vm_state = self.backend.state(project.vm_name)
+        if vm_state not in (VMState.STOPPED, VMState.CRASHED, VMState.SAVED) or (
+            vm_state == VMState.SAVED and incoming.bundle.since is None
+        ):
+            raise InvalidInput(
+                f"the VM of {project.name!r} is {vm_state.value}; states are imported into a stopped VM",
+                fix="`vml down` the project first",
+            )
+        if self.live_has_changes(files):
+            raise InvalidInput(
+                f"the VM of {project.name!r} holds unsaved changes, which the import would replace",
+                fix="save them with `vml state save` (or restore a state with --discard), then import again",
+            )
+        if incoming.bundle.since is None and project.current is not None:
+            raise InvalidInput(
+                f"project {project.name!r} already has states in its {self.backend.name} snapshot tree; a"
+                " full bundle starts a new tree",
+                fix="import into a new project (--project NEWNAME)",
+            )
+
+    def _snapshot_import(
+        self, files: ProjectFiles, project: Project, states: dict[str, State], incoming: IncomingState,
+        parent: State | None, progress: Progress,
+    ) -> State:
+        """Snapshot the VM's disk (which shows the bundle's state now) and record it under the sender's id."""
+        sid = incoming.bundle.state["id"]
+        fields = record_fields(incoming.bundle, states, incoming.describe)
+        _begin(files, op="save", state=sid, parent=parent.id if parent else None, name=fields["name"],
+               message=fields["message"], author=fields["author"], created=fields["created"] or time.time())
+        progress(f"taking the {self.backend.name} snapshot", 0.9)
+        try:
+            native_id = self.backend.snapshot_create(project.vm_name, native_name(fields["name"], sid))
+        except BaseException:
+            _end(files)
+            raise
+        state = State(id=sid, parent=parent.id if parent else None, layers={}, spec=dict(project.spec),
+                      native_id=native_id, **fields)
+        files.write_state(state)
+        project = files.load()
+        project.current = sid
+        files.write(project)  # commit point
+        _end(files)
+        return state
+
+
+def forget(files: ProjectFiles, project: Project, states: dict[str, State], state: State) -> None:
     """Drop the record of a state whose native snapshot is gone; its children move to its parent."""
     for kid in refs.children(states, state.id):
         files.rewrite_state(dataclasses.replace(kid, parent=state.parent))
@@ -290,211 +354,3 @@ def _forget(files: ProjectFiles, project: Project, states: dict[str, State], sta
         project.current = state.parent
         files.write(project)
     files.delete_state(state.id)
-
-
-# -- reconciliation -------------------------------------------------------------------------
-Finding = tuple[str, str, bool]  # problem, action, repaired
-
-
-def reconcile(files: ProjectFiles, backend: Hypervisor | None, *, repair: bool = False) -> list[Finding]:
-    """Compare the state records with the hypervisor's snapshot tree; with ``repair`` make them agree.
-
-    Never deletes a native snapshot: one without a record is adopted as a state (a save that
-    crashed after the snapshot, or one taken in the hypervisor's own GUI).
-    """
-    findings: list[Finding] = []
-    project = files.load()
-    journal = read_journal(files)
-    if backend is None:
-        if journal is not None:
-            findings.append((
-                f"an interrupted {journal.get('op')} of state {str(journal.get('state'))[:8]}",
-                f"`vml doctor --repair` with the {project.backend} backend available finishes or undoes it",
-                False,
-            ))
-        return findings
-    driver = NativeTree(backend)
-    try:
-        natives = driver.snapshots(project) if driver._exists(project) else None
-    except HypervisorError as exc:
-        return [(f"cannot read the {backend.name} snapshot tree: {exc.message}", "nothing; check the backend",
-                 False)]
-    states = files.states()
-    if natives is None:
-        lost = [s for s in states.values() if s.native_id]
-        if lost:
-            findings.append((
-                f"the {backend.name} VM {project.vm_name!r} is gone with the snapshots of {len(lost)} states",
-                "nothing can bring them back; remove the states with `vml state rm` or the project",
-                False,
-            ))
-        if journal is not None:
-            if repair:
-                _end(files)
-            findings.append((f"an interrupted {journal.get('op')} on a missing VM", "forget it", repair))
-        return findings
-
-    claimed: set[str] = set()
-    if journal is not None:
-        if journal.get("op") == "save" and journal.get("state") not in states:
-            candidates = _save_candidates(states, natives, journal)
-            claimed.update(n.id for n in candidates if len(candidates) == 1)
-        findings.append(_finish(files, driver, project, states, natives, journal, repair))
-        if repair:
-            project = files.load()
-            states = files.states()
-            natives = driver.snapshots(project)
-
-    mapped = {s.native_id: s for s in states.values() if s.native_id}
-    claimed.update(mapped)
-    for node in _parents_first(natives):
-        if node.id in claimed:
-            continue
-        parent = mapped.get(node.parent_id) if node.parent_id else None
-        action = "adopt it as a state"
-        if repair:
-            taken = {s.name for s in states.values()}
-            state = State(
-                id=new_id(),
-                parent=parent.id if parent else None,
-                name=node.name if node.name not in taken else None,
-                message=ADOPTED_MESSAGE,
-                author="vml doctor",
-                created=time.time(),
-                layers={},
-                spec=dict(project.spec),
-                backend=project.backend if node.has_memory else None,
-                native_id=node.id,
-            )
-            files.write_state(state)
-            states[state.id] = state
-            mapped[node.id] = state
-        findings.append((f"{backend.name} snapshot {node.name!r} ({node.id}) has no state record", action, repair))
-    for state in sorted(states.values(), key=lambda s: s.created):
-        if state.native_id is None or state.native_id not in natives:
-            findings.append((
-                f"state {state.label()}: its {backend.name} snapshot {state.native_id} is gone",
-                f"nothing can bring it back; `vml state rm {state.id[:8]}` forgets the state",
-                False,
-            ))
-            continue
-        native_parent = natives[state.native_id].parent_id
-        expected = mapped[native_parent].id if native_parent in mapped else None
-        if native_parent is not None and native_parent not in mapped:
-            continue  # a parent that is itself unaccounted for was reported above
-        if state.parent != expected:
-            if repair:
-                files.rewrite_state(dataclasses.replace(state, parent=expected))
-            findings.append((
-                f"state {state.label()} has parent {str(state.parent)[:8]} in vmlog but"
-                f" {str(expected)[:8]} in {backend.name}",
-                "record the hypervisor's parent",
-                repair,
-            ))
-    return findings
-
-
-def _parents_first(natives: dict[str, NativeSnapshot]) -> list[NativeSnapshot]:
-    ordered: list[NativeSnapshot] = []
-    seen: set[str] = set()
-    pending = list(natives.values())
-    while pending:
-        ready = [n for n in pending if n.parent_id is None or n.parent_id in seen or n.parent_id not in natives]
-        if not ready:  # a cycle cannot happen in a tree; take the rest as they are
-            ready = pending
-        for node in ready:
-            ordered.append(node)
-            seen.add(node.id)
-        pending = [n for n in pending if n.id not in seen]
-    return ordered
-
-
-def _save_candidates(
-    states: dict[str, State], natives: dict[str, NativeSnapshot], journal: dict[str, Any]
-) -> list[NativeSnapshot]:
-    """Native snapshots an interrupted save may have taken: unrecorded children of its parent's snapshot."""
-    mapped = {s.native_id for s in states.values() if s.native_id}
-    parent = states.get(journal.get("parent") or "")
-    parent_native = parent.native_id if parent else None
-    return [n for n in natives.values() if n.id not in mapped and n.parent_id == parent_native]
-
-
-def _finish(
-    files: ProjectFiles,
-    driver: NativeTree,
-    project: Project,
-    states: dict[str, State],
-    natives: dict[str, NativeSnapshot],
-    journal: dict[str, Any],
-    repair: bool,
-) -> Finding:
-    """Finish or undo the journalled operation (roll forward whenever the hypervisor got that far)."""
-    op = journal.get("op")
-    state_id = str(journal.get("state"))
-    if op == "save":
-        if state_id in states:
-            if repair:
-                project.current = state_id
-                files.write(project)
-                _end(files)
-            return (f"save of state {state_id[:8]} was interrupted after its record was written",
-                    "finish it (the state becomes current)", repair)
-        parent = states.get(journal.get("parent") or "")
-        taken = _save_candidates(states, natives, journal)
-        if len(taken) == 1:
-            if repair:
-                node = taken[0]
-                files.write_state(State(
-                    id=state_id,
-                    parent=parent.id if parent else None,
-                    name=journal.get("name"),
-                    message=str(journal.get("message") or ""),
-                    author=str(journal.get("author") or ""),
-                    created=float(journal.get("created") or time.time()),
-                    layers={},
-                    spec=dict(project.spec),
-                    backend=project.backend if node.has_memory else None,
-                    native_id=node.id,
-                ))
-                project.current = state_id
-                files.write(project)
-                _end(files)
-            return (f"save of state {state_id[:8]} was interrupted after the snapshot was taken",
-                    "record it (the state becomes current)", repair)
-        if repair:
-            _end(files)
-        return (f"save of state {state_id[:8]} was interrupted before the snapshot was taken",
-                "forget it (nothing had been saved)", repair)
-    if op == "restore":
-        target = states.get(state_id)
-        if target is None or target.native_id not in natives:
-            if repair:
-                _end(files)
-            return (f"restore of state {state_id[:8]} was interrupted and the state is gone", "forget it", repair)
-        vm_state = driver._vm_state(project)
-        if vm_state in (VMState.RUNNING, VMState.PAUSED, VMState.TRANSITIONING):
-            return (f"restore of state {target.label()} was interrupted and the VM runs now",
-                    "nothing yet: `vml down`, then `vml doctor --repair` restores it again", False)
-        if repair:
-            driver.restore(files, target)
-        return (f"restore of state {target.label()} was interrupted", "restore it again", repair)
-    if op == "remove":
-        state = states.get(state_id)
-        if state is None:
-            if repair:
-                _end(files)
-            return (f"removal of state {state_id[:8]} was interrupted after its record was deleted",
-                    "nothing left to do", repair)
-        if state.native_id in natives:
-            if repair:
-                _end(files)
-            return (f"removal of state {state.label()} was interrupted before its snapshot was deleted",
-                    "keep the state", repair)
-        if repair:
-            _forget(files, project, states, state)
-            _end(files)
-        return (f"removal of state {state.label()} was interrupted after its snapshot was deleted",
-                "finish it", repair)
-    if repair:
-        _end(files)
-    return (f"unreadable journal {JOURNAL_FILE}", "delete it", repair)

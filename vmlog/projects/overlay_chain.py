@@ -17,17 +17,22 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 
 from hypervisors.base import Capability, Hypervisor, VMState
 from hypervisors.errors import InvalidState
+from hypervisors.spec import DiskSpec
 from vmlog import fsutil
-from vmlog.errors import AlreadyExists, InvalidInput
+from vmlog.errors import InvalidInput
 from vmlog.projects import refs
-from vmlog.projects.driver import Progress, StateDriver, no_progress
-from vmlog.projects.model import State, new_id
+from vmlog.projects.driver import IncomingState, LayersOf, NewDisks, Progress, StateDriver, chain_tops, no_progress
+from vmlog.projects.model import SCRATCH_DISK, SYSTEM_DISK, ChainRoot, Project, State, new_id
+from vmlog.projects.overlay_exchange import MEMORY_FILE, add_overlay_state
 from vmlog.projects.store import ProjectFiles
+from vmlog.store.images import ImageStore, StoredImage
 
-MEMORY_FILE = "memory.img"
+__all__ = ["MEMORY_FILE", "OverlayChain"]
 
 
 class OverlayChain(StateDriver):
@@ -36,14 +41,36 @@ class OverlayChain(StateDriver):
     def __init__(self, backend: Hypervisor | None) -> None:
         self.backend = backend
 
-    def _vm_state(self, vm_name: str) -> VMState | None:
-        if self.backend is None or not self.backend.exists(vm_name):
-            return None
-        return self.backend.state(vm_name)
-
     def live_has_changes(self, files: ProjectFiles) -> bool:
         project = files.load()
         return any(files.layers.has_changes(name) for name in project.live.values())
+
+    def create_disks(
+        self,
+        staged: ProjectFiles,
+        published: ProjectFiles,
+        base: StoredImage,
+        images: ImageStore,
+        *,
+        scratch_size: str | int | None,
+        progress: Progress = no_progress,
+    ) -> NewDisks:
+        """A live qcow2 overlay on the base (and on a blank scratch root), named by its published path."""
+        progress("creating the live layer", 0.5)
+        new = NewDisks(roots={SYSTEM_DISK: ChainRoot(format=base.qemu_format, image_sha256=base.sha256)})
+        new.live[SYSTEM_DISK] = staged.layers.new_name(SYSTEM_DISK)
+        staged.layers.create_overlay(new.live[SYSTEM_DISK], base.path, base.qemu_format)
+        if scratch_size:
+            root = "scratch-root.qcow2"
+            staged.layers.create_blank(root, scratch_size)
+            new.roots[SCRATCH_DISK] = ChainRoot(format="qcow2", file=root)
+            new.live[SCRATCH_DISK] = staged.layers.new_name(SCRATCH_DISK)
+            staged.layers.create_overlay(new.live[SCRATCH_DISK], staged.layers.path(root), "qcow2")
+        new.disks = [
+            DiskSpec(path=published.layers.path(layer), format="qcow2", label=label)
+            for label, layer in new.live.items()
+        ]
+        return new
 
     def save(
         self,
@@ -57,44 +84,20 @@ class OverlayChain(StateDriver):
         progress: Progress = no_progress,
     ) -> State:
         project = files.load()
-        states = files.states()
-        if name and any(s.name == name for s in states.values()):
-            raise AlreadyExists(
-                f"project {project.name!r} already has a state called {name!r}",
-                fix="choose another name, or rename the old state with `vml state rename`",
-            )
-        vm_state = self._vm_state(project.vm_name)
+        vm_state = self.check_save(project, files.states(), name, memory)
         running = vm_state in (VMState.RUNNING, VMState.PAUSED)
-        if vm_state not in (None, VMState.STOPPED, VMState.RUNNING, VMState.PAUSED, VMState.CRASHED):
-            raise InvalidInput(
-                f"cannot save a state of {project.name!r} while its VM is {vm_state.value}",
-                fix="`vml up` to resume it (or `vml down --poweroff`), then save",
-            )
-        if memory and not running:
-            raise InvalidInput(
-                "a state with memory needs a running VM", fix="`vml up` first, or save without --memory"
-            )
-        if memory:
+        if memory or running:
             assert self.backend is not None
-            self.backend.require(Capability.MEMORY_IMAGE, "save a VM's memory with a state")
-        elif running:
-            assert self.backend is not None
-            self.backend.require(Capability.LIVE_SNAPSHOT, "save a state while the VM runs")
-
+            if memory:
+                self.backend.require(Capability.MEMORY_IMAGE, "save a VM's memory with a state")
+            else:
+                self.backend.require(Capability.LIVE_SNAPSHOT, "save a state while the VM runs")
         state_id = new_id()
         progress("creating the new live layer", 0.1)
         new_live = {label: files.layers.new_name(label) for label in project.live}
         for label, old in project.live.items():
             files.layers.create_overlay(new_live[label], files.layers.path(old), "qcow2")
-        memory_name = None
-        if memory:
-            assert self.backend is not None
-            progress("saving the memory image", 0.3)
-            state_dir = files.state_dir(state_id)
-            state_dir.mkdir(parents=True, exist_ok=True)
-            self.backend.save_memory_image(project.vm_name, state_dir / MEMORY_FILE)
-            fsutil.fsync_file(state_dir / MEMORY_FILE)
-            memory_name = MEMORY_FILE
+        memory_name = self._save_memory(files, project, state_id, progress) if memory else None
         for old in project.live.values():
             fsutil.fsync_file(files.layers.path(old))
         state = State(
@@ -128,10 +131,34 @@ class OverlayChain(StateDriver):
         progress("saved", 1.0)
         return state
 
+    def _save_memory(self, files: ProjectFiles, project: Project, state_id: str, progress: Progress) -> str:
+        """The running VM's memory, durable in the new state's directory (the VM stops); its file name."""
+        assert self.backend is not None
+        progress("saving the memory image", 0.3)
+        state_dir = files.state_dir(state_id)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.backend.save_memory_image(project.vm_name, state_dir / MEMORY_FILE)
+        fsutil.fsync_file(state_dir / MEMORY_FILE)
+        return MEMORY_FILE
+
+    # -- exchange -------------------------------------------------------------------------
+    def exchanged_labels(self, project: Project) -> list[str]:
+        return sorted(project.live)
+
+    def reading_states(
+        self, files: ProjectFiles, project: Project, image: StoredImage, work: Path
+    ) -> AbstractContextManager[LayersOf]:
+        return nullcontext(chain_tops(files))
+
+    def add_state(
+        self, files: ProjectFiles, incoming: IncomingState, *, work: Path, progress: Progress = no_progress
+    ) -> State:
+        return add_overlay_state(files, incoming, work=work, progress=progress)
+
     def restore(self, files: ProjectFiles, target: State, *, progress: Progress = no_progress) -> None:
         project = files.load()
         states = files.states()
-        vm_state = self._vm_state(project.vm_name)
+        vm_state = self.vm_state(project)
         if vm_state in (VMState.RUNNING, VMState.PAUSED, VMState.TRANSITIONING):
             raise InvalidInput(
                 f"the VM of {project.name!r} is {vm_state.value}",
@@ -181,7 +208,7 @@ class OverlayChain(StateDriver):
             )
         if count == 1:
             if live_child:
-                vm_state = self._vm_state(project.vm_name)
+                vm_state = self.vm_state(project)
                 if vm_state not in (None, VMState.STOPPED):
                     raise InvalidInput(
                         f"state {state.label()} is the current state and the VM is {vm_state.value}",
@@ -195,7 +222,7 @@ class OverlayChain(StateDriver):
             if live_child:
                 project.current = state.parent
                 files.write(project)
-                if self._vm_state(project.vm_name) is not None:
+                if self.vm_state(project) is not None:
                     assert self.backend is not None
                     self.backend.redefine(files.vm_spec(project))
             else:

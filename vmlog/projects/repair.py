@@ -5,20 +5,21 @@ temp files, half-built or half-deleted project directories, state directories wi
 ``state.json``, layer files nothing names, an *uncommitted* save (a state whose layer is still the
 live layer), a live layer missing. Saved states are never touched except to finish an
 interrupted save. Projects on a native-tree backend (VirtualBox, VMware) are also compared with the
-hypervisor's snapshot tree (:func:`vmlog.projects.native_tree.reconcile`).
+hypervisor's snapshot tree (:func:`vmlog.projects.native_reconcile.reconcile`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hypervisors.base import Hypervisor, VMState
 from hypervisors.errors import HypervisorError
 from vmlog import fsutil
-from vmlog.projects import native_tree
+from vmlog.projects import native_reconcile, native_tree
 from vmlog.projects.model import Project, State
 from vmlog.projects.store import NEW_PREFIX, STATE_FILE, TRASH_PREFIX, ProjectFiles, ProjectStore
 
@@ -121,19 +122,48 @@ def _vm_top(backend: Hypervisor | None, project: Project, label: str) -> Path | 
         return None
 
 
+class _Check:
+    """The findings of one project's check; with ``repair`` each fix runs as its finding is made."""
+
+    def __init__(self, files: ProjectFiles, repair: bool) -> None:
+        self.files, self.repair, self.name = files, repair, files.root.name
+        self.findings: list[Finding] = []
+
+    def found(self, problem: str, action: str, fix: Callable[[], object] | None = None) -> None:
+        finding = Finding(self.name, problem, action)
+        if self.repair and fix is not None:
+            fix()
+            finding.repaired = True
+        self.findings.append(finding)
+
+
 def check_project(
     files: ProjectFiles, *, repair: bool = False, backend: Hypervisor | None = None
 ) -> list[Finding]:
-    findings: list[Finding] = []
-    name = files.root.name
+    """What is wrong with one project's files (and its native snapshot tree); with ``repair``, fixed."""
+    check = _Check(files, repair)
+    _debris(check)
+    project = files.load()
+    states = files.states()
+    pending = _interrupted_saves(check, project, states, backend)
+    if repair:
+        project = files.load()
+        states = files.states()
+    _references(check, project, states)
+    _state_chains(check, project, states)
+    _live_layers(check, project, states)
+    if native_tree.is_native_project(project):
+        check.findings.extend(
+            Finding(check.name, problem, action, repaired)
+            for problem, action, repaired in native_reconcile.reconcile(files, backend, repair=repair)
+        )
+    _unused_layers(check, files.load() if repair else project, states, pending)
+    return check.findings
 
-    def found(problem: str, action: str, fix=None) -> None:
-        finding = Finding(name, problem, action)
-        if repair and fix is not None:
-            fix()
-            finding.repaired = True
-        findings.append(finding)
 
+def _debris(check: _Check) -> None:
+    """Temp files anywhere in the project, and state directories without ``state.json``."""
+    files, found = check.files, check.found
     # temp files anywhere in the project
     for path in sorted(files.root.rglob("*")):
         if fsutil.is_temp(path) and path.is_file():
@@ -151,10 +181,13 @@ def check_project(
                     "delete it",
                     lambda d=directory: _remove_tree(d),
                 )
-    project = files.load()
-    states = files.states()
 
-    # an interrupted save: a state whose layer is still the live layer
+
+def _interrupted_saves(
+    check: _Check, project: Project, states: dict[str, State], backend: Hypervisor | None
+) -> set[str]:
+    """Saves interrupted before their commit point, rolled forward or back; the overlays they will adopt."""
+    files, found, repair = check.files, check.found, check.repair
     live_names = set(project.live.values())
     pending: set[str] = set()  # overlays an interrupted save will adopt as the live layer
     for state in sorted(states.values(), key=lambda s: s.created):
@@ -183,11 +216,12 @@ def check_project(
             )
             if repair:
                 states.pop(state.id, None)
-    if repair:
-        project = files.load()
-        states = files.states()
+    return pending
 
-    # the current state and parents must exist
+
+def _references(check: _Check, project: Project, states: dict[str, State]) -> None:
+    """The current state and parents must exist, and every state's layers."""
+    files, found = check.files, check.found
     if project.current is not None and project.current not in states:
 
         def reset_current() -> None:
@@ -210,8 +244,14 @@ def check_project(
                     "nothing can bring it back; remove the state with `vml state rm`",
                 )
 
-    # each layer must back onto its parent's layer; an interrupted merge (rm) leaves a layer that
-    # already backs onto its grandparent: finish the re-parenting the merge had started
+
+def _state_chains(check: _Check, project: Project, states: dict[str, State]) -> None:
+    """Each layer must back onto its parent's layer.
+
+    An interrupted merge (rm) leaves a layer that already backs onto its grandparent: finish the
+    re-parenting the merge had started.
+    """
+    files, found, repair = check.files, check.found, check.repair
     for state in sorted(states.values(), key=lambda s: s.created):
         if state.parent is not None and state.parent not in states:
             continue
@@ -235,6 +275,11 @@ def check_project(
             else:
                 found(f"state {state.label()}: {problem}", "nothing automatic; report this")
             break
+
+
+def _live_layers(check: _Check, project: Project, states: dict[str, State]) -> None:
+    """The live layers must back onto the current state's, and exist."""
+    files, found = check.files, check.found
     for label, layer in project.live.items():
         if not files.layers.path(layer).is_file():
             continue
@@ -271,15 +316,10 @@ def check_project(
                 f"live {label} layer {layer} is missing", "create an empty one on the current state", new_live
             )
 
-    if native_tree.is_native_project(project):
-        findings.extend(
-            Finding(name, problem, action, repaired)
-            for problem, action, repaired in native_tree.reconcile(files, backend, repair=repair)
-        )
 
-    # layer files nothing names
-    if repair:
-        project = files.load()
+def _unused_layers(check: _Check, project: Project, states: dict[str, State], pending: set[str]) -> None:
+    """Layer files nothing names (a live layer, a chain root, a state, an overlay a save will adopt)."""
+    files, found = check.files, check.found
     used = set(project.live.values()) | pending
     used.update(root.file for root in project.roots.values() if root.file)
     for state in states.values():
@@ -291,7 +331,6 @@ def check_project(
                 "delete it",
                 lambda layer=layer: files.layers.remove(layer),
             )
-    return findings
 
 
 def _next_live(

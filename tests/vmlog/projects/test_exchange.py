@@ -87,8 +87,8 @@ def test_full_then_incremental_round_trip(sender: Workspace, tmp_path: Path) -> 
     assert project.current == s1.id and b_states[s1.id].name == "s1" and b_states[s1.id].author == s1.author
 
     incremental = exchange.export_state("analysis", "s2", tmp_path, since="s1", ctx=sender)
-    (full_disk,) = exchange.inspect_bundle(full.path, ctx=receiver)["disks"]
-    (incremental_disk,) = exchange.inspect_bundle(incremental.path, ctx=receiver)["disks"]
+    (full_disk,) = exchange.inspect_bundle(full.path, ctx=receiver).disks
+    (incremental_disk,) = exchange.inspect_bundle(incremental.path, ctx=receiver).disks
     assert (full_disk["changed_bytes"], full_disk["zeroed_bytes"]) == (128 * 1024, 0)
     assert (incremental_disk["changed_bytes"], incremental_disk["zeroed_bytes"]) == (64 * 1024, 64 * 1024)
     second = exchange.import_state(incremental.path, trust=True, ctx=receiver)

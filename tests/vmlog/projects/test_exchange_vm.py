@@ -67,7 +67,7 @@ def test_state_travels_to_a_user_without_the_base(
 
     # A's next state, as an incremental bundle, applies on top of B's copy (the base is not needed again)
     incremental = exchange.export_state("analysis", "fitted", tmp_path, since="calibrated", ctx=alice)
-    assert exchange.inspect_bundle(incremental.path, ctx=bob)["since"]["state_id"] == s1.id
+    assert exchange.inspect_bundle(incremental.path, ctx=bob).since["state_id"] == s1.id
     second = exchange.import_state(incremental.path, trust=True, ctx=bob)
     assert second.project == imported.project and second.since_id == s1.id and not second.base_downloaded
     assert qemu_img.compare(

@@ -18,7 +18,8 @@ from hypervisors import qemu_img
 from vmlog.app import exchange, projects, states
 from vmlog.errors import InvalidInput
 from vmlog.projects.backends import open_backend
-from vmlog.projects.native_tree import NativeTree, reconcile
+from vmlog.projects.native_reconcile import reconcile
+from vmlog.projects.native_tree import NativeTree
 from vmlog.projects.store import ProjectFiles
 from vmlog.workspace import Workspace
 
@@ -94,8 +95,8 @@ def test_libvirt_state_round_trip_through_native_project(
     # back from the native tree: a past state (s1, the VM sits on s2) and s2 since s1, imported on libvirt
     back_full = exchange.export_state("dst", s1, tmp_path / "back-s1.vmlstate", ctx=ctx)
     back_incr = exchange.export_state("dst", s2, tmp_path / "back-s2.vmlstate", since=s1, ctx=ctx)
-    manifest = json.loads(json.dumps(exchange.inspect_bundle(back_incr.path, ctx=ctx)))
-    assert manifest["since"]["digest"] == json.loads(json.dumps(exchange.inspect_bundle(incr.path, ctx=ctx)))[
+    manifest = json.loads(json.dumps(exchange.inspect_bundle(back_incr.path, ctx=ctx).to_dict()))
+    assert manifest["since"]["digest"] == json.loads(json.dumps(exchange.inspect_bundle(incr.path, ctx=ctx).to_dict()))[
         "since"]["digest"], "the since digest must not depend on the backend"
     exchange.import_state(back_full.path, project="again", trust=True, ctx=ctx)
     exchange.import_state(back_incr.path, trust=True, ctx=ctx)
@@ -104,7 +105,7 @@ def test_libvirt_state_round_trip_through_native_project(
     # the bundles hold the change, not the disk: a few 64 KiB clusters on a 4 MiB base
     for bundle in (full, incr, back_full, back_incr):
         assert bundle.size < 64 * 1024, bundle
-    assert json.loads(json.dumps(exchange.inspect_bundle(back_full.path, ctx=ctx)))["disks"][0][
+    assert json.loads(json.dumps(exchange.inspect_bundle(back_full.path, ctx=ctx).to_dict()))["disks"][0][
         "changed_bytes"] == 65536
     for name in ("dst", "again", "src"):
         projects.remove_project(name, ctx=ctx)

@@ -18,7 +18,8 @@ from simulators.fixtures import simulated_tools  # noqa: F401 - fixture
 
 from hypervisors import qemu_img
 from vmlog.app import exchange, projects, running, states
-from vmlog.projects import native_exchange
+from vmlog.projects.backends import files_driver
+from vmlog.projects.driver import private_work_dir
 from vmlog.workspace import Workspace
 
 pytestmark = pytest.mark.vm
@@ -54,9 +55,10 @@ def test_kvm_state_opens_on_virtualbox_and_vmware_and_comes_back(
         imported = exchange.import_state(bundle.path, project=f"on-{backend}", trust=True, backend=backend,
                                          backend_options=backend_options, ctx=bob)
         files = bob.projects.get(imported.project)
-        with native_exchange.state_reader(bob.home.cache, files, files.load(), base) as reader:
-            layer = reader.layers(files.states()[s1.id])["system"]
-            assert qemu_img.compare(layer, "qcow2", system_layer(alice, "analysis", s1.id), "qcow2")
+        with files_driver(files.load()) as driver, private_work_dir(bob.home.cache) as work:
+            with driver.reading_states(files, files.load(), base, work) as layers_of:
+                layer = layers_of(files.states()[s1.id])["system"]
+                assert qemu_img.compare(layer, "qcow2", system_layer(alice, "analysis", s1.id), "qcow2")
         running.up(imported.project, ctx=bob)
         with guest_of(bob, imported.project) as guest:
             assert read_shared_files(guest) == written, backend
@@ -71,10 +73,10 @@ def test_kvm_state_opens_on_virtualbox_and_vmware_and_comes_back(
     result = exchange.import_state(back.path, trust=True, ctx=alice)
     assert result.project == "analysis" and result.since_id == s1.id
     files = bob.projects.get("on-vmware")
-    with native_exchange.state_reader(bob.home.cache, files, files.load(), base,
-                                      native_exchange.native_base_of(files, files.load())) as reader:
-        layer = reader.layers(files.states()[s2.id])["system"]
-        assert qemu_img.compare(system_layer(alice, "analysis", s2.id), "qcow2", layer, "qcow2")
+    with files_driver(files.load()) as driver, private_work_dir(bob.home.cache) as work:
+        with driver.reading_states(files, files.load(), base, work) as layers_of:
+            layer = layers_of(files.states()[s2.id])["system"]
+            assert qemu_img.compare(system_layer(alice, "analysis", s2.id), "qcow2", layer, "qcow2")
     states.restore_state("analysis", s2.id, discard=True, ctx=alice)
     running.up("analysis", ctx=alice)
     with guest_of(alice, "analysis") as guest:

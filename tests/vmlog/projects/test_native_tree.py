@@ -20,7 +20,7 @@ from hypervisors.base import Hypervisor
 from vmlog.app import doctor, projects, running
 from vmlog.app import states as app_states
 from vmlog.errors import InvalidInput
-from vmlog.projects import native_tree
+from vmlog.projects import native_journal
 from vmlog.projects.backends import open_backend
 from vmlog.projects.model import State
 from vmlog.projects.native_tree import NativeTree
@@ -191,7 +191,7 @@ def test_repair_adopts_and_finishes_and_reports(native, ctx: Workspace) -> None:
 
         # a save killed after the snapshot existed, before its record: repair rolls it forward
         files.write(files.load().__class__.from_dict({**files.load().to_dict(), "current": adopted.id}))
-        native_tree._begin(files, op="save", state="f" * 16, parent=adopted.id, name="killed", message="m",
+        native_journal.begin(files, op="save", state="f" * 16, parent=adopted.id, name="killed", message="m",
                            author="u@h", created=1.0)
         taken = hv.snapshot_create(vm, "killed")
         assert check_project(files) and not check_project(files)[0].repaired  # no backend: reported only
@@ -200,10 +200,10 @@ def test_repair_adopts_and_finishes_and_reports(native, ctx: Workspace) -> None:
         check_project(files, repair=True, backend=hv)
         killed = files.states()["f" * 16]
         assert killed.native_id == taken and killed.parent == adopted.id and files.load().current == killed.id
-        assert not native_tree.journal_path(files).exists()
+        assert not native_journal.journal_path(files).exists()
 
         # a save killed before the snapshot: forgotten
-        native_tree._begin(files, op="save", state="e" * 16, parent=killed.id, name=None, message="", author="",
+        native_journal.begin(files, op="save", state="e" * 16, parent=killed.id, name=None, message="", author="",
                            created=1.0)
         check_project(files, repair=True, backend=hv)
         assert "e" * 16 not in files.states() and files.load().current == killed.id
@@ -280,7 +280,7 @@ def test_repair_finishes_interrupted_restore_and_remove(native, ctx: Workspace, 
     vm = files.load().vm_name
     with hv_of(files) as hv:
         # killed after the native restore, before project.json: repair restores again and records it
-        native_tree._begin(files, op="restore", state=one.id)
+        native_journal.begin(files, op="restore", state=one.id)
         hv.snapshot_restore(vm, one.native_id)
         assert files.load().current == two.id
         findings = check_project(files, repair=True, backend=hv)
@@ -288,16 +288,16 @@ def test_repair_finishes_interrupted_restore_and_remove(native, ctx: Workspace, 
             (f"restore of state {one.label()} was interrupted", True)
         ]
         assert files.load().current == one.id and guest_view(files, tmp_path) == one_view
-        assert not native_tree.journal_path(files).exists()
+        assert not native_journal.journal_path(files).exists()
 
         # killed after the native delete, before the records changed: repair finishes the removal
         hv.snapshot_delete(vm, two.native_id)  # a leaf VirtualBox can delete
-        native_tree._begin(files, op="remove", state=two.id)
+        native_journal.begin(files, op="remove", state=two.id)
         check_project(files, repair=True, backend=hv)
         assert two.id not in files.states() and one.id in files.states()
 
         # killed before the native delete: the state stays
-        native_tree._begin(files, op="remove", state=one.id)
+        native_journal.begin(files, op="remove", state=one.id)
         check_project(files, repair=True, backend=hv)
         assert one.id in files.states() and check_project(files, backend=hv) == []
 

@@ -1,0 +1,1 @@
+"""One suite of state-driver tests (abstract.py) run against every snapshot model."""

@@ -10,12 +10,11 @@ import typer
 from rich.text import Text
 
 from vmlog.app import exchange
-from vmlog.bundles import MAIL_ATTACHMENT_LIMIT, VerifiedBundle
+from vmlog.app.mail import MAIL_ATTACHMENT_LIMIT, SmtpSettings, load_settings, save_settings
+from vmlog.app.types import VerifiedBundle, Workspace
 from vmlog.cli.output import info, out, print_json, warn
 from vmlog.cli.progress import status
-from vmlog.errors import NotFound, VmlogError
-from vmlog.mail import SmtpSettings
-from vmlog.workspace import Workspace
+from vmlog.errors import NotFound
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 ProjectOption = Annotated[
@@ -258,11 +257,7 @@ def mail(
     The connection is encrypted (STARTTLS or SSL) unless --security none, and the server's
     certificate is checked against the system's trusted CAs, or against --ca-file.
     """
-    config = Workspace.default().home.config
-    try:
-        current = SmtpSettings.load(config)
-    except VmlogError:
-        current = None
+    current = load_settings()
     changes = {
         k: v
         for k, v in {"host": host, "port": port, "security": security, "user": user, "sender": sender}.items()
@@ -281,7 +276,7 @@ def mail(
         current = SmtpSettings(**data)
         if current.ca_file:
             current.ssl_context()  # a CA file that cannot be read is refused now, not at the next send
-        path = current.save(config)
+        path = save_settings(current)
         info(f"saved mail settings to {path}")
     if password:
         if current is None:

@@ -7,8 +7,8 @@ from contextlib import contextmanager
 
 from rich.text import Text
 
+from vmlog.app.types import Progress
 from vmlog.cli.output import err
-from vmlog.projects.driver import Progress
 
 
 @contextmanager

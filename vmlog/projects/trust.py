@@ -5,16 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from vmlog.bundles import KnownSigners, SignerInfo, VerifiedBundle
+from vmlog.bundles.errors import Untrusted
 from vmlog.errors import VmlogError
 from vmlog.logbook.book import who
 from vmlog.mail import SmtpSettings
 from vmlog.workspace import Workspace
-
-
-class Untrusted(VmlogError):
-    """A bundle that is unsigned or signed by an unknown key, and the user did not accept it."""
-
-    exit_code = 77  # EX_NOPERM
 
 
 def describe_signer(signer: SignerInfo | None) -> str:

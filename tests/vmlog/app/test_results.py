@@ -61,11 +61,12 @@ def test_a_rename_that_fails_half_way_goes_back(ctx: Workspace, monkeypatch: pyt
     def broken(old: str, new: str) -> None:
         raise OSError("disk full")
 
+    original = ctx.logbook.rename_project
     monkeypatch.setattr(ctx.logbook, "rename_project", broken)
     with pytest.raises(OSError):
         projects.rename_project("alpha", "beta", ctx=ctx)
     assert ctx.projects.names() == ["alpha"] and ctx.projects.get("alpha").load().name == "alpha"
     assert projects.resolve_project(None, ctx) == "alpha"
-    monkeypatch.undo()
+    monkeypatch.setattr(ctx.logbook, "rename_project", original)
     projects.rename_project("alpha", "beta", ctx=ctx)
     assert ctx.projects.names() == ["beta"] and projects.show_project("beta", ctx).project.vm_name.endswith("beta")

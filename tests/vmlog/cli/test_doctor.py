@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from hypervisors.libvirt import accel
 
 
@@ -22,6 +24,7 @@ def doctor(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.vm  # the real daemon and a real guest test decide
 def test_auto_accelerator_is_what_a_real_guest_test_says(vmlog_home: Path) -> None:
     proc = doctor("--json", VMLOG_ACCEL="auto")
     report = json.loads(proc.stdout)
@@ -38,6 +41,7 @@ def test_auto_accelerator_is_what_a_real_guest_test_says(vmlog_home: Path) -> No
         assert any("KVM is present but not working" in w for w in kvm["warnings"])
 
 
+@pytest.mark.vm  # the real daemon reports the accelerator
 def test_forced_tcg_and_the_other_backends_name_their_fix(vmlog_home: Path) -> None:
     proc = doctor(VMLOG_ACCEL="tcg")
     assert proc.returncode == 0

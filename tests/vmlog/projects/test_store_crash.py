@@ -10,6 +10,7 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
 from chain_helpers import same_content, snapshot_raw, write_pattern
 
 from vmlog import fsutil
@@ -111,6 +112,7 @@ def _verify(files: ProjectFiles, refs_dir: Path, journal: Path) -> int:
     return checked
 
 
+@pytest.mark.vm  # the killed processes share one real libvirt daemon
 def test_kill_minus_nine_during_save_restore_rm(project_files: ProjectFiles, ctx, tmp_path: Path) -> None:
     project = project_files.load()
     image = ctx.images.get(project.roots["system"].image_sha256).path

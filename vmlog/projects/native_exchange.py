@@ -12,7 +12,8 @@ written here:
   (qemu-img cannot read differencing VDIs). From it a *content layer* is made: a qcow2 on the store's
   base holding only the clusters whose bytes differ from the base
   (:func:`vmlog.bundles.delta.write_delta`, a comparison by content, so a flattened disk costs one
-  read of the disk, not a copy of every allocated cluster). The bundle writer, the digest and the reader all work on content layers as they do on libvirt's overlays.
+  read of the disk, not a copy of every allocated cluster). The bundle writer, the digest and the
+  reader all work on content layers as they do on libvirt's overlays.
 * **Writing a state** (import): the VM is stopped on the state the bundle builds on (its ``since``
   state, restored natively, or the base for a full bundle); its current disk is made to show the
   bundle's content, then a native snapshot records it under the sender's state id. VMware: only the

@@ -9,11 +9,11 @@ written here:
   as its snapshot froze it, without restoring anything, as the backend hands it over
   (:meth:`~hypervisors.base.Hypervisor.snapshot_disks`): VMware's frozen delta VMDK in place, read by
   qemu-img along its chain, or VirtualBox's differencing image flattened by its own tool into a copy
-  (qemu-img cannot read differencing VDIs). From it a *content layer* is made: a qcow2 on the store's base
-  holding only the clusters whose
-  bytes differ from the base (:func:`vmlog.bundles.delta.write_delta`, a comparison by content, so
-  a flattened disk costs one read of the disk, not a copy of every allocated cluster). The bundle
-  writer, the digest and the reader all work on content layers as they do on libvirt's overlays.
+  (qemu-img cannot read differencing VDIs). From it a *content layer* is made: a qcow2 on the store's
+  base holding only the clusters whose bytes differ from the base
+  (:func:`vmlog.bundles.delta.write_delta`, a comparison by content, so a flattened disk costs one
+  read of the disk, not a copy of every allocated cluster). The bundle writer, the digest and the
+  reader all work on content layers as they do on libvirt's overlays.
 * **Writing a state** (import): the VM is stopped on the state the bundle builds on (its ``since``
   state, restored natively, or the base for a full bundle); its current disk is made to show the
   bundle's content, then a native snapshot records it under the sender's state id. VMware: only the

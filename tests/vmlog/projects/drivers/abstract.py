@@ -8,6 +8,7 @@ what the guest would see.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -136,6 +137,10 @@ class AbstractDriverTests(DriverFixtures):
         incremental_view = env.guest_view(files, tmp_path)
         full = exchange.export_state("p", "s1", tmp_path, ctx=env.ctx)
         incremental = exchange.export_state("p", "s2", tmp_path, since="s1", ctx=env.ctx)
+        about = exchange.inspect_bundle(incremental.path, ctx=env.ctx)
+        assert about.since is not None and about.since["state_id"] == full.state_id
+        assert [d["label"] for d in about.disks] == ["system"] and about.base_in_store
+        assert json.loads(json.dumps(about.to_dict()))["signer"]["fingerprint"] == incremental.signer_fingerprint
 
         result = exchange.import_state(full.path, project="q", trust=True, backend=env.backend,
                                        backend_options=env.backend_options, ctx=env.ctx)

@@ -40,6 +40,6 @@ def _view(files: ProjectFiles, tmp: Path) -> bytes:
 class TestOverlayChain(AbstractDriverTests):
     @pytest.fixture
     def env(self, ctx: Workspace, base_image: Path) -> Iterator[DriverEnv]:
-        env = DriverEnv(ctx, "kvm", {}, _driver, _write, _view)
+        env = DriverEnv(ctx, "kvm", {"uri": "test:///default"}, _driver, _write, _view)  # no daemon needed
         env.new_project("p", str(base_image))
         yield env

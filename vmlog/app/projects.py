@@ -227,11 +227,6 @@ def vm_status(project: Project) -> VMStatus:
         return VMStatus(None, str(getattr(exc, "message", exc)))
 
 
-def vm_state_safe(project: Project) -> str:
-    """The VM state as text (``unknown (why)`` when it cannot be asked); :func:`vm_status` is the typed one."""
-    return str(vm_status(project))
-
-
 def show_project(name: str | None, ctx: Workspace | None = None) -> ProjectDetails:
     ctx = workspace(ctx)
     files, project = load(name, ctx)

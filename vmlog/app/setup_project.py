@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hypervisors.base import VMState
-from hypervisors.errors import HypervisorError, VMNotFound
+from hypervisors.errors import HypervisorError
 from hypervisors.spec import VMSpec
 from vmlog.app import projects
 from vmlog.app.appliances import FoundAppliance, canonical_backend, store_name
@@ -27,7 +27,7 @@ from vmlog.context.model import Context, ExtraFile
 from vmlog.context.readiness import agent_answers, console_has, ssh_banner, wait_until
 from vmlog.errors import AlreadyExists, NotFound
 from vmlog.logbook import Operation
-from vmlog.projects.backends import open_backend
+from vmlog.projects.backends import open_backend, vm_state
 from vmlog.projects.model import Project
 from vmlog.projects.names import check_project_name
 from vmlog.testappliance.agent import GuestChannel
@@ -182,10 +182,7 @@ def vm_state_of(name: str, *, ctx: Workspace | None = None) -> VMState:
     """The project's VM state; a VM the backend does not know yet counts as stopped."""
     _files, project = projects.load(name, workspace(ctx))
     with open_backend(project) as backend:
-        try:
-            return backend.state(project.vm_name) if backend.exists(project.vm_name) else VMState.STOPPED
-        except VMNotFound:
-            return VMState.STOPPED
+        return vm_state(backend, project.vm_name)
 
 
 def _why_not_alive(project: Project) -> Callable[[], str | None]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ui.pages.appliances import SetupProgress
-from vmlog.app import running
+from vmlog.app import projects, running
 from vmlog.appliances.catalog import Catalogs
 from vmlog.testappliance.build import appliance_metadata
 from vmlog.workspace import Workspace
@@ -157,11 +157,11 @@ def test_set_up_boots_the_appliance_and_the_sidebar_shows_it_running(
         assert job.result.ready_by == "agent" and job.result.created
         # the step view went through every step in order
         assert [s for s in dict.fromkeys(steps) if s] == ["Download", "Verify", "Contextualise", "Boot", "Ready"]
-        projects = window.projects_page.projects
-        qtbot.waitUntil(lambda: projects.summary(APPLIANCE) is not None, timeout=60_000)
+        sidebar = window.projects_page.projects
+        qtbot.waitUntil(lambda: sidebar.summary(APPLIANCE) is not None, timeout=60_000)
         assert window.stack.currentWidget() is window.projects_page  # the window shows the new project
-        assert projects.selected_project() == APPLIANCE
-        assert projects.summary(APPLIANCE).vm_state == "running"
+        assert sidebar.selected_project() == APPLIANCE
+        assert sidebar.summary(APPLIANCE).vm_state == "running"
     finally:
         window.runner.cancel_all()
         window.runner.wait(120_000)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -73,9 +74,9 @@ def test_sidebar_follows_the_vm_without_polling(qtbot, window, project: str) -> 
     heard: list[str] = []
     controller.project_refreshed.connect(heard.append)
 
-    vml = shutil.which("vml")
-    assert vml, "the vml command is installed with the project"
-    cli = subprocess.Popen([vml, "up", project], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    vml = Path(sys.executable).with_name("vml")  # the venv's console script, whether or not it is on PATH
+    assert vml.is_file(), "the vml command is installed with the project"
+    cli = subprocess.Popen([str(vml), "up", project], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     qtbot.waitUntil(lambda: cli.poll() is not None, timeout=300_000)
     assert cli.returncode == 0, cli.stdout.read() if cli.stdout else ""
     cli.stdout and cli.stdout.close()

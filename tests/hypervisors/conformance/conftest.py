@@ -46,6 +46,9 @@ GUESTLESS_BACKENDS = frozenset({"kvm-test"})  # define and change state, but boo
 simulated_backends.register(BACKEND_FACTORIES)
 
 
+_GUESTLESS_INSTANCES: set[int] = set()  # id() of the open backends whose factory is in GUESTLESS_BACKENDS
+
+
 @pytest.fixture(scope="module", params=sorted(BACKEND_FACTORIES))
 def backend(request: pytest.FixtureRequest) -> Iterator[Hypervisor]:
     try:
@@ -56,7 +59,10 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Hypervisor]:
     if not probe.available:
         hv.close()
         pytest.skip(f"backend {request.param} unavailable here: {probe.summary}")
+    if request.param in GUESTLESS_BACKENDS:
+        _GUESTLESS_INSTANCES.add(id(hv))
     yield hv
+    _GUESTLESS_INSTANCES.discard(id(hv))
     hv.close()
 
 
@@ -111,6 +117,9 @@ def running_vm(
 ) -> Iterator[RunningVM]:
     from vmlog.context.nocloud import build_nocloud_seed
 
+    # module-scoped, so set up before the function-scoped skip of guestless backends: skip here too
+    if id(backend) in _GUESTLESS_INSTANCES:
+        pytest.skip(f"backend {backend.name} on {getattr(backend, 'uri', '?')} boots no guests")
     factory = VMFactory(backend, test_appliance_image, tmp_path_factory.mktemp(f"shared-{backend.name}"))
     try:
         spec = factory.spec()

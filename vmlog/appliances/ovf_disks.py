@@ -143,13 +143,17 @@ def make_whole(
     adapter = descriptor.adapter_type if re.fullmatch(r"[a-z]+", descriptor.adapter_type) else "ide"
     clean.write_text(
         "# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\n"
-        f'createType="{descriptor.create_type}"\n\n' + "\n".join(lines) + f'\n\nddb.adapterType = "{adapter}"\n'
+        f'createType="{descriptor.create_type}"\n\n# Extent description\n' + "\n".join(lines)
+        + f'\n\n# The Disk Data Base\n#DDB\n\nddb.adapterType = "{adapter}"\n'
     )
     whole = work / "whole-disk.qcow2"
     try:
         qemu_img.convert(clean, whole, src_format="vmdk", dest_format="qcow2", limits=True)
+        size = qemu_img.info(whole, "qcow2").get("virtual-size")
     except HypervisorError as exc:
         raise _bad(f"its extents could not be read: {printable(exc.message, 200)}") from exc
     finally:
         clean.unlink(missing_ok=True)
+    if size != descriptor.virtual_size:
+        raise _bad(f"the joined disk has {size} bytes, the descriptor says {descriptor.virtual_size}")
     return whole

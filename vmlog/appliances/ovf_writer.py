@@ -8,6 +8,7 @@ on it, a NAT network card). Disks are streamOptimized VMDKs, the format every OV
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
@@ -82,7 +83,10 @@ def build_descriptor(
     ET.SubElement(os_section, _q(OVF1, "Description")).text = "Linux26_64"
     _hardware(system, name, disks, cpus, memory_mib)
     ET.indent(root)
-    return b'<?xml version="1.0"?>\n' + ET.tostring(root, encoding="utf-8", xml_declaration=False) + b"\n"
+    text = ET.tostring(root, encoding="unicode", xml_declaration=False)
+    # As VirtualBox writes it: OVF elements in the default namespace, OVF attributes with the ovf: prefix.
+    text = re.sub(r"<(/?)ovf:", r"<\1", text).replace("<Envelope ", f'<Envelope xmlns="{OVF1}" ', 1)
+    return b'<?xml version="1.0"?>\n' + text.encode("utf-8") + b"\n"
 
 
 def _hardware(system: ET.Element, name: str, disks: list[ExportDisk], cpus: int, memory_mib: int) -> None:

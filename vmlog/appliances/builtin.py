@@ -18,6 +18,7 @@ from vmlog.errors import DownloadError, IntegrityError, InvalidInput, NotFound
 
 CERNVM_BASE_URL = "https://cernvm.cern.ch/releases"
 VAGRANT_SERVER_URL = "https://vagrantcloud.com"
+FILE_SUFFIXES = (".img", ".qcow2", ".raw", ".hdd", ".vmdk", ".vdi", ".ova", ".ovf", ".box", ".iso", ".json")
 CERNVM_BRANCH = "v4prod"
 CERNVM_FORMATS = ("hdd", "iso", "vdi", "vmdk", "ova")
 CERNVM_MIN_MEMORY_MIB = 2048
@@ -121,8 +122,8 @@ def vagrant_server_url(config_dir: Path) -> str:
 def vagrant_server_appliance(config_dir: Path, name: str, *, insecure: bool = False) -> Appliance | None:
     """Box ``org/name`` from the Vagrant server's metadata at ``<server>/org/name``; None if ``name`` is not
     of that form. ``NotFound`` (with what the server said) when the server does not know it."""
-    if "/" not in name or not VAGRANT_NAME.match(name):
-        return None
+    if "/" not in name or not VAGRANT_NAME.match(name) or name.lower().endswith(FILE_SUFFIXES):
+        return None  # not a box name (an image file that does not exist is not asked of a server)
     base = vagrant_server_url(config_dir)
     try:
         doc = load_document(f"{base}/{name}", insecure=insecure)

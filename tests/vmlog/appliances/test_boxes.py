@@ -20,6 +20,7 @@ from boxmaker import (
 from hypervisors import qemu_img
 from vmlog.appliances.box import unpack_box
 from vmlog.appliances.catalog import Catalogs, parse_catalog
+from vmlog.appliances.model import gem_compare, sort_key, store_ref
 from vmlog.appliances.ovf_disks import parse_descriptor
 from vmlog.appliances.pull import choose_image, pull, stored_versions, unpack_file
 from vmlog.errors import IntegrityError, InvalidInput
@@ -223,3 +224,19 @@ def test_box_ovf_from_virtualbox_lists_disk_not_iso() -> None:
     descriptor = parse_ovf((VAGRANT / "virtualbox" / "box.ovf").read_bytes())
     assert [d.href for d in descriptor.disks] == ["box-disk001.vmdk"]
     assert [d.href for d in descriptor.cdroms] == ["box-disk002.iso"]
+
+
+@pytest.mark.parametrize(
+    ("older", "newer"),
+    [("1.0.0.beta1", "1.0.0"), ("1.0.0", "1.0.1"), ("4.9", "4.10"), ("1.0.0-rc1", "1.0.0"), ("1.0.0.a", "1.0.0.b"),
+     ("202002.04.0", "202112.19.0"), ("1.0.a1", "1.0.a10")],
+)  # fmt: skip
+def test_versions_compare_as_rubygems(older: str, newer: str) -> None:
+    assert gem_compare(older, newer) == -1 and gem_compare(newer, older) == 1
+    assert sorted([newer, older], key=lambda v: sort_key(v, "rubygems")) == [older, newer]
+
+
+def test_equal_versions_and_store_refs() -> None:
+    assert gem_compare("1.0", "1.0.0") == 0 and gem_compare("1", "1.0.0.0") == 0
+    assert store_ref("hashicorp/bionic64:1.0.282") == "hashicorp-bionic64:1.0.282"
+    assert store_ref("debian-12:local") == "debian-12:local" and store_ref("0123abcd") == "0123abcd"

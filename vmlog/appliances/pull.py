@@ -134,6 +134,9 @@ def pull(
             stored = unpack_package(store, image, name, resolved.version, provider=source.box_provider)
             image, extra, obtained = stored.images[0], stored.images[1:], stored.obtained
             record_alias(store, digest, image.sha256)
+            record_extra_disks(store, image, extra)
+        else:
+            extra = extra_disks_of(store, image)  # a package pulled before: its system disk came back
     record_version(store, image, name, resolved.version)
     if image.format == "iso":
         return PulledAppliance(appliance.name, resolved, image, image.path, "iso", extra, obtained)
@@ -282,7 +285,24 @@ def _import_split_vmdk(store: ImageStore, descriptor: Path, name: str, version: 
     return StoredDisks((image,), f"local split VMDK {printable(descriptor.name)} joined into one qcow2")
 
 
-# -- versions sharing one image --------------------------------------------------------------------
+# -- versions sharing one image, packages of several disks -----------------------------------------
+
+
+def record_extra_disks(store: ImageStore, image: StoredImage, extra: tuple[StoredImage, ...]) -> None:
+    """Remember the further disks of the package whose system disk is ``image`` (for later pulls)."""
+    if extra:
+        folder = store.root / ".versions"
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(folder / f"{image.sha256}.disks.json", json.dumps([d.sha256 for d in extra]) + "\n")
+
+
+def extra_disks_of(store: ImageStore, image: StoredImage) -> tuple[StoredImage, ...]:
+    try:
+        shas = json.loads((store.root / ".versions" / f"{image.sha256}.disks.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return ()
+    found = [store.find(str(sha)) for sha in shas if isinstance(sha, str)]
+    return tuple(d for d in found if d is not None)
 
 
 def record_version(store: ImageStore, image: StoredImage, name: str, version: str) -> None:

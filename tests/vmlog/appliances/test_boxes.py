@@ -22,7 +22,7 @@ from vmlog.appliances.box import unpack_box
 from vmlog.appliances.catalog import Catalogs, parse_catalog
 from vmlog.appliances.model import gem_compare, sort_key, store_ref
 from vmlog.appliances.ovf_disks import parse_descriptor
-from vmlog.appliances.pull import choose_image, pull, stored_versions, unpack_file
+from vmlog.appliances.pull import choose_image, pull, stored_versions
 from vmlog.errors import IntegrityError, InvalidInput
 from vmlog.store import ImageStore
 
@@ -54,22 +54,24 @@ def test_create_box_sh_layout_pulled_by_org_name(http_server, tmp_path: Path) ->
     assert "vagrant-libvirt v1" in pulled.obtained
 
 
-def test_vagrant_package_v2_two_disks_tar_c_dot(tmp_path: Path) -> None:
+def test_vagrant_package_v2_two_disks_tar_c_dot(http_server, tmp_path: Path) -> None:
     """`vagrant package` with VAGRANT_LIBVIRT_BOX_FORMAT_VERSION=v2, packed with `tar czf x.box -C dir .`:
     the ``./`` entry first, members in directory order, metadata.json after the disks."""
     system, data = raw_disk(tmp_path / "a.raw"), raw_disk(tmp_path / "b.raw", 4 << 20)
-    box = tmp_path / "v2.box"
-    pack(box, [
+    box = pack(tmp_path / "v2.box", [
         ("./Vagrantfile", VAGRANT / "libvirt-v2" / "Vagrantfile"),
         ("./box_1.img", convert(system, tmp_path / "box_1.img", "qcow2")),
         ("./box_2.img", convert(data, tmp_path / "box_2.img", "qcow2")),
         ("./metadata.json", VAGRANT / "libvirt-v2" / "metadata.json"),
     ], dot_dir=True)  # fmt: skip
+    url = http_server.add("/v2.box", box)
+    catalogs = _serve_catalog(http_server, tmp_path, "org/v2", {"1.0": [provider("libvirt", url, box)]})
     store = ImageStore(tmp_path / "images")
-    stored = unpack_file(store, box, "box", "v2", "1.0", provider="libvirt")
-    first, second = stored.images
-    assert qemu_img.compare(system, "raw", first.path, "qcow2") and qemu_img.compare(data, "raw", second.path, "qcow2")
-    assert (first.name, second.name) == ("v2", "v2-disk2") and "v2 (disks array)" in stored.obtained
+    pulled = pull(catalogs.get("org/v2"), store, downloads=tmp_path / "dl")
+    assert pull(catalogs.get("org/v2"), store, downloads=tmp_path / "dl").extra_disks == pulled.extra_disks
+    (second,) = pulled.extra_disks
+    assert qemu_img.compare(system, "raw", pulled.disk, "qcow2") and qemu_img.compare(data, "raw", second.path, "qcow2")
+    assert (pulled.image.name, second.name) == ("org-v2", "org-v2-disk2") and "v2 (disks array)" in pulled.obtained
 
 
 def test_packer_virtualbox_box_used_on_kvm(http_server, tmp_path: Path) -> None:
@@ -100,7 +102,7 @@ def test_real_split_descriptor_is_read() -> None:
     assert descriptor.virtual_size == (10 * 4192256 + 20480) * 512 and descriptor.adapter_type == "lsilogic"
 
 
-def test_packer_vmware_split_vmdk_box_joined(tmp_path: Path) -> None:
+def test_packer_vmware_split_vmdk_box_joined(http_server, tmp_path: Path) -> None:
     """Packer's VMware builder writes twoGbMaxExtentSparse; the box carries the descriptor and extents."""
     raw = raw_disk(tmp_path / "disk.raw", 24 << 20)
     split = tmp_path / "split"
@@ -108,12 +110,14 @@ def test_packer_vmware_split_vmdk_box_joined(tmp_path: Path) -> None:
     convert(raw, split / "disk.vmdk", "vmdk", "twoGbMaxExtentSparse")
     members = [("metadata.json", VAGRANT / "vmware_desktop" / "metadata.json")]
     members += [(p.name, p) for p in sorted(split.iterdir())]
-    pack(tmp_path / "vm.box", members)
-    store = ImageStore(tmp_path / "images")
-    stored = unpack_file(store, tmp_path / "vm.box", "box", "vmw", "1", provider="vmware_desktop")
-    (image,) = stored.images
-    assert image.format == "qcow2" and qemu_img.compare(raw, "raw", image.path, "qcow2")
-    assert "VMDK extents joined" in stored.obtained
+    box = pack(tmp_path / "vm.box", members)
+    url = http_server.add("/vm.box", box)
+    catalogs = _serve_catalog(http_server, tmp_path, "org/vmw", {"1": [provider("vmware_desktop", url, box)]})
+    pulled = pull(catalogs.get("org/vmw"), ImageStore(tmp_path / "images"), disk_format="vmdk",
+                  downloads=tmp_path / "dl")  # fmt: skip
+    assert pulled.image.format == "qcow2" and qemu_img.compare(raw, "raw", pulled.image.path, "qcow2")
+    assert pulled.disk_format == "vmdk" and qemu_img.compare(raw, "raw", pulled.disk, "vmdk")
+    assert "VMDK extents joined" in pulled.obtained
 
 
 @pytest.mark.parametrize("extent", ["/etc/passwd", "../../etc/passwd", "missing-s001.vmdk"])

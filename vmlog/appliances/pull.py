@@ -146,6 +146,6 @@ def _unbox(store: ImageStore, box: StoredImage, source: ImageSource, name: str, 
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    if not store.refs(box.sha256):
-        store.remove(box.sha256)
+        if not store.refs(box.sha256):  # also when its disk was refused: a refused box leaves no store entry
+            store.remove(box.sha256)
     return image

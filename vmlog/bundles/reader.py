@@ -14,7 +14,6 @@ place. Any failure removes the staging directory: nothing is left on disk.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from typing import Any, BinaryIO
 
 from hypervisors import qemu_img
 from hypervisors.errors import HypervisorError
+from vmlog import safejson
 from vmlog.bundles import manifest as mf
 from vmlog.bundles.delta import REFERENCE_PLACEHOLDER
 from vmlog.bundles.errors import BundleRejected
@@ -90,6 +90,17 @@ def sha256_file(path: Path) -> str:
     return sha.hexdigest()
 
 
+def _verified_signer(manifest_bytes: bytes, sig: bytes, known: KnownSigners | None) -> SignerInfo:
+    """The signature's signer, after its JSON passed the depth limit; a name with control characters is refused."""
+    try:
+        safejson.check(sig, what="manifest.sig", max_depth=4, max_bytes=MAX_SIGNATURE_MEMBER)
+    except ValueError as exc:
+        raise BundleRejected("signature", f"the signature member is malformed ({exc})") from None
+    signer = verify_signature(manifest_bytes, sig, known)
+    mf.check_text(signer.name, "manifest.sig signer")
+    return signer
+
+
 class BundleReader:
     """Verifies and materialises one ``.vmlstate`` file, treating every byte of it as hostile."""
 
@@ -123,7 +134,7 @@ class BundleReader:
                 name = info.name
                 if name == mf.SIGNATURE_NAME:
                     sig = read_small(info, member, MAX_SIGNATURE_MEMBER, "signature")
-                    signer = verify_signature(manifest_bytes, sig, self.known_signers)
+                    signer = _verified_signer(manifest_bytes, sig, self.known_signers)
                     continue
                 if name not in entries:
                     raise BundleRejected("unexpected", f"member {name!r} is not listed in the manifest")
@@ -134,9 +145,9 @@ class BundleReader:
                         raise BundleRejected("logbook", "the logbook excerpt is too large")
                     stream_member(info, member, entries[name], doc, data.extend, self.limits)
                     try:
-                        logbook = json.loads(bytes(data))
+                        logbook = safejson.loads(bytes(data), what="logbook.json", max_bytes=mf.MAX_LOGBOOK_SIZE)
                     except ValueError as exc:
-                        raise BundleRejected("logbook", f"logbook.json is not JSON ({exc})") from exc
+                        raise BundleRejected("logbook", f"logbook.json is not usable JSON ({exc})") from None
                     if not isinstance(logbook, list) or not all(isinstance(r, dict) for r in logbook):
                         raise BundleRejected("logbook", "logbook.json must be a list of objects")
                     continue

@@ -7,10 +7,10 @@ decompression bomb cannot fill the disk.
 
 from __future__ import annotations
 
-import json
 import tarfile
 from pathlib import Path, PurePosixPath
 
+from vmlog import safejson
 from vmlog.errors import IntegrityError, InvalidInput
 
 MAX_DISK_BYTES = 256 << 30
@@ -77,9 +77,11 @@ def extract_box(
                 target = dest_dir / "metadata.json"
                 _copy(tar, member, target, MAX_METADATA_BYTES)
                 try:
-                    metadata = json.loads(target.read_text())
-                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                    metadata = safejson.loads(target.read_bytes(), what="metadata.json")
+                except ValueError as exc:
                     raise IntegrityError(f"{box.name}: metadata.json is not JSON: {exc}") from exc
+                if not isinstance(metadata, dict):
+                    raise IntegrityError(f"{box.name}: metadata.json is not a JSON object")
             elif disk is None and any(base == w or (w.startswith(".") and base.endswith(w)) for w in wanted):
                 disk = dest_dir / f"disk.{fmt}"
                 _copy(tar, member, disk, max_disk_bytes)

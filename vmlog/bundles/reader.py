@@ -294,3 +294,48 @@ class BundleReader:
             raise
         memory = dest / "memory.img" if doc.get("memory") else None
         return MaterialisedState(dest, {label: dest / p.name for label, p in disks.items()}, memory, bundle)
+
+
+class PreparedReader(BundleReader):
+    """A reader whose layers were already materialised (and so fully checked) before any project existed.
+
+    ``vml state import`` into a new project materialises first, into a work directory, so that a refusal
+    leaves no project behind; :meth:`materialise` then only moves the checked layers to where the
+    project's driver wants them (same file system: renames), instead of reading the bundle again.
+    """
+
+    def __init__(self, reader: BundleReader, prepared: MaterialisedState) -> None:
+        super().__init__(reader.path, known_signers=reader.known_signers, limits=reader.limits)
+        self._verified = reader.verify()
+        self.prepared = prepared
+
+    def materialise(
+        self,
+        dest: Path,
+        *,
+        base: LocalReference,
+        since_layers: dict[str, Path] | None = None,
+        since_id: str | None = None,
+        since_digest: str | None = None,
+        layer_name: Callable[[str], str] = lambda label: f"{label}.qcow2",
+    ) -> MaterialisedState:
+        bundle = self.verify()
+        self._check_references(bundle, base, since_layers, since_id, since_digest)
+        dest = Path(dest)
+        if dest.exists():
+            raise AlreadyExists(f"{dest} already exists", fix="import into a new directory")
+        dest.mkdir(parents=True)
+        try:
+            disks = {}
+            for label, path in self.prepared.disks.items():
+                disks[label] = dest / layer_name(label)
+                shutil.move(path, disks[label])
+            memory = None
+            if self.prepared.memory is not None and self.prepared.memory.exists():
+                memory = dest / "memory.img"
+                shutil.move(self.prepared.memory, memory)
+            fsync_dir(dest)
+        except BaseException:
+            shutil.rmtree(dest, ignore_errors=True)
+            raise
+        return MaterialisedState(dest, disks, memory, bundle)

@@ -7,25 +7,42 @@ Semantics the bundle format leaves to the project layer:
   the ``since`` state for an incremental one.
 * A full bundle becomes a new project, or a new branch of the named project if that project
   exists on the same base; an incremental bundle goes into the project that holds its ``since`` state.
+* Every check runs before anything is created: a new project's layers are materialised (and so
+  vetted) in ``cache/vmlstate-import-PID-*`` first (:func:`prepared_layers`), and a refusal is one
+  logbook row saying so (:func:`refusal_logged`), not a project made and removed again.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import secrets
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hypervisors import registry
-from vmlog.bundles import BundleRejected, VerifiedBundle
-from vmlog.errors import InvalidInput, NotFound
+from hypervisors.errors import ReportableError
+from vmlog.bundles import BundleReader, BundleRejected, VerifiedBundle
+from vmlog.bundles.errors import Untrusted
+from vmlog.bundles.reader import PreparedReader
+from vmlog.errors import Cancelled, IntegrityError, InvalidInput, NotFound
+from vmlog.logbook.book import Logbook
 from vmlog.projects.driver import IncomingState, Progress, StateDriver, no_progress
-from vmlog.projects.incoming import check_base, check_fits
+from vmlog.projects.incoming import base_reference, check_base, check_fits
 from vmlog.projects.model import State
 from vmlog.projects.names import check_project_name
 from vmlog.projects.sender_log import write_sender_logbook
 from vmlog.projects.state_export import file_part
 from vmlog.projects.store import ProjectFiles, ProjectStore
+from vmlog.store.images import StoredImage
+
+IMPORT_WORK_PREFIX = "vmlstate-import-"
+# Errors that mean "this input is not accepted" (as opposed to a network or disk failure).
+REFUSALS = (BundleRejected, Untrusted, IntegrityError, InvalidInput)
 
 _STATE_ID = re.compile(r"^[0-9a-f]{8,64}$")
 
@@ -112,3 +129,31 @@ def add_bundle_state(
     state = driver.add_state(files, incoming, work=work, progress=progress)
     write_sender_logbook(files, state.id, incoming.bundle.logbook)
     return state
+
+
+@contextmanager
+def refusal_logged(logbook: Logbook, project: str | None, action: str = "state import", **args: Any) -> Iterator[None]:
+    """One logbook row for checks that fail before any work began: ``refused: why`` (or why it failed)."""
+    try:
+        yield
+    except ReportableError as exc:
+        if not isinstance(exc, Cancelled):
+            op = logbook.begin(project, action, None, **args)
+            prefix = "refused: " if isinstance(exc, REFUSALS) else ""
+            logbook.finish(op, "failed", prefix + exc.message)
+        raise
+
+
+@contextmanager
+def prepared_layers(reader: BundleReader, image: StoredImage, cache: Path) -> Iterator[BundleReader]:
+    """The bundle's layers materialised and vetted in a work directory, before a project is made for them.
+
+    The directory carries this process's id, so ``vml doctor --repair`` removes one a crash left behind.
+    """
+    cache.mkdir(parents=True, exist_ok=True)
+    work = cache / f"{IMPORT_WORK_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+    work.mkdir(mode=0o700)
+    try:
+        yield PreparedReader(reader, reader.materialise(work / "layers", base=base_reference(image)))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -33,6 +33,7 @@ from vmlog.projects.backends import files_driver
 from vmlog.projects.bundle_base import base_of, ensure_base
 from vmlog.projects.digest import layers_digest, state_digest
 from vmlog.projects.driver import IncomingState, Progress, no_progress, private_work_dir
+from vmlog.projects.leftovers import export_recorded
 from vmlog.projects.memory_stack import MEMORY_STACK_KEYS, memory_fits, memory_mismatch
 from vmlog.projects.model import State
 from vmlog.projects.state_export import (
@@ -141,7 +142,8 @@ def export_state(
                     outgoing, layers_of, urls=urls, logbook=logbook, memory=memory, key=key,
                     workdir=ctx.home.cache, progress=progress,
                 )
-                summary = writer.write(target, progress=lambda message: progress(message, None))
+                with export_recorded(ctx.home.cache, target):
+                    summary = writer.write(target, progress=lambda message: progress(message, None))
         op.message = f"exported {state.label()} to {summary.path.name} ({summary.size / 1e6:.1f} MB)"
         return ExportResult(
             path=summary.path,
@@ -216,7 +218,7 @@ def import_state(
                                             progress=progress)
             if target.create:  # every check of the layers runs before the project exists
                 progress("checking the layers", 0.15)
-                reader = stack.enter_context(prepared_layers(reader, image, ctx.home.cache))
+                reader = stack.enter_context(prepared_layers(reader, image, ctx.home.cache, target.name))
         if target.create:
             cpus, memory_mib = spec_numbers(verified.manifest.get("vm_spec") or {})
             projects.new_project(target.name, image.sha256, backend=backend or "kvm",

@@ -14,6 +14,7 @@ Semantics the bundle format leaves to the project layer:
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -30,6 +31,7 @@ from vmlog.bundles import BundleReader, BundleRejected, VerifiedBundle
 from vmlog.bundles.errors import Untrusted
 from vmlog.bundles.reader import PreparedReader
 from vmlog.errors import Cancelled, IntegrityError, InvalidInput, NotFound
+from vmlog.fsutil import atomic_write_text
 from vmlog.logbook.book import Logbook
 from vmlog.projects.driver import IncomingState, Progress, StateDriver, no_progress
 from vmlog.projects.incoming import base_reference, check_base, check_fits
@@ -41,6 +43,7 @@ from vmlog.projects.store import ProjectFiles, ProjectStore
 from vmlog.store.images import StoredImage
 
 IMPORT_WORK_PREFIX = "vmlstate-import-"
+IMPORT_RECORD = "import.json"
 # Errors that mean "this input is not accepted" (as opposed to a network or disk failure).
 REFUSALS = (BundleRejected, Untrusted, IntegrityError, InvalidInput)
 
@@ -145,14 +148,17 @@ def refusal_logged(logbook: Logbook, project: str | None, action: str = "state i
 
 
 @contextmanager
-def prepared_layers(reader: BundleReader, image: StoredImage, cache: Path) -> Iterator[BundleReader]:
-    """The bundle's layers materialised and vetted in a work directory, before a project is made for them.
+def prepared_layers(reader: BundleReader, image: StoredImage, cache: Path, project: str) -> Iterator[BundleReader]:
+    """The bundle's layers materialised and vetted in a work directory, before ``project`` is made for them.
 
-    The directory carries this process's id, so ``vml doctor --repair`` removes one a crash left behind.
+    The directory carries this process's id and names the project it is for (``import.json``), so
+    ``vml doctor --repair`` removes a project a crash left half-imported, and the directory.
     """
     cache.mkdir(parents=True, exist_ok=True)
     work = cache / f"{IMPORT_WORK_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
     work.mkdir(mode=0o700)
+    record = {"project": project, "state_id": reader.verify().state.get("id")}
+    atomic_write_text(work / IMPORT_RECORD, json.dumps(record) + "\n")
     try:
         yield PreparedReader(reader, reader.materialise(work / "layers", base=base_reference(image)))
     finally:

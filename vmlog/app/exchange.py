@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from vmlog.app import projects, states
+from vmlog.app.refusals import refusal_logged
 from vmlog.app.session import session
 from vmlog.appliances import download
 from vmlog.bundles import BundleReader, KnownSigners, SignerInfo, SigningKey, VerifiedBundle
@@ -51,7 +52,6 @@ from vmlog.projects.state_import import (
     check_state_id,
     choose_target,
     prepared_layers,
-    refusal_logged,
     spec_numbers,
 )
 from vmlog.projects.trust import Untrusted, default_signer, describe_signer, remember_signer

@@ -9,7 +9,7 @@ Semantics the bundle format leaves to the project layer:
   exists on the same base; an incremental bundle goes into the project that holds its ``since`` state.
 * Every check runs before anything is created: a new project's layers are materialised (and so
   vetted) in ``cache/vmlstate-import-PID-*`` first (:func:`prepared_layers`), and a refusal is one
-  logbook row saying so (:func:`refusal_logged`), not a project made and removed again.
+  logbook row saying so (``vmlog.app.refusals``), not a project made and removed again.
 """
 
 from __future__ import annotations
@@ -26,13 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from hypervisors import registry
-from hypervisors.errors import ReportableError
 from vmlog.bundles import BundleReader, BundleRejected, VerifiedBundle
-from vmlog.bundles.errors import Untrusted
 from vmlog.bundles.reader import PreparedReader
-from vmlog.errors import Cancelled, IntegrityError, InvalidInput, NotFound
+from vmlog.errors import InvalidInput, NotFound
 from vmlog.fsutil import atomic_write_text
-from vmlog.logbook.book import Logbook
 from vmlog.projects.driver import IncomingState, Progress, StateDriver, no_progress
 from vmlog.projects.incoming import base_reference, check_base, check_fits
 from vmlog.projects.model import State
@@ -44,8 +41,6 @@ from vmlog.store.images import StoredImage
 
 IMPORT_WORK_PREFIX = "vmlstate-import-"
 IMPORT_RECORD = "import.json"
-# Errors that mean "this input is not accepted" (as opposed to a network or disk failure).
-REFUSALS = (BundleRejected, Untrusted, IntegrityError, InvalidInput)
 
 _STATE_ID = re.compile(r"^[0-9a-f]{8,64}$")
 
@@ -132,19 +127,6 @@ def add_bundle_state(
     state = driver.add_state(files, incoming, work=work, progress=progress)
     write_sender_logbook(files, state.id, incoming.bundle.logbook)
     return state
-
-
-@contextmanager
-def refusal_logged(logbook: Logbook, project: str | None, action: str = "state import", **args: Any) -> Iterator[None]:
-    """One logbook row for checks that fail before any work began: ``refused: why`` (or why it failed)."""
-    try:
-        yield
-    except ReportableError as exc:
-        if not isinstance(exc, Cancelled):
-            op = logbook.begin(project, action, None, **args)
-            prefix = "refused: " if isinstance(exc, REFUSALS) else ""
-            logbook.finish(op, "failed", prefix + exc.message)
-        raise
 
 
 @contextmanager

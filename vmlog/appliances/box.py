@@ -12,7 +12,6 @@ format of every disk is read from its bytes (``vmlog.store.image_gate``), never 
 from __future__ import annotations
 
 import hashlib
-import json
 import lzma
 import tarfile
 import zlib
@@ -21,10 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
+from vmlog import safejson
 from vmlog.appliances.ovf import parse_ovf
 from vmlog.appliances.ovf_disks import parse_descriptor
 from vmlog.errors import IntegrityError, InvalidInput
-from vmlog.store.image_gate import ARCHIVE_KINDS, detect_format, printable
+from vmlog.store.image_gate import ARCHIVE_KINDS, HostileImage, detect_format, printable
 
 MAX_DISK_BYTES = 256 << 30
 MAX_METADATA_BYTES = 64 << 10
@@ -190,8 +190,8 @@ def _metadata(box: Path, members: dict[str, Path], provider: str | None) -> dict
     if "metadata.json" not in members:
         raise IntegrityError(f"{box.name} has no metadata.json; not a Vagrant box")
     try:
-        metadata = json.loads(members["metadata.json"].read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        metadata = safejson.loads(members["metadata.json"].read_bytes(), what="metadata.json")
+    except ValueError as exc:
         raise IntegrityError(f"{box.name}: metadata.json is not JSON: {exc}") from exc
     if not isinstance(metadata, dict):
         raise IntegrityError(f"{box.name}: metadata.json is not a JSON object")
@@ -274,13 +274,24 @@ def unpack_box(
         raise IntegrityError(
             f"{box.name} holds no {provider} disk ({printable(', '.join(missing) or 'none found')} missing)"
         )
+    declared = _declared_format(metadata) if provider == "libvirt" and not metadata.get("disks") else None
     disks = []
     for name in names:
         fmt = detect_format(members[name])
         if fmt in ARCHIVE_KINDS or fmt == "iso":
-            raise IntegrityError(f"{box.name}: disk {printable(name)} is a {fmt}, not a disk image")
+            raise HostileImage(f"{box.name}: disk {printable(name)} is a {fmt} archive, not a disk image",
+                               reason="archive")  # fmt: skip
+        if declared is not None and fmt != declared:
+            raise HostileImage(f"{box.name}: {printable(name)} is declared {declared} but its header says {fmt}",
+                               reason="format-mismatch")  # fmt: skip
         disks.append(BoxDisk(members[name], name, fmt))
     return UnpackedBox(metadata, provider, disks, members, layout)
+
+
+def _declared_format(metadata: dict[str, Any]) -> str:
+    """vagrant-libvirt v1 declares its one disk's format (``qcow2``, the only one it accepts); the bytes must agree."""
+    declared = str(metadata.get("format") or "qcow2").lower()
+    return declared if declared in ("qcow2", "raw") else "qcow2"
 
 
 def extract_box(

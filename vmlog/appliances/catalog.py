@@ -102,6 +102,8 @@ class Catalogs:
                     found[appliance.name] = appliance  # a user's catalog may serve vmlog-test
             except VmlogError as exc:
                 self.problems.append(f"catalog {entry.name}: {exc.message}")
+            except (AttributeError, TypeError, ValueError) as exc:  # a field of the wrong type
+                self.problems.append(f"catalog {entry.name}: malformed ({type(exc).__name__})")
         return sorted(found.values(), key=lambda a: a.name)
 
     def get(self, name: str) -> Appliance:

@@ -6,12 +6,12 @@ pull. The format is documented in ``docs/catalog-format.md``.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from vmlog import safejson
 from vmlog.appliances.digest import DIGEST_ALGOS
 from vmlog.appliances.http_get import check_url, fetch_small
 from vmlog.appliances.model import VAGRANT_ARCHES, Appliance, ApplianceVersion, ImageSource, host_arch
@@ -222,6 +222,6 @@ def load_document(location: str, *, insecure: bool = False) -> Any:
             raise InvalidInput(f"catalog file {path} is larger than {MAX_CATALOG_BYTES} bytes")
         data = path.read_bytes()
     try:
-        return json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return safejson.loads(data, what=f"catalog {location}", max_bytes=MAX_CATALOG_BYTES)
+    except ValueError as exc:
         raise InvalidInput(f"catalog {location} is not valid JSON: {exc}", fix="check the URL or file") from exc

@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from vmlog.appliances.box import MAX_DISK_BYTES, MAX_SMALL_MEMBER, ArchiveMember, BoxDisk, read_archive
 from vmlog.appliances.ovf import MAX_DESCRIPTOR_BYTES, OvfDescriptor, manifest_text, parse_manifest, parse_ovf
 from vmlog.errors import IntegrityError
-from vmlog.store.image_gate import ARCHIVE_KINDS, detect_format, printable
+from vmlog.store.image_gate import ARCHIVE_KINDS, HostileImage, detect_format, printable
 
 READ_HASHES = ("sha1", "sha256")  # computed while reading; sha512 manifests are checked by a second read
 VMDK_FORMAT_HINT = "vmdk"
@@ -103,7 +103,8 @@ def unpack_ova(ova: Path, dest_dir: Path, *, max_disk_bytes: int = MAX_DISK_BYTE
         path = members[disk.href].path
         fmt = detect_format(path)
         if fmt in ARCHIVE_KINDS or fmt == "iso":
-            raise IntegrityError(f"{ova.name}: disk {printable(disk.href)} is a {fmt}, not a disk image")
+            raise HostileImage(f"{ova.name}: disk {printable(disk.href)} is a {fmt} archive, not a disk image",
+                               reason="archive")  # fmt: skip
         if VMDK_FORMAT_HINT in disk.format.lower() and fmt not in ("vmdk", "vmdk-descriptor"):
             raise IntegrityError(f"{ova.name}: disk {printable(disk.href)} is declared VMDK but its bytes are {fmt}")
         disks.append(BoxDisk(path, disk.href, fmt))

@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from hypervisors import qemu_img
 from hypervisors.errors import HypervisorError
 from vmlog.errors import IntegrityError
-from vmlog.store.image_gate import DEFAULT_MAX_VIRTUAL_SIZE, printable
+from vmlog.store.image_gate import DEFAULT_MAX_VIRTUAL_SIZE, HostileImage, printable
 
 MAX_DESCRIPTOR_BYTES = 64 << 10
 MAX_EXTENTS = 1024
@@ -58,6 +58,11 @@ def _bad(message: str) -> IntegrityError:
     return IntegrityError(f"VMDK descriptor: {message}", fix="the box or package is damaged or not one vmlog accepts")
 
 
+def _hostile(message: str, reason: str) -> HostileImage:
+    """A descriptor reaching for files the package does not hold: refused as the image gate refuses."""
+    return HostileImage(f"VMDK descriptor: {message}", reason=reason)
+
+
 def parse_descriptor(data: bytes) -> VmdkDescriptor:
     """Read a VMDK descriptor file; refuse delta disks, unknown types and extents other than the type's."""
     if len(data) > MAX_DESCRIPTOR_BYTES:
@@ -82,7 +87,7 @@ def parse_descriptor(data: bytes) -> VmdkDescriptor:
     if create_type.lower() not in CREATE_TYPES:
         raise _bad(f"createType {printable(create_type)!r} is not a split or flat disk vmlog reads")
     if keys.get("parentfilenamehint") or keys.get("parentcid", "ffffffff").lower() != "ffffffff":
-        raise _bad("it is a delta disk on a parent; refused")
+        raise _hostile("it is a delta disk on a parent disk", "backing-file")
     allowed = CREATE_TYPES[create_type.lower()]
     if not extents or len(extents) > MAX_EXTENTS or any(e.kind not in allowed for e in extents):
         raise _bad(f"a {create_type} descriptor must list 1 to {MAX_EXTENTS} extents of kind {'/'.join(allowed)}")
@@ -93,7 +98,7 @@ def extent_member(descriptor_member: str, file_name: str) -> str:
     """The package member an extent names: beside its descriptor, never outside the package."""
     parts = [p for p in PurePosixPath(file_name).parts if p not in ("", ".")]
     if not parts or file_name.startswith("/") or ".." in parts or ":" in file_name or "\\" in file_name:
-        raise _bad(f"extent {printable(file_name)!r} points outside the package; refused")
+        raise _hostile(f"its extents must be files of the package; {printable(file_name)!r} is not", "vmdk-extents")
     parent = PurePosixPath(descriptor_member).parent
     return str(parent.joinpath(*parts)) if str(parent) != "." else "/".join(parts)
 
@@ -131,7 +136,8 @@ def make_whole(
         name = extent_member(descriptor_member, extent.file_name)
         path = members.get(name)
         if path is None or path.parent != work:
-            raise _bad(f"extent {printable(extent.file_name)!r} is not in the package")
+            raise _hostile(f"its extents must be files of the package; {printable(extent.file_name)!r} is not",
+                           "vmdk-extents")  # fmt: skip
         if extent.kind == "SPARSE":
             _check_sparse_extent(path, extent)
             lines.append(f'{extent.access} {extent.sectors} SPARSE "{path.name}"')

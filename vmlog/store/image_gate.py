@@ -49,7 +49,7 @@ class HostileImage(InvalidInput):
 
     def __init__(self, message: str, *, reason: str, fix: str | None = None) -> None:
         super().__init__(
-            message,
+            message if message.endswith("; refused") else f"{message}; refused",
             fix=fix or "use an image that stands alone in the declared format; tell its publisher what was refused",
         )
         self.reason = reason
@@ -119,7 +119,7 @@ def check_image(
     try:
         facts = FACTS[declared](path)
     except HeaderProblem as problem:
-        raise HostileImage(f"{label} {problem.text}; refused", reason=problem.reason) from None
+        raise HostileImage(f"{label} {problem.text}", reason=problem.reason) from None
     if facts.virtual_size is not None:
         _check_size(label, facts.virtual_size, max_virtual_size)
     size = _qemu_view(path, declared, label, facts.virtual_size if declared in ("qcow2", "vmdk", "vdi") else None)
@@ -146,13 +146,13 @@ def _qemu_view(path: Path, fmt: str, label: str, expected_size: int | None) -> i
     if info.get("format") != fmt:
         raise HostileImage(f"{label}: qemu-img reads it as {info.get('format')}, not {fmt}", reason="format-mismatch")
     if info.get("backing-filename") or info.get("full-backing-filename"):
-        raise HostileImage(f"{label} names a backing file; refused", reason="backing-file")
+        raise HostileImage(f"{label} names a backing file", reason="backing-file")
     if specific.get("data-file"):
-        raise HostileImage(f"{label} names an external data file; refused", reason="data-file")
+        raise HostileImage(f"{label} names an external data file", reason="data-file")
     own = str(path.resolve())
     for extent in specific.get("extents") or ():
         if str(Path(str(extent.get("filename", ""))).resolve()) != own:
-            raise HostileImage(f"{label} has an extent in another file; refused", reason="vmdk-extents")
+            raise HostileImage(f"{label} has an extent in another file", reason="vmdk-extents")
     size = info.get("virtual-size")
     if not isinstance(size, int) or (expected_size is not None and size != expected_size):
         raise HostileImage(f"{label}: qemu-img sees a virtual size other than its header's", reason="virtual-size")

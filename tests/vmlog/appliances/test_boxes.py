@@ -23,8 +23,9 @@ from vmlog.appliances.catalog import Catalogs, parse_catalog
 from vmlog.appliances.model import gem_compare, sort_key, store_ref
 from vmlog.appliances.ovf_disks import parse_descriptor
 from vmlog.appliances.pull import choose_image, pull, stored_versions
-from vmlog.errors import IntegrityError, InvalidInput
+from vmlog.errors import InvalidInput
 from vmlog.store import ImageStore
+from vmlog.store.image_gate import HostileImage
 
 
 def _serve_catalog(http_server, tmp_path: Path, name: str, versions: dict[str, list[dict]]) -> Catalogs:
@@ -130,7 +131,7 @@ def test_split_vmdk_naming_files_outside_the_box_refused(tmp_path: Path, http_se
     url = http_server.add("/evil.box", box)
     catalogs = _serve_catalog(http_server, tmp_path, "evil/box", {"1.0": [provider("vmware_desktop", url, box)]})
     store = ImageStore(tmp_path / "images")
-    with pytest.raises(IntegrityError):
+    with pytest.raises(HostileImage, match="extents must be files of the package"):
         pull(catalogs.get("evil/box"), store, disk_format="vmdk", downloads=tmp_path / "dl")
     assert store.list() == []  # neither the box nor a disk stays behind
 

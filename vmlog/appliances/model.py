@@ -106,7 +106,11 @@ class Appliance:
         for candidate in self.versions:
             if candidate.version == version:
                 return candidate
-        known = ", ".join(v.version for v in self.versions)
+        if self.version_order == "rubygems":  # Vagrant's "= 1.0" is satisfied by 1.0.0
+            for candidate in self.versions:
+                if gem_compare(candidate.version, version) == 0:
+                    return candidate
+        known = ", ".join(v.version for v in self.sorted_versions())
         raise NotFound(f"appliance {self.name} has no version {version!r} (known: {known})")
 
     def summary(self) -> dict[str, Any]:

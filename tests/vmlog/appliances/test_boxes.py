@@ -201,6 +201,7 @@ def test_versions_ordered_as_vagrant_and_identical_disks_both_recorded(http_serv
     catalogs = _serve_catalog(http_server, tmp_path, "org/same", versions)
     appliance = catalogs.get("org/same")
     assert appliance.resolve().version == "1.0.0" and appliance.summary()["versions"] == ["0.9", "1.0.0.beta1", "1.0.0"]
+    assert appliance.resolve("1.0").version == "1.0.0"  # as Vagrant's version constraint "= 1.0" matches
     store = ImageStore(tmp_path / "images")
     first = pull(appliance, store, version="1.0.0.beta1", downloads=tmp_path / "dl")
     second = pull(appliance, store, version="1.0.0", downloads=tmp_path / "dl")

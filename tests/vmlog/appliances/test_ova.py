@@ -120,3 +120,21 @@ def test_written_ova_has_spec_order_manifest_and_reads_back(tmp_path: Path) -> N
     assert back.manifest == "SHA256 manifest: 2 files match"
     root = ET.fromstring(descriptor)
     assert root.tag == "{http://schemas.dmtf.org/ovf/envelope/1}Envelope"
+
+
+def test_capacity_units_and_sha512_manifest(tmp_path: Path) -> None:
+    """ovftool writes capacities with allocation units (``byte * 2^30``) and newer ones SHA512 manifests."""
+    descriptor = (OVA / "vmware-centos-ovf10.ovf").read_bytes().replace(
+        b'ovf:capacityAllocationUnits="byte" ovf:fileRef="file1" ovf:diskId="vmdisk1" ovf:capacity="5368709120"',
+        b'ovf:capacityAllocationUnits="byte * 2^20" ovf:fileRef="file1" ovf:diskId="vmdisk1" ovf:capacity="16"',
+    )
+    assert parse_ovf(descriptor).disks[0].capacity == 16 << 20
+    raw = raw_disk(tmp_path / "r.raw", 16 << 20)
+    vmdk = convert(raw, tmp_path / "c.vmdk", "vmdk", "streamOptimized").read_bytes()
+    manifest = (f"SHA512(centos.ovf)= {hashlib.sha512(descriptor).hexdigest()}\n"
+                f"SHA512(centos-disk1.vmdk)= {hashlib.sha512(vmdk).hexdigest()}\n").encode()  # fmt: skip
+    ova = tmp_path / "centos.ova"
+    pack(ova, [("centos.ovf", descriptor), ("centos.mf", manifest), ("centos-disk1.vmdk", vmdk)], compress=False)
+    work = tmp_path / "w"
+    work.mkdir()
+    assert unpack_ova(ova, work).manifest == "SHA512 manifest: 2 files match"

@@ -7,10 +7,12 @@ space caps, as OpenStack does) and without following backing chains.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import resource
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -38,9 +40,30 @@ def version() -> str:
     return out.splitlines()[0].removeprefix("qemu-img version ").split()[0] if out else "unknown"
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In a child before exec: the kernel sends SIGKILL when the process that started it dies (even by kill -9)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the child may outlive a killed parent
+        pass
+
+
 def _limit_resources() -> None:
+    die_with_parent()
     resource.setrlimit(resource.RLIMIT_AS, (UNTRUSTED_ADDRESS_SPACE, UNTRUSTED_ADDRESS_SPACE))
     resource.setrlimit(resource.RLIMIT_CPU, (UNTRUSTED_CPU_SECONDS, UNTRUSTED_CPU_SECONDS))
+
+
+def image_opts(path: Path, fmt: str) -> str:
+    """``--image-opts`` text that opens exactly ``path`` with the file protocol, in ``fmt``, without any backing.
+
+    The empty ``backing`` (qemu's "no backing file") keeps a name inside the image from opening another file.
+    """
+    escaped = str(Path(path).absolute()).replace(",", ",,")
+    return f"driver={fmt},file.driver=file,file.filename={escaped},backing="
 
 
 def run(args: list[str], *, limits: bool = False, cwd: Path | None = None) -> str:
@@ -52,7 +75,7 @@ def run(args: list[str], *, limits: bool = False, cwd: Path | None = None) -> st
         text=True,
         check=False,
         cwd=cwd,
-        preexec_fn=_limit_resources if limits else None,
+        preexec_fn=_limit_resources if limits else die_with_parent,
         env={**os.environ, "LC_ALL": "C"},
     )
     if proc.returncode != 0:
@@ -64,6 +87,12 @@ def run(args: list[str], *, limits: bool = False, cwd: Path | None = None) -> st
 def info(path: Path, fmt: str, *, limits: bool = False) -> dict[str, Any]:
     """``qemu-img info`` of one image (no backing chain walk), format given explicitly."""
     out = run(["info", "--output=json", "-f", fmt, str(path)], limits=limits)
+    return json.loads(out)
+
+
+def isolated_info(path: Path, fmt: str) -> dict[str, Any]:
+    """``qemu-img info`` of an untrusted image: only this file is opened, under resource limits."""
+    out = run(["info", "--output=json", "--image-opts", image_opts(path, fmt)], limits=True)
     return json.loads(out)
 
 
@@ -109,9 +138,13 @@ def convert(
     compress: bool = False,
     options: dict[str, str] | None = None,
     limits: bool = False,
+    isolated: bool = False,
 ) -> Path:
-    """``qemu-img convert``; with ``backing`` the output holds only what differs from it (``-B``)."""
-    args = ["convert", "-q", "-f", src_format, "-O", dest_format]
+    """``qemu-img convert``; with ``backing`` the output holds only what differs from it (``-B``).
+
+    ``isolated`` opens ``src`` through :func:`image_opts`: this file only, no backing.
+    """
+    args = ["convert", "-q"] + ([] if isolated else ["-f", src_format]) + ["-O", dest_format]
     if compress:
         args.append("-c")
     opts = dict(options or {})
@@ -119,7 +152,10 @@ def convert(
         args += ["-B", str(backing), "-F", backing_format or "qcow2"]
     if opts:
         args += ["-o", ",".join(f"{k}={v}" for k, v in opts.items())]
-    run([*args, str(src), str(dest)], limits=limits)
+    if isolated:
+        run([*args, "--image-opts", image_opts(src, src_format), str(dest)], limits=limits)
+    else:
+        run([*args, str(src), str(dest)], limits=limits)
     return dest
 
 
@@ -130,6 +166,7 @@ def compare(a: Path, a_format: str, b: Path, b_format: str) -> bool:
         capture_output=True,
         text=True,
         check=False,
+        preexec_fn=die_with_parent,
     )
     if proc.returncode in (0, 1):
         return proc.returncode == 0

@@ -15,6 +15,7 @@ from typing import Any
 from hypervisors import registry
 from hypervisors.errors import BackendUnavailable
 from vmlog.app.doctor import diagnose
+from vmlog.app.refusals import refusal_logged
 from vmlog.appliances.catalog import CATALOG_FORMAT, Appliance, ApplianceVersion, CatalogEntry, Catalogs, store_name
 from vmlog.appliances.pull import PulledAppliance, choose_image, pull
 from vmlog.errors import InvalidInput
@@ -145,10 +146,12 @@ def pull_appliance(
     """Download (or build), verify and convert appliance ``name``; an interrupted pull resumes."""
     ctx = workspace(ctx)
     appliance = _catalogs(ctx, insecure).get(name)
-    return pull(
-        appliance, ctx.images, version=version, fmt=fmt, disk_format=disk_format, insecure=insecure,
-        progress=progress, cancel=cancel, downloads=ctx.home.downloads, build_cache=ctx.home.cache / "testappliance",
-    )  # fmt: skip
+    with refusal_logged(ctx.logbook, None, "appliance pull", appliance=name, version=version):
+        return pull(
+            appliance, ctx.images, version=version, fmt=fmt, disk_format=disk_format, insecure=insecure,
+            progress=progress, cancel=cancel, downloads=ctx.home.downloads,
+            build_cache=ctx.home.cache / "testappliance",
+        )  # fmt: skip
 
 
 def pull_for_backend(

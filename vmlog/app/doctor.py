@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from hypervisors import qemu_img, registry
 from hypervisors.base import Hypervisor, Probe
 from hypervisors.errors import HypervisorError
+from vmlog.app.projects import remove_project
 from vmlog.errors import VmlogError
 from vmlog.projects.backends import open_backend
+from vmlog.projects.leftovers import find_leftovers
 from vmlog.projects.model import Project
 from vmlog.projects.repair import StoreReport, check_store
 from vmlog.workspace import Workspace, workspace
@@ -95,8 +97,46 @@ def check_project_store(*, repair: bool = False, ctx: Workspace | None = None) -
 
 def diagnose(*, repair: bool = False, ctx: Workspace | None = None) -> Report:
     return Report(
-        backends=registry.probe_all(), tools=[check_qemu_img(), check_project_store(repair=repair, ctx=ctx)]
+        backends=registry.probe_all(),
+        tools=[check_qemu_img(), check_leftovers(repair=repair, ctx=ctx), check_project_store(repair=repair, ctx=ctx)],
     )
+
+
+def check_leftovers(*, repair: bool = False, ctx: Workspace | None = None) -> Check:
+    """What killed vmlog processes left outside the projects (see :mod:`vmlog.projects.leftovers`)."""
+    ctx = workspace(ctx)
+    try:
+        found = find_leftovers(ctx.home)
+    except OSError as exc:
+        return Check("leftovers", False, f"cannot look for leftovers: {exc}", fix="see `VMLOG_DEBUG=1 vml doctor`")
+    if not found:
+        return Check("leftovers", True, "nothing left behind by interrupted commands")
+    lines = []
+    for leftover in found:
+        done = ""
+        if repair:
+            if leftover.project is not None:
+                done = _finish_import(ctx, leftover.project)
+            leftover.remove()
+            done = done or " (removed)"
+        lines.append(leftover.what + done)
+    if repair:
+        return Check("leftovers", True, f"cleaned up {len(found)} leftover(s)", warnings=lines)
+    return Check("leftovers", False, f"{len(found)} leftover(s) of interrupted commands",
+                 fix="run `vml doctor --repair`", warnings=lines)
+
+
+def _finish_import(ctx: Workspace, project: str) -> str:
+    """A project an import was creating when it was killed: kept if its state arrived, else removed."""
+    if project not in ctx.projects.names():
+        return " (removed)"
+    if ctx.projects.get(project).states():
+        return f" (project {project} holds the imported state: kept)"
+    try:
+        remove_project(project, ctx=ctx)
+    except VmlogError as exc:
+        return f" (could not remove the half-imported project {project}: {exc.message})"
+    return f" (removed, with the half-imported project {project})"
 
 
 def check_projects(*, repair: bool = False, ctx: Workspace | None = None) -> StoreReport:

@@ -13,6 +13,7 @@ applies only onto identical content.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Callable, Sequence
@@ -21,16 +22,19 @@ from pathlib import Path
 from typing import Any
 
 from vmlog.app import projects, states
+from vmlog.app.refusals import refusal_logged
 from vmlog.app.session import session
 from vmlog.appliances import download
 from vmlog.bundles import BundleReader, KnownSigners, SignerInfo, SigningKey, VerifiedBundle
 from vmlog.errors import InvalidInput, VmlogError
 from vmlog.mail import SmtpSettings, open_in_mail_client, send_bundle
 from vmlog.projects import refs
+from vmlog.projects import trust as trust_rules
 from vmlog.projects.backends import files_driver
 from vmlog.projects.bundle_base import base_of, ensure_base
 from vmlog.projects.digest import layers_digest, state_digest
 from vmlog.projects.driver import IncomingState, Progress, no_progress, private_work_dir
+from vmlog.projects.leftovers import export_recorded
 from vmlog.projects.memory_stack import MEMORY_STACK_KEYS, memory_fits, memory_mismatch
 from vmlog.projects.model import State
 from vmlog.projects.state_export import (
@@ -43,8 +47,14 @@ from vmlog.projects.state_export import (
     new_writer,
     since_state,
 )
-from vmlog.projects.state_import import add_bundle_state, check_state_id, choose_target, spec_numbers
-from vmlog.projects.trust import Untrusted, check_trust, default_signer, describe_signer, remember_signer
+from vmlog.projects.state_import import (
+    add_bundle_state,
+    check_state_id,
+    choose_target,
+    prepared_layers,
+    spec_numbers,
+)
+from vmlog.projects.trust import Untrusted, default_signer, describe_signer, remember_signer
 from vmlog.workspace import Workspace, workspace
 
 __all__ = [
@@ -132,7 +142,8 @@ def export_state(
                     outgoing, layers_of, urls=urls, logbook=logbook, memory=memory, key=key,
                     workdir=ctx.home.cache, progress=progress,
                 )
-                summary = writer.write(target, progress=lambda message: progress(message, None))
+                with export_recorded(ctx.home.cache, target):
+                    summary = writer.write(target, progress=lambda message: progress(message, None))
         op.message = f"exported {state.label()} to {summary.path.name} ({summary.size / 1e6:.1f} MB)"
         return ExportResult(
             path=summary.path,
@@ -146,15 +157,29 @@ def export_state(
 
 
 # -- import --------------------------------------------------------------------------------------
-def open_bundle(bundle_path: Path, *, ctx: Workspace | None = None) -> BundleReader:
+def check_trust(
+    bundle: VerifiedBundle, *, trust: bool, confirm: Callable[[VerifiedBundle], bool] | None = None,
+    ctx: Workspace | None = None,
+) -> None:
+    """Go on if the signer is known, ``trust`` is set or ``confirm`` says yes; else ``Untrusted``, logged as refused."""
+    with refusal_logged(workspace(ctx).logbook, None, file=bundle.path.name):
+        trust_rules.check_trust(bundle, trust=trust, confirm=confirm)
+
+
+def open_bundle(bundle_path: Path, *, ctx: Workspace | None = None, log_refusal: bool = True) -> BundleReader:
     """A reader on ``bundle_path`` that has verified the whole file (nothing written).
 
     Pass it to :func:`import_state` to import without a second verification pass, e.g. after
-    showing the user who signed it.
+    showing the user who signed it. A refused bundle is one ``state import`` logbook row saying so
+    (``log_refusal=False`` for a mere look, as ``inspect_bundle`` takes).
     """
     ctx = workspace(ctx)
     reader = BundleReader(Path(bundle_path), known_signers=KnownSigners(ctx.home.config))
-    reader.verify()
+    if not log_refusal:
+        reader.verify()
+        return reader
+    with refusal_logged(ctx.logbook, None, file=Path(bundle_path).name):
+        reader.verify()
     return reader
 
 
@@ -179,36 +204,42 @@ def import_state(
     becomes a native snapshot (see :mod:`vmlog.projects.native_exchange`).
     """
     ctx = workspace(ctx)
-    progress("verifying the bundle", 0.05)
-    reader = bundle if isinstance(bundle, BundleReader) else open_bundle(bundle, ctx=ctx)
-    verified = reader.verify()
-    sid = check_state_id(verified)
-    check_trust(verified, trust=trust, confirm=confirm)
-    target = choose_target(ctx.projects, verified, project, backend)
-    progress("finding the base appliance", 0.1)
-    image, downloaded = ensure_base(ctx.images, ctx.home.downloads, verified.base, insecure=insecure,
-                                    progress=progress)
-    if target.create:
-        cpus, memory_mib = spec_numbers(verified.manifest.get("vm_spec") or {})
-        projects.new_project(target.name, image.sha256, backend=backend or "kvm", backend_options=backend_options,
-                             cpus=cpus, memory_mib=memory_mib, ctx=ctx)
-    try:
-        memory_note = None
-        if verified.manifest.get("memory") is not None:
-            progress("checking the memory image's stack", 0.15)
-            memory_note = memory_fits(ctx.projects.get(target.name), verified.manifest["memory"])
-        incoming = IncomingState(reader, verified, image, describe_signer(verified.signer),
-                                 memory=verified.manifest.get("memory") is not None and memory_note is None)
-        state = _record_import(ctx, target.name, incoming, progress)
+    path = bundle.path if isinstance(bundle, BundleReader) else Path(bundle)
+    with contextlib.ExitStack() as stack:
+        with refusal_logged(ctx.logbook, project, file=path.name):
+            progress("verifying the bundle", 0.05)
+            reader = bundle if isinstance(bundle, BundleReader) else open_bundle(bundle, ctx=ctx, log_refusal=False)
+            verified = reader.verify()
+            sid = check_state_id(verified)
+            trust_rules.check_trust(verified, trust=trust, confirm=confirm)
+            target = choose_target(ctx.projects, verified, project, backend)
+            progress("finding the base appliance", 0.1)
+            image, downloaded = ensure_base(ctx.images, ctx.home.downloads, verified.base, insecure=insecure,
+                                            progress=progress)
+            if target.create:  # every check of the layers runs before the project exists
+                progress("checking the layers", 0.15)
+                reader = stack.enter_context(prepared_layers(reader, image, ctx.home.cache, target.name))
         if target.create:
-            states.restore_state(target.name, sid, discard=True, ctx=ctx)
-    except BaseException:
-        if target.create:
-            try:
-                projects.remove_project(target.name, ctx=ctx)
-            except VmlogError:
-                pass
-        raise
+            cpus, memory_mib = spec_numbers(verified.manifest.get("vm_spec") or {})
+            projects.new_project(target.name, image.sha256, backend=backend or "kvm",
+                                 backend_options=backend_options, cpus=cpus, memory_mib=memory_mib, ctx=ctx)
+        try:
+            memory_note = None
+            if verified.manifest.get("memory") is not None:
+                progress("checking the memory image's stack", 0.15)
+                memory_note = memory_fits(ctx.projects.get(target.name), verified.manifest["memory"])
+            incoming = IncomingState(reader, verified, image, describe_signer(verified.signer),
+                                     memory=verified.manifest.get("memory") is not None and memory_note is None)
+            state = _record_import(ctx, target.name, incoming, progress)
+            if target.create:
+                states.restore_state(target.name, sid, discard=True, ctx=ctx)
+        except BaseException:
+            if target.create:
+                try:
+                    projects.remove_project(target.name, ctx=ctx)
+                except VmlogError:
+                    pass
+            raise
     progress("imported", 1.0)
     return ImportResult(
         project=target.name, state_id=sid, state_name=state.name, new_project=target.create,
@@ -264,7 +295,7 @@ class BundleInfo:
 def inspect_bundle(bundle_path: Path, *, ctx: Workspace | None = None) -> BundleInfo:
     """What a bundle holds and who signed it, after full verification (nothing is written)."""
     ctx = workspace(ctx)
-    return describe_bundle(open_bundle(bundle_path, ctx=ctx).verify(), ctx=ctx)
+    return describe_bundle(open_bundle(bundle_path, ctx=ctx, log_refusal=False).verify(), ctx=ctx)
 
 
 def describe_bundle(bundle: VerifiedBundle, *, ctx: Workspace | None = None) -> BundleInfo:

@@ -10,12 +10,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from vmlog.appliances.catalog_format import VAGRANT_NAME, load_document, parse_vagrant_metadata
 from vmlog.appliances.http_get import fetch_small
 from vmlog.appliances.model import Appliance, ApplianceVersion, ImageSource
 from vmlog.appliances.settings import setting
-from vmlog.errors import DownloadError, IntegrityError
+from vmlog.errors import DownloadError, IntegrityError, InvalidInput, NotFound
 
 CERNVM_BASE_URL = "https://cernvm.cern.ch/releases"
+VAGRANT_SERVER_URL = "https://vagrantcloud.com"
+FILE_SUFFIXES = (".img", ".qcow2", ".raw", ".hdd", ".vmdk", ".vdi", ".ova", ".ovf", ".box", ".iso", ".json")
 CERNVM_BRANCH = "v4prod"
 CERNVM_FORMATS = ("hdd", "iso", "vdi", "vmdk", "ova")
 CERNVM_MIN_MEMORY_MIB = 2048
@@ -110,6 +113,29 @@ def vmlog_test_appliance() -> Appliance:
         catalog="built-in",
         local_builder=True,
     )
+
+
+def vagrant_server_url(config_dir: Path) -> str:
+    return (setting(config_dir, "vagrant_server_url", "VAGRANT_SERVER_URL") or VAGRANT_SERVER_URL).rstrip("/")
+
+
+def vagrant_server_appliance(config_dir: Path, name: str, *, insecure: bool = False) -> Appliance | None:
+    """Box ``org/name`` from the Vagrant server's metadata at ``<server>/org/name``; None if ``name`` is not
+    of that form. ``NotFound`` (with what the server said) when the server does not know it."""
+    if "/" not in name or not VAGRANT_NAME.match(name) or name.lower().endswith(FILE_SUFFIXES):
+        return None  # not a box name (an image file that does not exist is not asked of a server)
+    base = vagrant_server_url(config_dir)
+    try:
+        doc = load_document(f"{base}/{name}", insecure=insecure)
+        (appliance,) = parse_vagrant_metadata(doc, source=base)
+    except (DownloadError, InvalidInput, NotFound) as exc:
+        raise NotFound(
+            f"no catalog lists {name!r} and {base} does not offer it: {exc.message}",
+            fix="check the name, or add the box's metadata with `vml catalog add URL`",
+        ) from exc
+    if appliance.name != name:
+        raise NotFound(f"{base} answered for {appliance.name!r} when asked for {name!r}")
+    return appliance
 
 
 def builtin_appliances(config_dir: Path, *, insecure: bool = False) -> list[Appliance]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vmlog.appliances.builtin import builtin_appliances
+from vmlog.appliances.builtin import builtin_appliances, vagrant_server_appliance
 from vmlog.appliances.catalog_format import CATALOG_FORMAT, SAFE_NAME, load_document, parse_catalog
 from vmlog.appliances.model import Appliance, ApplianceVersion, store_name
 from vmlog.appliances.settings import CATALOG_FILE
@@ -102,12 +102,24 @@ class Catalogs:
                     found[appliance.name] = appliance  # a user's catalog may serve vmlog-test
             except VmlogError as exc:
                 self.problems.append(f"catalog {entry.name}: {exc.message}")
+            except (AttributeError, TypeError, ValueError) as exc:  # a field of the wrong type
+                self.problems.append(f"catalog {entry.name}: malformed ({type(exc).__name__})")
         return sorted(found.values(), key=lambda a: a.name)
 
     def get(self, name: str) -> Appliance:
-        for appliance in self.appliances():
+        """The appliance ``name`` names: as its catalog names it (``hashicorp/bionic64``), or by its store
+        name (``hashicorp-bionic64``). A Vagrant name no catalog lists is asked of the Vagrant server, as
+        ``vagrant box add`` does (``$VAGRANT_SERVER_URL`` or ``settings.vagrant_server_url``)."""
+        appliances = self.appliances()
+        for appliance in appliances:
             if appliance.name == name:
                 return appliance
+        for appliance in appliances:
+            if appliance.store_name == name:
+                return appliance
+        found = vagrant_server_appliance(self.config_dir, name, insecure=self.insecure)
+        if found is not None:
+            return found
         raise NotFound(f"no appliance named {name!r} in any catalog", fix="see `vml appliance list`")
 
     def search(self, text: str) -> list[Appliance]:

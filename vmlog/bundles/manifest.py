@@ -2,15 +2,19 @@
 
 The manifest is the bundle's first member and the only thing a signature covers; it names every
 other member with its stored and raw sizes and sha256, so a reader can check everything before
-writing anything. Validation here is structural: types, sizes, names, known features.
+writing anything. Validation here is structural: types, sizes, names, known features, and the
+state's texts and numbers (no control characters in a name, author or signer; a creation time
+that is a finite number of seconds between 1970 and 2200), so nothing from outside reaches a
+terminal raw or crashes a later listing. JSON is parsed by :mod:`vmlog.safejson` (bounded depth).
 """
 
 from __future__ import annotations
 
-import json
+import math
 import re
 from typing import Any
 
+from vmlog import safejson
 from vmlog.bundles.errors import BundleRejected
 
 FORMAT = "vmlstate"
@@ -22,6 +26,12 @@ MEMORY_NAME = "memory.zst"
 MAX_MANIFEST_SIZE = 1 << 20
 MAX_LOGBOOK_SIZE = 16 << 20
 MAX_DISKS = 16
+MAX_JSON_DEPTH = 16
+MAX_CREATED = 7258118400.0  # 2200-01-01: a creation time past it (or before 1970) is refused
+MAX_TEXT = {"id": 64, "name": 200, "author": 200, "project": 200, "parent": 64, "message": 64 << 10}
+MAX_RELEASE_MOUNTS = 64
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 FEATURE_QCOW2_DELTA = "qcow2-delta"
 FEATURE_ZSTD = "zstd"
@@ -97,14 +107,44 @@ def _check_disks(disks: list[Any], base: dict[str, Any], since: Any) -> set[str]
     return names
 
 
+def check_text(value: Any, where: str, *, limit: int = 200, lines: bool = False) -> None:
+    """Refuse a text from outside that is not a string, is too long, or holds control characters."""
+    if not isinstance(value, str) or len(value) > limit:
+        raise _fail(f"{where} must be a string of at most {limit} characters")
+    if (_CONTROL_BUT_LINES if lines else _CONTROL).search(value):
+        raise BundleRejected("control-characters", f"malformed manifest: {where} holds control characters")
+
+
+def _check_state(state: dict[str, Any]) -> None:
+    """The state's record: texts without control characters, a sane creation time, bounded mounts."""
+    for key, limit in MAX_TEXT.items():
+        value = state.get(key)
+        if value is None and key not in ("id",):
+            continue
+        check_text(value, f"state.{key}", limit=limit, lines=key == "message")
+    created = state.get("created")
+    if created is not None and (
+        not isinstance(created, (int, float)) or isinstance(created, bool) or not math.isfinite(created)
+        or not 0 <= created <= MAX_CREATED
+    ):
+        raise BundleRejected("created", "malformed manifest: state.created is not a time between 1970 and 2200")
+    mounts = state.get("release_mounts")
+    if mounts is not None and (
+        not isinstance(mounts, list) or len(mounts) > MAX_RELEASE_MOUNTS or not all(isinstance(m, dict) for m in mounts)
+    ):
+        raise _fail(f"state.release_mounts must be a list of at most {MAX_RELEASE_MOUNTS} objects")
+
+
 def parse(data: bytes) -> dict[str, Any]:
     """Parse and validate manifest bytes; raise :class:`BundleRejected` with what is wrong."""
     if len(data) > MAX_MANIFEST_SIZE:
         raise BundleRejected("manifest-size", f"the manifest is {len(data)} bytes (limit {MAX_MANIFEST_SIZE})")
     try:
-        doc = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise _fail(f"not JSON ({exc})") from exc
+        doc = safejson.loads(data, what="the manifest", max_depth=MAX_JSON_DEPTH, max_bytes=MAX_MANIFEST_SIZE)
+    except safejson.UnsafeJson as exc:
+        raise BundleRejected("manifest-json", str(exc)) from None
+    except ValueError as exc:
+        raise _fail(f"not JSON ({exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise _fail("this is not a vmlstate manifest")
     version = doc.get("format_version")
@@ -129,6 +169,7 @@ def parse(data: bytes) -> dict[str, Any]:
     for key in ("state", "vm_spec", "base", "members"):
         if not isinstance(doc.get(key), dict):
             raise _fail(f"{key} must be an object")
+    _check_state(doc["state"])
     base = doc["base"]
     _hex64(base, "sha256", "base")
     _int(base, "size", "base")
@@ -138,6 +179,11 @@ def parse(data: bytes) -> dict[str, Any]:
     urls = base.get("urls", [])
     if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
         raise _fail("base.urls must be a list of strings")
+    for i, url in enumerate(urls):
+        check_text(url, f"base.urls[{i}]", limit=2048)
+    for key in ("name", "version"):
+        if base.get(key) is not None:
+            check_text(base[key], f"base.{key}")
     since = doc.get("since")
     if since is not None:
         if not isinstance(since, dict) or not isinstance(since.get("state_id"), str):

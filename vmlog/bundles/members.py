@@ -2,7 +2,8 @@
 
 The archive is never extracted. A member is accepted only if it is a regular file with a name that
 stays inside the bundle, appears once, and its stored and decompressed bytes match the manifest
-within the limits of :class:`ReadLimits`.
+within the limits of :class:`ReadLimits`. Extension headers (PAX, GNU long names) are sized from
+the raw header block before ``tarfile`` reads one, since it reads each whole into memory.
 """
 
 from __future__ import annotations
@@ -30,6 +31,35 @@ class ReadLimits:
     max_member_size: int = 64 << 30
     disk_overhead: float = 0.1  # qcow2 metadata allowance over the virtual size
     disk_overhead_floor: int = 64 << 20
+    max_extension_header: int = 64 << 10  # a PAX or GNU long-name header: names and times, never more
+
+
+_EXTENSION_TYPES = (b"x", b"g", b"L", b"K")
+_MAX_CHAINED_EXTENSIONS = 4
+
+
+def _header_size(field: bytes) -> int:
+    if field[:1] and field[0] & 0x80:  # base-256 (GNU)
+        return int.from_bytes(bytes([field[0] & 0x7F]) + field[1:], "big")
+    text = field.split(b"\0", 1)[0].strip()
+    return int(text, 8) if text else 0
+
+
+def check_extension_headers(fh: BinaryIO, offset: int, limit: int) -> None:
+    """Refuse an oversized PAX/GNU extension header at ``offset`` before ``tarfile`` loads it into memory."""
+    for _ in range(_MAX_CHAINED_EXTENSIONS + 1):
+        fh.seek(offset)
+        block = fh.read(512)
+        if len(block) < 512 or block[156:157] not in _EXTENSION_TYPES:
+            return
+        try:
+            size = _header_size(block[124:136])
+        except ValueError:
+            raise BundleRejected("tar-header", "a tar header has an unreadable size field") from None
+        if size > limit:
+            raise BundleRejected("tar-header", f"a tar extension header is {size} bytes (limit {limit})")
+        offset += 512 + (size + 511) // 512 * 512
+    raise BundleRejected("tar-header", "the archive chains too many tar extension headers")
 
 
 class _HashingReader:
@@ -75,6 +105,8 @@ def walk_members(path: Path, limits: ReadLimits) -> Iterator[Iterator[tuple[tarf
         raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
     with fh:
         try:
+            check_extension_headers(fh, 0, limits.max_extension_header)
+            fh.seek(0)
             tf = tarfile.open(fileobj=fh, mode="r:")
         except tarfile.TarError as exc:
             raise BundleRejected("not-a-bundle", f"{path.name} is not a vmlstate archive ({exc})") from exc
@@ -83,6 +115,7 @@ def walk_members(path: Path, limits: ReadLimits) -> Iterator[Iterator[tuple[tarf
             seen: set[str] = set()
             count = 0
             while True:
+                check_extension_headers(fh, tf.offset, limits.max_extension_header)
                 try:
                     info = tf.next()
                 except tarfile.TarError as exc:

@@ -4,11 +4,13 @@ The delta builder must compare the guest view of a chain top with the guest view
 where the chain has allocations, without flattening gigabytes to raw first. qemu-nbd serves any
 format (and its backing chain) over a unix socket, no kernel module or root needed; this client
 speaks just enough of the protocol (fixed newstyle, EXPORT_NAME, simple replies) to read, write
-and write zeroes. Only trusted, vmlog-made images are opened this way.
+and write zeroes. Only trusted, vmlog-made images are opened this way. The server gets
+``PR_SET_PDEATHSIG``: it dies with the vmlog process (thread) that started it.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import struct
@@ -18,6 +20,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from hypervisors import qemu_img
 from vmlog.errors import VmlogError
 
 _NBDMAGIC = b"NBDMAGIC"
@@ -49,12 +52,16 @@ class NbdImage:
         binary = shutil.which("qemu-nbd")
         if binary is None:
             raise NbdError("qemu-nbd is not installed", fix="apt-get install qemu-utils")
-        self._tmp = tempfile.TemporaryDirectory(prefix="vmlog-nbd-")
+        # the directory names this process, so `vml doctor --repair` knows whose it was after a kill -9
+        self._tmp = tempfile.TemporaryDirectory(prefix=f"vmlog-nbd-{os.getpid()}-")
         sock_path = Path(self._tmp.name) / "nbd.sock"
         args = [binary, "-k", str(sock_path), "-f", fmt, "-x", EXPORT, "--cache=writeback"]
         if not writable:
             args.append("-r")
-        self._proc = subprocess.Popen([*args, str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self._proc = subprocess.Popen(  # ends with vmlog, even when vmlog is killed (PR_SET_PDEATHSIG)
+            [*args, str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            preexec_fn=qemu_img.die_with_parent,
+        )
         self._handle = 0
         self._sock = self._connect(sock_path, timeout)
         try:

@@ -14,7 +14,6 @@ place. Any failure removes the staging directory: nothing is left on disk.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from typing import Any, BinaryIO
 
 from hypervisors import qemu_img
 from hypervisors.errors import HypervisorError
+from vmlog import safejson
 from vmlog.bundles import manifest as mf
 from vmlog.bundles.delta import REFERENCE_PLACEHOLDER
 from vmlog.bundles.errors import BundleRejected
@@ -90,6 +90,17 @@ def sha256_file(path: Path) -> str:
     return sha.hexdigest()
 
 
+def _verified_signer(manifest_bytes: bytes, sig: bytes, known: KnownSigners | None) -> SignerInfo:
+    """The signature's signer, after its JSON passed the depth limit; a name with control characters is refused."""
+    try:
+        safejson.check(sig, what="manifest.sig", max_depth=4, max_bytes=MAX_SIGNATURE_MEMBER)
+    except ValueError as exc:
+        raise BundleRejected("signature", f"the signature member is malformed ({exc})") from None
+    signer = verify_signature(manifest_bytes, sig, known)
+    mf.check_text(signer.name, "manifest.sig signer")
+    return signer
+
+
 class BundleReader:
     """Verifies and materialises one ``.vmlstate`` file, treating every byte of it as hostile."""
 
@@ -123,7 +134,7 @@ class BundleReader:
                 name = info.name
                 if name == mf.SIGNATURE_NAME:
                     sig = read_small(info, member, MAX_SIGNATURE_MEMBER, "signature")
-                    signer = verify_signature(manifest_bytes, sig, self.known_signers)
+                    signer = _verified_signer(manifest_bytes, sig, self.known_signers)
                     continue
                 if name not in entries:
                     raise BundleRejected("unexpected", f"member {name!r} is not listed in the manifest")
@@ -134,9 +145,9 @@ class BundleReader:
                         raise BundleRejected("logbook", "the logbook excerpt is too large")
                     stream_member(info, member, entries[name], doc, data.extend, self.limits)
                     try:
-                        logbook = json.loads(bytes(data))
+                        logbook = safejson.loads(bytes(data), what="logbook.json", max_bytes=mf.MAX_LOGBOOK_SIZE)
                     except ValueError as exc:
-                        raise BundleRejected("logbook", f"logbook.json is not JSON ({exc})") from exc
+                        raise BundleRejected("logbook", f"logbook.json is not usable JSON ({exc})") from None
                     if not isinstance(logbook, list) or not all(isinstance(r, dict) for r in logbook):
                         raise BundleRejected("logbook", "logbook.json must be a list of objects")
                     continue
@@ -283,3 +294,48 @@ class BundleReader:
             raise
         memory = dest / "memory.img" if doc.get("memory") else None
         return MaterialisedState(dest, {label: dest / p.name for label, p in disks.items()}, memory, bundle)
+
+
+class PreparedReader(BundleReader):
+    """A reader whose layers were already materialised (and so fully checked) before any project existed.
+
+    ``vml state import`` into a new project materialises first, into a work directory, so that a refusal
+    leaves no project behind; :meth:`materialise` then only moves the checked layers to where the
+    project's driver wants them (same file system: renames), instead of reading the bundle again.
+    """
+
+    def __init__(self, reader: BundleReader, prepared: MaterialisedState) -> None:
+        super().__init__(reader.path, known_signers=reader.known_signers, limits=reader.limits)
+        self._verified = reader.verify()
+        self.prepared = prepared
+
+    def materialise(
+        self,
+        dest: Path,
+        *,
+        base: LocalReference,
+        since_layers: dict[str, Path] | None = None,
+        since_id: str | None = None,
+        since_digest: str | None = None,
+        layer_name: Callable[[str], str] = lambda label: f"{label}.qcow2",
+    ) -> MaterialisedState:
+        bundle = self.verify()
+        self._check_references(bundle, base, since_layers, since_id, since_digest)
+        dest = Path(dest)
+        if dest.exists():
+            raise AlreadyExists(f"{dest} already exists", fix="import into a new directory")
+        dest.mkdir(parents=True)
+        try:
+            disks = {}
+            for label, path in self.prepared.disks.items():
+                disks[label] = dest / layer_name(label)
+                shutil.move(path, disks[label])
+            memory = None
+            if self.prepared.memory is not None and self.prepared.memory.exists():
+                memory = dest / "memory.img"
+                shutil.move(self.prepared.memory, memory)
+            fsync_dir(dest)
+        except BaseException:
+            shutil.rmtree(dest, ignore_errors=True)
+            raise
+        return MaterialisedState(dest, disks, memory, bundle)

@@ -12,7 +12,7 @@ from rich.text import Text
 from vmlog.app import exchange
 from vmlog.app.mail import MAIL_ATTACHMENT_LIMIT, SmtpSettings, load_settings, save_settings
 from vmlog.app.types import VerifiedBundle, Workspace
-from vmlog.cli.output import info, out, print_json, warn
+from vmlog.cli.output import info, one_line, out, print_json, warn
 from vmlog.cli.progress import status
 from vmlog.errors import NotFound
 
@@ -97,7 +97,8 @@ def _ask(bundle: VerifiedBundle) -> bool:
     """Ask on the terminal; without one (scripts, pipes) the answer is no."""
     if not sys.stdin.isatty():
         return False
-    return typer.confirm(f"Import {bundle.path.name} ({exchange.describe_signer(bundle.signer)}) anyway?")
+    signer = one_line(exchange.describe_signer(bundle.signer))
+    return typer.confirm(f"Import {one_line(bundle.path.name)} ({signer}) anyway?")
 
 
 def import_(
@@ -129,8 +130,9 @@ def import_(
         reader = exchange.open_bundle(file)
     bundle = reader.verify()
     state = bundle.state
-    info(f"{file.name}: state {str(state.get('id'))[:12]} {state.get('name') or ''} by {state.get('author')}")
-    info(f"  {exchange.describe_signer(bundle.signer)}")
+    named = one_line(f"{str(state.get('id'))[:12]} {state.get('name') or ''} by {state.get('author')}")
+    info(f"{one_line(file.name)}: state {named}")
+    info(f"  {one_line(exchange.describe_signer(bundle.signer))}")
     exchange.check_trust(bundle, trust=trust, confirm=_ask)  # asks outside the spinner
     with status(f"Importing {file.name}") as progress:
         result = exchange.import_state(

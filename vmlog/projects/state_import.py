@@ -7,25 +7,40 @@ Semantics the bundle format leaves to the project layer:
   the ``since`` state for an incremental one.
 * A full bundle becomes a new project, or a new branch of the named project if that project
   exists on the same base; an incremental bundle goes into the project that holds its ``since`` state.
+* Every check runs before anything is created: a new project's layers are materialised (and so
+  vetted) in ``cache/vmlstate-import-PID-*`` first (:func:`prepared_layers`), and a refusal is one
+  logbook row saying so (``vmlog.app.refusals``), not a project made and removed again.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import secrets
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hypervisors import registry
-from vmlog.bundles import BundleRejected, VerifiedBundle
+from vmlog.bundles import BundleReader, BundleRejected, VerifiedBundle
+from vmlog.bundles.reader import PreparedReader
 from vmlog.errors import InvalidInput, NotFound
+from vmlog.fsutil import atomic_write_text
 from vmlog.projects.driver import IncomingState, Progress, StateDriver, no_progress
-from vmlog.projects.incoming import check_base, check_fits
+from vmlog.projects.incoming import base_reference, check_base, check_fits
 from vmlog.projects.model import State
 from vmlog.projects.names import check_project_name
 from vmlog.projects.sender_log import write_sender_logbook
 from vmlog.projects.state_export import file_part
 from vmlog.projects.store import ProjectFiles, ProjectStore
+from vmlog.store.images import StoredImage
+
+IMPORT_WORK_PREFIX = "vmlstate-import-"
+IMPORT_RECORD = "import.json"
 
 _STATE_ID = re.compile(r"^[0-9a-f]{8,64}$")
 
@@ -112,3 +127,21 @@ def add_bundle_state(
     state = driver.add_state(files, incoming, work=work, progress=progress)
     write_sender_logbook(files, state.id, incoming.bundle.logbook)
     return state
+
+
+@contextmanager
+def prepared_layers(reader: BundleReader, image: StoredImage, cache: Path, project: str) -> Iterator[BundleReader]:
+    """The bundle's layers materialised and vetted in a work directory, before ``project`` is made for them.
+
+    The directory carries this process's id and names the project it is for (``import.json``), so
+    ``vml doctor --repair`` removes a project a crash left half-imported, and the directory.
+    """
+    cache.mkdir(parents=True, exist_ok=True)
+    work = cache / f"{IMPORT_WORK_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+    work.mkdir(mode=0o700)
+    record = {"project": project, "state_id": reader.verify().state.get("id")}
+    atomic_write_text(work / IMPORT_RECORD, json.dumps(record) + "\n")
+    try:
+        yield PreparedReader(reader, reader.materialise(work / "layers", base=base_reference(image)))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

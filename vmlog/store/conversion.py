@@ -1,7 +1,7 @@
 """Conversions of a stored image to another disk format: made once with qemu-img, kept read-only.
 
-The original's format is always given to qemu-img (never probed), and a qcow2 that names a backing
-or data file is refused: a store image must stand alone.
+The original passes the image gate again (a store image must stand alone), qemu-img reads it only
+through ``--image-opts`` (this file, no backing), and the result is gated too before it is kept.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from pathlib import Path
 
 from hypervisors import qemu_img
 from hypervisors.errors import HypervisorError
-from vmlog.errors import IntegrityError, InvalidInput, VmlogError
+from vmlog.errors import InvalidInput, VmlogError
 from vmlog.fsutil import fsync_dir
 from vmlog.store._files import file_lock
+from vmlog.store.image_gate import GatedImage, check_image
 from vmlog.store.model import StoredImage
 
 CONVERTIBLE_TARGETS = ("raw", "qcow2", "vmdk", "vdi", "vhdx", "vpc")
@@ -47,7 +48,8 @@ def convert_once(image: StoredImage, fmt: str, target_dir: Path, lock_path: Path
         tmp = target_dir / f".{target.name}.tmp-{secrets.token_hex(4)}"
         try:
             options = {"cluster_size": "65536"} if fmt == "qcow2" else None
-            qemu_img.convert(image.path, tmp, src_format=src_fmt, dest_format=fmt, options=options)
+            qemu_img.convert(image.path, tmp, src_format=src_fmt, dest_format=fmt, options=options, isolated=True)
+            check_image(tmp, fmt, what=f"the {fmt} conversion of {image.name}-{image.version}")
             fd = os.open(tmp, os.O_RDONLY)
             try:
                 os.fsync(fd)
@@ -66,18 +68,6 @@ def convert_once(image: StoredImage, fmt: str, target_dir: Path, lock_path: Path
     return target
 
 
-def check_standalone(image: StoredImage) -> None:
-    """Refuse an image qemu-img cannot read, or one that names a backing or data file."""
-    try:
-        details = qemu_img.info(image.path, image.qemu_format, limits=True)
-    except HypervisorError as exc:
-        raise IntegrityError(
-            f"{image.name}-{image.version} is not a valid {image.format} image: {exc.message}"
-        ) from exc
-    specific = details.get("format-specific", {}).get("data", {})
-    backing = details.get("backing-filename") or details.get("full-backing-filename")
-    if backing or specific.get("data-file"):
-        raise IntegrityError(
-            f"{image.name}-{image.version} refers to another file (backing or data file); refused",
-            fix="use an image that stands alone",
-        )
+def check_standalone(image: StoredImage) -> GatedImage:
+    """Refuse a stored image that is not a standalone image of its format (see ``image_gate``)."""
+    return check_image(image.path, image.format, what=f"{image.name}-{image.version}")

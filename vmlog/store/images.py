@@ -10,7 +10,8 @@ Layout under the store root (``paths.home().images``)::
     .locks/<sha256>.lock                 serialises add/remove/ref changes of one image
 
 An entry appears by renaming a complete staging directory, so a crash never leaves a half-written
-image under its digest; ``list()`` ignores everything that is not a complete entry.
+image under its digest; ``list()`` ignores everything that is not a complete entry. Every file passes
+the image gate (``image_gate.check_entering``) before it becomes an entry: a refused one leaves nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from vmlog.fsutil import atomic_write_text, fsync_dir
 from vmlog.store._files import file_lock
 from vmlog.store.conversion import convert_once
 from vmlog.store.hashing import copy_hashed, hash_file
+from vmlog.store.image_gate import check_entering
 from vmlog.store.model import StoredImage
 
 MIN_PREFIX = 8
@@ -185,6 +187,7 @@ class ImageStore:
                     f"{src.name}: sha256 is {sha256}, expected {expected_sha256.lower()}",
                     fix="the file is corrupt or not the image you meant; download it again",
                 )
+            check_entering(staged, format, what=f"{name}-{version} ({src.name})")
             os.chmod(staged, 0o444)
             self._write_meta(stage, name, version, format, size, file_name, urls, arch, sha256)
             with self._lock(sha256):
@@ -223,7 +226,8 @@ class ImageStore:
 
         The downloader hashes while it streams into its partial file; hashing the file a second
         time would double the cost of every pull. ``src`` must be on the store's filesystem (it is
-        renamed, not copied); anything else goes through :meth:`add_file`.
+        renamed, not copied); anything else goes through :meth:`add_file`. A file the image gate
+        refuses is deleted (it is the caller's verified download, of no further use).
         """
         src = Path(src)
         sha256 = sha256.lower()
@@ -232,6 +236,11 @@ class ImageStore:
         for what, value in (("name", name), ("version", version), ("format", format), ("arch", arch)):
             _check_part(what, value)
         self._ensure()
+        try:
+            check_entering(src, format, what=f"{name}-{version}")
+        except InvalidInput:
+            src.unlink(missing_ok=True)
+            raise
         existing = self.find(sha256)
         if existing is not None:
             with self._lock(sha256):

@@ -109,3 +109,23 @@ def test_ctrl_c_keeps_partial_then_resume(http_server, served, tmp_path: Path) -
     last = http_server.log[-1]
     assert last.range == f"bytes={kept}-" and last.sent == SIZE - kept
     assert not part.exists()
+
+
+def test_appliance_pull_by_vagrant_name(http_server, tmp_path: Path) -> None:
+    """`vml appliance pull hashicorp/bionic64` as a Vagrant user types it, from a Vagrant metadata catalog."""
+    from boxmaker import VAGRANT, convert, pack, provider, raw_disk, vagrant_metadata
+
+    raw = raw_disk(tmp_path / "r.raw")
+    box = pack(tmp_path / "b.box", [("./metadata.json", VAGRANT / "libvirt-v1" / "metadata.json"),
+                                    ("./box.img", convert(raw, tmp_path / "box.img", "qcow2"))])  # fmt: skip
+    url = http_server.add("/b.box", box)
+    doc = vagrant_metadata("hashicorp/bionic64", {"1.0.282": [provider("libvirt", url, box)]})
+    metadata = tmp_path / "bionic64.json"
+    metadata.write_text(json.dumps(doc))
+    home = tmp_path / "home"
+    assert _vml(home, "catalog", "add", str(metadata)).returncode == 0
+    pulled = _vml(home, "appliance", "pull", "hashicorp/bionic64", "--json")
+    assert pulled.returncode == 0, pulled.stderr
+    result = json.loads(pulled.stdout)
+    assert result["appliance"] == "hashicorp/bionic64" and result["image"]["name"] == "hashicorp-bionic64"
+    assert result["version"] == "1.0.282" and result["image"]["format"] == "qcow2"

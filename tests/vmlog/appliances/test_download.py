@@ -38,7 +38,7 @@ def _sha(data: bytes, algo: str = "sha256") -> tuple[str, str]:
 def _fetch(urls, store, downloads, data, **kw):
     kw.setdefault("digest", _sha(data))
     kw.setdefault("size", len(data))
-    return fetch(urls, store, name="demo", version="1.0", format="qcow2", downloads=downloads, **kw)
+    return fetch(urls, store, name="demo", version="1.0", format="raw", downloads=downloads, **kw)
 
 
 def _store_is_empty(store: ImageStore) -> bool:

@@ -13,6 +13,7 @@ import pytest
 from hypervisors import qemu_img
 from vmlog.errors import Busy, IntegrityError, InvalidInput, NotFound
 from vmlog.store import ImageStore
+from vmlog.store.image_gate import HostileImage
 
 
 def _payload(tmp_path: Path, data: bytes, name: str = "src.img") -> tuple[Path, str]:
@@ -62,7 +63,7 @@ def test_expected_digest_mismatch_leaves_nothing(store: ImageStore, tmp_path: Pa
 
 def test_move_removes_source(store: ImageStore, tmp_path: Path) -> None:
     src, sha = _payload(tmp_path, b"moving bytes" * 1000)
-    image = store.add_file(src, name="demo", version="2", format="qcow2", move=True, expected_sha256=sha)
+    image = store.add_file(src, name="demo", version="2", format="raw", move=True, expected_sha256=sha)
     assert not src.exists()
     assert hashlib.sha256(image.path.read_bytes()).hexdigest() == sha
 
@@ -170,7 +171,12 @@ def test_converted_is_made_once_and_same_guest_bytes(store: ImageStore, tmp_path
 def test_converted_refuses_qcow2_with_backing_file(store: ImageStore, tmp_path: Path) -> None:
     base = qemu_img.create(tmp_path / "base.qcow2", "qcow2", 1024 * 1024)
     overlay = qemu_img.create_overlay(tmp_path / "evil.qcow2", base, "qcow2")
-    image = store.add_file(overlay, name="evil", version="1", format="qcow2")
-    with pytest.raises(IntegrityError, match="backing"):
-        store.converted(image.sha256, "raw")
-    assert not (store.root / image.sha256 / "converted" / "evil-1.raw").exists()
+    with pytest.raises(HostileImage, match="backing"):
+        store.add_file(overlay, name="evil", version="1", format="qcow2")
+    assert store.list() == []
+    plain = store.add_file(base, name="evil", version="1", format="qcow2")
+    os.chmod(plain.path, 0o644)
+    plain.path.write_bytes(overlay.read_bytes())  # an entry changed behind the store's back
+    with pytest.raises(HostileImage, match="backing"):
+        store.converted(plain.sha256, "raw")
+    assert not (store.root / plain.sha256 / "converted" / "evil-1.raw").exists()

@@ -17,7 +17,7 @@ from hypervisors.errors import BackendUnavailable
 from vmlog.app.doctor import diagnose
 from vmlog.app.refusals import refusal_logged
 from vmlog.appliances.catalog import CATALOG_FORMAT, Appliance, ApplianceVersion, CatalogEntry, Catalogs, store_name
-from vmlog.appliances.pull import PulledAppliance, choose_image, pull
+from vmlog.appliances.pull import PulledAppliance, choose_image, pull, stored_versions
 from vmlog.errors import InvalidInput
 from vmlog.store.images import StoredImage
 from vmlog.testappliance.build import APPLIANCE_NAME as TEST_APPLIANCE
@@ -104,7 +104,7 @@ def list_appliances(search: str | None = None, *, ctx: Workspace | None = None) 
     ctx = workspace(ctx)
     catalogs = _catalogs(ctx)
     found = catalogs.search(search) if search else catalogs.appliances()
-    pulled = {(i.name, i.version) for i in ctx.images.list()}
+    pulled = stored_versions(ctx.images)
     rows = [ApplianceRow(a, sorted(v for (n, v) in pulled if n == store_name(a.name))) for a in found]
     return ApplianceListing(rows, list(catalogs.problems))
 
@@ -168,7 +168,7 @@ def pull_for_backend(
     appliance, version = found.appliance, found.version
     native = registry.backend_class(backend).native_disk_format
     source = choose_image(version, disk_format=native)
-    if source.format in ("iso", "ova"):
+    if source.format == "iso":
         raise InvalidInput(
             f"{appliance.name} {version.version} comes only as {source.format}, which setup cannot boot yet",
             fix="ask the catalog for a disk image (hdd, raw, qcow2, vmdk, vdi)",

@@ -155,5 +155,6 @@ def check_projects(*, repair: bool = False, ctx: Workspace | None = None) -> Sto
         except VmlogError:
             pass
 
-    return check_store(ctx.projects, repair=repair, release_ref=release, backend_for=backend_for)
+    return check_store(ctx.projects, repair=repair, release_ref=release, backend_for=backend_for,
+                       locks_dir=ctx.home.locks)
 

@@ -122,6 +122,8 @@ def check_leftovers(*, repair: bool = False, ctx: Workspace | None = None) -> Ch
         lines.append(leftover.what + done)
     if repair:
         return Check("leftovers", True, f"cleaned up {len(found)} leftover(s)", warnings=lines)
+    if all(leftover.harmless for leftover in found):
+        return Check("leftovers", True, f"{len(found)} partial download(s) kept for resuming", warnings=lines)
     return Check("leftovers", False, f"{len(found)} leftover(s) of interrupted commands",
                  fix="run `vml doctor --repair`", warnings=lines)
 
@@ -155,5 +157,6 @@ def check_projects(*, repair: bool = False, ctx: Workspace | None = None) -> Sto
         except VmlogError:
             pass
 
-    return check_store(ctx.projects, repair=repair, release_ref=release, backend_for=backend_for)
+    return check_store(ctx.projects, repair=repair, release_ref=release, backend_for=backend_for,
+                       locks_dir=ctx.home.locks)
 

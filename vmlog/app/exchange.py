@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,22 @@ class SendResult:
     notes: list[str] = field(default_factory=list)
 
 
+@contextlib.contextmanager
+def _disk_space(where: Path) -> Iterator[None]:
+    """A full disk (or quota) while writing is said as such, with the fix, instead of a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise
+        raise VmlogError(
+            f"not enough free disk space to write {exc.filename or where} ({os.strerror(exc.errno)});"
+            " nothing was kept",
+            fix=f"free space on the disk holding {where} (`vml appliance rm` of unused images helps), then run"
+            " the command again",
+        ) from None
+
+
 # -- export --------------------------------------------------------------------------------------
 def export_state(
     project_name: str | None,
@@ -121,7 +138,8 @@ def export_state(
     """
     ctx = workspace(ctx)
     name = projects.resolve_project(project_name, ctx)
-    with session(ctx, name, "state export", ref=ref, since=since, memory=with_memory) as op:
+    with session(ctx, name, "state export", ref=ref, since=since, memory=with_memory) as op, \
+            _disk_space(Path(out) if out is not None else Path.cwd()):
         files = ctx.projects.get(name)
         project = files.load()
         all_states = files.states()
@@ -205,7 +223,7 @@ def import_state(
     """
     ctx = workspace(ctx)
     path = bundle.path if isinstance(bundle, BundleReader) else Path(bundle)
-    with contextlib.ExitStack() as stack:
+    with contextlib.ExitStack() as stack, _disk_space(ctx.home.data):
         with refusal_logged(ctx.logbook, project, file=path.name):
             progress("verifying the bundle", 0.05)
             reader = bundle if isinstance(bundle, BundleReader) else open_bundle(bundle, ctx=ctx, log_refusal=False)

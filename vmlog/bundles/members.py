@@ -8,6 +8,7 @@ the raw header block before ``tarfile`` reads one, since it reads each whole int
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import tarfile
 from collections.abc import Callable, Iterator
@@ -34,6 +35,7 @@ class ReadLimits:
     max_extension_header: int = 64 << 10  # a PAX or GNU long-name header: names and times, never more
 
 
+WRITE_FAILURES = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 _EXTENSION_TYPES = (b"x", b"g", b"L", b"K")
 _MAX_CHAINED_EXTENSIONS = 4
 
@@ -200,6 +202,8 @@ def stream_member(
                     write(data)
             raw_size, raw_sha = src.size, src.sha.hexdigest()
     except (tarfile.TarError, OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno in WRITE_FAILURES:
+            raise  # this machine's disk, not the bundle: the caller says so
         raise BundleRejected("truncated", f"member {name!r} is truncated ({exc})") from exc
     if src.size != entry["stored_size"] or src.sha.hexdigest() != entry["stored_sha256"]:
         raise BundleRejected("digest", f"member {name!r} does not match its sha256 in the manifest")

@@ -41,6 +41,7 @@ class Leftover:
     what: str
     remove: Callable[[], object]
     project: str | None = None
+    harmless: bool = False  # kept on purpose until repaired (a partial download a pull resumes)
 
 
 def pid_alive(pid: int) -> bool:
@@ -135,7 +136,8 @@ def _downloads_and_staging(home: VmlogHome) -> Iterator[Leftover]:
     for part in sorted(downloads.glob("*.part")) if downloads.is_dir() else ():
         if _locks_free(downloads, part.name.removesuffix(".part") + ".lock"):
             size = part.stat().st_size if part.exists() else 0
-            yield Leftover(f"partial download {part.name} ({size} bytes)", lambda p=part: p.unlink(missing_ok=True))
+            yield Leftover(f"partial download {part.name} ({size} bytes, resumed by the next pull)",
+                           lambda p=part: p.unlink(missing_ok=True), harmless=True)
     staging = home.images / ".staging"
     now = time.time()
     for entry in sorted(staging.iterdir()) if staging.is_dir() else ():

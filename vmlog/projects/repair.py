@@ -2,8 +2,8 @@
 
 What a kill -9 can leave, given the write order of :mod:`vmlog.projects.overlay_chain`:
 temp files, half-built or half-deleted project directories, state directories without
-``state.json``, layer files nothing names, an *uncommitted* save (a state whose layer is still the
-live layer), a live layer missing. Saved states are never touched except to finish an
+``state.json``, layers of a killed import, layer files nothing names, an *uncommitted* save (a
+state whose layer is still the live layer), a live layer missing. Saved states are never touched except to finish an
 interrupted save. Projects on a native-tree backend (VirtualBox, VMware) are also compared with the
 hypervisor's snapshot tree (:func:`vmlog.projects.native_reconcile.reconcile`).
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from hypervisors.base import Hypervisor, VMState
 from hypervisors.errors import HypervisorError
-from vmlog import fsutil
+from vmlog import fsutil, locking
 from vmlog.projects import native_reconcile, native_tree
 from vmlog.projects.model import Project, State
 from vmlog.projects.store import NEW_PREFIX, STATE_FILE, TRASH_PREFIX, ProjectFiles, ProjectStore
@@ -58,7 +58,7 @@ def _remove_tree(path: Path) -> None:
 
 
 def check_store(
-    store: ProjectStore, *, repair: bool = False, release_ref=None, backend_for=None
+    store: ProjectStore, *, repair: bool = False, release_ref=None, backend_for=None, locks_dir: Path | None = None
 ) -> StoreReport:
     """Check every project; with ``repair`` fix what can be fixed without losing a saved state.
 
@@ -85,6 +85,10 @@ def check_store(
                 finding.repaired = True
             report.findings.append(finding)
     for name in store.names():
+        busy = locking.holder(locks_dir, name) if locks_dir is not None else None
+        if busy is not None:  # being changed right now: its work in progress is not debris
+            report.findings.append(Finding(name, f"in use ({busy})", "checked later", repaired=True))
+            continue
         files = store.files(name)
         project = files.load()
         # a native-tree project is checked against the hypervisor's snapshot tree, also without repair
@@ -172,6 +176,11 @@ def _debris(check: _Check) -> None:
                 "delete it",
                 lambda p=path: p.unlink(missing_ok=True),
             )
+    # layers of an import killed before they were placed (``.import-*``, ``..import-*.partial-PID``)
+    for directory in sorted(files.root.glob("*.import-*")):
+        if directory.is_dir() and directory.name.lstrip(".").startswith("import-"):
+            found(f"layers of an interrupted import {directory.name}", "delete them",
+                  lambda d=directory: _remove_tree(d))
     # state directories without state.json
     if files.states_dir.is_dir():
         for directory in sorted(files.states_dir.iterdir()):

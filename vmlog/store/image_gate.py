@@ -32,7 +32,10 @@ from vmlog.store.image_headers import (
     read_tail,
 )
 
-__all__ = ["ARCHIVE_KINDS", "DISK_FORMATS", "GatedImage", "HostileImage", "check_image", "detect_format"]
+__all__ = [
+    "ARCHIVE_KINDS", "DISK_FORMATS", "GatedImage", "HostileImage", "check_entering", "check_image", "detect_format",
+    "printable",
+]
 
 DEFAULT_MAX_VIRTUAL_SIZE = 16 << 40  # 16 TiB: more than any appliance, far less than a qcow2 can claim
 DISK_FORMATS = ("raw", "qcow2", "vmdk", "vdi", "vhdx", "vpc")

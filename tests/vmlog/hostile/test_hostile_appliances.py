@@ -137,3 +137,20 @@ def test_a_benign_catalog_image_is_pulled(fmt: str, vmlog_home: Path, tmp_path: 
     register_catalog(vmlog_home, served, "good", fmt, image)
     code, err = run_vml(monkeypatch, capsys, "appliance", "pull", "good")
     assert code == 0, err
+
+
+@pytest.mark.parametrize("document", ["[" * 100_000 + "]" * 100_000, '{"vmlog_catalog": 1, "appliances": "evil"}',
+                                      '{"vmlog_catalog": 1, "appliances": [{"name": "x", "versions": "1"}]}',
+                                      '{"vmlog_catalog": 1, "appliances": [{"name": "x", "versions": [{"version": '
+                                      '"1", "boot": "string", "images": {}}]}]}'])
+def test_a_registered_catalog_turned_hostile_does_not_break_the_listing(document: str, vmlog_home: Path,
+                                                                        monkeypatch, capsys) -> None:
+    path = vmlog_home / "catalog.json"
+    path.write_text(document)
+    (vmlog_home / "config").mkdir(parents=True, exist_ok=True)
+    registered = {"catalogs": [{"name": "turned", "location": str(path)}]}
+    (vmlog_home / "config" / "catalogs.json").write_text(json.dumps(registered))
+    code, err = run_vml(monkeypatch, capsys, "appliance", "list")
+    assert code == 0 and "Traceback" not in err, err
+    code, err = run_vml(monkeypatch, capsys, "appliance", "info", "vmlog-test")
+    assert code == 0, err

@@ -56,6 +56,8 @@ def test_leftovers_of_dead_processes_are_found_and_removed(vmlog_home: Path, tmp
     assert not list(home.downloads.glob("*.part")) and not staging.exists()
     assert not list((home.cache / "exports").iterdir())
     assert doctor.check_leftovers().summary == "nothing left behind by interrupted commands"
+    (home.downloads / "sha256-ef.part").write_bytes(b"p")
+    assert doctor.check_leftovers().ok  # a partial download alone is kept for resuming
 
 
 def test_work_of_live_processes_is_left_alone(vmlog_home: Path, tmp_path: Path) -> None:
@@ -78,7 +80,7 @@ def test_work_of_live_processes_is_left_alone(vmlog_home: Path, tmp_path: Path) 
     finally:
         os.close(lock)
     assert [f.what for f in find_leftovers(home)] == [
-        "work directory vmlstate-export-busy", "partial download sha256-cd.part (1 bytes)"
+        "work directory vmlstate-export-busy", "partial download sha256-cd.part (1 bytes, resumed by the next pull)"
     ]
 
 

@@ -20,6 +20,7 @@ from hypervisors import qemu_img
 from hypervisors.base import Capability, Hypervisor, NativeSnapshot, Probe, SnapshotDisk, SnapshotModel, VMState
 from hypervisors.errors import InvalidState, OperationTimeout, Unsupported, VMExists, VMNotFound
 from hypervisors.spec import DiskSpec, VMSpec, check_vm_name
+from hypervisors.virtualbox import media
 from hypervisors.virtualbox.diagnostics import BACKEND
 from hypervisors.virtualbox.machinereadable import parse_info, parse_snapshot_tree, parse_vm_list
 from hypervisors.virtualbox.probe import probe_virtualbox
@@ -268,6 +269,10 @@ class VirtualBoxHypervisor(Hypervisor):
 
     def disk_tops(self, name: str) -> dict[str, Path]:
         return {label: Path(self._top_medium(name, label)[1]) for label in self._labels(name)}
+
+    def top_has_data(self, path: Path) -> bool:
+        """Whether a current differencing image (``Snapshots/{uuid}.vdi``) holds unsaved writes, from its header."""
+        return media.top_has_data(Path(path))
 
     def export_disk(self, name: str, label: str, dest: Path, fmt: str = "qcow2") -> Path:
         """Flatten the disk's chain with VirtualBox's own ``clonemedium`` (a full, standalone VDI)."""

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from chain_helpers import write_pattern
+from simulators.disk_files import content_format
 from simulators.fixtures import simulated_tools  # noqa: F401 - fixture
 
 from hypervisors import qemu_img
@@ -42,7 +43,7 @@ def native_view(files: ProjectFiles, dest: Path) -> Path:
     project = files.load()
     with open_backend(project) as hv:
         top = Path(hv.disk_tops(project.vm_name)["system"])
-    fmt = {".qcow2": "qcow2", ".vmdk": "vmdk"}[top.suffix]
+    fmt = content_format(top)
     return qemu_img.convert(top, dest, src_format=fmt, dest_format="raw")
 
 
@@ -132,7 +133,7 @@ def test_native_import_refusals(
     project = files.load()
     with open_backend(project) as hv:
         top = Path(hv.disk_tops(project.vm_name)["system"])
-    write_pattern(top, 0x55, 0, fmt={".qcow2": "qcow2", ".vmdk": "vmdk"}[top.suffix])
+    write_pattern(top, 0x55, 0, fmt=content_format(top))
     with pytest.raises(InvalidInput, match="unsaved changes"):
         exchange.import_state(incr.path, trust=True, ctx=ctx)
     assert set(files.states()) == {s1}

@@ -81,7 +81,12 @@ def test_libvirt_state_round_trip_through_native_project(
     assert state.native_id and state.name == "s1"
     assert qemu_img.compare(native_view(files, tmp_path / "v1.raw"), "raw", libvirt_layer(ctx, "src", s1), "qcow2")
 
-    # the incremental bundle lands on s1's snapshot; the hypervisor's tree agrees with vmlog's
+    # the incremental bundle lands on s1's snapshot; the hypervisor's tree agrees with vmlog's. The VM's
+    # current disk carries the name the hypervisor gives it (VirtualBox: Snapshots/{uuid}.vdi, which
+    # qemu-img cannot open by name), and the import must not take it for unsaved changes
+    with open_backend(files.load()) as hv:
+        live_top = Path(hv.disk_tops(project.vm_name)["system"])
+    assert live_top.suffix == (".vdi" if backend == "virtualbox" else ".vmdk")
     result = exchange.import_state(incr.path, trust=True, ctx=ctx)
     assert result.project == "dst" and result.since_id == s1
     states = files.states()

@@ -22,7 +22,7 @@ from hypervisors.errors import InvalidState, OperationTimeout, Unsupported, VMEx
 from hypervisors.spec import DiskSpec, VMSpec, check_vm_name
 from hypervisors.virtualbox import media
 from hypervisors.virtualbox.diagnostics import BACKEND
-from hypervisors.virtualbox.machinereadable import parse_info, parse_snapshot_tree, parse_vm_list
+from hypervisors.virtualbox.machinereadable import parse_info, parse_medium_info, parse_snapshot_tree, parse_vm_list
 from hypervisors.virtualbox.probe import probe_virtualbox
 from hypervisors.virtualbox.settings import ControlChannel, define_commands, disk_slots
 from hypervisors.virtualbox.states import map_state
@@ -146,13 +146,7 @@ class VirtualBoxHypervisor(Hypervisor):
         return bases
 
     def _medium_info(self, ref: str) -> dict[str, str]:
-        out = self.tool.run(["showmediuminfo", "disk", ref])
-        fields: dict[str, str] = {}
-        for line in out.splitlines():
-            key, sep, value = line.partition(":")
-            if sep and key.strip() not in fields:
-                fields[key.strip()] = value.strip()
-        return fields
+        return parse_medium_info(self.tool.run(["showmediuminfo", "disk", ref]))
 
     def _base_of(self, medium_uuid: str) -> str:
         fields = self._medium_info(medium_uuid)

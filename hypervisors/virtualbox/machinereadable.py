@@ -68,6 +68,21 @@ def _unescape(value: str) -> str:
     return re.sub(r'\\(["\\])', r"\1", value)
 
 
+def parse_medium_info(text: str) -> dict[str, str]:
+    """``showmediuminfo``'s ``Key:   value`` lines (first occurrence wins; continuation lines are skipped)."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() and not line[:1].isspace() and key.strip() not in fields:
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+def parse_medium_list(text: str) -> list[dict[str, str]]:
+    """``list hdds``: blocks of ``Key: value`` lines separated by blank lines."""
+    return [fields for block in re.split(r"\n\s*\n", text) if (fields := parse_medium_info(block))]
+
+
 def parse_vm_list(text: str) -> dict[str, str]:
     """``"name" {uuid}`` lines to {name: uuid}."""
     vms: dict[str, str] = {}

@@ -132,7 +132,7 @@ def cmd_list(args: list[str]) -> int:
                 out(f"UUID:           {med['uuid']}")
                 out(f"Parent UUID:    {med['parent'] or 'base'}")
                 out("State:          created")
-                out(f"Type:           {med['type']}")
+                out(f"Type:           {med['type']} ({'differencing' if med['parent'] else 'base'})")
                 out(f"Location:       {med['location']}")
                 out(f"Storage format: {reg.storage_format(med)}")
                 out(f"Capacity:       {med['capacity'] // (1024 * 1024)} MBytes")

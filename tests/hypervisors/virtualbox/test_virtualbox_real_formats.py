@@ -20,7 +20,7 @@ from hypervisors.base import VMState
 from hypervisors.spec import DiskSpec, NicSpec, PortForward, VMSpec
 from hypervisors.virtualbox import VirtualBoxHypervisor, media
 from hypervisors.virtualbox.diagnostics import vboxdrv_missing
-from hypervisors.virtualbox.machinereadable import parse_info, parse_snapshot_tree
+from hypervisors.virtualbox.machinereadable import parse_info, parse_medium_info, parse_medium_list, parse_snapshot_tree
 from hypervisors.virtualbox.mainapi import MainApiControl
 from hypervisors.virtualbox.probe import probe_virtualbox
 from hypervisors.virtualbox.states import main_api_states
@@ -152,3 +152,25 @@ def test_vdi_header_counts_allocated_blocks(tmp_path):
     assert media.vdi_blocks_allocated(image) == 1 and media.top_has_data(image)
     (tmp_path / "junk.vdi").write_bytes(b"\0" * 1024)
     assert media.top_has_data(tmp_path / "junk.vdi")  # unreadable: assume changes
+
+
+def test_medium_listings_of_virtualbox_and_of_the_simulator_read_alike(vbox, tmp_path):
+    base = parse_medium_info((REAL / "showmediuminfo-base.txt").read_text())
+    assert base["Parent UUID"] == "base" and base["Type"] == "normal (base)" and base["Storage format"] == "VDI"
+    assert base["Child UUIDs"] == "e33c82fb-8f81-4f65-a001-d3bc18569009"  # the continuation line is no key
+    (real_diff,) = parse_medium_list((REAL / "list-hdds-differencing.txt").read_text())
+    assert real_diff["Type"] == "normal (differencing)"
+    assert real_diff["Location"].endswith(f"Snapshots/{{{real_diff['UUID']}}}.vdi")
+
+    disk = _vdi(tmp_path)
+    vbox.define(_spec("media", disk))
+    shown = parse_medium_info(subprocess.run(["VBoxManage", "showmediuminfo", "disk", str(disk)],
+                                             capture_output=True, text=True, check=True).stdout)
+    assert {k: shown[k] for k in ("Parent UUID", "Type", "Storage format")} == {
+        "Parent UUID": "base", "Type": "multiattach (base)", "Storage format": "VDI"}
+    listed = parse_medium_list(subprocess.run(["VBoxManage", "list", "hdds"], capture_output=True, text=True,
+                                              check=True).stdout)
+    (sim_diff,) = [m for m in listed if m["Parent UUID"] != "base"]
+    assert set(real_diff) <= set(sim_diff) and sim_diff["Type"] == "normal (differencing)"
+    assert sim_diff["Storage format"] == "VDI"
+    assert sim_diff["Location"].endswith(f"Snapshots/{{{sim_diff['UUID']}}}.vdi")

@@ -123,6 +123,27 @@ def test_real_cvmfs_server_repository_mounts_and_reads(tmp_path, cleanup):
         served.stop()
 
 
+@needs_fuse
+def test_real_chunked_file_of_cvmfs_server_mounts_and_reads(tmp_path, cleanup):
+    """python-cvmfsutils' repository: a 20 MiB file cut into chunks by cvmfs_server, nested catalogs."""
+    name = "test.cern.ch"
+    archive, private, public = REPOS[name]()
+    root = _unpack(archive, name, tmp_path / "www")
+    _resign(root, private)
+    served = ServedDirectory(tmp_path / "www")
+    try:
+        source = CvmfsSource(f"{served.url}/cvmfs/{name}", public.decode(), pattern="{release}", proxy="")
+        mount_release(source, "bar", at=tmp_path / "mnt")
+        mnt = tmp_path / "mnt"
+        assert (mnt / "hello_world").read_bytes() == b"hello world\n"
+        assert (mnt / "author").read_text(encoding="utf-8") == "Ren\u00e9 Meusel\n"
+        big = (mnt / "big").read_bytes()
+        assert len(big) == 20 << 20 and big.count(0) == len(big)
+        assert sorted(os.listdir(mnt / "1")) == [".cvmfscatalog", "foo"]  # a nested catalog
+    finally:
+        served.stop()
+
+
 @pytest.mark.parametrize("name", sorted(REPOS))
 def test_builder_writes_what_cvmfs_server_writes(name, tmp_path):
     """Tables, properties and flags of the repository builder used by the other release tests."""

@@ -51,7 +51,10 @@ def main_api_states(constants: object) -> dict[int, str]:
     """MachineState value -> VBoxManage name, from a binding's ``constants`` (only the names it defines)."""
     table: dict[int, str] = {}
     for enum_name, name in MAIN_API_NAMES.items():
-        value = getattr(constants, f"MachineState_{enum_name}", None)
+        try:
+            value = getattr(constants, f"MachineState_{enum_name}")
+        except Exception:  # noqa: BLE001 - the binding of an older version lacks the name (6.1: AbortedSaved)
+            continue
         if isinstance(value, int) and value not in table:
             table[value] = name
     return table

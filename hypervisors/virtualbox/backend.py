@@ -20,8 +20,9 @@ from hypervisors import qemu_img
 from hypervisors.base import Capability, Hypervisor, NativeSnapshot, Probe, SnapshotDisk, SnapshotModel, VMState
 from hypervisors.errors import InvalidState, OperationTimeout, Unsupported, VMExists, VMNotFound
 from hypervisors.spec import DiskSpec, VMSpec, check_vm_name
+from hypervisors.virtualbox import media
 from hypervisors.virtualbox.diagnostics import BACKEND
-from hypervisors.virtualbox.machinereadable import parse_info, parse_snapshot_tree, parse_vm_list
+from hypervisors.virtualbox.machinereadable import parse_info, parse_medium_info, parse_snapshot_tree, parse_vm_list
 from hypervisors.virtualbox.probe import probe_virtualbox
 from hypervisors.virtualbox.settings import ControlChannel, define_commands, disk_slots
 from hypervisors.virtualbox.states import map_state
@@ -145,13 +146,7 @@ class VirtualBoxHypervisor(Hypervisor):
         return bases
 
     def _medium_info(self, ref: str) -> dict[str, str]:
-        out = self.tool.run(["showmediuminfo", "disk", ref])
-        fields: dict[str, str] = {}
-        for line in out.splitlines():
-            key, sep, value = line.partition(":")
-            if sep and key.strip() not in fields:
-                fields[key.strip()] = value.strip()
-        return fields
+        return parse_medium_info(self.tool.run(["showmediuminfo", "disk", ref]))
 
     def _base_of(self, medium_uuid: str) -> str:
         fields = self._medium_info(medium_uuid)
@@ -268,6 +263,10 @@ class VirtualBoxHypervisor(Hypervisor):
 
     def disk_tops(self, name: str) -> dict[str, Path]:
         return {label: Path(self._top_medium(name, label)[1]) for label in self._labels(name)}
+
+    def top_has_data(self, path: Path) -> bool:
+        """Whether a current differencing image (``Snapshots/{uuid}.vdi``) holds unsaved writes, from its header."""
+        return media.top_has_data(Path(path))
 
     def export_disk(self, name: str, label: str, dest: Path, fmt: str = "qcow2") -> Path:
         """Flatten the disk's chain with VirtualBox's own ``clonemedium`` (a full, standalone VDI)."""

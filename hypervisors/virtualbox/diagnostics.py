@@ -50,12 +50,18 @@ def error_lines(stderr: str) -> tuple[list[str], str | None]:
     return lines, code
 
 
+# The Linux wrapper script (src/VBox/Installer/linux/VBox.sh) prints these warnings on **stdout** before
+# running VBoxManage; VBoxManage itself reports the driver's IPRT status on stderr.
+VBOXDRV_MARKERS = (
+    "vboxdrv kernel module is not loaded", "The character device /dev/vboxdrv does not exist",
+    "compilation of the vboxdrv.ko kernel module failed", "VERR_VM_DRIVER_NOT_INSTALLED",
+    "VERR_VM_DRIVER_NOT_ACCESSIBLE", "VERR_VM_DRIVER_LOAD_ERROR",
+)
+
+
 def vboxdrv_missing(text: str) -> bool:
-    return any(
-        marker in text
-        for marker in ("vboxdrv kernel module is not loaded", "VERR_VM_DRIVER_NOT_INSTALLED",
-                       "VERR_VM_DRIVER_NOT_ACCESSIBLE", "VERR_VM_DRIVER_LOAD_ERROR")
-    )
+    """True if VBoxManage's output (give stdout and stderr) says the kernel driver is unusable."""
+    return any(marker in text for marker in VBOXDRV_MARKERS)
 
 
 def map_error(command: str, stderr: str, exit_code: int) -> HypervisorError:

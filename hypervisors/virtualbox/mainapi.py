@@ -21,7 +21,7 @@ from hypervisors.base import VMState
 from hypervisors.errors import BackendUnavailable, HypervisorError
 from hypervisors.virtualbox.diagnostics import BACKEND, map_error
 from hypervisors.virtualbox.machinereadable import parse_info
-from hypervisors.virtualbox.states import MAIN_API_STATES, map_state
+from hypervisors.virtualbox.states import main_api_states, map_state
 from hypervisors.virtualbox.vboxmanage import ProgressCallback, VBoxManage
 
 # Result codes of the Main API (VirtualBox.xidl), to name them the way VBoxManage does.
@@ -99,6 +99,7 @@ class MainApiControl:
         except Exception as exc:  # noqa: BLE001 - any binding failure means "use VBoxManage"
             raise BackendUnavailable(f"vboxapi cannot reach VirtualBox: {exc}", backend=BACKEND) from exc
         self.constants = self.manager.constants
+        self.state_names = main_api_states(self.constants)  # the binding's numbering (6.1 and 7.x differ)
         self.progress = progress
 
     # -- plumbing ----------------------------------------------------------------------------
@@ -148,7 +149,7 @@ class MainApiControl:
 
     # -- operations --------------------------------------------------------------------------
     def state(self, name: str) -> VMState:
-        return map_state(MAIN_API_STATES.get(int(self._machine(name).state), "unknown"))
+        return map_state(self.state_names.get(int(self._machine(name).state), "unknown"))
 
     def start(self, name: str) -> None:
         machine = self._machine(name)

@@ -41,7 +41,7 @@ def probe_virtualbox(vboxmanage: Path) -> Probe:
     if version[:2] < MINIMUM_VERSION:
         return Probe(BACKEND, False, f"VirtualBox {version_text} is too old for vmlog (6.1 or newer needed)",
                      fix=VERSION_FIX, details=details)
-    if vboxdrv_missing(stderr):
+    if vboxdrv_missing(stdout + stderr):  # the wrapper script warns on stdout
         return Probe(BACKEND, False, "VirtualBox is installed but its kernel module vboxdrv is not loaded",
                      fix=VBOXDRV_FIX, details=details)
     warnings = []

@@ -32,14 +32,32 @@ STATE_MAP: dict[str, VMState] = {
     "snapshotting": VMState.TRANSITIONING,
 }
 
-# The Main API's MachineState enum values (VirtualBox.xidl) to the same names.
-MAIN_API_STATES: dict[int, str] = {
-    1: "poweroff", 2: "saved", 3: "teleported", 4: "aborted", 5: "aborted-saved", 6: "running", 7: "paused",
-    8: "stuck", 9: "teleporting", 10: "livesnapshotting", 11: "starting", 12: "stopping", 13: "saving",
-    14: "restoring", 15: "teleportingpausedvm", 16: "teleportingin", 17: "deletingsnapshotlive",
-    18: "deletingsnapshotlivepaused", 19: "onlinesnapshotting", 20: "restoringsnapshot", 21: "deletingsnapshot",
-    22: "settingup", 23: "snapshotting",
+# The Main API's MachineState enum names (VirtualBox.xidl) to the names VBoxManage prints. The numbers
+# differ between versions (7.0 inserted AbortedSaved=5: Running is 5 in 6.1 and 6 in 7.x), so they are
+# read from the binding's own constants (``MachineState_<Name>``), never hard-coded.
+MAIN_API_NAMES: dict[str, str] = {
+    "PoweredOff": "poweroff", "Saved": "saved", "Teleported": "teleported", "Aborted": "aborted",
+    "AbortedSaved": "aborted-saved", "Running": "running", "Paused": "paused", "Stuck": "gurumeditation",
+    "Teleporting": "teleporting", "LiveSnapshotting": "livesnapshotting", "Starting": "starting",
+    "Stopping": "stopping", "Saving": "saving", "Restoring": "restoring",
+    "TeleportingPausedVM": "teleportingpausedvm", "TeleportingIn": "teleportingin",
+    "DeletingSnapshotOnline": "deletingsnapshotlive", "DeletingSnapshotPaused": "deletingsnapshotlivepaused",
+    "OnlineSnapshotting": "onlinesnapshotting", "RestoringSnapshot": "restoringsnapshot",
+    "DeletingSnapshot": "deletingsnapshot", "SettingUp": "settingup", "Snapshotting": "snapshotting",
 }
+
+
+def main_api_states(constants: object) -> dict[int, str]:
+    """MachineState value -> VBoxManage name, from a binding's ``constants`` (only the names it defines)."""
+    table: dict[int, str] = {}
+    for enum_name, name in MAIN_API_NAMES.items():
+        try:
+            value = getattr(constants, f"MachineState_{enum_name}")
+        except Exception:  # noqa: BLE001 - the binding of an older version lacks the name (6.1: AbortedSaved)
+            continue
+        if isinstance(value, int) and value not in table:
+            table[value] = name
+    return table
 
 
 def map_state(name: str) -> VMState:

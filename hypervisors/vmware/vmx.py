@@ -7,6 +7,11 @@ Reference"): ``memsize``, ``numvcpus``, ``firmware``, ``scsi0:0.fileName``, ``id
 "cdrom-image"`` (the secondary IDE master, where Workstation puts a new VM's CD/DVD drive),
 ``ethernet0.connectionType = "nat"``, ``serialN.fileType = "file"|"pipe"``,
 ``serialN.pipe.endPoint = "server"``, ``sharedFolderN.*`` (HGFS) and ``checkpoint.vmState``.
+
+VMware reads keys case-insensitively (files written by hand or by other tools often use lower case:
+``checkpoint.vmstate``, ``scsi0:0.filename``), so parsed files are :class:`VmxDict`. A value escapes
+a byte as ``|XX`` (two hex digits: ``|22`` a quote, ``|7C`` the bar, ``|0A`` a newline, ``|23``...),
+over the UTF-8 bytes of the text.
 """
 
 from __future__ import annotations
@@ -39,28 +44,97 @@ DOCUMENTED_KEYS = re.compile(
 IDE_CDROM_NODES = ("ide1:0", "ide1:1", "ide0:0", "ide0:1")
 
 
-def parse(text: str) -> dict[str, str]:
-    values: dict[str, str] = {}
+_ESCAPE_RE = re.compile(rb"\|([0-9A-Fa-f]{2})")
+
+
+class VmxDict(dict[str, str]):
+    """A ``.vmx``/``.vmsd`` dictionary whose keys compare case-insensitively, keeping the first spelling."""
+
+    def __init__(self, items: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self._spelling: dict[str, str] = {}
+        for key, value in (items or {}).items():
+            self[key] = value
+
+    def _real(self, key: str) -> str:
+        return self._spelling.get(key.lower(), key)
+
+    def __setitem__(self, key: str, value: str) -> None:
+        super().__setitem__(self._spelling.setdefault(key.lower(), key), value)
+
+    def __getitem__(self, key: str) -> str:
+        return super().__getitem__(self._real(key))
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(self._real(key))
+        del self._spelling[key.lower()]
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key.lower() in self._spelling
+
+    def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        return super().get(self._real(key), default)
+
+    def pop(self, key: str, *default: str | None) -> str | None:  # type: ignore[override]
+        if key not in self:
+            if default:
+                return default[0]
+            raise KeyError(key)
+        value = super().pop(self._real(key))
+        del self._spelling[key.lower()]
+        return value
+
+    def setdefault(self, key: str, default: str = "") -> str:  # type: ignore[override]
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def update(self, other: dict[str, str] | None = None, **more: str) -> None:  # type: ignore[override]
+        for key, value in {**(other or {}), **more}.items():
+            self[key] = value
+
+
+def unescape(value: str) -> str:
+    """Decode every ``|XX`` escape (hex of one byte of the UTF-8 text)."""
+    if "|" not in value:
+        return value
+    raw = _ESCAPE_RE.sub(lambda m: bytes([int(m.group(1), 16)]), value.encode("utf-8"))
+    return raw.decode("utf-8", "replace")
+
+
+def escape(value: str) -> str:
+    """Escape what the format cannot hold as is: ``|``, ``"``, ``#`` and control characters."""
+    out = []
+    for char in value:
+        if char in '|"#' or ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"|{ord(char):02X}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def parse(text: str) -> VmxDict:
+    values = VmxDict()
     for line in text.splitlines():
         if line.lstrip().startswith("#"):
             continue
         match = _LINE_RE.match(line)
         if match:
-            values[match.group(1)] = match.group(2).replace("|22", '"').replace("|7C", "|")
+            values[match.group(1)] = unescape(match.group(2))
     return values
 
 
 def render(values: dict[str, str]) -> str:
     lines = [".encoding = \"UTF-8\""]
     for key, value in values.items():
-        if key == ".encoding":
+        if key.lower() == ".encoding":
             continue
-        lines.append(f'{key} = "{value.replace("|", "|7C").replace(chr(34), "|22")}"')
+        lines.append(f'{key} = "{escape(value)}"')
     return "\n".join(lines) + "\n"
 
 
-def read(path: Path) -> dict[str, str]:
-    return parse(Path(path).read_text(encoding="utf-8")) if Path(path).exists() else {}
+def read(path: Path) -> VmxDict:
+    return parse(Path(path).read_text(encoding="utf-8")) if Path(path).exists() else VmxDict()
 
 
 def write(path: Path, values: dict[str, str]) -> None:
@@ -74,8 +148,8 @@ DISK_LABEL_PREFIX = "vmlog.disk."
 
 def disk_labels(values: dict[str, str]) -> dict[str, str]:
     """vmlog disk label -> the device node it names (``vmlog.disk.system = "scsi0:0"``)."""
-    return {key.removeprefix(DISK_LABEL_PREFIX): node for key, node in values.items()
-            if key.startswith(DISK_LABEL_PREFIX)}
+    return {key[len(DISK_LABEL_PREFIX):]: node for key, node in values.items()
+            if key.lower().startswith(DISK_LABEL_PREFIX)}
 
 
 def spec_to_vmx(spec: VMSpec, disk_files: dict[str, str]) -> dict[str, str]:

@@ -19,8 +19,10 @@ Semantics follow the VirtualBox manual (https://www.virtualbox.org/manual/, chap
   be merged: VBOX_E_INVALID_OBJECT_STATE).
 
 Real disks: base media are real files (VDI made by ``qemu-img`` has a real header whose UUID is the
-medium UUID). qemu-img cannot write differencing VDIs, so the simulator's differencing images are
-qcow2 files backed by their parent (``Snapshots/{uuid}.qcow2``); the machine boots them under QEMU.
+medium UUID). A differencing image is named as VirtualBox names it, after the format of its chain's
+base (``Snapshots/{uuid}.vdi`` on a VDI, ``.vmdk`` on a VMDK; VDI for bases of other formats), and
+listed in that format. qemu-img cannot write differencing VDIs, so its content is a qcow2 file
+backed by its parent (the one thing that differs from VirtualBox); the machine boots it under QEMU.
 """
 
 from __future__ import annotations
@@ -196,15 +198,26 @@ class Registry:
     def chain_format(self, med: dict[str, Any]) -> str:
         return QEMU_FORMAT[med["format"]]
 
+    def storage_format(self, med: dict[str, Any]) -> str:
+        """The format VirtualBox reports for a medium (a differencing image: its base's format)."""
+        return str(med.get("storage_format") or med["format"])
+
+    def diff_storage_format(self, parent: dict[str, Any]) -> str:
+        base = parent
+        while base["parent"]:
+            base = self.media[base["parent"]]
+        return base["format"] if base["format"] in ("VDI", "VMDK", "VHD") else "VDI"
+
     def create_diff(self, parent: dict[str, Any], folder: Path) -> dict[str, Any]:
         folder.mkdir(parents=True, exist_ok=True)
         med_uuid = str(uuidlib.uuid4())
-        path = folder / f"{{{med_uuid}}}.qcow2"
+        storage_format = self.diff_storage_format(parent)
+        path = folder / f"{{{med_uuid}}}.{storage_format.lower()}"
         rel = os.path.relpath(parent["location"], folder)
         qemu_img("create", "-q", "-f", "qcow2", "-o", "cluster_size=65536", "-b", rel,
                  "-F", self.chain_format(parent), "-u", str(path), str(parent["capacity"]))
-        med = {"uuid": med_uuid, "location": str(path), "format": "qcow2-diff", "parent": parent["uuid"],
-               "type": "normal", "capacity": parent["capacity"], "device": "HardDisk"}
+        med = {"uuid": med_uuid, "location": str(path), "format": "qcow2-diff", "storage_format": storage_format,
+               "parent": parent["uuid"], "type": "normal", "capacity": parent["capacity"], "device": "HardDisk"}
         self.media[med_uuid] = med
         return med
 

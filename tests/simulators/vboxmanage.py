@@ -107,9 +107,11 @@ def quote_key(key: str) -> str:
 
 
 def kv(key: str, value: Any) -> str:
+    """One machine-readable line as VBoxManage prints it: ``"`` and ``\\`` escaped, newlines kept."""
     if isinstance(value, int):
         return f"{quote_key(key)}={value}"
-    return f'{quote_key(key)}="{value}"'
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'{quote_key(key)}="{escaped}"'
 
 
 # -- commands ------------------------------------------------------------------------------------------
@@ -130,9 +132,9 @@ def cmd_list(args: list[str]) -> int:
                 out(f"UUID:           {med['uuid']}")
                 out(f"Parent UUID:    {med['parent'] or 'base'}")
                 out("State:          created")
-                out(f"Type:           {med['type']}")
+                out(f"Type:           {med['type']} ({'differencing' if med['parent'] else 'base'})")
                 out(f"Location:       {med['location']}")
-                out(f"Storage format: {'VDI' if med['format'] == 'qcow2-diff' else med['format']}")
+                out(f"Storage format: {reg.storage_format(med)}")
                 out(f"Capacity:       {med['capacity'] // (1024 * 1024)} MBytes")
                 out("Encryption:     disabled")
                 out()
@@ -174,7 +176,8 @@ def cmd_showvminfo(args: list[str]) -> int:
     with Registry.open() as reg:
         m = reg.find_machine(pos[0])
         lines = [
-            kv("name", m["name"]), kv("groups", "/"), kv("ostype", m["ostype"]), kv("UUID", m["uuid"]),
+            kv("name", m["name"]), *(["Encryption:     disabled"] if int(VERSION.split(".")[0]) >= 7 else []),
+            kv("groups", "/"), kv("ostype", m["ostype"]), kv("UUID", m["uuid"]),
             kv("CfgFile", m["settings_file"]), kv("SnapFldr", str(Path(m["folder"]) / "Snapshots")),
             kv("LogFldr", str(Path(m["folder"]) / "Logs")), kv("memory", m["memory"]), kv("cpus", m["cpus"]),
             kv("firmware", m["firmware"].upper()), kv("VMState", m["state"]),
@@ -250,7 +253,12 @@ def cmd_modifyvm(args: list[str]) -> int:
     rest: list[str] = []
     i = 0
     while i < len(args):
-        if args[i] in ("--uartmode1", "--uart-mode1", "--uartmode2", "--uart-mode2"):
+        if args[i] in ("--natpf1", "--nat-pf1") and i + 1 < len(args) and args[i + 1] == "delete":
+            if i + 2 >= len(args):
+                raise SyntaxProblem(f"Missing rule name for {args[i]} delete")
+            mode_args.append(("--natpf1-delete", [args[i + 2]]))  # `--natpf1 delete NAME`: two words
+            i += 3
+        elif args[i] in ("--uartmode1", "--uart-mode1", "--uartmode2", "--uart-mode2"):
             kind = args[i + 1] if i + 1 < len(args) else ""
             if kind not in UART_MODE_ARGS:
                 raise SyntaxProblem(f"Invalid UART mode '{kind}'")
@@ -293,10 +301,6 @@ def cmd_modifyvm(args: list[str]) -> int:
                 m["nics"]["1"]["mac"] = value
             elif name in ("--natpf1", "--nat-pf1"):
                 forwards = m["nics"]["1"]["forwards"]
-                if value.startswith("delete"):
-                    rule = values[0].split(None, 1)[1] if " " in values[0] else ""
-                    forwards.pop(rule, None)
-                    continue
                 parts = value.split(",")
                 if len(parts) != 6 or parts[1] not in ("tcp", "udp"):
                     raise SyntaxProblem(f"Invalid NAT rule '{value}': expected name,proto,hostip,hostport,guestip,"
@@ -316,6 +320,12 @@ def cmd_modifyvm(args: list[str]) -> int:
             else:
                 m["extra"][name.lstrip("-")] = value
         for name, values in mode_args:
+            if name == "--natpf1-delete":
+                if values[0] not in m["nics"]["1"]["forwards"]:
+                    raise VBoxError(f"A NAT rule of name '{values[0]}' does not exist", "NS_ERROR_INVALID_ARG",
+                                    "0x80070057", "NATEngineWrap", "INATEngine")
+                del m["nics"]["1"]["forwards"][values[0]]
+                continue
             n = name[-1]
             if n not in m["uarts"]:
                 raise VBoxError(f"UART {n} is not enabled", "E_INVALIDARG", "0x80070057", "SerialPortWrap",
@@ -532,7 +542,7 @@ def cmd_showmediuminfo(args: list[str]) -> int:
         kind = med["type"] + (" (base)" if not med["parent"] else " (differencing)")
         out(f"Type:           {kind}")
         out(f"Location:       {med['location']}")
-        out(f"Storage format: {'VDI' if med['format'] == 'qcow2-diff' else med['format']}")
+        out(f"Storage format: {reg.storage_format(med)}")
         out(f"Capacity:       {med['capacity'] // (1024 * 1024)} MBytes")
         out(f"Size on disk:   {os.path.getsize(med['location']) // (1024 * 1024)} MBytes")
         out("Encryption:     disabled")
@@ -556,7 +566,7 @@ def cmd_clonemedium(args: list[str]) -> int:
         if "--existing" in values:
             target = vbox_ops.clone_into_existing(reg, src, reg.medium(pos[1]))
             progress()
-            out(f"Clone medium created in format '{target['format'].replace('qcow2-diff', 'VDI')}'. "
+            out(f"Clone medium created in format '{reg.storage_format(target)}'. "
                 f"UUID: {target['uuid']}")
             return 0
         new = vbox_ops.clone_medium(reg, src, Path(pos[1]).resolve(), fmt)
@@ -637,14 +647,12 @@ COMMANDS = {
 }
 
 
+VBOXDRV_WARNING = Path(__file__).resolve().parents[1] / "fixtures" / "real" / "virtualbox" / "vboxdrv-warning.txt"
+
+
 def main(argv: list[str]) -> int:
-    if os.environ.get("VBOX_SIM_FAULT") == "vboxdrv":
-        sys.stderr.write(
-            "WARNING: The vboxdrv kernel module is not loaded. Either there is no module\n"
-            "         available for the current kernel (6.1.0-sim) or it failed to\n"
-            "         load. Please recompile the kernel module and install it by\n\n"
-            "           sudo /sbin/vboxconfig\n\n"
-            "         You will not be able to start VMs until this problem is fixed.\n")
+    if os.environ.get("VBOX_SIM_FAULT") == "vboxdrv":  # the Linux wrapper script's warning, on stdout as VBox.sh
+        sys.stdout.write(VBOXDRV_WARNING.read_text())
     if argv and argv[0] in ("-q", "--nologo"):
         argv = argv[1:]
     if not argv or argv[0] in ("-v", "--version", "-version"):

@@ -13,9 +13,11 @@ What it does for real: disks are VMDKs; ``snapshot`` freezes each current disk a
 VMDK on it with qemu-img (``<name>-000001.vmdk``, chained by ``parentCID``), recording the node in
 the ``.vmsd`` as Workstation does (``snapshotN.uid/displayName/parent/disk0.fileName``,
 ``snapshot.current``, ``snapshot.lastUID``). A running VM is booted under QEMU; ``suspend`` writes its
-RAM to ``<name>.vmss`` (``checkpoint.vmState`` in the .vmx) and ``start`` resumes from it; a snapshot
-of a running VM saves its memory (``snapshotN.vmState``, a ``.vmsn`` file), switches the disk to the
-new delta and resumes, because QEMU cannot create a VMDK overlay on a disk it has open.
+RAM to ``<name>.vmss`` (``checkpoint.vmState`` in the .vmx) and ``start`` resumes from it; every
+snapshot records its checkpoint file as Workstation does (``snapshotN.filename =
+"<name>-Snapshot<uid>.vmsn"``, ``snapshotN.type``), and a snapshot of a running VM saves its memory
+to the ``.vmem`` beside that ``.vmsn`` (VMware writes no ``vmState`` key in the .vmsd), switches the
+disk to the new delta and resumes, because QEMU cannot create a VMDK overlay on a disk it has open.
 ``deleteSnapshot`` removes the node and merges the frozen delta only when nothing else builds on it
 (VMware otherwise leaves the file for a later consolidation).
 """
@@ -49,14 +51,17 @@ class vmxfile:  # noqa: N801 - VMware's dictionary files, read independently of 
             for line in path.read_text(encoding="utf-8").splitlines():
                 match = re.match(r'^\s*([^#=\s]+)\s*=\s*"(.*)"\s*$', line)
                 if match:
-                    values[match.group(1)] = match.group(2).replace("|22", '"').replace("|7C", "|")
+                    raw = re.sub(rb"\|([0-9A-Fa-f]{2})", lambda m: bytes([int(m.group(1), 16)]),
+                                 match.group(2).encode("utf-8"))
+                    values[match.group(1)] = raw.decode("utf-8", "replace")  # every |XX escape, as VMware
         return values
 
     @staticmethod
     def write(path: Path, values: dict[str, str]) -> None:
-        body = ['.encoding = "UTF-8"'] + [
-            f'{k} = "{v.replace("|", "|7C").replace(chr(34), "|22")}"' for k, v in values.items() if k != ".encoding"
-        ]
+        def escape(value: str) -> str:
+            return re.sub(r'[|"#\x00-\x1f]', lambda m: f"|{ord(m.group(0)):02X}", value)
+
+        body = ['.encoding = "UTF-8"'] + [f'{k} = "{escape(v)}"' for k, v in values.items() if k != ".encoding"]
         path.write_text("\n".join(body) + "\n", encoding="utf-8")
 
 
@@ -118,6 +123,11 @@ def tree(vmsd: dict[str, str]) -> dict[str, dict[str, str]]:
             prefix = f"snapshot{match.group(1)}."
             nodes[uid] = {k[len(prefix):]: v for k, v in vmsd.items() if k.startswith(prefix)}
     return nodes
+
+
+def memory_of(node: dict[str, str]) -> str:
+    """The ``.vmem`` beside a node's ``.vmsn`` (it exists only for a snapshot that holds the memory)."""
+    return str(Path(node.get("filename") or "none.vmsn").with_suffix(".vmem"))
 
 
 def write_tree(path: Path, nodes: dict[str, dict[str, str]], current: str | None, last_uid: int) -> None:
@@ -237,10 +247,11 @@ def command(cmd: str, args: list[str]) -> str:
         if current:
             node["parent"] = current
         was_running = vm.alive()
+        node["filename"] = f"{vmx.stem}-Snapshot{uid}.vmsn"
+        kind = "with memory" if was_running else "powered off"
+        (vmx.parent / node["filename"]).write_text(f"vmsn checkpoint of snapshot {uid} ({kind})\n")
         if was_running:
-            memory = f"{vmx.stem}-Snapshot{uid}.vmsn"
-            vm.save_memory(vmx.parent / memory, keep_running=False)
-            node["vmState"] = memory
+            vm.save_memory(vmx.parent / memory_of(node), keep_running=False)
         for index, disk_node in enumerate(disk_nodes(values)):
             frozen = values[f"{disk_node}.fileName"]
             node[f"disk{index}.fileName"] = frozen
@@ -252,7 +263,7 @@ def command(cmd: str, args: list[str]) -> str:
         write_tree(vmsd_path, nodes, uid, last_uid + 1)
         if was_running:
             copy = vmx.parent / f".resume-{uid}.vmss"
-            copy.write_bytes((vmx.parent / node["vmState"]).read_bytes())
+            copy.write_bytes((vmx.parent / memory_of(node)).read_bytes())
             boot(vmx, values, copy)
             copy.unlink(missing_ok=True)
             mark_running(vmx)
@@ -271,9 +282,9 @@ def command(cmd: str, args: list[str]) -> str:
         values.pop("checkpoint.vmState", None)
         vmxfile.write(vmx, values)
         write_tree(vmsd_path, nodes, uid, last_uid)
-        if node.get("vmState"):
+        if (vmx.parent / memory_of(node)).exists():
             copy = vmx.parent / f".resume-{uid}.vmss"
-            copy.write_bytes((vmx.parent / node["vmState"]).read_bytes())
+            copy.write_bytes((vmx.parent / memory_of(node)).read_bytes())
             boot(vmx, values, copy)
             copy.unlink(missing_ok=True)
             mark_running(vmx)
@@ -294,8 +305,9 @@ def command(cmd: str, args: list[str]) -> str:
         for key, frozen in node.items():
             if key.endswith(".fileName") and frozen not in in_use and not _has_children(vmx.parent, frozen):
                 (vmx.parent / frozen).unlink(missing_ok=True)
-        if node.get("vmState"):
-            (vmx.parent / node["vmState"]).unlink(missing_ok=True)
+        for leftover in (node.get("filename"), memory_of(node)):
+            if leftover:
+                (vmx.parent / leftover).unlink(missing_ok=True)
         write_tree(vmsd_path, nodes, current, last_uid)
         return ""
     raise VmrunError(f"Unrecognized command: {cmd}")

@@ -124,7 +124,9 @@ class NativeTree(StateDriver):
         project = files.load()
         if not self.backend.exists(project.vm_name):
             return False
-        return any(_top_has_data(Path(top)) for top in self.backend.disk_tops(project.vm_name).values())
+        # A backend whose tops qemu-img cannot name by suffix (VirtualBox: {uuid}.vdi) reads them itself.
+        has_data = getattr(self.backend, "top_has_data", _top_has_data)
+        return any(has_data(Path(top)) for top in self.backend.disk_tops(project.vm_name).values())
 
     def create_disks(
         self,

@@ -24,9 +24,12 @@ FLAG_SPECIAL = 16
 FLAG_NESTED_ROOT = 32
 FLAG_CHUNKED = 64
 FLAG_EXTERNAL = 128
+FLAG_BIND_MOUNTPOINT = 0x4000
+FLAG_HIDDEN = 0x8000
 COMPRESSION_SHIFT = 11  # 0 = zlib, 1 = stored as is
 
 _COLUMNS = "name, flags, mode, size, mtime, symlink, hash"
+_COLUMNS_NS = _COLUMNS + ", mtimens"
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class CatalogRow:
     mtime: int
     symlink: str
     hash: ContentHash | None
+    mtime_ns: int = 0  # the nanosecond part of the modification time (catalog column mtimens, schema 2.5 rev 7)
 
     @property
     def is_dir(self) -> bool:
@@ -46,6 +50,11 @@ class CatalogRow:
     @property
     def is_link(self) -> bool:
         return bool(self.flags & FLAG_LINK)
+
+    @property
+    def listed(self) -> bool:
+        """Whether a directory listing shows the entry: cvmfs hides hidden entries and bind mountpoints."""
+        return not self.flags & (FLAG_HIDDEN | FLAG_BIND_MOUNTPOINT)
 
     @property
     def compressed(self) -> bool:
@@ -66,6 +75,8 @@ class Catalog:
         if "catalog" not in tables:
             raise BadCatalog(f"catalog {path.name} has no 'catalog' table", fix="the repository is corrupt")
         self._has_chunks = "chunks" in tables
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(catalog)")}
+        self._columns = _COLUMNS_NS if "mtimens" in columns else _COLUMNS
         self._nested: list[tuple[str, ContentHash]] | None = None
         if "nested_catalogs" not in tables:
             self._nested = []
@@ -75,15 +86,16 @@ class Catalog:
             self._db.close()
 
     def _row(self, raw: tuple) -> CatalogRow:
-        name, flags, mode, size, mtime, symlink, digest = raw
+        name, flags, mode, size, mtime, symlink, digest = raw[:7]
         content = ContentHash.from_flags(digest, flags) if digest else None
-        return CatalogRow(name or "", flags, mode, size or 0, mtime or 0, symlink or "", content)
+        mtime_ns = raw[7] if len(raw) > 7 and raw[7] else 0
+        return CatalogRow(name or "", flags, mode, size or 0, mtime or 0, symlink or "", content, mtime_ns)
 
     def lookup(self, path: str) -> CatalogRow | None:
         md5_1, md5_2 = md5_path_pair(path)
         with self._lock:
             raw = self._db.execute(
-                f"SELECT {_COLUMNS} FROM catalog WHERE md5path_1=? AND md5path_2=?", (md5_1, md5_2)
+                f"SELECT {self._columns} FROM catalog WHERE md5path_1=? AND md5path_2=?", (md5_1, md5_2)
             ).fetchone()
         return self._row(raw) if raw else None
 
@@ -91,7 +103,7 @@ class Catalog:
         parent_1, parent_2 = md5_path_pair(path)
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM catalog WHERE parent_1=? AND parent_2=?", (parent_1, parent_2)
+                f"SELECT {self._columns} FROM catalog WHERE parent_1=? AND parent_2=?", (parent_1, parent_2)
             ).fetchall()
         # The root of a catalog must never list itself (its parent may be stored as its own key).
         return [self._row(r) for r in rows if r[0]]

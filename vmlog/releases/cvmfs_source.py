@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import stat
 import threading
 import zlib
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from vmlog.releases.cvmfs_catalog import (
     FLAG_CHUNKED,
     FLAG_EXTERNAL,
     FLAG_LINK,
+    FLAG_SPECIAL,
     Catalog,
     CatalogRow,
 )
@@ -32,7 +34,7 @@ from vmlog.releases.errors import (
     SourceUnreachable,
 )
 from vmlog.releases.http_fetch import HttpFetcher
-from vmlog.releases.model import Chunk, Entry, Release, ReleaseSource, ReleaseTree, walk_pattern
+from vmlog.releases.model import SPECIAL_KINDS, Chunk, Entry, Release, ReleaseSource, ReleaseTree, walk_pattern
 from vmlog.releases.object_cache import DEFAULT_LIMIT, ObjectCache
 
 log = logging.getLogger("vmlog.releases")
@@ -129,12 +131,19 @@ class CvmfsTree(ReleaseTree):
 
     def _entry(self, catalog: Catalog, full_path: str, row: CatalogRow) -> Entry:
         name = full_path.rsplit("/", 1)[-1]
+        when = {"mtime": row.mtime, "mtime_ns": row.mtime_ns}
         if row.is_dir:
-            return Entry(name, "dir", row.mode, 4096, row.mtime)
-        if row.flags & FLAG_LINK:
-            return Entry(name, "link", 0o777, len(row.symlink), row.mtime, target=row.symlink)
-        if row.flags & FLAG_EXTERNAL:
-            log.warning("%s is an external file; not supported", full_path)
+            return Entry(name, "dir", row.mode, 4096, **when)
+        if row.flags & FLAG_LINK:  # cvmfs_server flags links as FILE|LINK
+            return Entry(name, "link", 0o777, len(row.symlink), target=row.symlink, **when)
+        if row.flags & FLAG_SPECIAL:  # FILE|SPECIAL: the type is in the mode; a device's number in size
+            kind = SPECIAL_KINDS.get(stat.S_IFMT(row.mode))
+            if kind is None:
+                raise BadCatalog(f"{full_path} is a special file of unknown type {oct(row.mode)}")
+            devices = ("chardev", "blockdev")
+            return Entry(name, kind, row.mode, 0, rdev=row.size if kind in devices else 0, **when)  # type: ignore[arg-type]
+        if row.flags & FLAG_EXTERNAL:  # the data lives outside the object store: listed, not readable
+            return Entry(name, "file", row.mode, row.size, external=True, **when)
         if row.flags & FLAG_CHUNKED:
             chunks = tuple(
                 Chunk(o, s, self._chunk_key(h, row.compressed)) for o, s, h in catalog.chunks(full_path, row.flags)
@@ -143,7 +152,7 @@ class CvmfsTree(ReleaseTree):
             chunks = (Chunk(0, row.size, self._chunk_key(row.hash, row.compressed)),)
         else:
             chunks = ()
-        return Entry(name, "file", row.mode, row.size, row.mtime, chunks=chunks)
+        return Entry(name, "file", row.mode, row.size, chunks=chunks, **when)
 
     @staticmethod
     def _chunk_key(content: ContentHash, compressed: bool) -> str:
@@ -163,7 +172,7 @@ class CvmfsTree(ReleaseTree):
             raise FileNotFoundError(path)
         if not row.is_dir:
             raise NotADirectoryError(path)
-        return [self._entry(catalog, f"{full}/{r.name}", r) for r in catalog.children(full)]
+        return [self._entry(catalog, f"{full}/{r.name}", r) for r in catalog.children(full) if r.listed]
 
     def fetch_chunk(self, chunk: Chunk) -> Path:
         mode, text = chunk.key.split(":", 1)

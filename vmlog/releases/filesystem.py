@@ -64,8 +64,9 @@ class ReleaseFilesystem(_Base):  # type: ignore[misc,valid-type]
 
     def getattr(self, path: str, fh: Any = None) -> dict[str, int]:
         entry = self._lookup(path)
-        mtime_ns = entry.mtime * 1_000_000_000
+        mtime_ns = entry.mtime * 1_000_000_000 + entry.mtime_ns
         return {
+            "st_rdev": entry.rdev,
             "st_mode": entry.st_mode,
             "st_nlink": 2 if entry.kind == "dir" else 1,
             "st_size": entry.size,
@@ -101,6 +102,12 @@ class ReleaseFilesystem(_Base):  # type: ignore[misc,valid-type]
         entry = self._lookup(path)
         if entry.kind == "dir":
             raise fuse.FuseOSError(errno.EISDIR)
+        if entry.kind != "file":  # a fifo, socket or device of a read-only archive has nothing to read
+            raise fuse.FuseOSError(errno.ENXIO)
+        if entry.external:
+            log.error("open %s: an external file (its data lives outside the repository's object store); "
+                      "vmlog does not read external data", path)
+            raise fuse.FuseOSError(errno.EOPNOTSUPP)
         with self._lock:
             handle = self._next
             self._next += 1

@@ -51,21 +51,35 @@ class Chunk:
 
 @dataclass(frozen=True)
 class Entry:
-    """A file, directory or symbolic link of a release tree."""
+    """A file, directory, symbolic link or special file (fifo, socket, device) of a release tree.
+
+    An ``external`` file's data lives outside the repository's object store (CernVM-FS external
+    data); the tree knows its size but cannot read it.
+    """
 
     name: str
-    kind: Literal["file", "dir", "link"]
+    kind: Literal["file", "dir", "link", "fifo", "socket", "chardev", "blockdev"]
     mode: int  # permission bits only
     size: int
     mtime: int
     target: str = ""
     chunks: tuple[Chunk, ...] = ()
+    rdev: int = 0  # device number of a character or block device
+    external: bool = False
+    mtime_ns: int = 0  # the nanoseconds beyond ``mtime``
 
     @property
     def st_mode(self) -> int:
-        kind = {"file": stat.S_IFREG, "dir": stat.S_IFDIR, "link": stat.S_IFLNK}[self.kind]
+        kind = _TYPE_BITS[self.kind]
         # Read-only filesystem: no write bits, whatever the publisher had.
         return kind | (self.mode & 0o555)
+
+
+_TYPE_BITS = {
+    "file": stat.S_IFREG, "dir": stat.S_IFDIR, "link": stat.S_IFLNK, "fifo": stat.S_IFIFO,
+    "socket": stat.S_IFSOCK, "chardev": stat.S_IFCHR, "blockdev": stat.S_IFBLK,
+}
+SPECIAL_KINDS = {stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket", stat.S_IFCHR: "chardev", stat.S_IFBLK: "blockdev"}
 
 
 class ReleaseTree(ABC):

@@ -10,7 +10,6 @@ master key -> whitelist (fresh, for this repository) -> certificate fingerprint 
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -111,12 +110,19 @@ class Manifest:
 
 @dataclass(frozen=True)
 class Whitelist:
-    """The ``.cvmfswhitelist``: certificate fingerprints the master key trusts, and until when."""
+    """The ``.cvmfswhitelist``: certificate fingerprints the master key trusts, and until when.
+
+    Read as the cvmfs client reads it (whitelist.cc): a 14-digit creation stamp, an ``E`` expiry
+    line valid to the hour (minutes and seconds are ignored, so the whitelist is expired from the
+    start of its expiry hour), the ``N`` repository-name line, optional ``Vpkcs7``/``Wcachain``
+    lines, then one fingerprint per line in the repository's hash algorithm
+    (``AB:CD:..:EF`` for SHA-1, ``AB:..:EF-RMD160`` or ``..-SHAKE128`` otherwise).
+    """
 
     created: datetime
-    expires: datetime
+    expires: datetime  # the start of the expiry hour: expired from then on
     repository: str
-    fingerprints: frozenset[str]  # "AB:CD:..." upper case, SHA-1 of the DER certificate
+    fingerprints: frozenset[ContentHash]
     letter: Letter
 
     @classmethod
@@ -126,24 +132,49 @@ class Whitelist:
         if len(lines) < 3:
             raise SignatureError("the whitelist is truncated", fix="re-sign the whitelist with the master key")
         try:
-            created = datetime.strptime(lines[0].strip(), _TIME_FORMAT).replace(tzinfo=UTC)
-            expires_line = next(line for line in lines if line.startswith("E"))
-            expires = datetime.strptime(expires_line[1:].strip(), _TIME_FORMAT).replace(tzinfo=UTC)
-        except (ValueError, StopIteration) as exc:
+            if len(lines[0]) != 14 or len(lines[1]) != 15 or not lines[1].startswith("E"):
+                raise ValueError("stamp lines")
+            created = datetime.strptime(lines[0], _TIME_FORMAT).replace(tzinfo=UTC)
+            expires = datetime.strptime(lines[1][1:11], "%Y%m%d%H").replace(tzinfo=UTC)
+        except ValueError as exc:
             raise SignatureError(
                 "the whitelist has no valid timestamp or expiry line", fix="re-sign the whitelist"
             ) from exc
-        repository = next((line[1:].strip() for line in lines if line.startswith("N")), "")
-        prints = frozenset(
-            line.split("#")[0].strip().upper() for line in lines if ":" in line and len(line.split(":")) >= 20
-        )
-        return cls(created, expires, repository, prints, letter)
+        if not lines[2].startswith("N") or not lines[2][1:].strip():
+            raise SignatureError(
+                "the whitelist names no repository (its third line must be N<repository>)",
+                fix="re-sign the whitelist with `cvmfs_server resign`",
+            )
+        prints = frozenset(p for p in (fingerprint_of_line(line) for line in lines[3:]) if p is not None)
+        return cls(created, expires, lines[2][1:], prints, letter)
 
 
-def certificate_fingerprint(cert: x509.Certificate) -> str:
-    """SHA-1 of the DER certificate as ``AB:CD:...`` (the whitelist's notation)."""
-    digest = hashlib.sha1(cert.public_bytes(serialization.Encoding.DER)).hexdigest().upper()
-    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
+def fingerprint_of_line(line: str) -> ContentHash | None:
+    """A whitelist fingerprint line as a content hash (what precedes a blank or ``#``, colons dropped)."""
+    text = line
+    for stop in (" ", "\t", "#"):
+        text = text.split(stop, 1)[0]
+    text = text.replace(":", "").lower()
+    if not text:
+        return None
+    try:
+        return ContentHash.parse(text)
+    except BadCatalog:
+        return None
+
+
+def certificate_fingerprint(cert: x509.Certificate, algorithm: str = "sha1") -> str:
+    """The DER certificate's hash as the whitelist prints it: ``AB:CD:...`` plus ``-RMD160``/``-SHAKE128``."""
+    content = ContentHash.of(cert.public_bytes(serialization.Encoding.DER), algorithm)
+    digest = content.digest.hex().upper()
+    pairs = ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
+    return pairs + content.hex[len(digest) :].upper()
+
+
+def is_listed(cert: x509.Certificate, whitelist: Whitelist) -> bool:
+    """True if one of the whitelist's fingerprints is the certificate's hash in that fingerprint's algorithm."""
+    der = cert.public_bytes(serialization.Encoding.DER)
+    return any(ContentHash.of(der, p.algorithm) == p for p in whitelist.fingerprints)
 
 
 def load_master_keys(pem: bytes) -> list[rsa.RSAPublicKey]:
@@ -178,7 +209,7 @@ def verify_whitelist(
             f"the whitelist of {repository} is not signed by its master key",
             fix="check that the source was added with the right public key (vml release source add --key)",
         )
-    if whitelist.repository and whitelist.repository != repository:
+    if whitelist.repository != repository:
         raise SignatureError(
             f"the whitelist is for repository {whitelist.repository!r}, not {repository!r}",
             fix="the server serves another repository under this name; check the URL",
@@ -198,7 +229,7 @@ def verify_manifest(manifest: Manifest, certificate_pem: bytes, whitelist: White
         cert = x509.load_pem_x509_certificate(certificate_pem)
     except ValueError as exc:
         raise SignatureError("the repository certificate is not a valid X.509 certificate") from exc
-    if certificate_fingerprint(cert) not in whitelist.fingerprints:
+    if not is_listed(cert, whitelist):
         raise SignatureError(
             "the repository certificate is not on the signed whitelist",
             fix="the manifest was signed by an unknown key; ask the repository maintainer",

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from chain_helpers import write_pattern
+from simulators.disk_files import content_format
 from simulators.fixtures import simulated_tools  # noqa: F401 - fixture
 
 from hypervisors import qemu_img
@@ -42,7 +43,7 @@ def native_view(files: ProjectFiles, dest: Path) -> Path:
     project = files.load()
     with open_backend(project) as hv:
         top = Path(hv.disk_tops(project.vm_name)["system"])
-    fmt = {".qcow2": "qcow2", ".vmdk": "vmdk"}[top.suffix]
+    fmt = content_format(top)
     return qemu_img.convert(top, dest, src_format=fmt, dest_format="raw")
 
 
@@ -80,7 +81,12 @@ def test_libvirt_state_round_trip_through_native_project(
     assert state.native_id and state.name == "s1"
     assert qemu_img.compare(native_view(files, tmp_path / "v1.raw"), "raw", libvirt_layer(ctx, "src", s1), "qcow2")
 
-    # the incremental bundle lands on s1's snapshot; the hypervisor's tree agrees with vmlog's
+    # the incremental bundle lands on s1's snapshot; the hypervisor's tree agrees with vmlog's. The VM's
+    # current disk carries the name the hypervisor gives it (VirtualBox: Snapshots/{uuid}.vdi, which
+    # qemu-img cannot open by name), and the import must not take it for unsaved changes
+    with open_backend(files.load()) as hv:
+        live_top = Path(hv.disk_tops(project.vm_name)["system"])
+    assert live_top.suffix == (".vdi" if backend == "virtualbox" else ".vmdk")
     result = exchange.import_state(incr.path, trust=True, ctx=ctx)
     assert result.project == "dst" and result.since_id == s1
     states = files.states()
@@ -132,7 +138,7 @@ def test_native_import_refusals(
     project = files.load()
     with open_backend(project) as hv:
         top = Path(hv.disk_tops(project.vm_name)["system"])
-    write_pattern(top, 0x55, 0, fmt={".qcow2": "qcow2", ".vmdk": "vmdk"}[top.suffix])
+    write_pattern(top, 0x55, 0, fmt=content_format(top))
     with pytest.raises(InvalidInput, match="unsaved changes"):
         exchange.import_state(incr.path, trust=True, ctx=ctx)
     assert set(files.states()) == {s1}

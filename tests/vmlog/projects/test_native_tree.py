@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from simulators.disk_files import content_format
 from simulators.fixtures import simulated_tools  # noqa: F401 - fixture
 from typer.testing import CliRunner
 
@@ -59,7 +60,7 @@ def top(files: ProjectFiles) -> Path:
 
 def guest_write(files: ProjectFiles, pattern: int, offset: int) -> None:
     path = top(files)
-    fmt = {".qcow2": "qcow2", ".vmdk": "vmdk"}[path.suffix]
+    fmt = content_format(path)
     subprocess.run(["qemu-io", "-f", fmt, "-c", f"write -P {pattern} {offset} 65536", str(path)],
                    check=True, capture_output=True)
 
@@ -67,7 +68,7 @@ def guest_write(files: ProjectFiles, pattern: int, offset: int) -> None:
 def guest_view(files: ProjectFiles, tmp_path: Path) -> dict[int, int]:
     """The first byte of every MiB of the disk as the guest sees it now."""
     path = top(files)
-    flat = qemu_img.convert(path, tmp_path / "view.raw", src_format={".qcow2": "qcow2"}.get(path.suffix, "vmdk"),
+    flat = qemu_img.convert(path, tmp_path / "view.raw", src_format=content_format(path),
                             dest_format="raw")
     data = flat.read_bytes()
     flat.unlink()
@@ -325,7 +326,7 @@ def test_rename_refused_and_scratch_disk_kept_per_state(
             NativeTree(hv).ensure_vm(scratch)
             NativeTree(hv).ensure_vm(ctx.projects.get("t"))  # registers the second blank disk too
             tops = hv.disk_tops(project.vm_name)
-        fmt = {".qcow2": "qcow2", ".vmdk": "vmdk"}[tops["scratch"].suffix]
+        fmt = content_format(tops["scratch"])
 
         def write(pattern: int) -> None:
             subprocess.run(["qemu-io", "-f", fmt, "-c", f"write -P {pattern} 0 4096", str(tops["scratch"])],

@@ -1,9 +1,13 @@
 """Builds small CernVM-FS-format repositories and HTTP release trees on disk, and serves them on 127.0.0.1.
 
-Written from the published CernVM-FS format (signed ``.cvmfspublished`` and ``.cvmfswhitelist``,
-zlib-compressed content-addressed objects under ``data/XX/``, SQLite catalogs keyed by MD5 path
-pairs, nested catalogs, chunked files, a tag history database). It makes its own master key and
-repository certificate, so tests can also produce what a broken or hostile server would serve.
+Written from the published CernVM-FS format and checked against repositories ``cvmfs_server`` wrote
+(tests/fixtures/real/cvmfs): signed ``.cvmfspublished`` and ``.cvmfswhitelist`` (hashes and
+fingerprints in the repository's algorithm: sha1, rmd160 or shake128), zlib-compressed
+content-addressed objects under ``data/XX/``, SQLite catalogs keyed by MD5 path pairs (schema 2.5
+with ``mtimens``; links flagged FILE|LINK, special files FILE|SPECIAL, hidden entries, bind
+mountpoints, external files), nested catalogs, chunked files, and a tag history database with its
+``properties`` table. It makes its own master key and repository certificate, so tests can also
+produce what a broken or hostile server would serve.
 """
 
 from __future__ import annotations
@@ -27,18 +31,22 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from vmlog.releases.content_hash import md5_path_pair
+from vmlog.releases.content_hash import ALGORITHMS, ContentHash, md5_path_pair
+from vmlog.releases.signed_letter import certificate_fingerprint
 
 FLAG_DIR, FLAG_MOUNTPOINT, FLAG_FILE, FLAG_LINK, FLAG_NESTED_ROOT, FLAG_CHUNKED = 1, 2, 4, 8, 32, 64
+FLAG_SPECIAL, FLAG_EXTERNAL, FLAG_BIND_MOUNTPOINT, FLAG_HIDDEN = 16, 128, 0x4000, 0x8000
 
 _SCHEMA = """
 CREATE TABLE catalog (md5path_1 INTEGER, md5path_2 INTEGER, parent_1 INTEGER, parent_2 INTEGER,
-  hardlinks INTEGER, hash BLOB, size INTEGER, mode INTEGER, mtime INTEGER, flags INTEGER, name TEXT,
-  symlink TEXT, uid INTEGER, gid INTEGER, xattr BLOB, PRIMARY KEY (md5path_1, md5path_2));
+  hardlinks INTEGER, hash BLOB, size INTEGER, mode INTEGER, mtime INTEGER, mtimens INTEGER, flags INTEGER,
+  name TEXT, symlink TEXT, uid INTEGER, gid INTEGER, xattr BLOB,
+  CONSTRAINT pk_catalog PRIMARY KEY (md5path_1, md5path_2));
 CREATE INDEX idx_catalog_parent ON catalog (parent_1, parent_2);
 CREATE TABLE chunks (md5path_1 INTEGER, md5path_2 INTEGER, offset INTEGER, size INTEGER, hash BLOB,
   CONSTRAINT pk_chunks PRIMARY KEY (md5path_1, md5path_2, offset, size));
 CREATE TABLE nested_catalogs (path TEXT, sha1 TEXT, size INTEGER, CONSTRAINT pk_nested PRIMARY KEY (path));
+CREATE TABLE bind_mountpoints (path TEXT, sha1 TEXT, size INTEGER, CONSTRAINT pk_bind_mountpoints PRIMARY KEY (path));
 CREATE TABLE properties (key TEXT, value TEXT, CONSTRAINT pk_properties PRIMARY KEY (key));
 CREATE TABLE statistics (counter TEXT, value INTEGER, CONSTRAINT pk_statistics PRIMARY KEY (counter));
 """
@@ -75,11 +83,13 @@ def self_signed(key: rsa.RSAPrivateKey, common_name: str) -> x509.Certificate:
 
 @dataclass
 class _Node:
-    kind: str  # "dir", "file", "link"
+    kind: str  # "dir", "file", "link", "special"
     mode: int = 0o755
     data: bytes = b""
     target: str = ""
     chunk_size: int = 0
+    flags: int = 0  # FLAG_HIDDEN, FLAG_EXTERNAL, FLAG_BIND_MOUNTPOINT
+    rdev: int = 0
 
 
 @dataclass
@@ -89,6 +99,8 @@ class CvmfsRepoBuilder:
     webroot: Path
     name: str = "sw.example.org"
     mtime: int = 1_700_000_000
+    mtime_ns: int = 250_000_000
+    algorithm: str = "sha1"
     nodes: dict[str, _Node] = field(default_factory=dict)
     nested: set[str] = field(default_factory=set)
     tags: list[tuple[str, str, int, int]] = field(default_factory=list)
@@ -127,10 +139,25 @@ class CvmfsRepoBuilder:
         if nested:
             self.nested.add(path)
 
-    def add_file(self, path: str, data: bytes, *, mode: int = 0o644, chunk_size: int = 0) -> None:
+    def add_file(
+        self, path: str, data: bytes, *, mode: int = 0o644, chunk_size: int = 0, hidden: bool = False,
+        external: bool = False,
+    ) -> None:
         path = "/" + path.strip("/")
         self._parents(path)
-        self.nodes[path] = _Node("file", mode, data, chunk_size=chunk_size)
+        flags = (FLAG_HIDDEN if hidden else 0) | (FLAG_EXTERNAL if external else 0)
+        self.nodes[path] = _Node("file", mode, data, chunk_size=chunk_size, flags=flags)
+
+    def add_special(self, path: str, st_mode: int, rdev: int = 0) -> None:
+        """A fifo, socket or device (``st_mode`` with its type bits); cvmfs keeps a device's number in size."""
+        path = "/" + path.strip("/")
+        self._parents(path)
+        self.nodes[path] = _Node("special", st_mode, rdev=rdev)
+
+    def add_bind_mountpoint(self, path: str) -> None:
+        path = "/" + path.strip("/")
+        self._parents(path)
+        self.nodes[path] = _Node("dir", flags=FLAG_BIND_MOUNTPOINT)
 
     def add_link(self, path: str, target: str) -> None:
         path = "/" + path.strip("/")
@@ -139,13 +166,23 @@ class CvmfsRepoBuilder:
 
     # -- objects ---------------------------------------------------------------------------------
     def put_object(self, plain: bytes, suffix: str = "", *, compress: bool = True) -> str:
-        """Store an object; return its hash text (SHA-1 of the stored bytes)."""
+        """Store an object; return its hash text in the repository's algorithm (``hex`` or ``hex-rmd160``)."""
         stored = zlib.compress(plain) if compress else plain
-        digest = hashlib.sha1(stored).hexdigest()
+        digest = ContentHash.of(stored, self.algorithm).hex
         path = self.root / "data" / digest[:2] / (digest[2:] + suffix)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(stored)
         return digest
+
+    def _raw(self, text: str) -> bytes:
+        """The digest bytes of a hash text (catalog rows store them raw, the algorithm in the flags)."""
+        return ContentHash.parse(text).digest
+
+    def _hash_flags(self) -> int:
+        return ALGORITHMS[self.algorithm][0] << 8
+
+    def _printed(self, text: bytes) -> bytes:
+        return ContentHash.of(text, self.algorithm).hex.encode("ascii")
 
     def object_path(self, digest: str, suffix: str = "") -> Path:
         return self.root / "data" / digest[:2] / (digest[2:] + suffix)
@@ -160,6 +197,7 @@ class CvmfsRepoBuilder:
         return best
 
     def _row(self, db: sqlite3.Connection, path: str, node: _Node, flags_extra: int = 0) -> None:
+        """One catalog row, flagged as cvmfs_server's SqlDirent::CreateDatabaseFlags does."""
         md5_1, md5_2 = md5_path_pair(path)
         parent = path.rsplit("/", 1)[0] if path else None
         parent_1, parent_2 = md5_path_pair(parent) if parent is not None else (0, 0)
@@ -167,15 +205,19 @@ class CvmfsRepoBuilder:
         digest: bytes | None = None
         size = 0
         if node.kind == "dir":
-            flags, mode = FLAG_DIR | flags_extra, 0o040000 | node.mode
+            flags, mode = FLAG_DIR | flags_extra | node.flags, 0o040000 | node.mode
             size = 4096
         elif node.kind == "link":
-            flags, mode = FLAG_LINK, 0o120777
+            flags, mode = FLAG_FILE | FLAG_LINK, 0o120777
             size = len(node.target)
+        elif node.kind == "special":
+            flags, mode, size = FLAG_FILE | FLAG_SPECIAL, node.mode, node.rdev
         else:
-            flags, mode = FLAG_FILE, 0o100000 | node.mode
+            flags, mode = FLAG_FILE | node.flags | self._hash_flags(), 0o100000 | node.mode
             size = len(node.data)
-            if node.chunk_size and size > node.chunk_size:
+            if node.flags & FLAG_EXTERNAL:  # external data: the hash of the plain file, nothing in data/
+                digest = ContentHash.of(node.data, self.algorithm).digest
+            elif node.chunk_size and size > node.chunk_size:
                 flags |= FLAG_CHUNKED
                 objects = []
                 for offset in range(0, size, node.chunk_size):
@@ -183,18 +225,18 @@ class CvmfsRepoBuilder:
                     chunk = self.put_object(piece, "P")
                     objects.append(str(self.object_path(chunk, "P").relative_to(self.root)))
                     db.execute(
-                        "INSERT INTO chunks VALUES (?,?,?,?,?)",
-                        (md5_1, md5_2, offset, len(piece), bytes.fromhex(chunk)),
+                        "INSERT INTO chunks VALUES (?,?,?,?,?)", (md5_1, md5_2, offset, len(piece), self._raw(chunk))
                     )
-                digest = hashlib.sha1(zlib.compress(node.data)).digest()  # bulk hash, never fetched
+                digest = ContentHash.of(zlib.compress(node.data), self.algorithm).digest  # bulk hash, never fetched
                 self.object_of[path] = objects
             else:
                 text = self.put_object(node.data)
-                digest = bytes.fromhex(text)
+                digest = self._raw(text)
                 self.object_of[path] = [str(self.object_path(text).relative_to(self.root))]
         db.execute(
-            "INSERT INTO catalog VALUES (?,?,?,?,1,?,?,?,?,?,?,?,0,0,NULL)",
-            (md5_1, md5_2, parent_1, parent_2, digest, size, mode, self.mtime, flags, name, node.target or None),
+            "INSERT INTO catalog VALUES (?,?,?,?,1,?,?,?,?,?,?,?,?,0,0,NULL)",
+            (md5_1, md5_2, parent_1, parent_2, digest, size, mode, self.mtime, self.mtime_ns, flags, name,
+             node.target or None),
         )
 
     def _build_catalog(self, mountpoint: str, hashes_of: dict[str, tuple[str, int]], revision: int) -> tuple[str, int]:
@@ -230,12 +272,19 @@ class CvmfsRepoBuilder:
 
     # -- signing ---------------------------------------------------------------------------------
     def _history(self) -> str:
+        """The tag database as cvmfs_server writes it (schema 1.0 revision 3: properties, tags, recycle_bin)."""
         with tempfile.TemporaryDirectory() as tmp:
             db_path = Path(tmp) / "history.db"
             db = sqlite3.connect(db_path)
-            db.execute(
+            db.executescript(
+                "CREATE TABLE properties (key TEXT, value TEXT, CONSTRAINT pk_properties PRIMARY KEY (key));"
                 "CREATE TABLE tags (name TEXT, hash TEXT, revision INTEGER, timestamp INTEGER, channel INTEGER,"
-                " description TEXT, size INTEGER, branch TEXT, CONSTRAINT pk_tags PRIMARY KEY (name))"
+                " description TEXT, size INTEGER, branch TEXT, CONSTRAINT pk_tags PRIMARY KEY (name));"
+                "CREATE TABLE recycle_bin (hash TEXT, flags INTEGER, CONSTRAINT pk_hash PRIMARY KEY (hash));"
+            )
+            db.executemany(
+                "INSERT INTO properties VALUES (?,?)",
+                [("schema", "1.0"), ("schema_revision", "3"), ("fqrn", self.name), ("previous_revision", "0" * 40)],
             )
             db.executemany("INSERT INTO tags VALUES (?,?,?,?,0,'',0,'')", self.tags)
             db.commit()
@@ -260,21 +309,22 @@ class CvmfsRepoBuilder:
         return root
 
     def write_manifest(self, text: bytes, *, signing_key: rsa.RSAPrivateKey | None = None) -> None:
-        printed = hashlib.sha1(text).hexdigest().encode("ascii")
+        printed = self._printed(text)
         signature = (signing_key or self.repo_key).sign(printed, padding.PKCS1v15(), hashes.SHA1())
         (self.root / ".cvmfspublished").write_bytes(text + b"--\n" + printed + b"\n" + signature)
 
     def fingerprint(self) -> str:
-        digest = hashlib.sha1(self.certificate.public_bytes(serialization.Encoding.DER)).hexdigest().upper()
-        return ":".join(digest[i : i + 2] for i in range(0, 40, 2))
+        """The certificate's fingerprint in the repository's algorithm, as cvmfs_server prints it."""
+        return certificate_fingerprint(self.certificate, self.algorithm)
 
-    def write_whitelist(self, *, expires: dt.datetime | None = None, repository: str | None = None) -> None:
+    def write_whitelist(
+        self, *, expires: dt.datetime | None = None, repository: str | None = None, name_line: bool = True
+    ) -> None:
         now = dt.datetime.now(dt.UTC)
         expires = expires or now + dt.timedelta(days=30)
-        text = (f"{now:{_STAMP}}\nE{expires:{_STAMP}}\nN{repository or self.name}\n{self.fingerprint()}\n").encode(
-            "ascii"
-        )
-        printed = hashlib.sha1(text).hexdigest().encode("ascii")
+        name = f"N{repository or self.name}\n" if name_line else ""
+        text = f"{now:{_STAMP}}\nE{expires:{_STAMP}}\n{name}{self.fingerprint()}\n".encode("ascii")
+        printed = self._printed(text)
         (self.root / ".cvmfswhitelist").write_bytes(
             text + b"--\n" + printed + b"\n" + raw_rsa_sign(self.master_key, printed)
         )

@@ -29,15 +29,26 @@ if str(_TESTS) not in sys.path:
     sys.path.insert(0, str(_TESTS))
 
 from simulators import vbox_ops  # noqa: E402
-from simulators.vbox_model import Registry, VBoxError  # noqa: E402
+from simulators.vbox_model import VERSION, Registry, VBoxError  # noqa: E402
 
-# MachineState values (VirtualBox.xidl).
-MACHINE_STATES = {"poweroff": 1, "saved": 2, "teleported": 3, "aborted": 4, "aborted-saved": 5, "running": 6,
-                  "paused": 7}
+# MachineState (VirtualBox.xidl): the values are the positions in this list; 7.0 inserted AbortedSaved
+# after Aborted, so from Running on every value is one higher than in 6.1 (Running: 5 in 6.1, 6 in 7.x).
+_MACHINE_STATE_ENUM = [
+    "Null", "PoweredOff", "Saved", "Teleported", "Aborted", "AbortedSaved", "Running", "Paused", "Stuck",
+    "Teleporting", "LiveSnapshotting", "Starting", "Stopping", "Saving", "Restoring", "TeleportingPausedVM",
+    "TeleportingIn", "DeletingSnapshotOnline", "DeletingSnapshotPaused", "OnlineSnapshotting",
+    "RestoringSnapshot", "DeletingSnapshot", "SettingUp", "Snapshotting",
+]
+if int(VERSION.split(".")[0]) < 7:
+    _MACHINE_STATE_ENUM.remove("AbortedSaved")
+MACHINE_STATE_VALUES = {name: value for value, name in enumerate(_MACHINE_STATE_ENUM)}
+_BY_VBOXMANAGE_NAME = {"poweroff": "PoweredOff", "saved": "Saved", "teleported": "Teleported", "aborted": "Aborted",
+                       "aborted-saved": "AbortedSaved", "running": "Running", "paused": "Paused"}
+MACHINE_STATES = {name: MACHINE_STATE_VALUES.get(enum, 0) for name, enum in _BY_VBOXMANAGE_NAME.items()}
 
 
 class Constants:
-    """``VirtualBoxManager.constants``: enum values by ``Enum_Value`` name."""
+    """``VirtualBoxManager.constants``: enum values by ``Enum_Value`` name (this version's numbering)."""
 
     LockType_Null = 0
     LockType_Shared = 1
@@ -45,11 +56,10 @@ class Constants:
     LockType_VM = 3
     SessionState_Unlocked = 1
     SessionState_Locked = 2
-    MachineState_PoweredOff = 1
-    MachineState_Saved = 2
-    MachineState_Aborted = 4
-    MachineState_Running = 6
-    MachineState_Paused = 7
+
+
+for _name, _value in MACHINE_STATE_VALUES.items():
+    setattr(Constants, f"MachineState_{_name}", _value)
 
 
 class VBoxException(Exception):

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from simulators.disk_files import content_format
 from simulators.fixtures import simulated_tools  # noqa: F401 - fixture
 
 from hypervisors import qemu_img
@@ -17,8 +18,6 @@ from vmlog.projects.store import ProjectFiles
 from vmlog.workspace import Workspace
 
 from .abstract import AbstractDriverTests, DriverEnv
-
-FORMATS = {".qcow2": "qcow2", ".vmdk": "vmdk"}  # the simulators' tops are qemu-readable
 
 
 @contextmanager
@@ -36,13 +35,13 @@ def _top(files: ProjectFiles) -> Path:
 
 def _write(files: ProjectFiles, pattern: int, offset: int) -> None:
     path = _top(files)
-    subprocess.run(["qemu-io", "-f", FORMATS[path.suffix], "-c", f"write -P {pattern} {offset} 65536", str(path)],
+    subprocess.run(["qemu-io", "-f", content_format(path), "-c", f"write -P {pattern} {offset} 65536", str(path)],
                    check=True, capture_output=True)
 
 
 def _view(files: ProjectFiles, tmp: Path) -> bytes:
     path = _top(files)
-    flat = qemu_img.convert(path, tmp / "view.raw", src_format=FORMATS[path.suffix], dest_format="raw")
+    flat = qemu_img.convert(path, tmp / "view.raw", src_format=content_format(path), dest_format="raw")
     try:
         return flat.read_bytes()
     finally:

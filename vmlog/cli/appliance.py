@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Annotated
 
 import typer
@@ -20,6 +19,7 @@ from vmlog.app import appliances
 from vmlog.app.appliances import ApplianceListing
 from vmlog.cli.catalog import report_problems
 from vmlog.cli.output import err, info, out, print_json
+from vmlog.cli.progress import Interrupted, run_interruptible
 from vmlog.errors import Cancelled
 
 app = typer.Typer(help="Base appliances: find them in catalogs, pull, verify and remove them.", no_args_is_help=True)
@@ -90,7 +90,6 @@ def pull(
     json_output: JsonOption = False,
 ) -> None:
     """Download, verify and convert an appliance; an interrupted pull resumes where it stopped."""
-    cancel = threading.Event()
     columns = (
         TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
@@ -105,17 +104,18 @@ def pull(
             bar.update(task, completed=done, total=total)
 
         try:
-            pulled = appliances.pull_appliance(
-                name,
-                version=version,
-                fmt=fmt,
-                disk_format=disk_format,
-                insecure=insecure,
-                progress=progress,
-                cancel=cancel,
+            pulled = run_interruptible(
+                lambda cancel: appliances.pull_appliance(
+                    name,
+                    version=version,
+                    fmt=fmt,
+                    disk_format=disk_format,
+                    insecure=insecure,
+                    progress=progress,
+                    cancel=cancel,
+                )
             )
-        except KeyboardInterrupt:
-            cancel.set()
+        except (Interrupted, Cancelled):
             raise Cancelled(
                 "pull interrupted; the partial download is kept", fix=f"run `vml appliance pull {name}` to resume"
             ) from None

@@ -226,7 +226,9 @@ class BodyReader:
 
     def _wait_readable(self, check: Callable[[int], None], holding: bool) -> bool:
         """Wait until the socket has bytes; False when it is silent and ``holding`` bytes to hand on first."""
-        if self.sock is None or not self.drained or (hasattr(self.sock, "pending") and self.sock.pending()):
+        if self.remaining == 0 or self.sock is None or not self.drained:
+            return True
+        if hasattr(self.sock, "pending") and self.sock.pending():  # TLS: bytes decrypted already
             return True
         poller = select.poll()
         poller.register(self.sock.fileno(), select.POLLIN | select.POLLPRI)

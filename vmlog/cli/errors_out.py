@@ -39,6 +39,21 @@ def no_space_in(exc: BaseException) -> OSError | None:
     return None
 
 
+def _disk_failure(exc: BaseException) -> str | None:
+    """What SQLite says when the disk under the logbook is full or fails a write, else None.
+
+    Looked at by name: the entry point does not import sqlite3 to start.
+    """
+    if type(exc).__module__ != "sqlite3":
+        return None
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    if code == 13:  # SQLITE_FULL
+        return "no space left on the device (the logbook could not be written)"
+    if code == 10:  # SQLITE_IOERR: a failed write, most often a full disk
+        return f"the disk failed a write of the logbook ({exc}); it is probably full"
+    return None
+
+
 def _no_space_text(error: OSError) -> tuple[str, str]:
     where = f" writing {error.filename}" if error.filename else ""
     what = "the disk quota is exhausted" if error.errno == errno.EDQUOT else "no space left on the device"
@@ -60,6 +75,9 @@ def describe(exc: BaseException) -> tuple[str, str | None, int, str]:
     if full is not None:
         message, fix = _no_space_text(full)
         return message, fix, NO_SPACE_EXIT_CODE, "NoSpace"
+    disk = _disk_failure(exc)
+    if disk is not None:
+        return disk, _no_space_text(OSError(errno.ENOSPC, "", None))[1], NO_SPACE_EXIT_CODE, "NoSpace"
     if isinstance(exc, ReportableError):
         # the class's code: an instance may carry an attribute of that name for its own ends
         return exc.message, exc.fix, type(exc).exit_code, type(exc).__name__

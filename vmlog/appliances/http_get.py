@@ -50,18 +50,68 @@ class MirrorFailed(Exception):
         self.wrong_bytes = wrong_bytes  # the whole file did not hash to its digest
 
 
+def proxy_for(parts: urllib.parse.SplitResult) -> urllib.parse.SplitResult | None:
+    """The proxy ``http_proxy``/``https_proxy`` name for this URL, unless ``no_proxy`` exempts its host.
+
+    Read from the environment on every call, as curl and the release fetcher do, so a lab's proxy
+    settings apply to appliance and catalog downloads alike.
+    """
+    import urllib.request  # here: only downloads pay for it
+
+    proxy = urllib.request.getproxies_environment().get(parts.scheme)
+    if not proxy or not parts.hostname:
+        return None
+    host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+    if urllib.request.proxy_bypass_environment(host):
+        return None
+    proxy_parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    if proxy_parts.scheme != "http" or not proxy_parts.hostname:  # TLS to the proxy itself is not supported
+        raise DownloadError(
+            f"cannot use the proxy {proxy!r} from {parts.scheme}_proxy (only http:// proxies are supported)",
+            fix=f"set {parts.scheme}_proxy to http://HOST:PORT",
+        )
+    return proxy_parts
+
+
+def _proxy_auth(proxy: urllib.parse.SplitResult) -> dict[str, str]:
+    if proxy.username is None:
+        return {}
+    import base64
+
+    user = urllib.parse.unquote(proxy.username)
+    password = urllib.parse.unquote(proxy.password or "")
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return {"Proxy-Authorization": f"Basic {token}"}
+
+
+def _connect(parts: urllib.parse.SplitResult, timeout: float) -> tuple[http.client.HTTPConnection, str, dict[str, str]]:
+    """A connection for ``parts`` (through the proxy the environment names), the request target, proxy headers."""
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    proxy = proxy_for(parts)
+    if proxy is None:
+        if parts.scheme == "https":
+            return http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout), target, {}
+        return http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout), target, {}
+    auth = _proxy_auth(proxy)
+    if parts.scheme == "https":  # a CONNECT tunnel: TLS and its certificate check run end to end, through the proxy
+        tunnel = http.client.HTTPSConnection(proxy.hostname, proxy.port or 3128, timeout=timeout)
+        tunnel.set_tunnel(parts.hostname, parts.port or 443, headers=auth)
+        return tunnel, target, {}
+    conn = http.client.HTTPConnection(proxy.hostname, proxy.port or 3128, timeout=timeout)
+    return conn, urllib.parse.urlunsplit(parts._replace(fragment="")), auth  # plain HTTP: the absolute URL
+
+
 def open_url(url: str, offset: int, insecure: bool, timeout: float) -> tuple[http.client.HTTPResponse, str]:
-    """GET ``url`` (following redirects under the same HTTPS policy), asking for bytes from ``offset``."""
+    """GET ``url`` (following redirects under the same HTTPS policy), asking for bytes from ``offset``.
+
+    ``http_proxy``, ``https_proxy`` and ``no_proxy`` are honoured (:func:`proxy_for`).
+    """
     for _ in range(MAX_REDIRECTS + 1):
         parts = check_url(url, insecure=insecure)
-        if parts.scheme == "https":
-            conn: http.client.HTTPConnection = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout)
-        else:
-            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
-        target = parts.path or "/"
-        if parts.query:
-            target += "?" + parts.query
-        headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+        conn, target, proxy_headers = _connect(parts, timeout)
+        headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **proxy_headers}
         if offset:
             headers["Range"] = f"bytes={offset}-"
         try:

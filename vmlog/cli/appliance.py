@@ -33,6 +33,8 @@ def _listing(listing: ApplianceListing, json_output: bool) -> None:
     if json_output:
         print_json(rows)
         return
+    if rows:
+        out.print(Text(f"{'NAME':<20} TITLE (CATALOG; VERSIONS)", style="dim"))
     for row in rows:
         versions = ", ".join(row["versions"])
         mark = (f" (pulled: {', '.join(row['pulled'])})", "green") if row["pulled"] else ""
@@ -58,7 +60,7 @@ def search(text: Annotated[str, typer.Argument(help="Words to look for.")], json
 @app.command("info")
 def info_(
     name: Annotated[str, typer.Argument(help="Appliance name.")],
-    version: Annotated[str | None, typer.Option("--version", "-v", help="Version (default: latest).")] = None,
+    version: Annotated[str | None, typer.Option("--version", help="Version (default: latest).")] = None,
     insecure: Annotated[bool, typer.Option("--insecure", help="Allow plain HTTP to a remote host.")] = False,
     json_output: JsonOption = False,
 ) -> None:
@@ -81,7 +83,7 @@ def info_(
 @app.command("pull")
 def pull(
     name: Annotated[str, typer.Argument(help="Appliance name.")],
-    version: Annotated[str | None, typer.Option("--version", "-v", help="Version (default: latest).")] = None,
+    version: Annotated[str | None, typer.Option("--version", help="Version (default: latest).")] = None,
     fmt: Annotated[str | None, typer.Option("--format", help="Image format to download (qcow2, hdd, iso...).")] = None,
     disk_format: Annotated[
         str, typer.Option("--disk-format", help="Disk format of the backend (qcow2 libvirt, vdi, vmdk).")
@@ -131,10 +133,18 @@ def pull(
 @app.command("verify")
 def verify(
     ref: Annotated[str | None, typer.Argument(help="Image (sha256 prefix or name[:version]); all if omitted.")] = None,
+    json_output: JsonOption = False,
 ) -> None:
     """Re-hash stored images and report any that no longer match their digest."""
+    verified = []
     for image in appliances.verify_images(ref):
-        info(Text.assemble(("ok", "green"), f" {image.name}-{image.version}.{image.format} {image.sha256[:12]}"))
+        verified.append(
+            {"name": image.name, "version": image.version, "format": image.format, "sha256": image.sha256, "ok": True}
+        )
+        if not json_output:
+            info(Text.assemble(("ok", "green"), f" {image.name}-{image.version}.{image.format} {image.sha256[:12]}"))
+    if json_output:
+        print_json(verified)
 
 
 @app.command("rm")
@@ -151,6 +161,8 @@ def images(json_output: JsonOption = False) -> None:
     if json_output:
         print_json(rows)
         return
+    if rows:
+        out.print(Text("SHA256       IMAGE SIZE USERS", style="dim"))
     for row in rows:
         used = f" used by {', '.join(row['refs'])}" if row["refs"] else ""
         out.print(f"{row['sha256'][:12]} {row['name']}-{row['version']}.{row['format']} {row['size']} bytes{used}")

@@ -20,11 +20,24 @@ from vmlog.app.appliances import ApplianceListing
 from vmlog.cli.catalog import report_problems
 from vmlog.cli.output import err, info, out, print_json
 from vmlog.cli.progress import Interrupted, run_interruptible
-from vmlog.errors import Cancelled
+from vmlog.errors import Cancelled, NotFound
 
 app = typer.Typer(help="Base appliances: find them in catalogs, pull, verify and remove them.", no_args_is_help=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _unreachable_catalogs(exc: NotFound) -> NotFound:
+    """An appliance not found while a catalog could not be read: say the catalog is unreachable, not that the
+    appliance does not exist."""
+    problems = appliances.list_appliances().problems
+    if not problems:
+        return exc
+    return NotFound(
+        f"{exc.message}; a catalog could not be read, the appliance may be there: {'; '.join(problems)}",
+        fix="check the network (and http_proxy/https_proxy behind a proxy), then retry; `vml catalog list` shows"
+        " the catalogs",
+    )
 
 
 def _listing(listing: ApplianceListing, json_output: bool) -> None:
@@ -65,7 +78,10 @@ def info_(
     json_output: JsonOption = False,
 ) -> None:
     """Versions, images, requirements and context kind of one appliance (CernVM asks its server)."""
-    found = appliances.find_appliance(name, version, insecure=insecure)
+    try:
+        found = appliances.find_appliance(name, version, insecure=insecure)
+    except NotFound as exc:
+        raise _unreachable_catalogs(exc) from exc
     appliance, resolved = found.appliance, found.version
     if json_output:
         print_json(found.to_dict())
@@ -117,6 +133,8 @@ def pull(
                     cancel=cancel,
                 )
             )
+        except NotFound as exc:
+            raise _unreachable_catalogs(exc) from exc
         except (Interrupted, Cancelled):
             raise Cancelled(
                 "pull interrupted; the partial download is kept", fix=f"run `vml appliance pull {name}` to resume"

@@ -74,3 +74,14 @@ def test_setup_dash_v_is_not_a_version(vmlog_home: Path) -> None:
 def test_appliance_verify_speaks_json(vmlog_home: Path) -> None:
     proc = vml_process("appliance", "verify", "--json")
     assert proc.returncode == 0 and json.loads(proc.stdout) == []
+
+
+def test_an_unreachable_catalog_is_reported_as_unreachable(vmlog_home: Path, tmp_path: Path) -> None:
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps({"vmlog_catalog": 1, "appliances": []}))
+    vml("catalog", "add", str(catalog), "--name", "lab")
+    catalog.unlink()  # the catalog's server (here: its file) is gone after it was added
+    found = vml_process("appliance", "info", "analysis-vm")
+    assert found.returncode == NotFound.exit_code
+    assert "no appliance named 'analysis-vm'" in found.stderr and "could not be read" in found.stderr
+    assert "catalog lab" in found.stderr and "http_proxy" in found.stderr

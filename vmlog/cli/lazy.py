@@ -8,7 +8,6 @@ the loaded command's own.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from difflib import get_close_matches
 from typing import Any
 
@@ -20,34 +19,27 @@ try:
 except ImportError:  # pragma: no cover - typer that depends on click
     import click  # type: ignore[no-redef]
 
+from vmlog.cli.registry import Lazy
 
-@dataclass(frozen=True)
-class Lazy:
-    """A subcommand: its name, ``module:attribute`` (a typer app or a command function), its listed help.
+__all__ = ["Lazy", "LazyGroup", "lazy_group", "load_command", "stand_in", "summary"]
 
-    ``subcommands`` add lazily loaded commands to a group that lives in another module.
-    """
 
-    name: str
-    target: str
-    help: str
-    subcommands: tuple[Lazy, ...] = ()
+def load_command(entry: Lazy) -> click.Command:
+    """Import the entry's target and build its click command (plain help: rich's help formatter costs 0.1 s)."""
+    module_name, _, attribute = entry.target.partition(":")
+    # __import__, not importlib.import_module: only the former shows in `python -X importtime`
+    obj = getattr(__import__(module_name, fromlist=[attribute]), attribute)
+    holder = typer.Typer(rich_markup_mode=None, add_completion=False)
+    if not isinstance(obj, typer.Typer):
+        holder.command(entry.name)(obj)
+        return typer.main.get_command(holder)  # one command: typer builds it alone, under our name
+    holder.add_typer(obj, name=entry.name, cls=lazy_group(entry.subcommands))
+    return typer.main.get_group(holder).commands[entry.name]
 
-    def load(self) -> click.Command:
-        """Import the target and build its click command (plain help: rich's help formatter costs 0.1 s)."""
-        module_name, _, attribute = self.target.partition(":")
-        # __import__, not importlib.import_module: only the former shows in `python -X importtime`
-        obj = getattr(__import__(module_name, fromlist=[attribute]), attribute)
-        holder = typer.Typer(rich_markup_mode=None, add_completion=False)
-        if not isinstance(obj, typer.Typer):
-            holder.command(self.name)(obj)
-            return typer.main.get_command(holder)  # one command: typer builds it alone, under our name
-        holder.add_typer(obj, name=self.name, cls=lazy_group(self.subcommands))
-        return typer.main.get_group(holder).commands[self.name]
 
-    def stand_in(self) -> click.Command:
-        """A command that only answers for listings: its name and help."""
-        return TyperCommand(self.name, help=self.help, rich_markup_mode=None)
+def stand_in(entry: Lazy) -> click.Command:
+    """A command that only answers for listings: its name and help."""
+    return TyperCommand(entry.name, help=entry.help, rich_markup_mode=None)
 
 
 class LazyGroup(TyperGroup):
@@ -75,8 +67,8 @@ class LazyGroup(TyperGroup):
         if entry is None:
             return None
         if self._listing:
-            return entry.stand_in()
-        command = self.commands[cmd_name] = entry.load()
+            return stand_in(entry)
+        command = self.commands[cmd_name] = load_command(entry)
         return command
 
     def _listed(self, method: Any, *args: Any) -> Any:

@@ -1,16 +1,15 @@
 """Entry point of ``vml``: lists the command groups and maps every error to a message and an exit code at one place.
 
-A command's module is imported only when that command runs (:mod:`vmlog.cli.lazy`), so ``vml --version``,
-``vml --help`` and shell completion start in a few tens of milliseconds.
+A command's module is imported only when that command runs (:mod:`vmlog.cli.lazy`), so shell completion
+and a command's start pay for nothing else; ``vml --version`` and ``vml --help`` are answered before
+typer is even imported (:mod:`vmlog.cli.registry`). ``app``, the typer application, is built on first use.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
-
-import typer
+from typing import Any
 
 from vmlog import __version__
 from vmlog.cli.errors_out import (
@@ -20,9 +19,17 @@ from vmlog.cli.errors_out import (
     report_failure,
     wants_json,
 )
-from vmlog.cli.lazy import Lazy, lazy_group
+from vmlog.cli.registry import Lazy, quick_help
 
-__all__ = ["COMMANDS", "INTERNAL_ERROR_EXIT_CODE", "INTERRUPTED_EXIT_CODE", "NO_SPACE_EXIT_CODE", "app", "run"]
+__all__ = [
+    "COMMANDS",
+    "INTERNAL_ERROR_EXIT_CODE",
+    "INTERRUPTED_EXIT_CODE",
+    "NO_SPACE_EXIT_CODE",
+    "app",  # noqa: F822 - built on first use by __getattr__
+    "build_app",
+    "run",
+]
 
 # Every command of `vml`: name, where it lives, and its help as `vml --help` lists it (the first paragraph of
 # the command's own help; tests/vmlog/cli/test_lazy.py checks they agree). A new command is one line here.
@@ -97,31 +104,62 @@ COMMANDS: tuple[Lazy, ...] = (
     Lazy("config", "vmlog.cli.bundle:config_app", "Settings of this vmlog home."),
 )  # fmt: skip
 
-app = typer.Typer(
-    name="vml",
-    help="vmlog, the Virtual Machine Logbook: projects, state trees and shareable states for VMs.",
-    cls=lazy_group(COMMANDS),
-    no_args_is_help=True,
-    add_completion=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+APP_HELP = "vmlog, the Virtual Machine Logbook: projects, state trees and shareable states for VMs."
 
 
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"vml {__version__}")
-        raise typer.Exit()
+def build_app() -> Any:
+    """The typer application of `vml` (imports typer; the commands themselves load when they run)."""
+    from typing import Annotated
+
+    import typer
+
+    from vmlog.cli.lazy import lazy_group
+
+    built = typer.Typer(
+        name="vml",
+        help=APP_HELP,
+        cls=lazy_group(COMMANDS),
+        no_args_is_help=True,
+        add_completion=True,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+
+    def _version(value: bool) -> None:
+        if value:
+            typer.echo(f"vml {__version__}")
+            raise typer.Exit()
+
+    def main(version: bool = False) -> None:
+        """vmlog keeps one VM per project, a tree of saved states per VM, and a logbook of everything."""
+
+    # given as objects: this module's annotations are strings that typer would look up among its globals
+    main.__annotations__ = {
+        "version": Annotated[
+            bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+        ],
+        "return": None,
+    }
+    built.callback()(main)
+    return built
 
 
-@app.callback()
-def main(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
-    ] = False,
-) -> None:
-    """vmlog keeps one VM per project, a tree of saved states per VM, and a logbook of everything."""
+def __getattr__(name: str) -> Any:
+    """``app`` is built when first asked for (``from vmlog.cli.main import app``), not when ``vml`` starts."""
+    if name == "app":
+        globals()["app"] = built = build_app()
+        return built
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _quick_answer(argv: list[str]) -> str | None:
+    """What ``vml --version`` and ``vml --help`` print, without typer; None for anything else."""
+    if argv == ["--version"]:
+        return f"vml {__version__}\n"
+    if argv in (["--help"], ["-h"]):
+        return quick_help("vml", APP_HELP, COMMANDS)
+    return None
 
 
 def _is_usage_error(exc: BaseException) -> bool:
@@ -137,11 +175,18 @@ def run() -> None:
     one line with :data:`INTERNAL_ERROR_EXIT_CODE`. With ``--json`` the error is also printed as JSON
     on stdout. ``VMLOG_DEBUG=1`` lets errors through with their traceback.
     """
+    quick = _quick_answer(sys.argv[1:])
+    if quick is not None:
+        sys.stdout.write(quick)
+        sys.exit(0)
+    import typer
+
     debug = bool(os.environ.get("VMLOG_DEBUG"))
     as_json = wants_json(sys.argv[1:])
+    application = globals().get("app") or __getattr__("app")  # a test may have put another app there
     try:
         # Without standalone mode click returns (not raises) the code of a typer.Exit.
-        result = app(standalone_mode=False, prog_name="vml")
+        result = application(standalone_mode=False, prog_name="vml")
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except SystemExit:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import typer.main
 
-from vmlog.cli import lazy
-from vmlog.cli.main import COMMANDS, app
+from vmlog.cli import lazy, registry
+from vmlog.cli.main import APP_HELP, COMMANDS, app
 
 ROOT = Path(__file__).resolve().parents[3]
 # what start-up must not pay for: the backends, the domain's heavy packages, the use cases, the GUI, rich
@@ -39,8 +39,9 @@ def test_start_up_imports_no_command(args: tuple[str, ...]) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "vmlog.cli.main" in modules  # the reader of -X importtime works
     assert heavy(modules) == []
-    assert not any(m.startswith("vmlog.cli.") and m not in {"vmlog.cli.main", "vmlog.cli.lazy", "vmlog.cli.errors_out",
-                                                             "vmlog.cli.__main__"} for m in modules)
+    assert "typer" not in modules  # answered before typer is imported
+    allowed = {"vmlog.cli.main", "vmlog.cli.registry", "vmlog.cli.errors_out", "vmlog.cli.__main__"}
+    assert not any(m.startswith("vmlog.cli.") and m not in allowed for m in modules)
 
 
 def test_a_command_imports_only_its_own_module() -> None:
@@ -53,8 +54,8 @@ def test_a_command_imports_only_its_own_module() -> None:
 def test_the_listed_help_is_each_commands_own() -> None:
     def check(entries: tuple[lazy.Lazy, ...]) -> None:
         for entry in entries:
-            loaded = entry.load()
-            assert lazy.summary(entry.stand_in()) == lazy.summary(loaded), entry.name
+            loaded = lazy.load_command(entry)
+            assert lazy.summary(lazy.stand_in(entry)) == lazy.summary(loaded), entry.name
             check(entry.subcommands)
 
     check(COMMANDS)
@@ -88,3 +89,12 @@ def test_shell_completion_completes_lazy_commands() -> None:
     env.update(COMP_WORDS="vml state li", COMP_CWORD="2")
     proc = subprocess.run([sys.executable, "-m", "vmlog.cli"], capture_output=True, text=True, env=env, timeout=120)
     assert "list" in proc.stdout.split(), proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("columns", [40, 60, 80, 100, 200])
+def test_the_quick_help_is_the_help_click_prints(monkeypatch: pytest.MonkeyPatch, columns: int) -> None:
+    monkeypatch.setenv("COLUMNS", str(columns))
+    root = typer.main.get_command(app)
+    context_class = type(root.make_context("vml", ["--version"], resilient_parsing=True))
+    expected = root.get_help(context_class(root, info_name="vml", **root.context_settings)) + "\n"
+    assert registry.quick_help("vml", APP_HELP, COMMANDS) == expected

@@ -1,48 +1,58 @@
-"""Appending a download to its partial file: hashed on a worker thread, flushed as it arrives, resumable.
+"""Appending a download to its partial file: hashed on a worker thread, flushed as it arrives, bounded, resumable.
 
 The bytes already in the partial file are hashed once before new ones are appended, so a resumed
 download ends with the digests of the whole file. Whatever arrived is kept on disk when the stream
-stops early (a cancel, Ctrl-C, a stall), for the next attempt to resume.
+stops early (a cancel, Ctrl-C, a stall, a server too slow or past the deadline), for the next
+attempt to resume. The body is read straight from the socket (:class:`~vmlog.appliances.http_get.BodyReader`),
+one receive at a time, so cancellation and the limits are checked between receives however slowly
+the server sends, and large buffers go to the disk and to the hashes without copies.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import os
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from vmlog.appliances.digest import Digest
-from vmlog.appliances.http_get import MirrorFailed, describe_network_error
-from vmlog.errors import Cancelled
+from vmlog.appliances.http_get import (
+    BodyReader,
+    MirrorFailed,
+    TransferLimits,
+    TransferWatch,
+    check_cancel,
+    describe_network_error,
+)
 from vmlog.fsutil import fsync_dir
 
-CHUNK = 1 << 20  # 1 MiB reads: few syscalls, few Python-level iterations
+CHUNK = 4 << 20  # bytes gathered from the socket before one write and one hash update
 FLUSH_EVERY = 64 << 20  # start writeback of what arrived so the final fsync has little left to do
 BUFFERS = 6  # chunks in flight between the network reader and the hashing thread
+SPACE_CHECK_EVERY = 64 << 20  # with no size announced, how often the free space is looked at
 
 Progress = Callable[[int, int | None], None]
-
-
-def check_cancel(cancel: threading.Event | None) -> None:
-    if cancel is not None and cancel.is_set():
-        raise Cancelled("download cancelled; the partial file is kept and the next pull resumes it")
+__all__ = ["CHUNK", "Progress", "check_cancel", "hash_file", "stream_into"]
 
 
 class _Hashers:
     """The declared digest and the store's sha256, fed on a worker thread.
 
     hashlib releases the GIL on large buffers, so hashing one chunk overlaps with receiving and
-    writing the next; buffers circulate between a free queue and a work queue (no copies).
+    writing the next; buffers circulate between a free queue and a work queue (no copies). Every
+    wait is bounded and looks at ``cancel``, so neither thread can keep the other waiting for ever.
     """
 
-    def __init__(self, algo: str) -> None:
+    def __init__(self, algo: str, cancel: threading.Event | None) -> None:
         self.sha256 = hashlib.sha256()
         self.declared = self.sha256 if algo == "sha256" else hashlib.new(algo)
+        self.cancel = cancel
         self.free: queue.Queue[bytearray] = queue.Queue()
         for _ in range(BUFFERS):
             self.free.put(bytearray(CHUNK))
@@ -55,10 +65,10 @@ class _Hashers:
         while (item := self.work.get()) is not None:
             buf, n = item
             try:
-                view = memoryview(buf)[:n]
-                self.sha256.update(view)
-                if self.declared is not self.sha256:
-                    self.declared.update(view)
+                with memoryview(buf) as whole, whole[:n] as view:
+                    self.sha256.update(view)
+                    if self.declared is not self.sha256:
+                        self.declared.update(view)
             except BaseException as exc:  # pragma: no cover - hashlib does not fail on bytes
                 self.error = exc
             finally:
@@ -68,7 +78,16 @@ class _Hashers:
         self.work.put((buf, n))
 
     def buffer(self) -> bytearray:
-        return self.free.get()
+        while True:
+            try:
+                return self.free.get(timeout=0.25)
+            except queue.Empty:
+                check_cancel(self.cancel)
+                if not self.thread.is_alive():  # pragma: no cover - the thread only ends on None
+                    raise RuntimeError("the hashing thread ended early") from None
+
+    def give_back(self, buf: bytearray) -> None:
+        self.free.put(buf)
 
     def finish(self) -> tuple[str, str]:
         self.work.put(None)
@@ -79,7 +98,7 @@ class _Hashers:
 
     def abandon(self) -> None:
         self.work.put(None)
-        self.thread.join()
+        self.thread.join(timeout=2.0)  # a daemon thread: an interpreter that exits does not wait for it
 
 
 class _Flusher:
@@ -113,7 +132,82 @@ class _Flusher:
     def stop(self) -> None:
         self.stopping = True
         self.wake.set()
-        self.thread.join()
+        self.thread.join(timeout=30.0)
+
+
+def write_all(fd: int, view: memoryview, partial: Path) -> None:
+    """Write ``view`` whole; a full disk names the partial file (the command line turns it into its fix)."""
+    written = 0
+    try:
+        while written < len(view):
+            written += os.write(fd, view[written:])
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise OSError(exc.errno, os.strerror(exc.errno), str(partial)) from exc
+        raise
+
+
+def _check_space_for_unknown_size(partial: Path, done: int, limits: TransferLimits) -> None:
+    """With no size announced, stop before the body fills the disk or passes the size limit."""
+    if done > limits.max_unknown_size:
+        raise MirrorFailed(
+            f"the server announced no size and sent more than {limits.max_unknown_size} bytes; stopped",
+            integrity=True,
+        )
+    free = shutil.disk_usage(partial.parent).free
+    if free < limits.reserve:
+        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (a download of unknown size stopped)", str(partial))
+
+
+def _receive(
+    reader: BodyReader,
+    fd: int,
+    partial: Path,
+    hashers: _Hashers,
+    watch: TransferWatch,
+    done: int,
+    total: int | None,
+    progress: Progress | None,
+    cancel: threading.Event | None,
+) -> int:
+    """Move the body from the socket into the file and the hashers; return the file's new length."""
+    flusher = _Flusher(fd)
+    next_flush = done + FLUSH_EVERY
+    next_space_check = done + SPACE_CHECK_EVERY
+    last_report = time.monotonic()
+    try:
+        while True:
+            buf = hashers.buffer()
+            n, stopped = reader.fill(buf, lambda got: watch.check(got, cancel))
+            if n:
+                with memoryview(buf) as whole, whole[:n] as view:
+                    try:
+                        write_all(fd, view, partial)  # what arrived is kept, also when the body stopped early
+                    except BaseException:
+                        hashers.give_back(buf)
+                        raise
+                hashers.feed(buf, n)
+                done += n
+            else:
+                hashers.give_back(buf)
+            if stopped is not None:
+                raise stopped
+            if not n:
+                return done
+            if total is not None and done > total:
+                raise MirrorFailed(f"server sent more than the {total} bytes expected", integrity=True)
+            if done >= next_flush:
+                flusher.kick()
+                next_flush = done + FLUSH_EVERY
+            if total is None and done >= next_space_check:
+                _check_space_for_unknown_size(partial, done, watch.limits)
+                next_space_check = done + SPACE_CHECK_EVERY
+            now = time.monotonic()
+            if progress and now - last_report >= 0.1:
+                progress(done, total)
+                last_report = now
+    finally:
+        flusher.stop()
 
 
 def stream_into(
@@ -125,52 +219,29 @@ def stream_into(
     progress: Progress | None,
     cancel: threading.Event | None,
     timeout: float,
+    limits: TransferLimits | None = None,
 ) -> str:
     """Append ``resp``'s body to ``partial`` from ``offset``; return the whole file's sha256 if ``want`` matches."""
-    hashers = _Hashers(want.algo)
+    limits = limits or TransferLimits()
+    watch = TransferWatch(limits, timeout)
+    hashers = _Hashers(want.algo, cancel)
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT, 0o644)
-    done = offset
     finished = False
-    flusher = _Flusher(fd)
-    next_flush = offset + FLUSH_EVERY
     try:
         os.ftruncate(fd, offset)
         os.lseek(fd, offset, os.SEEK_SET)
         if offset:
-            _rehash_prefix(partial, offset, hashers)
+            rehash_prefix(partial, offset, hashers)
         if progress:
-            progress(done, total)
-        last_report = time.monotonic()
-        while True:
-            check_cancel(cancel)
-            buf = hashers.buffer()
-            try:
-                n = resp.readinto(buf)
-            except (OSError, http.client.HTTPException) as exc:
-                hashers.free.put(buf)
-                raise MirrorFailed(describe_network_error(exc, timeout)) from exc
-            if not n:
-                hashers.free.put(buf)
-                break
-            view = memoryview(buf)[:n]
-            written = 0
-            while written < n:
-                written += os.write(fd, view[written:])
-            view.release()
-            hashers.feed(buf, n)
-            done += n
-            if done >= next_flush:
-                flusher.kick()
-                next_flush = done + FLUSH_EVERY
-            if total is not None and done > total:
-                raise MirrorFailed(f"server sent more than the {total} bytes expected", integrity=True)
-            now = time.monotonic()
-            if progress and now - last_report >= 0.1:
-                progress(done, total)
-                last_report = now
+            progress(offset, total)
+        try:
+            done = _receive(BodyReader(resp, timeout), fd, partial, hashers, watch, offset, total, progress, cancel)
+        except (OSError, http.client.HTTPException) as exc:
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise MirrorFailed(describe_network_error(exc, timeout)) from exc
         if total is not None and done < total:
             raise MirrorFailed(f"truncated: got {done} of {total} bytes")
-        flusher.stop()
         os.fsync(fd)
         sha256, declared = hashers.finish()
         finished = True
@@ -180,29 +251,51 @@ def stream_into(
             os.close(fd)
             fd = -1
             partial.unlink(missing_ok=True)  # wrong bytes are not worth resuming
-            raise MirrorFailed(f"{want.algo} mismatch: got {declared}, expected {want.hex}", integrity=True)
+            raise MirrorFailed(f"{want.algo} mismatch: got {declared}, expected {want.hex}", wrong_bytes=True)
         return sha256
     finally:
-        flusher.stop()
         if not finished:
             hashers.abandon()
         if fd >= 0:
-            try:
-                os.fsync(fd)  # keep what arrived for the next attempt (cancel, Ctrl-C, stall)
-            finally:
-                os.close(fd)
-            fsync_dir(partial.parent)
+            _keep(fd, partial)
 
 
-def _rehash_prefix(partial: Path, offset: int, hashers: _Hashers) -> None:
+def _keep(fd: int, partial: Path) -> None:
+    """Close the partial file, durable, for the next attempt (cancel, Ctrl-C, a stall); never raise over the cause."""
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    try:
+        fsync_dir(partial.parent)
+    except OSError:
+        pass
+
+
+def rehash_prefix(partial: Path, offset: int, hashers: _Hashers) -> None:
     """Feed the bytes already on disk to the hashers once, before appending to them."""
     with open(partial, "rb", buffering=0) as fh:
         remaining = offset
         while remaining:
             buf = hashers.buffer()
-            n = fh.readinto(memoryview(buf)[: min(CHUNK, remaining)])
+            with memoryview(buf) as whole:
+                n = fh.readinto(whole[: min(CHUNK, remaining)])
             if not n:
-                hashers.free.put(buf)
+                hashers.give_back(buf)
                 raise MirrorFailed("the partial file shrank while resuming")
             hashers.feed(buf, n)
             remaining -= n
+
+
+def hash_file(partial: Path, want: Digest, cancel: threading.Event | None) -> str | None:
+    """The sha256 of a partial file that is already complete, if its bytes are the ones ``want`` names."""
+    hashers = _Hashers(want.algo, cancel)
+    try:
+        rehash_prefix(partial, partial.stat().st_size, hashers)
+    except BaseException:
+        hashers.abandon()
+        raise
+    sha256, declared = hashers.finish()
+    return sha256 if declared == want.hex else None

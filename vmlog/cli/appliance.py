@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Annotated
 
 import typer
@@ -20,11 +19,25 @@ from vmlog.app import appliances
 from vmlog.app.appliances import ApplianceListing
 from vmlog.cli.catalog import report_problems
 from vmlog.cli.output import err, info, out, print_json
-from vmlog.errors import Cancelled
+from vmlog.cli.progress import Interrupted, run_interruptible
+from vmlog.errors import Cancelled, NotFound
 
 app = typer.Typer(help="Base appliances: find them in catalogs, pull, verify and remove them.", no_args_is_help=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _unreachable_catalogs(exc: NotFound) -> NotFound:
+    """An appliance not found while a catalog could not be read: say the catalog is unreachable, not that the
+    appliance does not exist."""
+    problems = appliances.list_appliances().problems
+    if not problems:
+        return exc
+    return NotFound(
+        f"{exc.message}; a catalog could not be read, the appliance may be there: {'; '.join(problems)}",
+        fix="check the network (and http_proxy/https_proxy behind a proxy), then retry; `vml catalog list` shows"
+        " the catalogs",
+    )
 
 
 def _listing(listing: ApplianceListing, json_output: bool) -> None:
@@ -33,6 +46,8 @@ def _listing(listing: ApplianceListing, json_output: bool) -> None:
     if json_output:
         print_json(rows)
         return
+    if rows:
+        out.print(Text(f"{'NAME':<20} TITLE (CATALOG; VERSIONS)", style="dim"))
     for row in rows:
         versions = ", ".join(row["versions"])
         mark = (f" (pulled: {', '.join(row['pulled'])})", "green") if row["pulled"] else ""
@@ -58,12 +73,15 @@ def search(text: Annotated[str, typer.Argument(help="Words to look for.")], json
 @app.command("info")
 def info_(
     name: Annotated[str, typer.Argument(help="Appliance name.")],
-    version: Annotated[str | None, typer.Option("--version", "-v", help="Version (default: latest).")] = None,
+    version: Annotated[str | None, typer.Option("--version", help="Version (default: latest).")] = None,
     insecure: Annotated[bool, typer.Option("--insecure", help="Allow plain HTTP to a remote host.")] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Versions, images, requirements and context kind of one appliance (CernVM asks its server)."""
-    found = appliances.find_appliance(name, version, insecure=insecure)
+    try:
+        found = appliances.find_appliance(name, version, insecure=insecure)
+    except NotFound as exc:
+        raise _unreachable_catalogs(exc) from exc
     appliance, resolved = found.appliance, found.version
     if json_output:
         print_json(found.to_dict())
@@ -81,7 +99,7 @@ def info_(
 @app.command("pull")
 def pull(
     name: Annotated[str, typer.Argument(help="Appliance name.")],
-    version: Annotated[str | None, typer.Option("--version", "-v", help="Version (default: latest).")] = None,
+    version: Annotated[str | None, typer.Option("--version", help="Version (default: latest).")] = None,
     fmt: Annotated[str | None, typer.Option("--format", help="Image format to download (qcow2, hdd, iso...).")] = None,
     disk_format: Annotated[
         str, typer.Option("--disk-format", help="Disk format of the backend (qcow2 libvirt, vdi, vmdk).")
@@ -90,7 +108,6 @@ def pull(
     json_output: JsonOption = False,
 ) -> None:
     """Download, verify and convert an appliance; an interrupted pull resumes where it stopped."""
-    cancel = threading.Event()
     columns = (
         TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
@@ -105,17 +122,20 @@ def pull(
             bar.update(task, completed=done, total=total)
 
         try:
-            pulled = appliances.pull_appliance(
-                name,
-                version=version,
-                fmt=fmt,
-                disk_format=disk_format,
-                insecure=insecure,
-                progress=progress,
-                cancel=cancel,
+            pulled = run_interruptible(
+                lambda cancel: appliances.pull_appliance(
+                    name,
+                    version=version,
+                    fmt=fmt,
+                    disk_format=disk_format,
+                    insecure=insecure,
+                    progress=progress,
+                    cancel=cancel,
+                )
             )
-        except KeyboardInterrupt:
-            cancel.set()
+        except NotFound as exc:
+            raise _unreachable_catalogs(exc) from exc
+        except (Interrupted, Cancelled):
             raise Cancelled(
                 "pull interrupted; the partial download is kept", fix=f"run `vml appliance pull {name}` to resume"
             ) from None
@@ -131,10 +151,18 @@ def pull(
 @app.command("verify")
 def verify(
     ref: Annotated[str | None, typer.Argument(help="Image (sha256 prefix or name[:version]); all if omitted.")] = None,
+    json_output: JsonOption = False,
 ) -> None:
     """Re-hash stored images and report any that no longer match their digest."""
+    verified = []
     for image in appliances.verify_images(ref):
-        info(Text.assemble(("ok", "green"), f" {image.name}-{image.version}.{image.format} {image.sha256[:12]}"))
+        verified.append(
+            {"name": image.name, "version": image.version, "format": image.format, "sha256": image.sha256, "ok": True}
+        )
+        if not json_output:
+            info(Text.assemble(("ok", "green"), f" {image.name}-{image.version}.{image.format} {image.sha256[:12]}"))
+    if json_output:
+        print_json(verified)
 
 
 @app.command("rm")
@@ -151,6 +179,8 @@ def images(json_output: JsonOption = False) -> None:
     if json_output:
         print_json(rows)
         return
+    if rows:
+        out.print(Text("SHA256       IMAGE SIZE USERS", style="dim"))
     for row in rows:
         used = f" used by {', '.join(row['refs'])}" if row["refs"] else ""
         out.print(f"{row['sha256'][:12]} {row['name']}-{row['version']}.{row['format']} {row['size']} bytes{used}")

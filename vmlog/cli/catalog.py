@@ -33,6 +33,8 @@ def list_(json_output: Annotated[bool, typer.Option("--json", help="Print JSON."
         return
     if not entries:
         info("no catalogs added; built-in appliances: cernvm, vmlog-test")
+        return
+    out.print(Text(f"{'NAME':<24} LOCATION", style="dim"))
     for entry in entries:
         out.print(f"{entry.name:<24} {entry.location}")
 

@@ -17,10 +17,21 @@ from vmlog.cli.output import abort, info, out, print_json
 from vmlog.cli.progress import status as progress_status
 
 ProjectArg = Annotated[str | None, typer.Argument(help="Project (default: the current one).")]
+ProjectOption = Annotated[
+    str | None, typer.Option("--project", "-p", help="Project, as an option (same as PROJECT).")
+]
 
 
-def up(project: ProjectArg = None) -> None:
+def _one(positional: str | None, option: str | None) -> str | None:
+    """The project named as an argument or with -p/--project (the same name twice is fine, two names are not)."""
+    if positional and option and positional != option:
+        abort(f"two projects given ({positional!r} and --project {option!r}); give one", code=2)
+    return positional or option
+
+
+def up(project: ProjectArg = None, project_option: ProjectOption = None) -> None:
     """Start the project's VM, or resume it where it was suspended."""
+    project = _one(project, project_option)
     with progress_status("Starting") as progress:
         what = running.up(project, progress=progress)
     info(f"{projects.resolve_project(project)}: {what}")
@@ -33,8 +44,10 @@ def down(
         bool, typer.Option("--poweroff", help="Pull the plug (unsaved guest data is lost).")
     ] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for an ACPI shutdown.")] = 60.0,
+    project_option: ProjectOption = None,
 ) -> None:
     """Stop the VM: ACPI shutdown by default."""
+    project = _one(project, project_option)
     if save and poweroff:
         abort("--save and --poweroff exclude each other", code=2)
     mode = "save" if save else ("poweroff" if poweroff else "shutdown")
@@ -43,8 +56,13 @@ def down(
     info(f"{projects.resolve_project(project)}: {'suspended' if save else 'stopped'}")
 
 
-def status(project: ProjectArg = None, json_output: Annotated[bool, typer.Option("--json")] = False) -> None:
+def status(
+    project: ProjectArg = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    project_option: ProjectOption = None,
+) -> None:
     """The VM state, the current saved state and whether there is unsaved work."""
+    project = _one(project, project_option)
     now = running.status(project)
     if json_output:
         print_json(now.to_dict())
@@ -69,8 +87,10 @@ def console(
             help="Attach this terminal to the console (default when run in a terminal), or print its log.",
         ),
     ] = None,
+    project_option: ProjectOption = None,
 ) -> None:
     """The guest's serial console: attach to it, or show the tail of its log (--follow keeps reading)."""
+    project = _one(project, project_option)
     if attach is None:
         attach = sys.stdin.isatty() and sys.stdout.isatty() and not follow
     if attach:

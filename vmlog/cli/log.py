@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 import time
 from datetime import datetime
 from typing import Annotated
@@ -58,15 +59,35 @@ def log(
         str | None, typer.Option(help="Only entries after this: 2h, 3d, 1w or an ISO date.")
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    lines: Annotated[int | None, typer.Option("--lines", "-n", min=0, help="Only the last N entries.")] = None,
+    project_option: Annotated[
+        str | None, typer.Option("--project", "-p", help="Only this project, as an option (same as PROJECT).")
+    ] = None,
+    pager: Annotated[
+        bool | None, typer.Option("--pager/--no-pager", help="Page the output (default: when it goes to a terminal).")
+    ] = None,
 ) -> None:
     """The logbook: every action on every project, who did it, when, and how it ended; notes too.
 
     An imported state brings the rows of its sender's logbook; they are shown marked as the sender's.
     """
-    rows = logbook.history(project, since=parse_since(since) if since else None)
+    if project and project_option and project != project_option:
+        raise InvalidInput(f"two projects given ({project!r} and --project {project_option!r})", fix="give one")
+    rows = logbook.history(project or project_option, since=parse_since(since) if since else None)
+    if lines is not None:
+        rows = rows[-lines:] if lines else []
     if json_output:
         print_json([row.to_dict() for row in rows])
         return
+    use_pager = sys.stdout.isatty() if pager is None else pager
+    if use_pager:
+        with out.pager(styles=True):
+            _print_rows(rows)
+    else:
+        _print_rows(rows)
+
+
+def _print_rows(rows: list) -> None:
     for record in rows:
         if isinstance(record, logbook.SenderRecord):
             _print_sender_row(record)

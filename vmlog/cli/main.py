@@ -1,82 +1,168 @@
-"""Entry point of ``vml``: builds the typer app and maps every error to a message and an exit code at one place."""
+"""Entry point of ``vml``: lists the command groups and maps every error to a message and an exit code at one place.
+
+A command's module is imported only when that command runs (:mod:`vmlog.cli.lazy`), so shell completion
+and a command's start pay for nothing else; ``vml --version`` and ``vml --help`` are answered before
+typer is even imported (:mod:`vmlog.cli.registry`). ``app``, the typer application, is built on first use.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
-
-import typer
+from typing import Any
 
 from vmlog import __version__
-from vmlog.cli import appliance as appliance_cli
-from vmlog.cli import bundle as bundle_cli
-from vmlog.cli import catalog as catalog_cli
-from vmlog.cli import demo as demo_cli
-from vmlog.cli import doctor as doctor_cli
-from vmlog.cli import lifecycle as lifecycle_cli
-from vmlog.cli import log as log_cli
-from vmlog.cli import project as project_cli
-from vmlog.cli import release as release_cli
-from vmlog.cli import setup as setup_cli
-from vmlog.cli import state as state_cli
-from vmlog.cli.output import err, report_error
-from vmlog.errors import ReportableError
-
-INTERNAL_ERROR_EXIT_CODE = 70  # sysexits EX_SOFTWARE: an exception that is not a product error, i.e. a bug
-INTERRUPTED_EXIT_CODE = 130  # Ctrl-C, as a shell reports it (128 + SIGINT); also Cancelled's code
-
-app = typer.Typer(
-    name="vml",
-    help="vmlog, the Virtual Machine Logbook: projects, state trees and shareable states for VMs.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+from vmlog.cli.errors_out import (
+    INTERNAL_ERROR_EXIT_CODE,
+    INTERRUPTED_EXIT_CODE,
+    NO_SPACE_EXIT_CODE,
+    report_failure,
+    wants_json,
 )
+from vmlog.cli.registry import Lazy, quick_help
+
+__all__ = [
+    "COMMANDS",
+    "INTERNAL_ERROR_EXIT_CODE",
+    "INTERRUPTED_EXIT_CODE",
+    "NO_SPACE_EXIT_CODE",
+    "app",  # noqa: F822 - built on first use by __getattr__
+    "build_app",
+    "run",
+]
+
+# Every command of `vml`: name, where it lives, and its help as `vml --help` lists it (the first paragraph of
+# the command's own help; tests/vmlog/cli/test_lazy.py checks they agree). A new command is one line here.
+COMMANDS: tuple[Lazy, ...] = (
+    # Getting started
+    Lazy(
+        "setup", "vmlog.cli.setup:setup",
+        "From nothing to a running, contextualised VM: backend, download, verify, project, seed, boot.",
+    ),
+    Lazy(
+        "demo", "vmlog.cli.demo:demo",
+        "Build the test appliance, serve it through a catalog on 127.0.0.1, `vml setup` it, ask the guest.",
+    ),
+    Lazy(
+        "doctor", "vmlog.cli.doctor:doctor",
+        "Check the hypervisor backends, tools and project store, and say how to fix what is wrong.",
+    ),
+    # Projects and their VMs
+    Lazy("up", "vmlog.cli.lifecycle:up", "Start the project's VM, or resume it where it was suspended."),
+    Lazy("down", "vmlog.cli.lifecycle:down", "Stop the VM: ACPI shutdown by default."),
+    Lazy(
+        "status", "vmlog.cli.lifecycle:status",
+        "The VM state, the current saved state and whether there is unsaved work.",
+    ),
+    Lazy(
+        "switch", "vmlog.cli.lifecycle:switch",
+        "Suspend the current project's VM (with memory) and resume or start PROJECT's.",
+    ),
+    Lazy(
+        "console", "vmlog.cli.lifecycle:console",
+        "The guest's serial console: attach to it, or show the tail of its log (--follow keeps reading).",
+    ),
+    Lazy(
+        "ssh", "vmlog.cli.setup:ssh",
+        "Log in to the project's VM over its forwarded SSH port (ssh -p PORT user@127.0.0.1).",
+    ),
+    # States, the logbook, and sharing states
+    Lazy(
+        "log", "vmlog.cli.log:log",
+        "The logbook: every action on every project, who did it, when, and how it ended; notes too.",
+    ),
+    Lazy("note", "vmlog.cli.log:note", "Write a note in the logbook, attached to a state."),
+    Lazy("project", "vmlog.cli.project:app", "Projects: one VM on a base appliance, with its tree of saved states."),
+    Lazy("state", "vmlog.cli.state:app", "Saved states of a project: a tree you can go back to and branch from.", (
+        Lazy(
+            "export", "vmlog.cli.bundle:export",
+            "Write a state as one .vmlstate file: what changed since the base appliance (or --since).",
+        ),
+        Lazy(
+            "import", "vmlog.cli.bundle:import_",
+            "Verify a .vmlstate file completely, fetch its base if needed, and rebuild the state here.",
+        ),
+        Lazy(
+            "send", "vmlog.cli.bundle:send",
+            "Export a state and mail it (SMTP settings from `vml config mail`), or hand it to the mail client.",
+        ),
+        Lazy(
+            "inspect", "vmlog.cli.bundle:inspect",
+            "Verify a .vmlstate file and show what it holds and who signed it (writes nothing).",
+        ),
+    )),
+    # Appliances, releases, settings
+    Lazy(
+        "appliance", "vmlog.cli.appliance:app",
+        "Base appliances: find them in catalogs, pull, verify and remove them.",
+    ),
+    Lazy("catalog", "vmlog.cli.catalog:app", "Appliance catalogs (vmlog JSON catalogs or Vagrant box metadata)."),
+    Lazy(
+        "release", "vmlog.cli.release:app",
+        "List, mount and unmount software releases (CernVM-FS repositories, HTTP release trees).",
+    ),
+    Lazy("config", "vmlog.cli.bundle:config_app", "Settings of this vmlog home."),
+)  # fmt: skip
+
+APP_HELP = "vmlog, the Virtual Machine Logbook: projects, state trees and shareable states for VMs."
 
 
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"vml {__version__}")
-        raise typer.Exit()
+def build_app() -> Any:
+    """The typer application of `vml` (imports typer; the commands themselves load when they run)."""
+    from typing import Annotated
+
+    import typer
+
+    from vmlog.cli.lazy import lazy_group
+
+    built = typer.Typer(
+        name="vml",
+        help=APP_HELP,
+        cls=lazy_group(COMMANDS),
+        no_args_is_help=True,
+        add_completion=True,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+
+    def _version(value: bool) -> None:
+        if value:
+            typer.echo(f"vml {__version__}")
+            raise typer.Exit()
+
+    def main(version: bool = False) -> None:
+        """vmlog keeps one VM per project, a tree of saved states per VM, and a logbook of everything."""
+
+    # given as objects: this module's annotations are strings that typer would look up among its globals
+    main.__annotations__ = {
+        "version": Annotated[
+            bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+        ],
+        "return": None,
+    }
+    built.callback()(main)
+    return built
 
 
-@app.callback()
-def main(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
-    ] = False,
-) -> None:
-    """vmlog keeps one VM per project, a tree of saved states per VM, and a logbook of everything."""
+def __getattr__(name: str) -> Any:
+    """``app`` is built when first asked for (``from vmlog.cli.main import app``), not when ``vml`` starts."""
+    if name == "app":
+        globals()["app"] = built = build_app()
+        return built
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-# Getting started
-app.command("setup")(setup_cli.setup)
-app.command("demo")(demo_cli.demo)
-app.command("doctor")(doctor_cli.doctor)
-# Projects and their VMs
-app.add_typer(project_cli.app, name="project")
-for _command in (
-    lifecycle_cli.up, lifecycle_cli.down, lifecycle_cli.status, lifecycle_cli.switch, lifecycle_cli.console
-):  # fmt: skip
-    app.command(_command.__name__)(_command)
-app.command("ssh")(setup_cli.ssh)
-# States, the logbook, and sharing states
-state_cli.app.command("export")(bundle_cli.export)
-state_cli.app.command("import")(bundle_cli.import_)
-state_cli.app.command("send")(bundle_cli.send)
-state_cli.app.command("inspect")(bundle_cli.inspect)
-app.add_typer(state_cli.app, name="state")
-app.command("log")(log_cli.log)
-app.command("note")(log_cli.note)
-# Appliances, releases, settings
-app.add_typer(appliance_cli.app, name="appliance")
-app.add_typer(catalog_cli.app, name="catalog")
-app.add_typer(release_cli.app, name="release")
-app.add_typer(bundle_cli.config_app, name="config")
+def _quick_answer(argv: list[str]) -> str | None:
+    """What ``vml --version`` and ``vml --help`` print, without typer; None for anything else."""
+    if argv == ["--version"]:
+        return f"vml {__version__}\n"
+    if argv in (["--help"], ["-h"]):
+        return quick_help("vml", APP_HELP, COMMANDS)
+    return None
 
 
-def _is_usage_error(exc: Exception) -> bool:
+def _is_usage_error(exc: BaseException) -> bool:
     """A click usage error (bad option, missing argument), recognised by its interface: typer bundles its own click."""
     return callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int)
 
@@ -85,36 +171,33 @@ def run() -> None:
     """Console-script entry: run the app, turning every failure into a short message and an exit code.
 
     A product error prints its message and fix and exits with its class's code (``docs/errors.md``);
-    anything else was not foreseen, so it is reported in one line with :data:`INTERNAL_ERROR_EXIT_CODE`.
-    ``VMLOG_DEBUG=1`` lets both through with their traceback.
+    a full disk says so in one line with its fix; anything else was not foreseen, so it is reported in
+    one line with :data:`INTERNAL_ERROR_EXIT_CODE`. With ``--json`` the error is also printed as JSON
+    on stdout. ``VMLOG_DEBUG=1`` lets errors through with their traceback.
     """
+    quick = _quick_answer(sys.argv[1:])
+    if quick is not None:
+        sys.stdout.write(quick)
+        sys.exit(0)
+    import typer
+
     debug = bool(os.environ.get("VMLOG_DEBUG"))
+    as_json = wants_json(sys.argv[1:])
+    application = globals().get("app") or __getattr__("app")  # a test may have put another app there
     try:
         # Without standalone mode click returns (not raises) the code of a typer.Exit.
-        result = app(standalone_mode=False)
-    except ReportableError as exc:
-        if debug:
-            raise
-        report_error(exc.message, exc.fix)
-        # the class's code: an instance may carry an attribute of that name for its own ends
-        sys.exit(type(exc).exit_code)
+        result = application(standalone_mode=False, prog_name="vml")
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except typer.Abort:
-        err.print("aborted")
-        sys.exit(INTERRUPTED_EXIT_CODE)
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(INTERRUPTED_EXIT_CODE)
-    except Exception as exc:
+    except SystemExit:
+        raise
+    except BaseException as exc:
         if _is_usage_error(exc):
             exc.show()  # type: ignore[attr-defined]
             sys.exit(exc.exit_code)  # type: ignore[attr-defined]
-        if debug:
+        if debug and isinstance(exc, Exception) and not isinstance(exc, typer.Abort):
             raise
-        summary = " ".join(str(exc).split())[:400] or "(no message)"
-        err.print(f"internal error: {type(exc).__name__}: {summary} (run again with VMLOG_DEBUG=1 for the traceback)")
-        sys.exit(INTERNAL_ERROR_EXIT_CODE)
+        sys.exit(report_failure(exc, as_json=as_json))
     sys.exit(result if isinstance(result, int) else 0)
 
 

@@ -1,14 +1,18 @@
-"""A progress callback for the service's long operations, drawn as a rich status line on stderr."""
+"""Progress and interruption for the service's long operations: a rich status line, and a Ctrl-C that ends promptly."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from rich.text import Text
 
 from vmlog.app.types import Progress
 from vmlog.cli.output import err
+
+T = TypeVar("T")
 
 
 @contextmanager
@@ -25,3 +29,46 @@ def status(title: str) -> Iterator[Progress]:
             spinner.update(Text(f"{title}: {message}{pct}"))
 
         yield progress
+
+
+class Interrupted(Exception):
+    """Ctrl-C ended the job; it was asked to stop and given ``grace`` seconds to do so."""
+
+    def __init__(self, finished: bool) -> None:
+        super().__init__("interrupted")
+        self.finished = finished  # whether the job stopped within the grace period
+
+
+def run_interruptible(job: Callable[[threading.Event], T], *, grace: float = 1.0) -> T:
+    """Run ``job(cancel)`` on a worker thread; Ctrl-C sets ``cancel`` and raises :class:`Interrupted` promptly.
+
+    The signal only ever reaches this thread, which does nothing but wait: it can never land inside
+    the job's locks, queues or files. The job gets ``grace`` seconds to stop cleanly (it checks
+    ``cancel`` between reads); then the command ends anyway, the job being a daemon thread.
+    """
+    cancel = threading.Event()
+    finished = threading.Event()  # not Thread.join: an interrupted join can report a live thread as ended
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["value"] = job(cancel)
+        except BaseException as exc:  # handed to the main thread
+            outcome["error"] = exc
+        finally:
+            finished.set()
+
+    threading.Thread(target=work, name="vml-job", daemon=True).start()
+    try:
+        while not finished.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        cancel.set()
+        try:
+            stopped = finished.wait(grace)
+        except KeyboardInterrupt:
+            stopped = False
+        raise Interrupted(stopped) from None
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -93,14 +94,16 @@ def list_(json_output: JsonOption = False) -> None:
     if not rows:
         info("no projects yet; create one with `vml project new NAME IMAGE`")
         return
+    width = max(20, *(len(row.name) for row in rows))
+    out.print(Text(f"  {'PROJECT':<{width}} {'VM':<12} {'STATES':>6} {'DISK':>10}  {'BACKEND':<8} BASE", style="dim"))
     for row in rows:
         mark = "*" if row.current else " "
         base = f"{row.base.get('name')}:{row.base.get('version')}"
         out.print(
             Text.assemble(
                 f"{mark} ",
-                (f"{row.name:<20}", "bold"),
-                f" {str(row.vm):<12} {row.states:>3} states  {_size(row.disk_bytes):>10}  {row.backend:<8} {base}",
+                (f"{row.name:<{width}}", "bold"),
+                f" {str(row.vm):<12} {row.states:>6} {_size(row.disk_bytes):>10}  {row.backend:<8} {base}",
             )
         )
 
@@ -136,7 +139,10 @@ def rm(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
 ) -> None:
     """Delete a project: its VM, its states and layers (the base appliance stays in the store)."""
+    projects.load(name)  # an unknown project is said first, with its fix, before anything is asked
     if not yes:
+        if not sys.stdin.isatty():
+            abort(f"not deleting project {name} without confirmation", fix=f"`vml project rm {name} --yes`", code=2)
         typer.confirm(f"Delete project {name} with all its states?", abort=True)
     projects.remove_project(name)
     info(f"removed project {name}")

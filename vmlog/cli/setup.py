@@ -153,7 +153,7 @@ def print_reach(result: SetupResult) -> None:
 def setup(
     appliance: Annotated[str | None, typer.Argument(help="Appliance to set up (default: cernvm).")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Project name (default: appliance's).")] = None,
-    version: Annotated[str | None, typer.Option("--version", "-v", help="Appliance version.")] = None,
+    version: Annotated[str | None, typer.Option("--version", help="Appliance version.")] = None,
     backend: Annotated[str | None, typer.Option("--backend", help="kvm, virtualbox or vmware.")] = None,
     cpus: Annotated[int | None, typer.Option("--cpus", min=1, help="Virtual CPUs.")] = None,
     memory: Annotated[int | None, typer.Option("--memory", min=32, help="Memory in MiB.")] = None,
@@ -194,8 +194,14 @@ def setup(
 def ssh(
     project: Annotated[str | None, typer.Argument(help="Project (default: the current one).")] = None,
     command: Annotated[list[str] | None, typer.Argument(help="A command to run instead of a shell.")] = None,
+    project_option: Annotated[
+        str | None, typer.Option("--project", "-p", help="Project, as an option (same as PROJECT).")
+    ] = None,
 ) -> None:
     """Log in to the project's VM over its forwarded SSH port (ssh -p PORT user@127.0.0.1)."""
+    if project_option is not None:  # `vml ssh -p P ls`: the positional words are the command
+        command = [word for word in (project, *(command or [])) if word is not None]
+        project = project_option
     access = ssh_access(project)
     if not access.reachable:
         abort(

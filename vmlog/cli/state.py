@@ -61,6 +61,8 @@ def list_(project: ProjectOption = None, json_output: JsonOption = False) -> Non
         return
     if not ordered:
         info(f"project {proj.name} has no states yet; save one with `vml state save NAME`")
+        return
+    out.print(Text(f"  {'ID':<12}  {'CREATED':<19}  {'NAME':<20} {'PARENT':<15}  MESSAGE", style="dim"))
     for s in ordered:
         mark = "@" if s.id == proj.current else " "
         mem = " [memory]" if s.memory else ""

@@ -94,7 +94,9 @@ def test_every_error_class_is_in_the_table_with_a_code_of_its_own() -> None:
 
 def test_the_codes_of_the_command_line_itself_are_documented() -> None:
     others = documented_codes("Codes that are not an error class")
-    assert {0, 1, 2, main.INTERNAL_ERROR_EXIT_CODE, main.INTERRUPTED_EXIT_CODE} <= set(others.values())
+    assert {0, 1, 2, main.INTERNAL_ERROR_EXIT_CODE, main.INTERRUPTED_EXIT_CODE, main.NO_SPACE_EXIT_CODE} <= set(
+        others.values()
+    )
     assert InvalidInput.exit_code == 2 and Cancelled.exit_code == main.INTERRUPTED_EXIT_CODE
 
 

@@ -92,9 +92,10 @@ def problem_with(words: list[str], root: Any) -> str | None:
         if word.startswith("-"):
             rest.insert(0, word)
             break
-        if word not in command.commands:
+        found = command.get_command(None, word)  # loads a lazily imported subcommand
+        if found is None:
             return f"`{' '.join(path)}` has no command {word.replace(PLACEHOLDER, '{...}')!r}"
-        command = command.commands[word]
+        command = found
         path.append(word)
     known = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
     for word in rest:

@@ -27,8 +27,9 @@ from vmlog.app.refusals import refusal_logged
 from vmlog.app.session import session
 from vmlog.appliances import download
 from vmlog.bundles import BundleReader, KnownSigners, SignerInfo, SigningKey, VerifiedBundle
+from vmlog.bundles.writer import MAIL_ATTACHMENT_LIMIT
 from vmlog.errors import InvalidInput, VmlogError
-from vmlog.mail import SmtpSettings, open_in_mail_client, send_bundle
+from vmlog.mail import SmtpSettings, fits_mail, message_size, open_in_mail_client, send_bundle
 from vmlog.projects import refs
 from vmlog.projects import trust as trust_rules
 from vmlog.projects.backends import files_driver
@@ -166,7 +167,7 @@ def export_state(
         return ExportResult(
             path=summary.path,
             size=summary.size,
-            fits_mail=summary.fits_mail,
+            fits_mail=fits_mail(summary.size, MAIL_ATTACHMENT_LIMIT),
             state_id=state.id,
             since_id=outgoing.since.id if outgoing.since else None,
             signer_fingerprint=key.fingerprint if key else None,
@@ -377,7 +378,7 @@ def send_state(
             op.message = f"handed {exported.path.name} to the mail client for {to}"
             return SendResult(exported, to, "client", notes=[f"the bundle is at {exported.path}"])
         assert settings is not None
-        if exported.size > settings.size_limit:
+        if message_size(exported.size) > settings.size_limit:
             raise InvalidInput(
                 f"the bundle is {exported.size / 1e6:.1f} MB,"
                 f" over the {settings.size_limit / 1e6:.0f} MB mail limit;"

@@ -10,6 +10,7 @@ import typer
 from rich.text import Text
 
 from vmlog.app import exchange
+from vmlog.app import ova as app_ova
 from vmlog.app.mail import MAIL_ATTACHMENT_LIMIT, SmtpSettings, load_settings, save_settings
 from vmlog.app.types import VerifiedBundle, Workspace
 from vmlog.cli.output import info, one_line, out, print_json, warn
@@ -41,6 +42,21 @@ def _mb(size: int) -> str:
     return f"{size / 1e6:.1f} MB"
 
 
+def _export_ova(
+    ref: str, output: Path | None, since: str | None, with_memory: bool, project: str | None, json_output: bool
+) -> None:
+    """``export --format ova``: a whole VM of one state, for readers without vmlog."""
+    if since or with_memory:
+        raise typer.BadParameter("--since and --with-memory apply to .vmlstate bundles only", param_hint="--format")
+    with status(f"Exporting {ref} as OVA") as progress:
+        result = app_ova.export_state_ova(project, ref, output, progress=progress)
+    if json_output:
+        print_json(result.to_dict())
+    else:
+        out.print(str(result.path), markup=False)
+    info(f"OVA of state {result.state_id[:12]}: {_mb(result.size)}; VirtualBox imports it with File > Import Appliance")
+
+
 def export(
     ref: RefArgument = "HEAD",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File or directory to write.")] = None,
@@ -50,8 +66,19 @@ def export(
     base_url: BaseUrlOption = None,
     project: ProjectOption = None,
     json_output: JsonOption = False,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format", help="vmlstate (default) or ova: the whole VM of this state, for any OVF reader."
+        ),
+    ] = "vmlstate",
 ) -> None:
     """Write a state as one .vmlstate file: what changed since the base appliance (or --since)."""
+    if fmt == "ova":
+        _export_ova(ref, output, since, with_memory, project, json_output)
+        return
+    if fmt != "vmlstate":
+        raise typer.BadParameter("use vmlstate or ova", param_hint="--format")
     with status(f"Exporting {ref}") as progress:
         result = exchange.export_state(
             project,

@@ -207,4 +207,4 @@ def log(
         raise NotFound(f"no log for release {name}", fix="mount it first: vml release mount NAME")
     text = path.read_text("utf-8", "replace").splitlines()
     for line in text[-lines:] if lines else text:
-        typer.echo(line)
+        out.print(line, markup=False)

@@ -6,15 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from release_repos import CvmfsRepoBuilder, HttpTreeBuilder, ServedDirectory
-
-RELEASE_FILES = {
-    "24.0/24.0.1/bin/setup.sh": b"#!/bin/sh\necho release 24.0.1\n",
-    "24.0/24.0.3/bin/setup.sh": b"#!/bin/sh\necho release 24.0.3\n",
-    "24.0/24.0.3/lib/libphysics.so": bytes(range(256)) * 600,  # 150 KiB, chunked below
-    "24.0/24.0.3/share/README": b"Physics release 24.0.3\n",
-    "25.1/25.1.0/share/README": b"Physics release 25.1.0\n",
-}
+from release_repos import RELEASE_FILES, CvmfsRepoBuilder, HttpTreeBuilder, ServedDirectory
 
 
 @pytest.fixture

@@ -454,3 +454,13 @@ class ForwardProxy:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+# The files of the releases the tests publish (imported by conftest and tests alike).
+RELEASE_FILES = {
+    "24.0/24.0.1/bin/setup.sh": b"#!/bin/sh\necho release 24.0.1\n",
+    "24.0/24.0.3/bin/setup.sh": b"#!/bin/sh\necho release 24.0.3\n",
+    "24.0/24.0.3/lib/libphysics.so": bytes(range(256)) * 600,  # 150 KiB, chunked below
+    "24.0/24.0.3/share/README": b"Physics release 24.0.3\n",
+    "25.1/25.1.0/share/README": b"Physics release 25.1.0\n",
+}

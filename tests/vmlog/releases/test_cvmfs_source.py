@@ -7,8 +7,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from conftest import RELEASE_FILES
-from release_repos import CvmfsRepoBuilder, ServedDirectory, new_key
+from release_repos import RELEASE_FILES, CvmfsRepoBuilder, ServedDirectory, new_key
 
 from vmlog.releases import CvmfsSource
 from vmlog.releases.errors import DigestMismatch, ReleaseNotFound, SignatureError, SourceUnreachable

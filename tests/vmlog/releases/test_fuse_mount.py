@@ -9,8 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import RELEASE_FILES
-from release_repos import ServedDirectory
+from release_repos import RELEASE_FILES, ServedDirectory
 
 from vmlog.releases import CvmfsSource, HttpTreeSource, mount_release, running_mounts, umount
 from vmlog.releases.errors import SignatureError

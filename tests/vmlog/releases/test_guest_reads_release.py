@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import RELEASE_FILES
+from release_repos import RELEASE_FILES
 
 from hypervisors import qemu_img
 from hypervisors.spec import DiskSpec, NicSpec, VMSpec

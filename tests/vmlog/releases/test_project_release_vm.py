@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import RELEASE_FILES
+from release_repos import RELEASE_FILES
 
 from vmlog.app import projects, running, states
 from vmlog.app import releases as app_releases

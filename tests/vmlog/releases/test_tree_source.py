@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import RELEASE_FILES
+from release_repos import RELEASE_FILES
 
 from vmlog.releases import HttpTreeSource
 from vmlog.releases.errors import BadCatalog, DigestMismatch

@@ -13,7 +13,7 @@ from typing import Any
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from ui.bundle_dialogs import ExportDialog, ImportDialog, MailDialog, file_dialog
-from ui.workers import Job
+from ui.workers import Job, when_alive
 from vmlog.app import exchange, mail
 from vmlog.app.types import Workspace
 
@@ -85,7 +85,7 @@ class ExchangeActions:
             return reader, exchange.describe_bundle(reader.verify(), ctx=self.ctx)
 
         job = Job(verify, title=f"Verifying {Path(path).name}", pass_cancel=False)
-        job.signals.finished.connect(lambda found: self.ask_import_target(Path(path), *found))
+        job.signals.finished.connect(when_alive(self, lambda found: self.ask_import_target(Path(path), *found)))
         return self.runner.start(job)
 
     def ask_import_target(self, path: Path, reader: Any, about: dict[str, Any]) -> ImportDialog:
@@ -109,8 +109,8 @@ class ExchangeActions:
             return result
 
         job = Job(run_import, title=f"Importing {reader.path.name}", pass_cancel=False)
-        job.signals.finished.connect(self._imported)
-        job.signals.done.connect(self.refresh)
+        job.signals.finished.connect(when_alive(self, self._imported))
+        job.signals.done.connect(when_alive(self, self.refresh))
         return self.runner.start(job)
 
     def _imported(self, result: exchange.ImportResult) -> None:

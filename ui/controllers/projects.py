@@ -23,7 +23,7 @@ from ui.controllers.project_view import BUSY_STATES, ProjectView, read_project, 
 from ui.controllers.states import StateActions
 from ui.project_list import ProjectSummary
 from ui.state_events import StateEvents
-from ui.workers import Job
+from ui.workers import Job, when_alive
 from vmlog.app import exchange, running, watch
 from vmlog.app.types import VMState, Workspace
 
@@ -71,6 +71,7 @@ class ProjectsController(StateActions, ExchangeActions, QObject):
         self.timer.timeout.connect(self.refresh)
         if refresh_ms > 0:
             self.timer.start()
+        window.closing.connect(self.timer.stop)
         self.events: StateEvents | None = None
         if events:
             self.events = StateEvents(self.runner, ctx, self)
@@ -86,6 +87,8 @@ class ProjectsController(StateActions, ExchangeActions, QObject):
 
     def refresh(self) -> None:
         """Read the sidebar and the selected project in a job (coalesced while one is running)."""
+        if self.window.quitting:
+            return
         if self._reading:
             self._again = True
             return
@@ -99,13 +102,17 @@ class ProjectsController(StateActions, ExchangeActions, QObject):
             return summaries, (read_project(name, self.ctx) if name else None)
 
         job = Job(read, title="Reading projects", pass_cancel=False)
-        job.signals.finished.connect(self._show)
-        job.signals.done.connect(self._read_done)
-        job.signals.errored.connect(lambda failure: self.page.set_heading("Cannot read projects", failure.message))
+        job.signals.finished.connect(when_alive(self, self._show))
+        job.signals.done.connect(when_alive(self, self._read_done))
+        job.signals.errored.connect(
+            when_alive(self, lambda failure: self.page.set_heading("Cannot read projects", failure.message))
+        )
         self.runner.start_quiet(job)
 
     def refresh_project(self, name: str) -> None:
         """Read one project again (its VM changed state): its sidebar row, and the page if it is shown."""
+        if self.window.quitting:
+            return
         if self._reading:
             if name not in self._pending:
                 self._pending.append(name)
@@ -118,9 +125,9 @@ class ProjectsController(StateActions, ExchangeActions, QObject):
             return summary, (read_project(name, self.ctx) if shown else None)
 
         job = Job(read, title=f"Reading {name}", pass_cancel=False)
-        job.signals.finished.connect(self._show_one)
-        job.signals.errored.connect(lambda _failure: self._again_later())  # e.g. removed meanwhile
-        job.signals.done.connect(self._read_done)
+        job.signals.finished.connect(when_alive(self, self._show_one))
+        job.signals.errored.connect(when_alive(self, lambda _failure: self._again_later()))  # e.g. removed meanwhile
+        job.signals.done.connect(when_alive(self, self._read_done))
         self.runner.start_quiet(job)
 
     def _again_later(self) -> None:
@@ -233,8 +240,8 @@ class ProjectsController(StateActions, ExchangeActions, QObject):
         kwargs.setdefault("ctx", self.ctx)
         job = Job(fn, *args, title=title, pass_cancel=False, pass_progress=with_progress, **kwargs)
         if on_result is not None:
-            job.signals.finished.connect(on_result)
-        job.signals.done.connect(self.refresh)
+            job.signals.finished.connect(when_alive(self, on_result))
+        job.signals.done.connect(when_alive(self, self.refresh))
         return self.runner.start(job)
 
     def on_action(self, key: str) -> None:
@@ -250,7 +257,7 @@ class ProjectsController(StateActions, ExchangeActions, QObject):
             "console": self.show_console,
             "save": self.ask_save,
             "restore": lambda: state and self.ask_restore(state),
-            "branch": lambda: state and self.ask_restore(state),
+            "branch": lambda: state and self.ask_branch(state),
             "rename": lambda: state and self.ask_rename(state),
             "delete": lambda: state and self.delete_state(state),
             "export": lambda: state and self.ask_export(state),

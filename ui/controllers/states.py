@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QMessageBox
 
-from ui.dialogs import ConsoleDialog, RestoreDialog, SaveStateDialog, TextDialog
-from ui.workers import Job
+from ui.dialogs import BranchDialog, ConsoleDialog, RestoreDialog, SaveStateDialog, TextDialog
+from ui.workers import Job, when_alive
 from vmlog.app import logbook, running
 from vmlog.app import states as app_states
 from vmlog.app.types import VMState
@@ -45,6 +45,28 @@ class StateActions:
             stop=not discard,
         )
 
+    def ask_branch(self, state_id: str) -> BranchDialog:
+        taken = {n.name for n in self.view.nodes if n.name} if self.view else set()
+        dialog = BranchDialog(self.window, self._label(state_id), taken)
+        return self._open(dialog, lambda: self.branch_state(state_id, dialog.value()))
+
+    def branch_state(self, state_id: str, branch: str) -> Job:
+        """Go back to ``state_id`` and save its first state of the new branch under the name asked for.
+
+        The same two use cases as ``vml state restore`` then ``vml state save NAME``; the second saves the
+        restored disks, so the new branch shows in the tree with its name before any work is done on it.
+        """
+        name, label = self.project, self._label(state_id)
+
+        def branch_off(progress, ctx=None) -> app_states.State:
+            app_states.restore_state(name, state_id, stop=True, ctx=ctx, progress=progress)
+            return app_states.save_state(name, branch, message=f"branch {branch} from {label}", ctx=ctx)
+
+        return self.run(
+            f"Branching {branch} from {label}", branch_off,
+            on_result=lambda state: self.page.tree.select_state(state.id),
+        )
+
     def ask_rename(self, state_id: str) -> TextDialog:
         dialog = TextDialog(self.window, "Rename state", "New name:", self._label(state_id))
         return self._open(dialog, lambda: self.rename_state(state_id, dialog.value()))
@@ -57,6 +79,10 @@ class StateActions:
         box = QMessageBox(QMessageBox.Icon.Question, "Delete state", f"Delete the state “{self._label(state_id)}”?",
                           QMessageBox.StandardButton.Cancel, self.window)
         delete = box.addButton("Delete", QMessageBox.ButtonRole.DestructiveRole)
+        box.setInformativeText("Its disk layer is removed for good; there is no undo.")
+        cancel = box.button(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(cancel)  # Return must not delete
+        box.setEscapeButton(cancel)
         self.active_dialog = box
         box.buttonClicked.connect(
             lambda button: button is delete and self.run(
@@ -81,5 +107,7 @@ class StateActions:
             return running.console_tail(name, lines=200, ctx=self.ctx)
 
         job = Job(read, title=f"Reading the console of {name}", pass_cancel=False)
-        job.signals.finished.connect(lambda text: self._open(ConsoleDialog(self.window, name, text), lambda: None))
+        job.signals.finished.connect(
+            when_alive(self, lambda text: self._open(ConsoleDialog(self.window, name, text), lambda: None))
+        )
         self.runner.start(job)

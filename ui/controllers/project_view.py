@@ -64,6 +64,7 @@ def read_project(name: str, ctx: Workspace | None) -> ProjectView:
             author=s.author,
             message=s.message,
             layer_bytes=sizes.get(s.id),
+            memory=bool(s.memory),
         )
         for s in states.values()
     ]

@@ -16,6 +16,7 @@ ROW_ROLE = Qt.ItemDataRole.UserRole + 1  # the TreeRow of an index
 STATE_ID_ROLE = Qt.ItemDataRole.UserRole + 2  # the state id ("" for the now row)
 
 COLUMNS = ("State", "Saved", "Author", "Message", "Layer")
+MEMORY_MARK = "  \u25cf memory"  # after the name of a state that holds the machine's memory
 RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
 
 
@@ -25,7 +26,7 @@ def row_texts(row: TreeRow) -> list[str]:
         return ["Now (unsaved changes)" if row.dirty else "Now", "", "",
                 "the running machine; save to keep it" if row.dirty else "", ""]
     return [
-        node.name or node.id[:8],
+        (node.name or node.id[:8]) + (MEMORY_MARK if node.memory else ""),
         local_time(node.created),
         node.author,
         node.message.splitlines()[0] if node.message else "",
@@ -52,6 +53,8 @@ class StateTreeModel(QStandardItemModel):
         for row in self.rows:
             state_id = "" if row.node is None else row.node.id
             tip = (f"{row.node.id}\n{row.node.message}" if row.node.message else row.node.id) if row.node else ""
+            if row.node is not None and row.node.memory:
+                tip += "\nwith the machine's memory: restoring it resumes the running machine"
             items = []
             for column, text in enumerate(row_texts(row)):
                 item = QStandardItem(text)

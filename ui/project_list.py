@@ -146,6 +146,10 @@ class ProjectList(QListWidget):
                 return True
         return False
 
+    def names(self) -> list[str]:
+        """The listed projects' names, in sidebar order."""
+        return [self.item(row).data(SUMMARY_ROLE).name for row in range(self.count())]
+
     def summary(self, name: str) -> ProjectSummary | None:
         for row in range(self.count()):
             summary = self.item(row).data(SUMMARY_ROLE)

@@ -10,8 +10,9 @@ from __future__ import annotations
 from PySide6.QtWidgets import QMessageBox
 
 from ui.dialogs import BranchDialog, ConsoleDialog, RestoreDialog, SaveStateDialog, TextDialog
+from ui.settings_dialogs import VMSettingsDialog
 from ui.workers import Job, when_alive
-from vmlog.app import logbook, running
+from vmlog.app import logbook, running, vm_settings
 from vmlog.app import states as app_states
 from vmlog.app.types import VMState
 
@@ -99,6 +100,32 @@ class StateActions:
         )
         job.signals.finished.connect(lambda _r: self.page.logbook.note_saved())
         return job
+
+    def ask_settings(self) -> Job:
+        """Read the VM's settings in a job, then open the Settings dialog on them."""
+        name, ctx = self.project, self.ctx
+
+        def read(progress=None) -> vm_settings.VMSettings:
+            return vm_settings.vm_settings(name, ctx=ctx)
+
+        job = Job(read, title=f"Reading the settings of {name}", pass_cancel=False)
+        job.signals.finished.connect(when_alive(self, self._show_settings))
+        return self.runner.start(job)
+
+    def _show_settings(self, settings: vm_settings.VMSettings) -> VMSettingsDialog:
+        running = settings.vm not in (VMState.STOPPED, VMState.CRASHED)
+        dialog = VMSettingsDialog(self.window, settings, running=running)
+        return self._open(dialog, lambda: self.change_settings(settings.project, dialog.values()))
+
+    def change_settings(self, name: str, changes: dict) -> Job | None:
+        if not changes:
+            return None
+        return self.run(f"Changing the settings of {name}", vm_settings.set_vm_settings, name,
+                        on_result=self._settings_changed, **changes)
+
+    def _settings_changed(self, change: vm_settings.SettingsChange) -> None:
+        if change.next_boot:
+            self.notify("Settings saved", "They apply when the machine next starts: " + "; ".join(change.next_boot))
 
     def show_console(self) -> None:
         name = self.project

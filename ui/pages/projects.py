@@ -26,6 +26,7 @@ MACHINE_ACTIONS = (
     ("suspend", "Suspend", "Write the machine's memory to disk and stop it"),
     ("switch", "Switch here", "Suspend the running project and resume this one"),
     ("console", "Console", "Open the machine's console"),
+    ("settings", "Settings…", "CPUs, memory, disk size and shared folders of the machine"),
 )
 STATE_ACTIONS = (
     ("save", "Save state…", "Freeze the machine's disks as a new state, with a message"),

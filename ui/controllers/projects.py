@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import QMessageBox
 
+from ui.controllers.display import DisplayActions
 from ui.controllers.exchange import ExchangeActions
 from ui.controllers.project_view import BUSY_STATES, ProjectView, read_project, read_projects, summary_of
 from ui.controllers.states import StateActions
@@ -35,7 +36,7 @@ __all__ = ["BUSY_STATES", "SAFETY_NET_MS", "ProjectView", "ProjectsController", 
 SAFETY_NET_MS = 30_000  # full reads while state events cover every project
 
 
-class ProjectsController(StateActions, ExchangeActions, QObject):
+class ProjectsController(StateActions, ExchangeActions, DisplayActions, QObject):
     """Owns no state of its own beyond what the page shows; the use cases are the truth."""
 
     refreshed = Signal()  # the sidebar and the selected project were read again
@@ -221,6 +222,7 @@ class ProjectsController(StateActions, ExchangeActions, QObject):
                 "suspend": view is not None and view.vm.state == VMState.RUNNING,
                 "switch": has_project and not busy,
                 "console": has_project,
+                "display": busy,
                 "settings": has_project,
                 "save": has_project,
                 "restore": on_state,
@@ -256,6 +258,7 @@ class ProjectsController(StateActions, ExchangeActions, QObject):
             "suspend": lambda: self.run(f"Suspending {name}", running.down, name, mode="save"),
             "switch": lambda: self.run(f"Switching to {name}", running.switch, name),
             "console": self.show_console,
+            "display": self.show_display,
             "settings": self.ask_settings,
             "save": self.ask_save,
             "restore": lambda: state and self.ask_restore(state),

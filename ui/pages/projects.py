@@ -25,7 +25,8 @@ MACHINE_ACTIONS = (
     ("shutdown", "Shut down", "Ask the guest to power off"),
     ("suspend", "Suspend", "Write the machine's memory to disk and stop it"),
     ("switch", "Switch here", "Suspend the running project and resume this one"),
-    ("console", "Console", "Open the machine's console"),
+    ("display", "Screen", "Show the machine's screen; keyboard and mouse go to it"),
+    ("console", "Console", "Read the machine's serial console"),
     ("settings", "Settings…", "CPUs, memory, disk size and shared folders of the machine"),
 )
 STATE_ACTIONS = (

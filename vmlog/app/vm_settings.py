@@ -192,7 +192,7 @@ def _change_shares(
     by_tag = {s.tag: s for s in spec.shared_folders}
     for tag in remove:
         if tag not in by_tag:
-            raise InvalidInput(f"no shared folder tagged {tag!r}", fix="`vml project set` with no options lists them")
+            raise InvalidInput(f"no shared folder tagged {tag!r}", fix="give the tag of a folder the project shares")
     for share in add:
         if share.tag in by_tag and share.tag not in remove:
             raise InvalidInput(f"a shared folder tagged {share.tag!r} exists", fix="choose another tag")

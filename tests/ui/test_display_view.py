@@ -52,3 +52,27 @@ def test_the_view_draws_the_screen_and_forwards_keys_and_clicks(qtbot, server: F
     assert any(mask == 1 and (x, y) == (32, 24) for x, y, mask in server.pointer)
     view.detach()
     assert view.client is None
+
+
+def test_the_screen_action_opens_a_window_on_the_vms_display(qtbot, window, server: FakeVncServer,
+                                                             monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    from hypervisors.base import DisplayEndpoint
+    from ui.controllers import display as display_actions
+    from vmlog.app import display, projects
+
+    base = tmp_path / "base.img"
+    base.write_bytes(b"\0" * 1024 * 1024)
+    projects.new_project("lab", str(base))
+    end = DisplayEndpoint("vnc", host="127.0.0.1", port=server.port)
+    monkeypatch.setattr(display_actions.app_display, "display",
+                        lambda name, ctx=None: display.Display(name, end, None))
+    controller = window.projects_controller
+    controller.refresh()
+    qtbot.waitUntil(lambda: controller.project == "lab", timeout=20_000)
+    controller.show_display()
+    qtbot.waitUntil(lambda: "lab" in getattr(controller, "display_windows", {}), timeout=20_000)
+    screen = controller.display_windows["lab"]
+    qtbot.waitUntil(lambda: screen.view.frames > 0, timeout=5000)
+    assert "64×48" in screen.status.text() and not screen.open_viewer.isEnabled()
+    screen.close()
+    assert screen.view.client is None

@@ -16,9 +16,11 @@ from vmlog.app import display as app_display
 class DisplayActions:
     """Opens (or raises) one screen window per project."""
 
+    display_windows: dict[str, DisplayWindow]  # by project, set up by the controller
+
     def show_display(self) -> Job:
-        name, ctx = self.project, self.ctx
-        windows: dict[str, DisplayWindow] = self.__dict__.setdefault("display_windows", {})
+        name, ctx = self.project or (self.view.name if self.view else None), self.ctx
+        windows = self.display_windows
         if name in windows and windows[name].isVisible() and windows[name].view.client is not None:
             windows[name].raise_()
             windows[name].activateWindow()
@@ -32,11 +34,11 @@ class DisplayActions:
             return shown, RfbClient.connect(end.host, end.port, unix_socket=end.socket)
 
         job = Job(connect, title=f"Connecting to the screen of {name}", pass_cancel=False)
-        job.signals.finished.connect(when_alive(self, lambda found: self._show_display(name, *found)))
+        job.signals.finished.connect(when_alive(self, lambda found: self._show_display(found[0].project, *found)))
         return self.runner.start(job)
 
     def _show_display(self, name: str, shown: app_display.Display, client: RfbClient) -> DisplayWindow:
-        windows: dict[str, DisplayWindow] = self.__dict__.setdefault("display_windows", {})
+        windows = self.display_windows
         window = windows.get(name)
         if window is None:
             window = DisplayWindow(self.window, name, shown.uri, shown.viewer)

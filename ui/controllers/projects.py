@@ -52,6 +52,7 @@ class ProjectsController(StateActions, ExchangeActions, DisplayActions, QObject)
         self.ctx = ctx
         self.view: ProjectView | None = None
         self.active_dialog = None
+        self.display_windows = {}
         self.last_notice: QMessageBox | None = None
         self.last_export: exchange.ExportResult | None = None
         self.last_import: exchange.ImportResult | None = None

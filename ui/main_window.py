@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -19,6 +19,8 @@ from PySide6.QtWidgets import (
 )
 
 from ui.jobs_panel import JobsPanel
+from ui.menus import build_menus
+from ui.notify import Notifier
 from ui.pages.appliances import AppliancesPage
 from ui.pages.projects import ProjectsPage
 from ui.pages.releases import ReleasesPage
@@ -53,7 +55,7 @@ class MainWindow(QMainWindow):
             self.stack.addWidget(page)
         self.nav = QListWidget()
         self.nav.setObjectName("nav")
-        self.nav.setFixedWidth(150)
+        self.nav.setFixedWidth(136)
         for name in PAGES:
             self.nav.addItem(QListWidgetItem(name))
         self.nav.currentRowChanged.connect(self.stack.setCurrentIndex)
@@ -67,6 +69,7 @@ class MainWindow(QMainWindow):
         nav_layout.addWidget(brand)
         nav_layout.addWidget(self.nav, 1)
         self.jobs = JobsPanel(self.runner)
+        self.notifier = Notifier(self.runner, self)
         body = QWidget()
         body_layout = QVBoxLayout(body)
         body_layout.setContentsMargins(0, 0, 0, 0)
@@ -82,6 +85,9 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
         self.nav.setCurrentRow(0)
         self.setAcceptDrops(True)
+        self.menu_actions: dict[str, QAction] = {}
+        self.about_box: QMessageBox | None = None
+        build_menus(self)
         self.resize(1280, 800)
 
     def show_page(self, name: str) -> None:

@@ -116,7 +116,7 @@ class ProjectList(QListWidget):
         self.setItemDelegate(ProjectDelegate(self))
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.setUniformItemSizes(True)
-        self.setMinimumWidth(250)
+        self.setMinimumWidth(180)
         self.currentItemChanged.connect(self._on_current)
 
     def set_projects(self, summaries: list[ProjectSummary], *, select: str | None = None) -> None:

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import QMessageBox
 
 from ui.controllers.display import DisplayActions
 from ui.controllers.exchange import ExchangeActions
+from ui.controllers.project_actions import ProjectActions
 from ui.controllers.project_view import BUSY_STATES, ProjectView, read_project, read_projects, summary_of
 from ui.controllers.states import StateActions
 from ui.project_list import ProjectSummary
@@ -36,7 +37,7 @@ __all__ = ["BUSY_STATES", "SAFETY_NET_MS", "ProjectView", "ProjectsController", 
 SAFETY_NET_MS = 30_000  # full reads while state events cover every project
 
 
-class ProjectsController(StateActions, ExchangeActions, DisplayActions, QObject):
+class ProjectsController(StateActions, ExchangeActions, DisplayActions, ProjectActions, QObject):
     """Owns no state of its own beyond what the page shows; the use cases are the truth."""
 
     refreshed = Signal()  # the sidebar and the selected project were read again
@@ -233,6 +234,8 @@ class ProjectsController(StateActions, ExchangeActions, DisplayActions, QObject)
                 "export": on_state,
                 "mail": on_state,
                 "import": has_project,
+                "rename-project": has_project and view is not None and view.vm.state in (VMState.STOPPED, None),
+                "delete-project": has_project and not busy,
             }
         )
 
@@ -269,6 +272,8 @@ class ProjectsController(StateActions, ExchangeActions, DisplayActions, QObject)
             "export": lambda: state and self.ask_export(state),
             "mail": lambda: state and self.ask_mail(state),
             "import": self.ask_import,
+            "rename-project": self.ask_rename_project,
+            "delete-project": self.ask_delete_project,
         }
         handlers[key]()
 

@@ -5,7 +5,7 @@ the page is read again. Reading happens in jobs too, so a slow or remote libvirt
 window. The sidebar learns that a VM changed state (a guest that powered itself off, ``vml up`` in
 a terminal) from the backends' state events where they have them (:mod:`ui.state_events`) and then
 reads that one project again; a timer still reads everything, every ``refresh_ms`` while some
-project's backend has no events, every ``SAFETY_NET_MS`` as a safety net once all do. Reads run one
+project's backend has no events, and not at all once all do. Reads run one
 at a time, in order, so the last one shown is never older than the last event. The state actions
 live in :mod:`ui.controllers.states`, export, import and mail in :mod:`ui.controllers.exchange`.
 """
@@ -32,9 +32,7 @@ from vmlog.app.types import VMState, Workspace
 if TYPE_CHECKING:
     from ui.main_window import MainWindow
 
-__all__ = ["BUSY_STATES", "SAFETY_NET_MS", "ProjectView", "ProjectsController", "read_project", "read_projects"]
-
-SAFETY_NET_MS = 30_000  # full reads while state events cover every project
+__all__ = ["BUSY_STATES", "ProjectView", "ProjectsController", "read_project", "read_projects"]
 
 
 class ProjectsController(StateActions, ExchangeActions, DisplayActions, ProjectActions, QObject):
@@ -146,9 +144,13 @@ class ProjectsController(StateActions, ExchangeActions, DisplayActions, ProjectA
         self.project_refreshed.emit(summary.name)
 
     def _events_cover(self, covered: bool) -> None:
-        """Events reach every project: poll only as a safety net; else poll at the configured pace."""
-        if self.refresh_ms > 0:
-            self.timer.setInterval(max(self.refresh_ms, SAFETY_NET_MS) if covered else self.refresh_ms)
+        """Events reach every project: no periodic full read at all; else poll at the configured pace."""
+        if self.refresh_ms <= 0 or self.window.quitting:
+            return
+        if covered:
+            self.timer.stop()
+        else:
+            self.timer.start(self.refresh_ms)
 
     def select_project(self, name: str, *, state: str | None = None) -> None:
         """Show project ``name`` (and select ``state``) once the next read has it, e.g. after a setup."""
@@ -202,7 +204,7 @@ class ProjectsController(StateActions, ExchangeActions, DisplayActions, ProjectA
             "unsaved changes" if dirty else "",
         )
         page.set_heading(view.name, " · ".join(p for p in facts if p))
-        page.tree.set_states(view.nodes, view.current, dirty=dirty)
+        page.tree.set_states(view.nodes, view.current, dirty=dirty, rows=view.rows, lanes=view.lanes)
         if wanted is not None and wanted[0] == view.name:
             self._select = None
             if wanted[1]:

@@ -87,13 +87,14 @@ def main() -> None:
 
         from PySide6.QtWidgets import QApplication
 
-        from ui.app import make_application
+        from ui.app import make_application, settle_garbage_collector
         from ui.controllers import wire
         from ui.main_window import MainWindow
 
         app = make_application([])
         window = MainWindow()
         wire(window, refresh_ms=0, events=False)
+        settle_garbage_collector()  # as vml-gui does at start
         window.show()
         controller = window.projects_controller
         deadline = time.monotonic() + 300

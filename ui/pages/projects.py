@@ -144,12 +144,14 @@ class ProjectsPage(QWidget):
     def _make(self, key: str, text: str, tip: str) -> QAction:
         """The action for ``key`` (menus, shortcuts and the button share it) and its button."""
         action = QAction(text, self)
+        action.setIconText(text)  # the button keeps the "…" that says a dialog comes first
         action.setObjectName(key)
         action.setToolTip(tip)
         action.setStatusTip(tip)
         action.triggered.connect(lambda: self.action.emit(key))
         self.actions_by_key[key] = action
-        self.buttons[key] = _button(action, self)
+        if key not in dict((k, t) for k, t, _tip in PROJECT_ACTIONS):  # those live in menus only
+            self.buttons[key] = _button(action, self)
         return action
 
     def _bar(self, name: str, keys: list[str]) -> QToolBar:

@@ -56,6 +56,7 @@ class Capability(enum.Flag):
     STATE_EVENTS = enum.auto()  # pushes VM state changes (``watch_states``) instead of being polled
     SHARED_FOLDER_HOTPLUG = enum.auto()  # add or remove a shared folder of a running VM
     SNAPSHOT_DISKS = enum.auto()  # hand over the disks a native snapshot froze, without restoring it
+    DISPLAY = enum.auto()  # the running VM's screen is reachable through a VNC or SPICE server (``display_endpoint``)
 
 
 StateCallback = Callable[[str, VMState], None]
@@ -302,6 +303,15 @@ class Hypervisor(ABC):
         qemu_img.convert(src, dest, src_format=src_format, dest_format=self.native_disk_format)
         return DiskSpec(path=dest, format=self.native_disk_format)  # type: ignore[arg-type]
 
+    # -- the VM's screen -------------------------------------------------------------------------
+    def display_endpoint(self, vm_name: str) -> DisplayEndpoint:
+        """Where a viewer reaches the running VM's screen (keyboard and mouse go the same way).
+
+        ``VMNotFound`` for an unknown VM; ``Unsupported`` where the backend shows no screen, or while
+        the VM is not running (the server exists only with the VM's process).
+        """
+        raise Unsupported(f"{self.name} shows no screen of its VMs to viewers", backend=self.name)
+
     def close(self) -> None:  # noqa: B027 - most backends hold nothing to release
         """Release the connection (idempotent)."""
 
@@ -310,3 +320,20 @@ class Hypervisor(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@dataclass(frozen=True)
+class DisplayEndpoint:
+    """A running VM's display server: VNC or SPICE on a TCP address or a Unix socket of this host."""
+
+    protocol: str  # "vnc" or "spice"
+    host: str | None = None
+    port: int | None = None
+    socket: Path | None = None  # set instead of host and port when the server listens on a Unix socket
+
+    @property
+    def uri(self) -> str:
+        """The address as ``remote-viewer`` takes it: ``vnc://127.0.0.1:5900`` or ``vnc+unix:///path``."""
+        if self.socket is not None:
+            return f"{self.protocol}+unix://{self.socket}"
+        return f"{self.protocol}://{self.host}:{self.port}"

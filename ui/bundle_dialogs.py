@@ -100,6 +100,16 @@ class ExportDialog(QDialog):
         }
 
 
+def free_name(wanted: str, taken: list[str]) -> str:
+    """``wanted``, or ``wanted-2``, ``wanted-3``... : the first project name not taken yet."""
+    if wanted not in taken:
+        return wanted
+    n = 2
+    while f"{wanted}-{n}" in taken:
+        n += 1
+    return f"{wanted}-{n}"
+
+
 class ImportDialog(QDialog):
     """What a verified bundle holds and who signed it; where it goes (a new project or a branch)."""
 
@@ -110,7 +120,8 @@ class ImportDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle(f"Import {file_name}")
         state, base = about.state, about.base
-        self.trusted = bool(about.signer and about.signer.known)
+        own = bool(getattr(about, "own_key", False))  # the user's own signing key: nothing to accept
+        self.trusted = bool(about.signer and (about.signer.known or own))
         changed = sum(int(d.get("changed_bytes") or 0) for d in about.disks)
         where = "in the store" if about.base_in_store else f"will be downloaded, {human_bytes(base['size'])}"
         lines = [
@@ -122,7 +133,8 @@ class ImportDialog(QDialog):
         ]
         summary = QLabel("<br>".join(line for line in lines if line))
         summary.setWordWrap(True)
-        self.signature = QLabel(html.escape(about.signature))
+        signature = f"signed by you ({about.signer.name})" if own and about.signer else about.signature
+        self.signature = QLabel(html.escape(signature))
         self.signature.setWordWrap(True)
         if not self.trusted:
             self.signature.setStyleSheet("color: #c0392b")
@@ -132,7 +144,7 @@ class ImportDialog(QDialog):
         group = QButtonGroup(self)
         group.addButton(self.new_project)
         group.addButton(self.branch)
-        self.project_name = QLineEdit(str(state.get("project") or ""))
+        self.project_name = QLineEdit(free_name(str(state.get("project") or "imported"), projects))
         self.existing = QComboBox()
         self.existing.addItems(projects)
         if current in projects:

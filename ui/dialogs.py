@@ -68,6 +68,48 @@ class TextDialog(QDialog):
         return self.edit.text().strip()
 
 
+class BranchDialog(QDialog):
+    """The name of a new branch off a state; Branch stays off until the name is new."""
+
+    def __init__(self, parent: QWidget | None, source: str, taken: set[str]) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Branch from a state")
+        self.taken = taken
+        self.edit = QLineEdit()
+        self.edit.setPlaceholderText("e.g. try-gcc13")
+        about = QLabel(
+            f"Go back to “{source}” and start a new branch there. Unsaved work is kept as an automatically"
+            " saved state; a running machine is saved with its memory first."
+        )
+        about.setWordWrap(True)
+        self.problem = QLabel("")
+        self.problem.setObjectName("muted")
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
+        self.ok.setText("Branch")
+        self.ok.setEnabled(False)
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        self.edit.textChanged.connect(self._check)
+        form = QFormLayout()
+        form.addRow("Branch name:", self.edit)
+        layout = QVBoxLayout(self)
+        layout.addWidget(about)
+        layout.addLayout(form)
+        layout.addWidget(self.problem)
+        layout.addWidget(self.buttons)
+        self.resize(460, self.sizeHint().height())
+
+    def _check(self, text: str) -> None:
+        name = text.strip()
+        clash = name in self.taken
+        self.problem.setText(f"A state called “{name}” exists: choose another name." if clash else "")
+        self.ok.setEnabled(bool(name) and not clash)
+
+    def value(self) -> str:
+        return self.edit.text().strip()
+
+
 class RestoreDialog(QDialog):
     """Asks before a restore; unsaved work is kept (auto-saved) unless the user picks Discard."""
 
@@ -119,6 +161,9 @@ class ConsoleDialog(QDialog):
         font.setFamily("monospace")
         self.text.setFont(font)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        close = buttons.button(QDialogButtonBox.StandardButton.Close)
+        close.setAutoDefault(False)  # Return in the log must not close it (the screen is the place to type)
+        close.setDefault(False)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         layout.addWidget(self.text)

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Signal
-from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtCore import QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QListWidget,
     QListWidgetItem,
     QMainWindow,
+    QMessageBox,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from ui.jobs_panel import JobsPanel
+from ui.menus import build_menus
+from ui.notify import Notifier
 from ui.pages.appliances import AppliancesPage
 from ui.pages.projects import ProjectsPage
 from ui.pages.releases import ReleasesPage
@@ -32,8 +35,15 @@ class MainWindow(QMainWindow):
 
     bundles_dropped = Signal(list)
 
+    closing = Signal()  # the window is about to close: stop timers, start no new work
+
     def __init__(self, runner: JobRunner | None = None) -> None:
         super().__init__()
+        self.quitting = False
+        self.close_question: QMessageBox | None = None
+        self._close_timer = QTimer(self)
+        self._close_timer.setInterval(50)
+        self._close_timer.timeout.connect(self._close_when_idle)
         self.setWindowTitle("vmlog")
         self.setObjectName("vmlog-main")
         self.runner = runner or JobRunner(self)
@@ -45,7 +55,7 @@ class MainWindow(QMainWindow):
             self.stack.addWidget(page)
         self.nav = QListWidget()
         self.nav.setObjectName("nav")
-        self.nav.setFixedWidth(150)
+        self.nav.setFixedWidth(136)
         for name in PAGES:
             self.nav.addItem(QListWidgetItem(name))
         self.nav.currentRowChanged.connect(self.stack.setCurrentIndex)
@@ -59,6 +69,7 @@ class MainWindow(QMainWindow):
         nav_layout.addWidget(brand)
         nav_layout.addWidget(self.nav, 1)
         self.jobs = JobsPanel(self.runner)
+        self.notifier = Notifier(self.runner, self)
         body = QWidget()
         body_layout = QVBoxLayout(body)
         body_layout.setContentsMargins(0, 0, 0, 0)
@@ -74,6 +85,9 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
         self.nav.setCurrentRow(0)
         self.setAcceptDrops(True)
+        self.menu_actions: dict[str, QAction] = {}
+        self.about_box: QMessageBox | None = None
+        build_menus(self)
         self.resize(1280, 800)
 
     def show_page(self, name: str) -> None:
@@ -99,10 +113,54 @@ class MainWindow(QMainWindow):
             event.acceptProposedAction()
             self.bundles_dropped.emit(bundles)
 
-    def closeEvent(self, event) -> None:
+    # -- closing ---------------------------------------------------------------------------
+    def closeEvent(self, event: QCloseEvent) -> None:
+        """Close without blocking the UI thread: ask first if jobs run, then wait for them in the event loop.
+
+        Jobs still on a pool thread emit into objects the window owns; the window closes for real only
+        once every one has returned, so nothing is freed under them.
+        """
+        if self.runner.idle() and (self.quitting or not self.runner.active):
+            self.quitting = True
+            self.closing.emit()
+            super().closeEvent(event)
+            return
+        event.ignore()
+        if self.quitting:
+            return
+        if not self.runner.active:
+            self._stop_and_close()
+            return
+        self.close_question = self._ask_close()
+
+    def _ask_close(self) -> QMessageBox:
+        titles = [job.title or "a job" for job in self.runner.active]
+        box = QMessageBox(
+            QMessageBox.Icon.Question, "Quit vmlog?",
+            f"{len(titles)} job{'s are' if len(titles) != 1 else ' is'} still running: {', '.join(titles)}.",
+            QMessageBox.StandardButton.NoButton, self,
+        )
+        box.setInformativeText("Jobs that can stop are cancelled; the others finish first, then vmlog quits.")
+        quit_button = box.addButton("Stop and quit", QMessageBox.ButtonRole.DestructiveRole)
+        keep = box.addButton("Keep working", QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(keep)
+        box.setEscapeButton(keep)
+        box.buttonClicked.connect(lambda button: button is quit_button and self._stop_and_close())
+        box.open()
+        return box
+
+    def _stop_and_close(self) -> None:
+        self.quitting = True
+        self.closing.emit()  # controllers stop their timers and start no more reads
         self.runner.cancel_all()
-        self.runner.wait(30_000)
-        super().closeEvent(event)
+        self.statusBar().showMessage("Waiting for running jobs to stop…")
+        self.centralWidget().setEnabled(False)
+        self._close_timer.start()
+
+    def _close_when_idle(self) -> None:
+        if self.runner.idle():
+            self._close_timer.stop()
+            self.close()
 
 
 STYLE = """

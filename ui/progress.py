@@ -88,6 +88,7 @@ class JobProgress(QWidget):
         self.detail.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self._cancel)
+        self.cancel_button.setVisible(job.cancellable)  # a button that cannot stop the work is not offered
         top = QHBoxLayout()
         top.addWidget(self.title)
         top.addStretch(1)  # Cancel keeps its size when an owner hides the title

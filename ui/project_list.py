@@ -116,7 +116,7 @@ class ProjectList(QListWidget):
         self.setItemDelegate(ProjectDelegate(self))
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.setUniformItemSizes(True)
-        self.setMinimumWidth(250)
+        self.setMinimumWidth(180)
         self.currentItemChanged.connect(self._on_current)
 
     def set_projects(self, summaries: list[ProjectSummary], *, select: str | None = None) -> None:
@@ -145,6 +145,10 @@ class ProjectList(QListWidget):
                 item.setToolTip(summary.tooltip)
                 return True
         return False
+
+    def names(self) -> list[str]:
+        """The listed projects' names, in sidebar order."""
+        return [self.item(row).data(SUMMARY_ROLE).name for row in range(self.count())]
 
     def summary(self, name: str) -> ProjectSummary | None:
         for row in range(self.count()):

@@ -4,7 +4,8 @@ Makes a throw-away vmlog home, creates a project on the vmlog test appliance thr
 service, saves, restores and branches states and writes notes the way a user would. It serves the
 test appliance from a catalog on 127.0.0.1 (slowly, so the Appliances page is caught mid-download by
 a real "Set up", cancelled afterwards) and a small HTTP release tree it mounts for real (FUSE), then
-shows the real window on each page and saves ``projects.png``, ``appliances.png`` and ``releases.png``.
+shows the real window on each page and saves ``projects.png``, ``appliances.png`` and ``releases.png``; then it
+boots a project's VM and saves its screen, shown in the window's own viewer, as ``screen.png``.
 """
 
 from __future__ import annotations
@@ -147,6 +148,7 @@ def take(outdir: Path) -> list[Path]:
     try:
         for name in ("Projects", "Appliances", "Releases"):
             shots.append(_shoot(window, name, outdir))
+        shots.append(_shoot_screen(window, "calibration", outdir))
     finally:
         _tear_down(window, app, server, mounted)
     return shots
@@ -215,6 +217,37 @@ def _shoot(window: MainWindow, name: str, outdir: Path) -> Path:
     if job is not None:
         job.cancel()
         _settle()
+    return path
+
+
+def _shoot_screen(window: MainWindow, project: str, outdir: Path) -> Path:
+    """Boot ``project``'s VM, open its screen from the Projects page and save ``screen.png``."""
+    from PySide6.QtWidgets import QApplication
+
+    from vmlog.app import running
+
+    running.up(project)
+    window.show_page("Projects")
+    page = window.projects_page
+    page.projects.setCurrentRow(page.projects.names().index(project))
+    _settle()
+    controller = window.projects_controller
+    controller.show_display()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and project not in controller.display_windows:
+        QApplication.processEvents()
+        time.sleep(0.05)
+    screen = controller.display_windows[project]
+    time.sleep(30)  # the guest boots on: its console shows more than the firmware
+    while time.monotonic() < deadline and screen.view.frames < 3:
+        QApplication.processEvents()
+        time.sleep(0.05)
+    for _ in range(20):
+        QApplication.processEvents()
+        time.sleep(0.05)
+    path = outdir / "screen.png"
+    screen.grab().save(str(path))
+    screen.close()
     return path
 
 

@@ -21,9 +21,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import QObject, QThreadPool, Signal
 
 from vmlog.errors import Cancelled
+
+
+def when_alive(owner: QObject, fn: Callable[..., Any]) -> Callable[..., None]:
+    """``fn`` guarded by ``owner``: called only while ``owner``'s Qt object exists.
+
+    A job may end after the page or dialog that started it is gone (the window closed, a test's widget
+    freed); its slot must then do nothing rather than touch a deleted widget.
+    """
+
+    def call(*args: Any) -> None:
+        if shiboken6.isValid(owner):
+            fn(*args)
+
+    return call
 
 
 @dataclass(frozen=True)
@@ -78,6 +93,11 @@ class Job:
         self.was_cancelled = False
         self.finished_event = threading.Event()
         self.returned = threading.Event()  # set as the very last thing the pool thread does
+
+    @property
+    def cancellable(self) -> bool:
+        """Whether ``cancel()`` can stop the work: the service watches the event, or the job is a generator."""
+        return self._pass_cancel or inspect.isgeneratorfunction(self.fn)
 
     def cancel(self) -> None:
         self.cancel_event.set()
@@ -173,3 +193,7 @@ class JobRunner(QObject):
 
     def wait(self, msecs: int = -1) -> bool:
         return self.pool.waitForDone(msecs)
+
+    def idle(self) -> bool:
+        """No job of this runner is still on a pool thread (a test the UI thread can poll without blocking)."""
+        return all(job.returned.is_set() for job in self.started)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 
-from hypervisors.base import Probe, StateCallback
+from hypervisors.base import Capability, DisplayEndpoint, Probe, StateCallback, VMState
 from hypervisors.errors import Unsupported
-from hypervisors.libvirt import connection, events
+from hypervisors.libvirt import connection, domain_xml, events
 from hypervisors.libvirt.core import maps_libvirt_errors, version_text
 from hypervisors.libvirt.disks import DiskChain
 from hypervisors.libvirt.memory import MemoryImages
@@ -68,3 +68,20 @@ class LibvirtHypervisor(SharedFolderHotplug, DiskChain, MemoryImages):
             )
         self._domain(name)  # VMNotFound before the user's terminal is handed over
         return [virsh, "-c", self.uri, "console", "--force", name]
+
+    @property
+    def capabilities(self) -> Capability:
+        return super().capabilities | Capability.DISPLAY  # every domain vmlog defines has a VNC screen
+
+    @maps_libvirt_errors("find the screen of")
+    def display_endpoint(self, vm_name: str) -> DisplayEndpoint:
+        dom = self._domain(vm_name)
+        if self.state(vm_name) not in (VMState.RUNNING, VMState.PAUSED):
+            raise Unsupported(f"VM {vm_name!r} is not running, so it has no screen to show",
+                              fix="start the VM first", backend=self.name)
+        endpoint = domain_xml.display_endpoint(dom.XMLDesc(0))
+        if endpoint is None:
+            raise Unsupported(f"VM {vm_name!r} has no display server (defined before vmlog gave VMs a screen,"
+                              " or on a driver without one)", fix="shut the VM down and start it again",
+                              backend=self.name)
+        return endpoint

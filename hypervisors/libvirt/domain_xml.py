@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
+from hypervisors.base import DisplayEndpoint
 from hypervisors.errors import Unsupported
 from hypervisors.spec import DiskSpec, NicSpec, SharedFolder, VMSpec
 
@@ -25,6 +26,7 @@ ET.register_namespace("qemu", QEMU_NS)
 UNIX_SOCKET_PATH_MAX = 107  # sun_path holds 108 bytes including the terminating NUL
 MACHINES = ("q35", "pc")
 NIC_PCI_SLOT_BASE = 0x10  # above the slots libvirt hands out, so hand-wired NICs never collide
+DISPLAY_LISTEN = "127.0.0.1"  # the VM's screen is served to this host only
 
 
 @dataclass(frozen=True)
@@ -162,13 +164,45 @@ def build_domain_xml(spec: VMSpec, options: DomainOptions) -> str:
         _sub(serial1, "target", port="1")
     console = _sub(devices, "console", type_=serial0.get("type", "pty"))
     _sub(console, "target", type_="serial", port="0")
-    video = _sub(devices, "video")
-    _sub(video, "model", type_="none")
+    add_display(devices)
     _sub(devices, "memballoon", model="none")
     if spec.nics:
         _add_user_nics(domain, spec.name, spec.nics, machine)
     ET.indent(domain)
     return ET.tostring(domain, encoding="unicode")
+
+
+def add_display(devices: ET.Element) -> None:
+    """The VM's screen: a standard VGA card shown by a VNC server on 127.0.0.1 (a free port from 5900 up).
+
+    VNC is built into every QEMU, so the definition never depends on optional QEMU modules; the
+    loopback address keeps the screen off the network (viewers on this host, or through SSH). A USB
+    tablet gives the guest absolute pointer positions, so a viewer's mouse and the guest's agree.
+    """
+    graphics = _sub(devices, "graphics", type_="vnc", port="-1", autoport="yes", listen=DISPLAY_LISTEN)
+    _sub(graphics, "listen", type_="address", address=DISPLAY_LISTEN)
+    _sub(devices, "input", type_="tablet", bus="usb")
+    video = _sub(devices, "video")
+    _sub(video, "model", type_="vga", vram="16384", heads="1", primary="yes")
+
+
+def display_endpoint(domain_xml: str) -> DisplayEndpoint | None:
+    """Where the running domain's (live XML's) first VNC or SPICE server listens; None if it has none yet."""
+    root = ET.fromstring(domain_xml)
+    for graphics in root.findall("devices/graphics"):
+        protocol = graphics.get("type", "")
+        if protocol not in ("vnc", "spice"):
+            continue
+        listen = graphics.find("listen")
+        socket = graphics.get("socket") or (listen.get("socket") if listen is not None else None)
+        if socket:
+            return DisplayEndpoint(protocol, socket=Path(socket))
+        port = int(graphics.get("port", "-1") or -1)
+        if port <= 0:
+            return None  # not started yet (or a driver that runs no server, like libvirt's test driver)
+        host = graphics.get("listen") or (listen.get("address") if listen is not None else None) or DISPLAY_LISTEN
+        return DisplayEndpoint(protocol, host=host, port=port)
+    return None
 
 
 def filesystem_element(folder: SharedFolder) -> ET.Element:

@@ -181,7 +181,8 @@ def test_export_and_import_a_bundle_through_the_window(qtbot, window, vm_project
     qtbot.waitUntil(lambda: isinstance(controller.active_dialog, ImportDialog), timeout=120_000)
     dialog = controller.active_dialog
     assert "signed by" in dialog.signature.text()
-    assert dialog.new_project.isChecked() and dialog.project_name.text() == vm_project
+    # the sender's project name is taken here, so a free one is proposed
+    assert dialog.new_project.isChecked() and dialog.project_name.text() == f"{vm_project}-2"
     dialog.project_name.setText("gui-copy")
     dialog.accept()
     wait_idle(qtbot, window)

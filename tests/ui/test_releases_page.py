@@ -76,7 +76,7 @@ def test_add_a_source_start_a_release_read_its_log_and_unmount(qtbot, window, re
         ("25.1.0", "25.1", "7", "prod-2024"),
     ]
 
-    # Start with the defaults
+    # Mount with the defaults
     page.tabs.setCurrentIndex(1)
     select(page.available, "24.0.3")
     page.start.click()
@@ -87,7 +87,7 @@ def test_add_a_source_start_a_release_read_its_log_and_unmount(qtbot, window, re
     mountpoint = Path(running[0][3])
     assert (mountpoint / "share/README").read_text() == "Physics release 24.0.3\n"
 
-    # Customize & Start: own mount path, cache size and log file
+    # Customize & Mount: own mount path, cache size and log file
     select(page.available, "25.1.0")
     page.customize.click()
     dialog = window.releases_controller.active_dialog

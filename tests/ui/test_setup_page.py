@@ -119,10 +119,18 @@ def tile_button(qtbot, window):
     return page.tiles[APPLIANCE].button
 
 
+def set_up(qtbot, window) -> None:
+    """Press the tile's Set up and accept the dialog's proposed name, CPUs and memory."""
+    tile_button(qtbot, window).click()
+    dialog = window.appliances_controller.active_dialog
+    assert dialog.values()["name"] == APPLIANCE
+    dialog.ok.click()
+
+
 def test_cancel_during_the_download_leaves_no_project(qtbot, window, catalog: Catalog, kvm_available) -> None:
     catalog.slow.set()
     window.show_page("Appliances")
-    tile_button(qtbot, window).click()
+    set_up(qtbot, window)
     page = window.appliances_page
     view: SetupProgress = page.setups[APPLIANCE]
     job = window.appliances_controller.jobs[APPLIANCE]
@@ -145,7 +153,7 @@ def test_set_up_boots_the_appliance_and_the_sidebar_shows_it_running(
     qtbot, window, catalog: Catalog, kvm_available
 ) -> None:
     window.show_page("Appliances")
-    tile_button(qtbot, window).click()
+    set_up(qtbot, window)
     view: SetupProgress = window.appliances_page.setups[APPLIANCE]
     job = window.appliances_controller.jobs[APPLIANCE]
     steps: list[str] = []

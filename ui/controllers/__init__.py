@@ -16,12 +16,14 @@ def wire(window: MainWindow, *, refresh_ms: int = 5000, events: bool = True) -> 
     from ui.controllers.appliances import AppliancesController
     from ui.controllers.projects import ProjectsController
     from ui.controllers.releases import ReleasesController
+    from ui.controllers.window_actions import WindowActions
 
     window.projects_controller = ProjectsController(  # type: ignore[attr-defined]
         window, refresh_ms=refresh_ms, events=events
     )
     window.appliances_controller = AppliancesController(window)  # type: ignore[attr-defined]
     window.releases_controller = ReleasesController(window)  # type: ignore[attr-defined]
+    window.window_actions = WindowActions(window)  # type: ignore[attr-defined]
     projects, appliances = window.projects_controller, window.appliances_controller  # type: ignore[attr-defined]
 
     def show_project(name: str) -> None:

@@ -14,6 +14,7 @@ from PySide6.QtCore import QObject, Signal
 from ui.dialogs import NewProjectDialog
 from ui.formatting import human_bytes
 from ui.pages.appliances import ApplianceCard
+from ui.settings_dialogs import SetupDialog
 from ui.workers import Job
 from vmlog.app import appliances, projects
 from vmlog.setup import SetupResult, setup
@@ -71,8 +72,8 @@ class AppliancesController(QObject):
         self.runner = window.runner
         self.ctx = ctx
         self.jobs: dict[str, Job] = {}
-        self.active_dialog: NewProjectDialog | None = None
-        self.page.setup_requested.connect(self.set_up)
+        self.active_dialog: NewProjectDialog | SetupDialog | None = None
+        self.page.setup_requested.connect(self.ask_set_up)
         self.page.new_project_requested.connect(self.ask_new_project)
         self.refresh()
 
@@ -80,6 +81,16 @@ class AppliancesController(QObject):
         job = Job(lambda progress=None: read_cards(), title="Reading catalogs", pass_cancel=False)
         job.signals.finished.connect(self.page.set_cards)
         self.runner.start_quiet(job)
+
+    def ask_set_up(self, key: str) -> SetupDialog:
+        """Ask the new project's name, CPUs and memory; an existing project's name is refused, never reused."""
+        taken = set(self.window.projects_page.projects.names())
+        dialog = SetupDialog(self.window, key, taken)
+        self.active_dialog = dialog
+        dialog.accepted.connect(lambda: self.set_up(key, **dialog.values()))
+        dialog.finished.connect(lambda _code: setattr(self, "active_dialog", None))
+        dialog.open()
+        return dialog
 
     def set_up(self, key: str, **options: Any) -> Job:
         """Run the whole setup of appliance ``key``; ``options`` go to the service (name, backend, ...)."""

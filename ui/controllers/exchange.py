@@ -13,7 +13,8 @@ from typing import Any
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from ui.bundle_dialogs import ExportDialog, ImportDialog, MailDialog, file_dialog
-from ui.workers import Job
+from ui.formatting import human_bytes
+from ui.workers import Job, when_alive
 from vmlog.app import exchange, mail
 from vmlog.app.types import Workspace
 
@@ -52,7 +53,7 @@ class ExchangeActions:
             else f"It is too large for a {limit} MB mail attachment: share it another way, or export only"
             " the changes since a state the recipient has."
         )
-        self.notify("State exported", f"Wrote {result.path.name} ({result.size / 1e6:.1f} MB). {verdict}",
+        self.notify("State exported", f"Wrote {result.path.name} ({human_bytes(result.size)}). {verdict}",
                     str(result.path))
 
     def ask_mail(self, state_id: str) -> MailDialog:
@@ -67,7 +68,7 @@ class ExchangeActions:
 
     def _mailed(self, result: exchange.SendResult) -> None:
         how = "handed to your mail program" if result.via == "client" else "sent"
-        self.notify("State shared", f"{result.export.path.name} ({result.export.size / 1e6:.1f} MB) {how}"
+        self.notify("State shared", f"{result.export.path.name} ({human_bytes(result.export.size)}) {how}"
                     f" for {result.to}.", "\n".join(result.notes))
 
     def ask_import(self) -> QFileDialog:
@@ -85,7 +86,7 @@ class ExchangeActions:
             return reader, exchange.describe_bundle(reader.verify(), ctx=self.ctx)
 
         job = Job(verify, title=f"Verifying {Path(path).name}", pass_cancel=False)
-        job.signals.finished.connect(lambda found: self.ask_import_target(Path(path), *found))
+        job.signals.finished.connect(when_alive(self, lambda found: self.ask_import_target(Path(path), *found)))
         return self.runner.start(job)
 
     def ask_import_target(self, path: Path, reader: Any, about: dict[str, Any]) -> ImportDialog:
@@ -109,8 +110,8 @@ class ExchangeActions:
             return result
 
         job = Job(run_import, title=f"Importing {reader.path.name}", pass_cancel=False)
-        job.signals.finished.connect(self._imported)
-        job.signals.done.connect(self.refresh)
+        job.signals.finished.connect(when_alive(self, self._imported))
+        job.signals.done.connect(when_alive(self, self.refresh))
         return self.runner.start(job)
 
     def _imported(self, result: exchange.ImportResult) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ui.project_list import ProjectSummary
-from ui.statetree.layout import StateNode
-from vmlog.app import logbook, projects
-from vmlog.app import states as app_states
+from ui.statetree.layout import StateNode, TreeRow, lay_out
+from ui.statetree.model import max_lanes
+from vmlog.app import logbook, projects, watch
 from vmlog.app.types import VMState, VMStatus, Workspace
 
 BUSY_STATES = (VMState.RUNNING, VMState.PAUSED, VMState.TRANSITIONING)
@@ -22,6 +22,8 @@ class ProjectView:
     nodes: list[StateNode]
     current: str | None
     history: list[logbook.HistoryItem] = field(default_factory=list)
+    rows: list[TreeRow] | None = None  # the tree laid out already (None: lay it out when shown)
+    lanes: int | None = None  # the widest row of ``rows``
 
     @property
     def vm(self) -> VMStatus:
@@ -52,9 +54,8 @@ def read_projects(ctx: Workspace | None) -> list[ProjectSummary]:
 
 
 def read_project(name: str, ctx: Workspace | None) -> ProjectView:
-    info = projects.show_project(name, ctx)
-    project, states = app_states.states(name, ctx=ctx)
-    sizes = app_states.layer_sizes(name, ctx=ctx)
+    """One project's page, read and laid out off the UI thread (the tree's rows are ready to show)."""
+    page = watch.project_page(name, ctx)
     nodes = [
         StateNode(
             id=s.id,
@@ -63,8 +64,11 @@ def read_project(name: str, ctx: Workspace | None) -> ProjectView:
             created=s.created,
             author=s.author,
             message=s.message,
-            layer_bytes=sizes.get(s.id),
+            layer_bytes=page.layer_sizes.get(s.id),
+            memory=bool(s.memory),
         )
-        for s in states.values()
+        for s in page.states.values()
     ]
-    return ProjectView(name, info, nodes, project.current, logbook.history(name, ctx=ctx))
+    current = page.details.project.current
+    rows = lay_out(nodes, current, dirty=bool(page.details.unsaved_changes))
+    return ProjectView(name, page.details, nodes, current, page.history, rows, max_lanes(rows))

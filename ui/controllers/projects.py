@@ -5,7 +5,7 @@ the page is read again. Reading happens in jobs too, so a slow or remote libvirt
 window. The sidebar learns that a VM changed state (a guest that powered itself off, ``vml up`` in
 a terminal) from the backends' state events where they have them (:mod:`ui.state_events`) and then
 reads that one project again; a timer still reads everything, every ``refresh_ms`` while some
-project's backend has no events, every ``SAFETY_NET_MS`` as a safety net once all do. Reads run one
+project's backend has no events, and not at all once all do. Reads run one
 at a time, in order, so the last one shown is never older than the last event. The state actions
 live in :mod:`ui.controllers.states`, export, import and mail in :mod:`ui.controllers.exchange`.
 """
@@ -18,24 +18,24 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import QMessageBox
 
+from ui.controllers.display import DisplayActions
 from ui.controllers.exchange import ExchangeActions
+from ui.controllers.project_actions import ProjectActions
 from ui.controllers.project_view import BUSY_STATES, ProjectView, read_project, read_projects, summary_of
 from ui.controllers.states import StateActions
 from ui.project_list import ProjectSummary
 from ui.state_events import StateEvents
-from ui.workers import Job
+from ui.workers import Job, when_alive
 from vmlog.app import exchange, running, watch
 from vmlog.app.types import VMState, Workspace
 
 if TYPE_CHECKING:
     from ui.main_window import MainWindow
 
-__all__ = ["BUSY_STATES", "SAFETY_NET_MS", "ProjectView", "ProjectsController", "read_project", "read_projects"]
-
-SAFETY_NET_MS = 30_000  # full reads while state events cover every project
+__all__ = ["BUSY_STATES", "ProjectView", "ProjectsController", "read_project", "read_projects"]
 
 
-class ProjectsController(StateActions, ExchangeActions, QObject):
+class ProjectsController(StateActions, ExchangeActions, DisplayActions, ProjectActions, QObject):
     """Owns no state of its own beyond what the page shows; the use cases are the truth."""
 
     refreshed = Signal()  # the sidebar and the selected project were read again
@@ -51,6 +51,7 @@ class ProjectsController(StateActions, ExchangeActions, QObject):
         self.ctx = ctx
         self.view: ProjectView | None = None
         self.active_dialog = None
+        self.display_windows = {}
         self.last_notice: QMessageBox | None = None
         self.last_export: exchange.ExportResult | None = None
         self.last_import: exchange.ImportResult | None = None
@@ -71,6 +72,7 @@ class ProjectsController(StateActions, ExchangeActions, QObject):
         self.timer.timeout.connect(self.refresh)
         if refresh_ms > 0:
             self.timer.start()
+        window.closing.connect(self.timer.stop)
         self.events: StateEvents | None = None
         if events:
             self.events = StateEvents(self.runner, ctx, self)
@@ -86,6 +88,8 @@ class ProjectsController(StateActions, ExchangeActions, QObject):
 
     def refresh(self) -> None:
         """Read the sidebar and the selected project in a job (coalesced while one is running)."""
+        if self.window.quitting:
+            return
         if self._reading:
             self._again = True
             return
@@ -99,13 +103,17 @@ class ProjectsController(StateActions, ExchangeActions, QObject):
             return summaries, (read_project(name, self.ctx) if name else None)
 
         job = Job(read, title="Reading projects", pass_cancel=False)
-        job.signals.finished.connect(self._show)
-        job.signals.done.connect(self._read_done)
-        job.signals.errored.connect(lambda failure: self.page.set_heading("Cannot read projects", failure.message))
+        job.signals.finished.connect(when_alive(self, self._show))
+        job.signals.done.connect(when_alive(self, self._read_done))
+        job.signals.errored.connect(
+            when_alive(self, lambda failure: self.page.set_heading("Cannot read projects", failure.message))
+        )
         self.runner.start_quiet(job)
 
     def refresh_project(self, name: str) -> None:
         """Read one project again (its VM changed state): its sidebar row, and the page if it is shown."""
+        if self.window.quitting:
+            return
         if self._reading:
             if name not in self._pending:
                 self._pending.append(name)
@@ -118,9 +126,9 @@ class ProjectsController(StateActions, ExchangeActions, QObject):
             return summary, (read_project(name, self.ctx) if shown else None)
 
         job = Job(read, title=f"Reading {name}", pass_cancel=False)
-        job.signals.finished.connect(self._show_one)
-        job.signals.errored.connect(lambda _failure: self._again_later())  # e.g. removed meanwhile
-        job.signals.done.connect(self._read_done)
+        job.signals.finished.connect(when_alive(self, self._show_one))
+        job.signals.errored.connect(when_alive(self, lambda _failure: self._again_later()))  # e.g. removed meanwhile
+        job.signals.done.connect(when_alive(self, self._read_done))
         self.runner.start_quiet(job)
 
     def _again_later(self) -> None:
@@ -136,9 +144,13 @@ class ProjectsController(StateActions, ExchangeActions, QObject):
         self.project_refreshed.emit(summary.name)
 
     def _events_cover(self, covered: bool) -> None:
-        """Events reach every project: poll only as a safety net; else poll at the configured pace."""
-        if self.refresh_ms > 0:
-            self.timer.setInterval(max(self.refresh_ms, SAFETY_NET_MS) if covered else self.refresh_ms)
+        """Events reach every project: no periodic full read at all; else poll at the configured pace."""
+        if self.refresh_ms <= 0 or self.window.quitting:
+            return
+        if covered:
+            self.timer.stop()
+        else:
+            self.timer.start(self.refresh_ms)
 
     def select_project(self, name: str, *, state: str | None = None) -> None:
         """Show project ``name`` (and select ``state``) once the next read has it, e.g. after a setup."""
@@ -192,7 +204,7 @@ class ProjectsController(StateActions, ExchangeActions, QObject):
             "unsaved changes" if dirty else "",
         )
         page.set_heading(view.name, " · ".join(p for p in facts if p))
-        page.tree.set_states(view.nodes, view.current, dirty=dirty)
+        page.tree.set_states(view.nodes, view.current, dirty=dirty, rows=view.rows, lanes=view.lanes)
         if wanted is not None and wanted[0] == view.name:
             self._select = None
             if wanted[1]:
@@ -214,6 +226,8 @@ class ProjectsController(StateActions, ExchangeActions, QObject):
                 "suspend": view is not None and view.vm.state == VMState.RUNNING,
                 "switch": has_project and not busy,
                 "console": has_project,
+                "display": busy,
+                "settings": has_project,
                 "save": has_project,
                 "restore": on_state,
                 "branch": on_state,
@@ -222,6 +236,8 @@ class ProjectsController(StateActions, ExchangeActions, QObject):
                 "export": on_state,
                 "mail": on_state,
                 "import": has_project,
+                "rename-project": has_project and view is not None and view.vm.state in (VMState.STOPPED, None),
+                "delete-project": has_project and not busy,
             }
         )
 
@@ -233,8 +249,8 @@ class ProjectsController(StateActions, ExchangeActions, QObject):
         kwargs.setdefault("ctx", self.ctx)
         job = Job(fn, *args, title=title, pass_cancel=False, pass_progress=with_progress, **kwargs)
         if on_result is not None:
-            job.signals.finished.connect(on_result)
-        job.signals.done.connect(self.refresh)
+            job.signals.finished.connect(when_alive(self, on_result))
+        job.signals.done.connect(when_alive(self, self.refresh))
         return self.runner.start(job)
 
     def on_action(self, key: str) -> None:
@@ -248,14 +264,18 @@ class ProjectsController(StateActions, ExchangeActions, QObject):
             "suspend": lambda: self.run(f"Suspending {name}", running.down, name, mode="save"),
             "switch": lambda: self.run(f"Switching to {name}", running.switch, name),
             "console": self.show_console,
+            "display": self.show_display,
+            "settings": self.ask_settings,
             "save": self.ask_save,
             "restore": lambda: state and self.ask_restore(state),
-            "branch": lambda: state and self.ask_restore(state),
+            "branch": lambda: state and self.ask_branch(state),
             "rename": lambda: state and self.ask_rename(state),
             "delete": lambda: state and self.delete_state(state),
             "export": lambda: state and self.ask_export(state),
             "mail": lambda: state and self.ask_mail(state),
             "import": self.ask_import,
+            "rename-project": self.ask_rename_project,
+            "delete-project": self.ask_delete_project,
         }
         handlers[key]()
 

@@ -164,7 +164,7 @@ class AppliancesPage(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setWidget(inner)
-        self.empty = QLabel("No catalog entries yet. Add a catalog with `vml catalog add URL`.")
+        self.empty = QLabel("No catalog entries yet. Add a catalog with File ▸ Add catalog…")
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty.setObjectName("muted")
         layout = QVBoxLayout(self)

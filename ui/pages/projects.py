@@ -5,12 +5,15 @@ Buttons emit signals; :mod:`ui.controllers.projects` connects them to the projec
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QPoint, Qt, Signal
+from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
+    QMenu,
     QSplitter,
+    QToolBar,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -25,7 +28,9 @@ MACHINE_ACTIONS = (
     ("shutdown", "Shut down", "Ask the guest to power off"),
     ("suspend", "Suspend", "Write the machine's memory to disk and stop it"),
     ("switch", "Switch here", "Suspend the running project and resume this one"),
-    ("console", "Console", "Open the machine's console"),
+    ("display", "Screen", "Show the machine's screen; keyboard and mouse go to it"),
+    ("console", "Console", "Read the machine's serial console"),
+    ("settings", "Settings…", "CPUs, memory, disk size and shared folders of the machine"),
 )
 STATE_ACTIONS = (
     ("save", "Save state…", "Freeze the machine's disks as a new state, with a message"),
@@ -37,13 +42,23 @@ STATE_ACTIONS = (
     ("mail", "Share by mail…", "Send the selected state as a .vmlstate attachment"),
     ("import", "Import…", "Add the state in a .vmlstate file to this project"),
 )
+PROJECT_ACTIONS = (
+    ("rename-project", "Rename project…", "Give the project another name"),
+    ("delete-project", "Delete project…", "Delete the project, its states and its VM"),
+)
+# Shortcuts of the tree's keys: they act only while the state tree has the focus (Delete in a text field is text).
+TREE_SHORTCUTS = {"delete": QKeySequence(Qt.Key.Key_Delete), "restore": QKeySequence(Qt.Key.Key_Return),
+                  "rename": QKeySequence(Qt.Key.Key_F2)}
+WINDOW_SHORTCUTS = {"save": QKeySequence("Ctrl+S")}  # spelled out: some platform themes bind no Quit or Save
+STATE_MENU = ("restore", "branch", "rename", "delete", None, "export", "mail")
+PROJECT_MENU = ("start", "shutdown", "suspend", "switch", "display", "settings", None, "rename-project",
+                "delete-project")
 
 
-def _button(key: str, text: str, tip: str, parent: QWidget) -> QToolButton:
+def _button(action: QAction, parent: QWidget) -> QToolButton:
     button = QToolButton(parent)
-    button.setObjectName(f"action-{key}")
-    button.setText(text)
-    button.setToolTip(tip)
+    button.setObjectName(f"action-{action.objectName()}")
+    button.setDefaultAction(action)
     button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
     button.setAutoRaise(False)
     button.setMinimumHeight(30)
@@ -65,17 +80,17 @@ class ProjectsPage(QWidget):
         self.subtitle = QLabel("")
         self.subtitle.setObjectName("page-subtitle")
         self.buttons: dict[str, QToolButton] = {}
-
-        machine_bar = QHBoxLayout()
-        machine_bar.setSpacing(6)
-        for key, text, tip in MACHINE_ACTIONS:
-            machine_bar.addWidget(self._make(key, text, tip))
-        machine_bar.addStretch(1)
-        state_bar = QHBoxLayout()
-        state_bar.setSpacing(6)
-        for key, text, tip in STATE_ACTIONS:
-            state_bar.addWidget(self._make(key, text, tip))
-        state_bar.addStretch(1)
+        self.actions_by_key: dict[str, QAction] = {}
+        for key, text, tip in (*MACHINE_ACTIONS, *STATE_ACTIONS, *PROJECT_ACTIONS):
+            self._make(key, text, tip)
+        machine_bar = self._bar("machine-bar", [key for key, _text, _tip in MACHINE_ACTIONS])
+        state_bar = self._bar("state-bar", [key for key, _text, _tip in STATE_ACTIONS])
+        self._shortcuts()
+        self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.tree.customContextMenuRequested.connect(self._tree_menu)
+        self.projects.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.projects.customContextMenuRequested.connect(self._project_menu)
+        self.last_menu: QMenu | None = None
 
         heading = QVBoxLayout()
         heading.setSpacing(2)
@@ -87,7 +102,7 @@ class ProjectsPage(QWidget):
         tree_layout.setContentsMargins(0, 0, 0, 0)
         tree_layout.setSpacing(6)
         tree_layout.addWidget(_section("States"))
-        tree_layout.addLayout(state_bar)
+        tree_layout.addWidget(state_bar)
         tree_layout.addWidget(self.tree, 1)
         log_box = QWidget()
         log_layout = QVBoxLayout(log_box)
@@ -107,7 +122,7 @@ class ProjectsPage(QWidget):
         right_layout.setContentsMargins(16, 12, 16, 12)
         right_layout.setSpacing(10)
         right_layout.addLayout(heading)
-        right_layout.addLayout(machine_bar)
+        right_layout.addWidget(machine_bar)
         right_layout.addWidget(split, 1)
 
         left = QWidget()
@@ -126,11 +141,67 @@ class ProjectsPage(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(outer)
 
-    def _make(self, key: str, text: str, tip: str) -> QToolButton:
-        button = _button(key, text, tip, self)
-        button.clicked.connect(lambda: self.action.emit(key))
-        self.buttons[key] = button
-        return button
+    def _make(self, key: str, text: str, tip: str) -> QAction:
+        """The action for ``key`` (menus, shortcuts and the button share it) and its button."""
+        action = QAction(text, self)
+        action.setIconText(text)  # the button keeps the "…" that says a dialog comes first
+        action.setObjectName(key)
+        action.setToolTip(tip)
+        action.setStatusTip(tip)
+        action.triggered.connect(lambda: self.action.emit(key))
+        self.actions_by_key[key] = action
+        if key not in dict((k, t) for k, t, _tip in PROJECT_ACTIONS):  # those live in menus only
+            self.buttons[key] = _button(action, self)
+        return action
+
+    def _bar(self, name: str, keys: list[str]) -> QToolBar:
+        """A row of buttons that folds what does not fit into its » menu, so the window can be narrow."""
+        bar = QToolBar(self)
+        bar.setObjectName(name)
+        bar.setMovable(False)
+        bar.setFloatable(False)
+        bar.setStyleSheet("QToolBar { border: none; spacing: 6px; }")
+        for key in keys:
+            bar.addWidget(self.buttons[key])
+        return bar
+
+    def _shortcuts(self) -> None:
+        for key, sequence in TREE_SHORTCUTS.items():
+            action = self.actions_by_key[key]
+            action.setShortcut(sequence)
+            action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            self.tree.addAction(action)
+        for key, sequence in WINDOW_SHORTCUTS.items():
+            self.actions_by_key[key].setShortcut(sequence)
+            self.actions_by_key[key].setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            self.addAction(self.actions_by_key[key])
+
+    def _menu(self, keys: tuple[str | None, ...], at: QPoint, widget: QWidget) -> QMenu:
+        menu = QMenu(self)
+        for key in keys:
+            if key is None:
+                menu.addSeparator()
+            else:
+                menu.addAction(self.actions_by_key[key])
+        self.last_menu = menu
+        menu.popup(widget.mapToGlobal(at))
+        return menu
+
+    def _tree_menu(self, at: QPoint) -> None:
+        index = self.tree.indexAt(at)
+        if index.isValid():
+            self.tree.setCurrentIndex(index)
+        if self.tree.selected_state():
+            self._menu(STATE_MENU, at, self.tree.viewport())
+        else:
+            self._menu(("save", "import"), at, self.tree.viewport())
+
+    def _project_menu(self, at: QPoint) -> None:
+        item = self.projects.itemAt(at)
+        if item is None:
+            return
+        self.projects.setCurrentItem(item)
+        self._menu(PROJECT_MENU, at, self.projects.viewport())
 
     def set_heading(self, title: str, subtitle: str) -> None:
         self.title.setText(title)
@@ -138,8 +209,8 @@ class ProjectsPage(QWidget):
 
     def set_enabled_actions(self, enabled: dict[str, bool]) -> None:
         for key, on in enabled.items():
-            if key in self.buttons:
-                self.buttons[key].setEnabled(on)
+            if key in self.actions_by_key:
+                self.actions_by_key[key].setEnabled(on)
 
 
 def _section(text: str) -> QLabel:

@@ -1,6 +1,6 @@
-"""The Releases page (layout only): Running, Available and Configure, with Start and "Customize & Start".
+"""The Releases page (layout only): Mounted, Available and Configure, with Mount and "Customize & Mount".
 
-Running lists the mounted releases and the log of the selected one; Available lists what the release
+Mounted lists the mounted releases and the log of the selected one; Available lists what the release
 sources publish; Configure lists the sources and adds new ones. :mod:`ui.controllers.releases` fills
 the tables and turns the buttons into calls of :mod:`vmlog.releases`.
 """
@@ -48,7 +48,7 @@ class SourceForm:
 
 @dataclass(frozen=True)
 class MountOptions:
-    """Customize & Start: where to mount, the cache and its size, the log file (empty: the defaults)."""
+    """Customize & Mount: where to mount, the cache and its size, the log file (empty: the defaults)."""
 
     at: Path | None
     cache_dir: Path | None
@@ -94,7 +94,7 @@ def selected_key(view: QTreeView) -> object:
 
 
 class ReleasesPage(QWidget):
-    """``start_requested(key, customize)``: Start or Customize & Start on an Available row."""
+    """``start_requested(key, customize)``: Mount or Customize & Mount on an Available row."""
 
     start_requested = Signal(object, bool)
     unmount_requested = Signal(str)
@@ -110,7 +110,7 @@ class ReleasesPage(QWidget):
         available_tab = self._available_tab()
         configure_tab = self._configure_tab()
         self.tabs = QTabWidget()
-        self.tabs.addTab(running_tab, "Running")
+        self.tabs.addTab(running_tab, "Mounted")
         self.tabs.addTab(available_tab, "Available")
         self.tabs.addTab(configure_tab, "Configure")
         layout = QVBoxLayout(self)
@@ -143,6 +143,7 @@ class ReleasesPage(QWidget):
         self.running, self.running_model = _table(("Release", "Revision", "Tag", "Mounted at"), (150, 80, 140))
         self.running.selectionModel().currentRowChanged.connect(self._on_mount_selected)
         self.unmount = QPushButton("Unmount")
+        self.unmount.setToolTip("Unmount the selected release (vml release umount)")
         self.unmount.clicked.connect(self._unmount)
         self.log_title = QLabel("Log")
         self.log_title.setObjectName("section")
@@ -175,14 +176,14 @@ class ReleasesPage(QWidget):
         return running_tab
 
     def _available_tab(self) -> QWidget:
-        """What the sources publish, with Start and Customize & Start."""
+        """What the sources publish, with Mount and Customize & Mount (``vml release mount``)."""
         self.available, self.available_model = _table(
             ("Release", "Series", "Revision", "Tag", "Source"), (150, 90, 80, 140)
         )
         self.available.doubleClicked.connect(lambda _index: self._start(False))
-        self.start = QPushButton("Start")
+        self.start = QPushButton("Mount")
         self.start.setToolTip("Mount the release with the default mount path, cache and log")
-        self.customize = QPushButton("Customize && Start…")
+        self.customize = QPushButton("Customize && Mount…")
         self.customize.setToolTip("Choose the mount path, the cache directory and its size, and the log file")
         self.start.clicked.connect(lambda: self._start(False))
         self.customize.clicked.connect(lambda: self._start(True))
@@ -324,7 +325,7 @@ class CustomizeMountDialog(QDialog):
 
     def __init__(self, parent: QWidget | None, release: str, defaults: MountOptions) -> None:
         super().__init__(parent)
-        self.setWindowTitle(f"Start {release}")
+        self.setWindowTitle(f"Mount {release}")
         self.at = QLineEdit()
         self.at.setPlaceholderText(str(defaults.at or ""))
         self.cache_dir = QLineEdit()
@@ -342,7 +343,7 @@ class CustomizeMountDialog(QDialog):
         form.addRow("Cache size limit:", self.cache_size)
         form.addRow("Log file:", self.log_file)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Start")
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Mount")
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)

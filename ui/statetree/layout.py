@@ -25,6 +25,7 @@ class StateNode:
     author: str
     message: str
     layer_bytes: int | None = None  # size of the state's own frozen layers; None while unknown
+    memory: bool = False  # the state holds the running machine's memory: restoring it resumes the VM
 
 
 @dataclass(frozen=True)

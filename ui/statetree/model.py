@@ -1,13 +1,8 @@
-"""The item model behind the state tree view: one row per laid-out state, five columns.
-
-Built on ``QStandardItemModel``: the items keep their text on the C++ side, so painting and
-scrolling a 5,000-state tree never calls back into Python for each cell and role.
-"""
+"""The item model behind the state tree view: one row per laid-out state, five columns, cells made on demand."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QStandardItem, QStandardItemModel
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 
 from ui.formatting import human_bytes, local_time
 from ui.statetree.layout import StateNode, TreeRow, lay_out
@@ -16,7 +11,10 @@ ROW_ROLE = Qt.ItemDataRole.UserRole + 1  # the TreeRow of an index
 STATE_ID_ROLE = Qt.ItemDataRole.UserRole + 2  # the state id ("" for the now row)
 
 COLUMNS = ("State", "Saved", "Author", "Message", "Layer")
+MEMORY_MARK = "  \u25cf memory"  # after the name of a state that holds the machine's memory
 RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+RIGHT_VALUE = int(RIGHT.value)
+FLAGS = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable  # once: Qt asks for every cell of a selected row
 
 
 def row_texts(row: TreeRow) -> list[str]:
@@ -25,7 +23,7 @@ def row_texts(row: TreeRow) -> list[str]:
         return ["Now (unsaved changes)" if row.dirty else "Now", "", "",
                 "the running machine; save to keep it" if row.dirty else "", ""]
     return [
-        node.name or node.id[:8],
+        (node.name or node.id[:8]) + (MEMORY_MARK if node.memory else ""),
         local_time(node.created),
         node.author,
         node.message.splitlines()[0] if node.message else "",
@@ -33,42 +31,83 @@ def row_texts(row: TreeRow) -> list[str]:
     ]
 
 
-class StateTreeModel(QStandardItemModel):
-    """A flat list of :class:`TreeRow`; the tree shape lives in the lanes the delegate draws."""
+class StateTreeModel(QAbstractTableModel):
+    """A flat list of :class:`TreeRow`; the tree shape lives in the lanes the delegate draws.
+
+    Cells are computed when the view asks for them, i.e. for the rows on screen only: loading a
+    5,000-state tree is one model reset, whatever its length. The rows can be laid out off the UI
+    thread (:func:`lay_out` is plain Python) and handed in with :meth:`set_rows`.
+    """
 
     def __init__(self, parent=None) -> None:
-        super().__init__(0, len(COLUMNS), parent)
-        self.setHorizontalHeaderLabels(list(COLUMNS))
+        super().__init__(parent)
         self.rows: list[TreeRow] = []
         self._row_of: dict[str, int] = {}
+        self._texts: dict[int, list[str]] = {}
+        self._lanes = 1
 
     def set_states(self, nodes: list[StateNode], current: str | None, *, dirty: bool = False) -> None:
-        self.rows = lay_out(nodes, current, dirty=dirty)
-        self._row_of = {("" if r.node is None else r.node.id): i for i, r in enumerate(self.rows)}
+        self.set_rows(lay_out(nodes, current, dirty=dirty))
+
+    def set_rows(self, rows: list[TreeRow], lanes: int | None = None) -> None:
+        """Show laid-out ``rows``; ``lanes`` (their widest row) when worked out already, off the UI thread."""
         self.beginResetModel()
-        self.blockSignals(True)
-        self.setRowCount(0)
-        flags = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
-        for row in self.rows:
-            state_id = "" if row.node is None else row.node.id
-            tip = (f"{row.node.id}\n{row.node.message}" if row.node.message else row.node.id) if row.node else ""
-            items = []
-            for column, text in enumerate(row_texts(row)):
-                item = QStandardItem(text)
-                item.setFlags(flags)
-                item.setData(state_id, STATE_ID_ROLE)
-                if tip:
-                    item.setToolTip(tip)
-                if column == 4:
-                    item.setTextAlignment(RIGHT)
-                items.append(item)
-            items[0].setData(row, ROW_ROLE)
-            self.appendRow(items)
-        self.blockSignals(False)
+        self.rows = rows
+        self._row_of = {("" if r.node is None else r.node.id): i for i, r in enumerate(rows)}
+        self._texts = {}
+        self._lanes = lanes if lanes is not None else max_lanes(rows)
         self.endResetModel()
+
+    # -- the Qt model ------------------------------------------------------------------------
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return COLUMNS[section]
+        return None
+
+    def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
+        return FLAGS
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        number, row = index.row(), self.rows[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            texts = self._texts.get(number)
+            if texts is None:
+                texts = self._texts[number] = row_texts(row)
+            return texts[index.column()]
+        if role == STATE_ID_ROLE:
+            return "" if row.node is None else row.node.id
+        if role == ROW_ROLE:
+            return row if index.column() == 0 else None
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return _tooltip(row)
+        if role == Qt.ItemDataRole.TextAlignmentRole and index.column() == 4:
+            return RIGHT_VALUE
+        return None
 
     def row_of(self, state_id: str) -> int | None:
         return self._row_of.get(state_id)
 
     def max_lanes(self) -> int:
-        return max((row.lanes for row in self.rows), default=1)
+        return self._lanes
+
+
+def max_lanes(rows: list[TreeRow]) -> int:
+    return max((row.lanes for row in rows), default=1)
+
+
+def _tooltip(row: TreeRow) -> str | None:
+    node = row.node
+    if node is None:
+        return None
+    tip = f"{node.id}\n{node.message}" if node.message else node.id
+    if node.memory:
+        tip += "\nwith the machine's memory: restoring it resumes the running machine"
+    return tip

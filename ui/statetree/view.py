@@ -161,9 +161,14 @@ class StateTreeView(QTreeView):
         self.selectionModel().currentRowChanged.connect(self._on_current_changed)
         self.doubleClicked.connect(lambda index: self.state_activated.emit(index.data(STATE_ID_ROLE)))
 
-    def set_states(self, nodes, current, *, dirty: bool = False) -> None:
+    def set_states(self, nodes, current, *, dirty: bool = False, rows: list[TreeRow] | None = None,
+                   lanes: int | None = None) -> None:
+        """Show ``nodes``; ``rows`` (and ``lanes``) are their layout if it was done already, off the UI thread."""
         keep = self.selected_state()
-        self.state_model.set_states(nodes, current, dirty=dirty)
+        if rows is None:
+            self.state_model.set_states(nodes, current, dirty=dirty)
+        else:
+            self.state_model.set_rows(rows, lanes)
         self.graph.graph_lanes = self.state_model.max_lanes()
         self.setColumnWidth(0, max(220, min(520, self.graph.graph_lanes * LANE + 170)))
         # the size column only appears once the service reports layer sizes

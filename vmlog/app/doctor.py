@@ -6,6 +6,7 @@ this one report.
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass, field
 
@@ -95,10 +96,58 @@ def check_project_store(*, repair: bool = False, ctx: Workspace | None = None) -
     )
 
 
+# Libraries Qt's X11 platform plugin (xcb) loads, by soname, with the Debian package that has each.
+QT_XCB_PACKAGES = {
+    "libxcb-cursor.so.0": "libxcb-cursor0", "libxcb-icccm.so.4": "libxcb-icccm4", "libxcb-image.so.0": "libxcb-image0",
+    "libxcb-keysyms.so.1": "libxcb-keysyms1", "libxcb-render-util.so.0": "libxcb-render-util0",
+    "libxcb-xinerama.so.0": "libxcb-xinerama0", "libxcb-xkb.so.1": "libxcb-xkb1", "libxcb-randr.so.0": "libxcb-randr0",
+    "libxcb-shape.so.0": "libxcb-shape0", "libxcb-sync.so.1": "libxcb-sync1", "libxcb-xfixes.so.0": "libxcb-xfixes0",
+    "libxcb-shm.so.0": "libxcb-shm0", "libxcb-render.so.0": "libxcb-render0", "libxcb-util.so.1": "libxcb-util1",
+    "libxcb.so.1": "libxcb1", "libX11-xcb.so.1": "libx11-xcb1", "libX11.so.6": "libx11-6",
+    "libxkbcommon-x11.so.0": "libxkbcommon-x11-0", "libxkbcommon.so.0": "libxkbcommon0", "libSM.so.6": "libsm6",
+    "libICE.so.6": "libice6", "libEGL.so.1": "libegl1", "libGL.so.1": "libgl1", "libOpenGL.so.0": "libopengl0",
+    "libGLX.so.0": "libglx0", "libfontconfig.so.1": "libfontconfig1", "libfreetype.so.6": "libfreetype6",
+    "libdbus-1.so.3": "libdbus-1-3", "libglib-2.0.so.0": "libglib2.0-0",
+}
+
+
+def check_gui_libraries() -> Check:
+    """Whether Qt's X11 plugin finds every library it links: vml-gui needs them under X, and Qt's message misleads."""
+    import importlib.util
+    import subprocess
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("PySide6")
+    if spec is None or not spec.origin:
+        return Check("gui", False, "PySide6 is not installed: no desktop window", fix="pip install PySide6-Essentials")
+    plugin = Path(spec.origin).parent / "Qt" / "plugins" / "platforms" / "libqxcb.so"
+    if not plugin.is_file() or shutil.which("ldd") is None:
+        return Check("gui", True, "Qt's X11 plugin not checked (no libqxcb.so or no ldd)")
+    try:
+        listing = subprocess.run(["ldd", str(plugin)], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Check("gui", True, f"Qt's X11 plugin not checked: {exc}")
+    missing = sorted({line.split()[0] for line in listing.splitlines() if "not found" in line})
+    if not missing:
+        return Check("gui", True, "Qt's X11 platform plugin finds all its libraries", details={"plugin": str(plugin)})
+    packages = sorted({QT_XCB_PACKAGES.get(name, name) for name in missing})
+    fix = f"apt-get install -y {' '.join(packages)}"
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):  # a server without a desktop
+        return Check("gui", True, f"vml-gui would not start under X: missing {', '.join(missing)}",
+                     details={"plugin": str(plugin)}, warnings=[f"for the desktop window: {fix}"])
+    return Check("gui", False, f"vml-gui cannot open a window under X: missing {', '.join(missing)}",
+                 fix=fix, details={"plugin": str(plugin)})
+
+
 def diagnose(*, repair: bool = False, ctx: Workspace | None = None) -> Report:
     return Report(
         backends=registry.probe_all(),
-        tools=[check_qemu_img(), check_leftovers(repair=repair, ctx=ctx), check_project_store(repair=repair, ctx=ctx)],
+        tools=[
+            check_qemu_img(),
+            check_leftovers(repair=repair, ctx=ctx),
+            check_project_store(repair=repair, ctx=ctx),
+            check_gui_libraries(),
+        ],
     )
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from hypervisors.base import Hypervisor, VMState
+from hypervisors.errors import ReportableError
 from vmlog import locking
 from vmlog.app.projects import load, resolve_project, vm_status
 from vmlog.app.results import MappingResult, VMStatus
@@ -173,19 +174,25 @@ def console_command(name: str | None = None, *, ctx: Workspace | None = None) ->
 
 @dataclass
 class SwitchResult(MappingResult):
-    """What ``vml switch`` did: which project it left (suspended or not) and how the target was before."""
+    """What ``vml switch`` did: which projects it left (suspended or not) and how the target was before.
+
+    ``source`` is the first project suspended (or the one the current pointer named); ``left`` lists every
+    project whose VM the switch suspended, since more than one may have been running.
+    """
 
     source: str | None
     target: str
     suspended: bool = False
     warnings: list[str] = field(default_factory=list)
     target_was: VMState | None = None
+    left: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "from": self.source,
             "to": self.target,
             "suspended": self.suspended,
+            "suspended_projects": self.left,
             "warnings": self.warnings,
             "target_was": self.target_was.value if self.target_was else None,
         }
@@ -198,39 +205,69 @@ def _resume(files: ProjectFiles) -> None:
         start_vm(backend, files, project)
 
 
+def _runs(project: Project) -> bool:
+    """Whether the project's VM runs (or is paused) now; an unreachable backend counts as not running."""
+    try:
+        with open_backend(project) as backend:
+            return vm_state(backend, project.vm_name) in (VMState.RUNNING, VMState.PAUSED)
+    except ReportableError:
+        return False
+
+
+def running_projects(ctx: Workspace | None = None, *, besides: str | None = None) -> list[str]:
+    """The projects whose VM runs now, read from the hypervisors rather than from the current pointer."""
+    ctx = workspace(ctx)
+    found = []
+    for name in sorted(ctx.projects.names()):
+        if name == besides:
+            continue
+        try:
+            project = ctx.projects.get(name).load()
+        except ReportableError:
+            continue
+        if _runs(project):
+            found.append(name)
+    return found
+
+
 def switch(
     target: str, *, source: str | None = None, ctx: Workspace | None = None, progress: Progress = no_progress
 ) -> SwitchResult:
-    """Suspend the running project (memory kept) and resume ``target`` where it was, or boot it.
+    """Suspend every running project's VM (memory kept) and resume ``target`` where it was, or boot it.
 
-    If the target cannot start, the source is resumed again, so a failed switch leaves things as they were.
+    The VMs to suspend are those the hypervisors report running, not only the one the current pointer names,
+    so a switch never leaves two VMs running. If the target cannot start, the suspended VMs are resumed
+    again, so a failed switch leaves things as they were.
     """
     ctx = workspace(ctx)
-    source = source or current_project.get(ctx.home.data)
-    if source == target or source not in ctx.projects.names():
-        source = None
-    names = [target] + ([source] if source else [])
-    with session(ctx, names, "switch", source=source, target=target) as op:
-        result = SwitchResult(source, target)
+    pointer = source or current_project.get(ctx.home.data)
+    others = running_projects(ctx, besides=target)
+    with session(ctx, [target, *others], "switch", source=pointer, target=target) as op:
+        result = SwitchResult(others[0] if others else (pointer if pointer != target else None), target)
         target_files = ctx.projects.get(target)
         target_project = target_files.load()
-        if source:
-            source_files = ctx.projects.get(source)
+        for name in others:
+            source_files = ctx.projects.get(name)
             source_project = source_files.load()
             with open_backend(source_project) as backend:
-                if vm_state(backend, source_project.vm_name) in (VMState.RUNNING, VMState.PAUSED):
-                    project_releases.refuse_memory_save(source_project, "suspend")
-                    progress(f"suspending {source}", 0.2)
-                    backend.suspend(source_project.vm_name)
-                    op.on_rollback(lambda: _resume(source_files))
-                    result.suspended = True
+                if vm_state(backend, source_project.vm_name) not in (VMState.RUNNING, VMState.PAUSED):
+                    continue
+                project_releases.refuse_memory_save(source_project, "suspend")
+                progress(f"suspending {name}", 0.2)
+                backend.suspend(source_project.vm_name)
+            op.on_rollback(lambda files=source_files: _resume(files))
+            result.left.append(name)
+        result.suspended = bool(result.left)
+        if result.left:
+            result.source = result.left[0]
         with open_backend(target_project) as backend:
             before = vm_state(backend, target_project.vm_name)
             progress(f"{'resuming' if before == VMState.SAVED else 'starting'} {target}", 0.6)
             result.warnings = start_vm(backend, target_files, target_project)
         result.target_was = before
         op.state_id = target_project.current
-        op.message = f"{source or '-'} -> {target} ({'resumed' if before == VMState.SAVED else before.value})"
+        left = ", ".join(result.left) or "-"
+        op.message = f"{left} -> {target} ({'resumed' if before == VMState.SAVED else before.value})"
         current_project.set_(ctx.home.data, target)
         progress("switched", 1.0)
         return result

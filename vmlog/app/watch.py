@@ -14,14 +14,17 @@ import json
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from hypervisors import registry
 from hypervisors.base import Capability, VMState
 from hypervisors.errors import HypervisorError
-from vmlog.app import projects
+from vmlog.app import logbook, projects
 from vmlog.errors import NotFound
+from vmlog.projects.backends import unsaved_changes
 from vmlog.projects.current import get as current_of
+from vmlog.projects.model import State
 from vmlog.projects.names import vm_name_for
 from vmlog.workspace import Workspace
 
@@ -160,3 +163,30 @@ def project_row(name: str, ctx: Workspace | None = None) -> projects.ProjectSumm
     if name not in ctx.projects.names():
         raise NotFound(f"no project named {name!r}", fix="list the projects with `vml project list`")
     return projects.summarize(ctx.projects.files(name), current_of(ctx.home.data))
+
+
+@dataclass(frozen=True)
+class ProjectPage:
+    """Everything the window shows of one project, read with each state record read once."""
+
+    details: projects.ProjectDetails
+    states: dict[str, State]
+    layer_sizes: dict[str, int | None]  # state id -> bytes of its own layers (None: the hypervisor holds them)
+    history: list[logbook.HistoryItem]
+
+
+def project_page(name: str, ctx: Workspace | None = None) -> ProjectPage:
+    """One project for its page: details, states, layer sizes and history (what ``vml project show``,
+    ``vml state list`` and ``vml log`` say), reading the project's state records once rather than three times."""
+    ctx = ctx or Workspace.default()
+    files, project = projects.load(name, ctx)
+    states = files.states()
+    sizes: dict[str, int | None] = {}
+    for state in states.values():
+        paths = [files.layers.path(layer) for layer in state.layers.values()]
+        if state.memory:
+            paths.append(files.state_dir(state.id) / state.memory)
+        sizes[state.id] = sum(p.stat().st_blocks * 512 for p in paths if p.exists()) if paths else None
+    details = projects.ProjectDetails(project=project, vm=projects.vm_status(project), states=len(states),
+                                      path=files.root, unsaved_changes=bool(unsaved_changes(files, project)))
+    return ProjectPage(details, states, sizes, logbook.history(name, ctx=ctx))

@@ -4,7 +4,7 @@ Write order (data before metadata, ``project.json`` last) is what makes a crash 
 repairable:
 
 * save: new empty overlay N on the live layer L -> ``state.json`` naming L -> the VM writes into N
-  (``swap_disk``) -> ``project.json`` (current = the state, live = N). Before the last step the
+  (``swap_disks``, all disks at once) -> ``project.json`` (current = the state, live = N). Before the last step the
   state is *uncommitted* (its layer is still the live one); repair rolls it forward if N exists
   and the VM is not still writing into L, else back.
 * restore: new overlay on the target's layer -> ``project.json`` -> old live layer deleted.
@@ -116,8 +116,9 @@ class OverlayChain(StateDriver):
         if running and not memory:
             assert self.backend is not None
             progress("switching the VM to the new live layer", 0.6)
-            for label, layer in new_live.items():
-                self.backend.swap_disk(project.vm_name, label, files.layers.path(layer))
+            # one call for all disks: they freeze at the same instant
+            tops = {label: files.layers.path(layer) for label, layer in new_live.items()}
+            self.backend.swap_disks(project.vm_name, tops)
         project.current = state_id
         project.live = new_live
         files.write(project)  # commit point

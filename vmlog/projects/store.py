@@ -9,7 +9,6 @@ renamed to ``.trash-*`` first, so both are all-or-nothing.
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -90,36 +89,29 @@ class ProjectFiles:
 
     def write_state(self, state: State) -> None:
         """Write an immutable ``state.json`` (data files of the state must already be durable)."""
-        states = self.states()
-        self.index.invalidate()
+        self.index.begin()
         directory = self.state_dir(state.id)
         directory.mkdir(parents=True, exist_ok=True)
         fsutil.fsync_dir(self.states_dir)
         fsutil.atomic_write_json(directory / STATE_FILE, state.to_dict())
-        states[state.id] = state
-        self.index.store(states)
+        self.index.put(state)
 
     def rewrite_state(self, state: State) -> None:
         """Replace the record of an existing state (rename, re-parenting when a parent is removed)."""
-        states = self.states()
-        self.index.invalidate()
+        self.index.begin()
         fsutil.atomic_write_json(self.state_dir(state.id) / STATE_FILE, state.to_dict())
-        os.utime(self.states_dir)  # a new stamp: an index that outlived a crash cannot look current
-        states[state.id] = state
-        self.index.store(states)
+        self.index.put(state)
 
     def delete_state(self, state_id: str) -> None:
         """Forget a state: its ``state.json`` goes first (atomic), then the rest of its directory."""
-        states = self.states()
-        self.index.invalidate()
+        self.index.begin()
         directory = self.state_dir(state_id)
         (directory / STATE_FILE).unlink(missing_ok=True)
         if directory.is_dir():
             fsutil.fsync_dir(directory)
             shutil.rmtree(directory, ignore_errors=True)
             fsutil.fsync_dir(self.states_dir)
-        states.pop(state_id, None)
-        self.index.store(states)
+        self.index.delete(state_id)
 
     def memory_path(self, state: State) -> Path | None:
         return self.state_dir(state.id) / state.memory if state.memory else None

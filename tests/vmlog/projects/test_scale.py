@@ -49,6 +49,17 @@ def test_tree_and_list_of_a_line_of_5000_states(ctx: Workspace, project_files: P
     assert refs.ancestors(listed, ids[-1])[-1] == ids[0]
 
 
+def test_a_save_appends_one_line_to_the_index(project_files: ProjectFiles) -> None:
+    _write_line(project_files, 50)
+    project_files.states()
+    before = project_files.index.path.read_text().splitlines()
+    extra = State.from_dict({**project_files.states()[f"{49:016x}"].to_dict(), "id": "f" * 16, "parent": f"{49:016x}"})
+    project_files.write_state(extra)
+    after = project_files.index.path.read_text().splitlines()
+    assert after[: len(before)] == before and len(after) == len(before) + 1
+    assert extra.id in project_files.states()
+
+
 def test_listings_read_the_index_not_every_record(
     ctx: Workspace, project_files: ProjectFiles, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -84,8 +95,10 @@ def test_the_index_follows_every_change_and_rebuilds_when_stale(project_files: P
     files.state_dir(other.id).mkdir()
     (files.state_dir(other.id) / STATE_FILE).write_text(json.dumps(other.to_dict()))
     assert other.id in files.states()
-    # a change interrupted after the index was dropped: rebuilt from the records
-    files.index.invalidate()
+    # a change interrupted after it began (the stamp moved, no line appended): rebuilt from the records
+    files.index.begin()
+    (files.state_dir(ids[0]) / STATE_FILE).write_text(json.dumps({**renamed.to_dict(), "id": ids[0], "name": "x"}))
+    assert files.states()[ids[0]].name == "x"
     assert set(files.states()) == {*ids[:2], extra.id, other.id}
     files.index.path.write_text("{not json")
     assert len(files.states()) == 4

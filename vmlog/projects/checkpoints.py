@@ -33,6 +33,7 @@ MAX_CHAIN_FILES = 40  # files a live layer's chain may have, the live layer and 
 RUNNING_CHAIN_LIMIT = 190  # a running VM's save refuses beyond this (libvirt refuses 201 files at its next start)
 MAX_CHECKPOINT_STACK = 12  # checkpoints stacked on each other before a new one starts from the root
 CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_PREFIX = "checkpoint-"
 _WALK_LIMIT = 10_000  # far beyond any chain vmlog makes; stops a loop of backing names
 
 
@@ -50,6 +51,17 @@ class Consolidation:
             f"layer {self.layer} now backs onto checkpoint {self.checkpoint}"
             f" (chain of {self.files_before} files -> {self.files_after})"
         )
+
+
+def shown_layer(backing_name: str) -> str | None:
+    """The layer whose content checkpoint ``backing_name`` (as a header names it) shows; None for other files.
+
+    A checker that expects a layer to back onto its parent's layer accepts a checkpoint of it.
+    """
+    path = Path(backing_name)
+    if path.parent.name != CHECKPOINT_DIR or not path.name.startswith(CHECKPOINT_PREFIX) or "-of-" not in path.name:
+        return None
+    return path.name.split("-of-", 1)[1]
 
 
 def chain_files(top: Path) -> list[Path]:
@@ -95,7 +107,7 @@ def _make_checkpoint(
 ) -> Path:
     """A new checkpoint showing what ``source`` shows, backed by ``base``; complete once it has its final name."""
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    dest = checkpoint_dir / f"checkpoint-{secrets.token_hex(6)}.qcow2"
+    dest = checkpoint_dir / f"{CHECKPOINT_PREFIX}{secrets.token_hex(6)}-of-{source.name}"
     tmp = fsutil.temp_path_for(dest)
     try:
         shutil.copyfile(source, tmp)

@@ -44,6 +44,11 @@ def test_saves_past_the_bound_keep_every_state_byte_for_byte(project_files: Proj
     assert driver.consolidations, "the chain was never consolidated"
     made = list((project_files.layers.dir / checkpoints.CHECKPOINT_DIR).iterdir())
     assert made and all(p.name.startswith("checkpoint-") for p in made)
+    for state in project_files.states().values():  # a layer on a checkpoint: the checkpoint shows its parent's layer
+        backing = project_files.layers.backing_name(state.layers["system"])
+        parent = project_files.states().get(state.parent) if state.parent else None
+        if backing and checkpoints.shown_layer(backing) is not None and parent is not None:
+            assert checkpoints.shown_layer(backing) == parent.layers["system"]
     for state in project_files.states().values():
         layer = project_files.layers.path(state.layers["system"])
         assert same_content(layer, references[state.id]), state.label()

@@ -114,11 +114,21 @@ def history(
     ctx = workspace(ctx)
     items: list[HistoryItem] = [_typed(item) for item in ctx.logbook.history(project=project_name, since=since)]
     names = [project_name] if project_name else ctx.projects.names()
+    existing = set(ctx.projects.names())
     for name in names:
-        if name not in ctx.projects.names():
+        if name not in existing:
             continue
         files = ctx.projects.files(name)
-        for state_id in files.states():
+        for state_id in _imported_states(ctx, name, files):
             records = sender_records(files, name, state_id)
             items.extend(r for r in records if since is None or r.when >= since)
     return sorted(items, key=_when)
+
+
+def _imported_states(ctx: Workspace, name: str, files: ProjectFiles) -> list[str]:
+    """The states of ``name`` that may carry a sender's logbook: those an import brought (the logbook says which).
+
+    Only imports write one, so thousands of saved states cost no file look-ups.
+    """
+    imported = {e.state_id for e in ctx.logbook.entries(project=name) if e.action == "state import" and e.state_id}
+    return [state_id for state_id in files.states() if state_id in imported]

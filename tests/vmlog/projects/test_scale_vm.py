@@ -68,7 +68,7 @@ def test_a_thousand_states_boot_and_restore(vm_ctx: Workspace, test_appliance_im
     for label in ("system", "scratch"):
         assert len(checkpoints.chain_files(_live(vm_ctx, name, label))) <= checkpoints.MAX_CHAIN_FILES
 
-    tree = CliRunner().invoke(_cli(), ["state", "tree", name], catch_exceptions=False)
+    tree = CliRunner().invoke(_cli(), ["state", "tree", "-p", name], catch_exceptions=False)
     assert tree.exit_code == 0, tree.output
     drawn = [line for line in tree.output.splitlines() if line.strip()]
     assert len(drawn) >= STATES and "last" in drawn[0] + drawn[1] and "first" in drawn[-1]

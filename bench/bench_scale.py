@@ -52,7 +52,9 @@ def timed(fn: Callable[[], object], rounds: int) -> float:
 
 
 def run_quiet(cmd: list[str], **kwargs: object) -> None:
-    subprocess.run(cmd, check=True, capture_output=True, **kwargs)  # type: ignore[call-overload]
+    proc = subprocess.run(cmd, capture_output=True, **kwargs)  # type: ignore[call-overload]
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} failed: {proc.stderr.decode(errors='replace').strip()}")
 
 
 def vml(*args: str) -> Callable[[], None]:
@@ -128,6 +130,7 @@ def measure(ctx: Workspace, size: int, rounds: int, with_running: bool, work: Pa
 def running_save(ctx: Workspace, rounds: int, work: Path, uri: str) -> Row:
     files = ctx.projects.get(NAME)
     vm_name = files.load().vm_name
+    ctx.home.vm_runtime_dir(vm_name).mkdir(parents=True, exist_ok=True)  # QEMU opens the console log there
     run_quiet(["virsh", "-q", "-c", uri, "start", vm_name])
     try:
         ours = timed(lambda: states.save_state(NAME, ctx=ctx), rounds)

@@ -113,7 +113,7 @@ class OverlayChain(StateDriver):
             else:
                 self.backend.require(Capability.LIVE_SNAPSHOT, "save a state while the VM runs")
         state_id = new_id()
-        if running or memory:
+        if vm_state not in (None, VMState.STOPPED):  # a QEMU holds the chain: it cannot be rewritten now
             self._check_live_depth(files, project)
         else:
             progress("bounding the disk chains", 0.05)

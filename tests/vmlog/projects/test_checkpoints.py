@@ -7,7 +7,10 @@ from pathlib import Path
 import pytest
 from chain_helpers import same_content, snapshot_raw, write_pattern
 
+from hypervisors.base import VMState
+from vmlog.app import projects
 from vmlog.app import states as app_states
+from vmlog.errors import InvalidInput
 from vmlog.projects import checkpoints
 from vmlog.projects.overlay_chain import OverlayChain
 from vmlog.projects.store import ProjectFiles
@@ -85,3 +88,40 @@ def test_the_logbook_records_each_consolidation(ctx: Workspace, project_files: P
         app_states.save_state("alpha", f"s{i}", ctx=ctx)
     messages = [e.message or "" for e in ctx.logbook.entries(project="alpha") if e.action == "state save"]
     assert any("checkpoint" in m for m in messages), messages
+
+
+class RunningVM:
+    """A backend whose VM runs: what a running save asks of it, recorded."""
+
+    def __init__(self) -> None:
+        self.swaps: list[dict[str, Path]] = []
+
+    def exists(self, name: str) -> bool:
+        return True
+
+    def state(self, name: str) -> VMState:
+        return VMState.RUNNING
+
+    def require(self, capability: object, what: str) -> None:
+        pass
+
+    def swap_disks(self, name: str, new_tops: dict[str, Path]) -> None:
+        self.swaps.append(dict(new_tops))
+
+
+def test_a_running_save_swaps_all_disks_at_once_and_stops_before_libvirt_would_refuse(
+    ctx: Workspace, base_image: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    projects.new_project("two", str(base_image), scratch_size="4M", ctx=ctx)
+    files = ctx.projects.get("two")
+    monkeypatch.setattr(checkpoints, "RUNNING_CHAIN_LIMIT", 5)
+    vm = RunningVM()
+    driver = OverlayChain(vm)  # type: ignore[arg-type]
+    saved = 0
+    with pytest.raises(InvalidInput, match="scratch disk of 'two' is a chain of 5 files"):
+        for _ in range(10):
+            driver.save(files, name=None, message="", author="me", memory=False)
+            saved += 1
+    assert saved == 3  # root + 3 frozen layers + live = 5 files: one more would pass the limit
+    assert len(vm.swaps) == 3 and all(set(swap) == {"system", "scratch"} for swap in vm.swaps)
+    assert not driver.consolidations  # nothing rewrites the files a running QEMU holds

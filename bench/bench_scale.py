@@ -32,6 +32,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO
 
 from hypervisors.libvirt.connection import default_uri
 from vmlog.app import logbook, projects, running, states
@@ -134,10 +135,9 @@ def running_save(ctx: Workspace, rounds: int, work: Path, uri: str) -> Row:
     run_quiet(["virsh", "-q", "-c", uri, "start", vm_name])
     try:
         ours = timed(lambda: states.save_state(NAME, ctx=ctx), rounds)
-        counter = iter(range(1000))
 
         def raw() -> None:
-            n = next(counter)
+            n = time.monotonic_ns()
             run_quiet(["virsh", "-q", "-c", uri, "snapshot-create-as", vm_name, "--disk-only", "--no-metadata",
                        "--atomic", "--diskspec", f"vda,file={work}/raw-a{n}.qcow2",
                        "--diskspec", f"vdb,file={work}/raw-b{n}.qcow2"])
@@ -157,12 +157,13 @@ def project_list(ctx: Workspace, base: Path, rounds: int) -> Row:
             timed(vml("project", "list"), rounds))
 
 
-def print_table(results: dict[int, list[Row]]) -> None:
-    print(f"{'states':>6}  {'command':<18} {'vmlog':>9} {'raw tool':>9} {'ratio':>6} {'vml cli':>9} {'ratio':>6}")
+def print_table(results: dict[int, list[Row]], file: TextIO = sys.stdout) -> None:
+    print(f"{'states':>6}  {'command':<18} {'vmlog':>9} {'raw tool':>9} {'ratio':>6} {'vml cli':>9} {'ratio':>6}",
+          file=file)
     for size, rows in results.items():
         for what, ours, raw, cli in rows:
             cli_text = f"{cli:8.3f}s {cli / raw:5.1f}x" if cli is not None else ""
-            print(f"{size:>6}  {what:<18} {ours:8.3f}s {raw:8.3f}s {ours / raw:5.2f}x {cli_text}")
+            print(f"{size or '-':>6}  {what:<18} {ours:8.3f}s {raw:8.3f}s {ours / raw:5.2f}x {cli_text}", file=file)
 
 
 def main() -> None:
@@ -195,6 +196,7 @@ def main() -> None:
                 grown = size
                 print(f"grew to {size} states in {time.perf_counter() - started:.1f} s", file=sys.stderr)
                 results[size] = measure(ctx, size, args.rounds, args.running, work)
+                print_table({size: results[size]}, file=sys.stderr)  # as it goes; the whole table at the end
                 grown += args.rounds * (2 if args.running else 1)  # the measured saves are states too
             results[0] = [project_list(ctx, base, args.rounds)]
         finally:

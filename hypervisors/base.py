@@ -312,6 +312,16 @@ class Hypervisor(ABC):
         """
         raise Unsupported(f"{self.name} shows no screen of its VMs to viewers", backend=self.name)
 
+    # -- many disks at one instant, many VMs in one listing ------------------------------------
+    def swap_disks(self, name: str, new_tops: dict[str, Path]) -> None:
+        """``swap_disk`` for several disks at once; a backend that can freezes them all at the same instant."""
+        for label, new_top in new_tops.items():
+            self.swap_disk(name, label, new_top)
+
+    def vm_states(self, names: list[str]) -> dict[str, VMState | None]:
+        """The state of each VM of ``names`` (None: not defined); backends with a listing call use one."""
+        return {name: (self.state(name) if self.exists(name) else None) for name in names}
+
     def close(self) -> None:  # noqa: B027 - most backends hold nothing to release
         """Release the connection (idempotent)."""
 

@@ -1,7 +1,13 @@
-"""The overlay chain on libvirt: moving a disk onto the overlay vmlog made, live or stopped, and reading the tops."""
+"""The overlay chain on libvirt: moving disks onto the overlays vmlog made, live or stopped, and reading the tops.
+
+A running VM's disks move in one disk-only external snapshot (``snapshotCreateXML`` with all of
+them): one call, and every disk freezes at the same instant. :meth:`DiskChain._take_live_snapshot`
+is that call's only site, so a guest filesystem freeze can wrap it.
+"""
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -10,20 +16,31 @@ from hypervisors.errors import InvalidState, VMNotFound
 from hypervisors.libvirt import domain_xml
 from hypervisors.libvirt.core import maps_libvirt_errors
 from hypervisors.libvirt.lifecycle import Lifecycle
+from hypervisors.libvirt.states import NOSTATE, map_state
 from hypervisors.spec import VMSpec
 
 
 class DiskChain(Lifecycle):
-    """``swap_disk`` and ``disk_tops``: libvirt runs the disk, vmlog owns the qcow2 chain under it."""
+    """``swap_disks`` and ``disk_tops``: libvirt runs the disks, vmlog owns the qcow2 chains under them.
+
+    ``vm_states`` lives here too: the states of all of a project list's VMs in one listing.
+    """
 
     @maps_libvirt_errors("swap a disk of")
     def swap_disk(self, name: str, label: str, new_top: Path) -> None:
+        self.swap_disks(name, {label: new_top})
+
+    @maps_libvirt_errors("swap the disks of")
+    def swap_disks(self, name: str, new_tops: dict[str, Path]) -> None:
+        """Move every disk named in ``new_tops`` onto its new overlay; on a running VM in one atomic snapshot."""
         dom = self._domain(name)
         spec = self._stored_spec(dom, name)
-        try:
-            new_spec = domain_xml.with_disk_path(spec, label, new_top)
-        except KeyError:
-            raise VMNotFound(f"VM {name!r} has no disk labelled {label!r}", backend=self.name) from None
+        new_spec = spec
+        for label, new_top in new_tops.items():
+            try:
+                new_spec = domain_xml.with_disk_path(new_spec, label, new_top)
+            except KeyError:
+                raise VMNotFound(f"VM {name!r} has no disk labelled {label!r}", backend=self.name) from None
         current = self._state_of(dom, name)
         if current is VMState.SAVED:
             raise InvalidState(
@@ -31,21 +48,14 @@ class DiskChain(Lifecycle):
                 fix="resume it (the swap then happens live) or discard its saved state", backend=self.name,
             )
         if self._is_active(dom, name):
-            self._swap_live(dom, spec, new_spec, label, Path(new_top))
+            self._swap_live(dom, spec, new_spec, {label: Path(top) for label, top in new_tops.items()})
         else:
             self.redefine(new_spec)
 
-    def _swap_live(self, dom: Any, spec: VMSpec, new_spec: VMSpec, label: str, new_top: Path) -> None:
+    def _swap_live(self, dom: Any, spec: VMSpec, new_spec: VMSpec, new_tops: dict[str, Path]) -> None:
+        self._take_live_snapshot(dom, spec.name, live_snapshot_xml(spec, new_tops))
+        # libvirt moved the disks in the live and persistent definitions; the spec follows.
         lv = self._libvirt
-        flags = (
-            lv.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY
-            | lv.VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC
-            | lv.VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA
-            | lv.VIR_DOMAIN_SNAPSHOT_CREATE_REUSE_EXT
-        )
-        xml = domain_xml.snapshot_xml(spec, label, new_top)
-        self._call("swap a disk of", spec.name, dom.snapshotCreateXML, xml, flags)
-        # libvirt moved the disk in the live and persistent definitions; the spec follows.
         persistent = self._call("read the definition of", spec.name, dom.isPersistent)
         modify = lv.VIR_DOMAIN_AFFECT_LIVE | (lv.VIR_DOMAIN_AFFECT_CONFIG if persistent else 0)
         self._call(
@@ -53,8 +63,60 @@ class DiskChain(Lifecycle):
             domain_xml.metadata_element(new_spec), domain_xml.VMLOG_PREFIX, domain_xml.VMLOG_NS, modify,
         )
 
+    def _take_live_snapshot(self, dom: Any, name: str, xml: str) -> None:
+        """The one ``snapshotCreateXML`` of a live save: all disks at once, atomically, no libvirt metadata.
+
+        Wrap this (not its callers) to quiesce the guest's filesystems around the instant of the save.
+        """
+        lv = self._libvirt
+        flags = (
+            lv.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY
+            | lv.VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC
+            | lv.VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA
+            | lv.VIR_DOMAIN_SNAPSHOT_CREATE_REUSE_EXT
+        )
+        self._call("swap the disks of", name, dom.snapshotCreateXML, xml, flags)
+
+    @maps_libvirt_errors("list the VMs")
+    def vm_states(self, names: list[str]) -> dict[str, VMState | None]:
+        """Each VM of ``names`` with its state (None: not defined) from two listing calls, as ``virsh list --all``."""
+        lv = self._libvirt
+        found: dict[str, VMState | None] = dict.fromkeys(names)
+        saved_flag = lv.VIR_CONNECT_LIST_DOMAINS_MANAGEDSAVE
+        saved = {d.name() for d in self._call("list the VMs", None, self._conn.listAllDomains, saved_flag)}
+        stats = self._call("list the VMs", None, self._conn.getAllDomainStats, lv.VIR_DOMAIN_STATS_STATE, 0)
+        for dom, values in stats:
+            name = dom.name()
+            if name in found:
+                state = int(values.get("state.state", NOSTATE))
+                found[name] = map_state(state, int(values.get("state.reason", 0)), name in saved)
+        return found
+
     @maps_libvirt_errors("read the disks of")
     def disk_tops(self, name: str) -> dict[str, Path]:
         dom = self._domain(name)
         flags = 0 if self._is_active(dom, name) else self._libvirt.VIR_DOMAIN_XML_INACTIVE
         return domain_xml.disk_tops(self._call("read the definition of", name, dom.XMLDesc, flags))
+
+
+def live_snapshot_xml(spec: VMSpec, new_tops: dict[str, Path]) -> str:
+    """A disk-only external snapshot moving each labelled disk onto its new top, every other disk untouched."""
+    root = ET.Element("domainsnapshot")
+    ET.SubElement(root, "description").text = "vmlog: " + ", ".join(
+        f"disk {label} onto {Path(top).name}" for label, top in sorted(new_tops.items())
+    )
+    disks = ET.SubElement(root, "disks")
+    found = set()
+    for disk, dev, _bus in domain_xml.disk_targets(spec):
+        top = new_tops.get(disk.label) if disk.device == "disk" and disk.label else None
+        if top is None:
+            ET.SubElement(disks, "disk", name=dev, snapshot="no")
+            continue
+        found.add(disk.label)
+        disk_el = ET.SubElement(disks, "disk", name=dev, snapshot="external", type="file")
+        ET.SubElement(disk_el, "driver", type="qcow2")
+        ET.SubElement(disk_el, "source", file=str(Path(top).absolute()))
+    missing = set(new_tops) - found
+    if missing:
+        raise KeyError(sorted(missing)[0])
+    return ET.tostring(root, encoding="unicode")

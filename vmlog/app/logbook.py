@@ -114,11 +114,18 @@ def history(
     ctx = workspace(ctx)
     items: list[HistoryItem] = [_typed(item) for item in ctx.logbook.history(project=project_name, since=since)]
     names = [project_name] if project_name else ctx.projects.names()
+    existing = set(ctx.projects.names())
+    # Only imports bring a sender's logbook, so only the states they brought are looked at (not one file a
+    # state); an import before ``since`` brought rows older still, which ``since`` leaves out anyway.
+    imported: dict[str, set[str]] = {}
+    for item in items:
+        if isinstance(item, Entry) and item.action == "state import" and item.state_id and item.project:
+            imported.setdefault(item.project, set()).add(item.state_id)
     for name in names:
-        if name not in ctx.projects.names():
+        if name not in existing or name not in imported:
             continue
         files = ctx.projects.files(name)
-        for state_id in files.states():
+        for state_id in sorted(imported[name] & set(files.states())):
             records = sender_records(files, name, state_id)
             items.extend(r for r in records if since is None or r.when >= since)
     return sorted(items, key=_when)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,8 +199,13 @@ class ProjectDetails(MappingResult):
         }
 
 
-def summarize(files: ProjectFiles, current: str | None, *, with_vm_state: bool = True) -> ProjectSummary:
+def summarize(
+    files: ProjectFiles, current: str | None, *, with_vm_state: bool = True, vm: VMStatus | None = None
+) -> ProjectSummary:
+    """One project's summary; ``vm`` when the caller already knows its VM's state (one listing for many)."""
     project = files.load()
+    if vm is None and with_vm_state:
+        vm = vm_status(project)
     return ProjectSummary(
         name=project.name,
         current=project.name == current,
@@ -208,14 +214,40 @@ def summarize(files: ProjectFiles, current: str | None, *, with_vm_state: bool =
         states=len(files.states()),
         head=project.current,
         disk_bytes=files.disk_bytes(),
-        vm=vm_status(project) if with_vm_state else None,
+        vm=vm if with_vm_state else None,
     )
 
 
 def list_projects(ctx: Workspace | None = None, *, with_vm_state: bool = True) -> list[ProjectSummary]:
+    """Every project; the VMs' states come from one listing per backend, not one connection per project."""
     ctx = workspace(ctx)
     current = current_project.get(ctx.home.data)
-    return [summarize(ctx.projects.files(name), current, with_vm_state=with_vm_state) for name in ctx.projects.names()]
+    loaded = [(ctx.projects.files(name), ctx.projects.files(name).load()) for name in ctx.projects.names()]
+    statuses = _vm_statuses([project for _files, project in loaded]) if with_vm_state else {}
+    return [
+        summarize(files, current, with_vm_state=with_vm_state, vm=statuses.get(project.name))
+        for files, project in loaded
+    ]
+
+
+def _vm_statuses(all_projects: list[Project]) -> dict[str, VMStatus]:
+    """Project name -> its VM's state, asking each backend (with its options) once for all its projects."""
+    groups: dict[str, list[Project]] = {}
+    for project in all_projects:
+        key = json.dumps([project.backend, project.backend_options], sort_keys=True, default=str)
+        groups.setdefault(key, []).append(project)
+    result: dict[str, VMStatus] = {}
+    for group in groups.values():
+        try:
+            with open_backend(group[0]) as backend:
+                found = backend.vm_states([p.vm_name for p in group])
+            for project in group:
+                state = found.get(project.vm_name)
+                result[project.name] = VMStatus(state if state is not None else VMState.STOPPED)
+        except Exception as exc:  # any backend failure reads as "unknown", with its words
+            for project in group:
+                result[project.name] = VMStatus(None, str(getattr(exc, "message", exc)))
+    return result
 
 
 def vm_status(project: Project) -> VMStatus:

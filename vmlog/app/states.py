@@ -44,13 +44,20 @@ def save_state(
         if memory:
             project_releases.refuse_memory_save(project, "save the memory of")
         with open_backend(project) as backend:
-            state = driver_for(backend).save(
-                files, name=name, message=message, author=who(), memory=memory, progress=progress
-            )
+            driver = driver_for(backend)
+            state = driver.save(files, name=name, message=message, author=who(), memory=memory, progress=progress)
         state = project_releases.record_in_state(files, state)  # the releases' exact revisions
         op.state_id = state.id
-        op.message = message or state.name
+        op.message = _with_consolidations(message or state.name, driver)
         return state
+
+
+def _with_consolidations(message: str | None, driver: object) -> str | None:
+    """The logbook message, plus what bounding the disk chains did (consolidations are logged, never silent)."""
+    done = [c.describe() for c in getattr(driver, "consolidations", [])]
+    if not done:
+        return message
+    return "; ".join([*([message] if message else []), *done])
 
 
 def states(
@@ -220,10 +227,11 @@ def restore_state(
             releases = project_releases.apply_state(files, target)
             result.releases = releases
             result.running = vm_state(backend, project.vm_name) == VMState.RUNNING
-        op.message = (
+        op.message = _with_consolidations(
             f"restored {target.label()}"
             + (f", unsaved work auto-saved as {result.autosaved[:8]}" if result.autosaved else "")
-            + "".join(f"; {w}" for w in releases.warnings)
+            + "".join(f"; {w}" for w in releases.warnings),
+            driver,
         )
         current_project.set_(ctx.home.data, project_name)
         return result
@@ -240,8 +248,9 @@ def remove_state(
         state = refs.resolve(files.states(), project.current, ref)
         op.state_id = state.id
         with open_backend(project) as backend:
-            driver_for(backend).remove(files, state, progress=progress)
-        op.message = f"removed {state.label()}"
+            driver = driver_for(backend)
+            driver.remove(files, state, progress=progress)
+        op.message = _with_consolidations(f"removed {state.label()}", driver)
         return state
 
 

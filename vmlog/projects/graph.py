@@ -12,28 +12,47 @@ from vmlog.projects.model import State
 
 
 def _order(states: dict[str, State]) -> list[State]:
+    """Children before parents, each subtree contiguous, newest subtree first; loops, never recursion.
+
+    A line of thousands of states is as deep as it is long, so both passes keep their own stack.
+    """
     kids: dict[str | None, list[State]] = {}
     for state in states.values():
         parent = state.parent if state.parent in states else None
         kids.setdefault(parent, []).append(state)
-    newest: dict[str, float] = {}
+    newest = _newest_in_subtrees(states, kids)
 
-    def newest_in(state: State) -> float:
-        if state.id not in newest:
-            newest[state.id] = max([state.created, *(newest_in(c) for c in kids.get(state.id, []))])
-        return newest[state.id]
+    def by_newest(group: list[State]) -> list[State]:
+        return sorted(group, key=lambda s: (newest[s.id], s.id), reverse=True)
 
     order: list[State] = []
-
-    def emit(state: State) -> None:
-        # iterative deepening would avoid recursion limits; trees of states stay far below them
-        for child in sorted(kids.get(state.id, []), key=lambda c: (newest_in(c), c.id), reverse=True):
-            emit(child)
-        order.append(state)
-
-    for root in sorted(kids.get(None, []), key=lambda r: (newest_in(r), r.id), reverse=True):
-        emit(root)
+    # each entry: a state and the children still to emit (newest last, so pop() takes the newest)
+    stack: list[tuple[State, list[State]]] = []
+    for root in by_newest(kids.get(None, [])):
+        stack.append((root, list(reversed(by_newest(kids.get(root.id, []))))))
+        while stack:
+            state, pending = stack[-1]
+            if pending:
+                child = pending.pop()
+                stack.append((child, list(reversed(by_newest(kids.get(child.id, []))))))
+                continue
+            stack.pop()
+            order.append(state)
     return order
+
+
+def _newest_in_subtrees(states: dict[str, State], kids: dict[str | None, list[State]]) -> dict[str, float]:
+    """The newest creation time in each state's subtree, children worked out before their parents."""
+    newest: dict[str, float] = {}
+    post: list[State] = []
+    stack = list(kids.get(None, []))
+    while stack:
+        state = stack.pop()
+        post.append(state)
+        stack.extend(kids.get(state.id, []))
+    for state in reversed(post):  # a pre-order reversed puts every child before its parent
+        newest[state.id] = max([state.created, *(newest[c.id] for c in kids.get(state.id, []))])
+    return newest
 
 
 def draw(

@@ -8,12 +8,13 @@ always complete.
 
 from __future__ import annotations
 
-import json
+import os
 import secrets
 from pathlib import Path
 
 from hypervisors import qemu_img
 from vmlog import fsutil
+from vmlog.projects import qcow2_peek
 
 CLUSTER_SIZE = 65536
 
@@ -43,11 +44,23 @@ class LayerStore:
         return dest
 
     def create_overlay(self, name: str, backing: Path, backing_format: str) -> Path:
-        """A new empty overlay ``name`` on ``backing`` (O(1): nothing is copied)."""
+        """A new empty overlay ``name`` on ``backing``: O(1) whatever the chain under it.
+
+        ``-u`` with an explicit size keeps qemu-img from opening the backing chain (0.59 s at 316
+        layers against 0.013 s); the size comes from the backing file's own header.
+        """
         self.dir.mkdir(parents=True, exist_ok=True)
         tmp = fsutil.temp_path_for(self.path(name))
+        rel = os.path.relpath(Path(backing).resolve(), self.dir.resolve())
         try:
-            qemu_img.create_overlay(tmp, backing, backing_format, cluster_size=CLUSTER_SIZE)
+            size = virtual_size(Path(backing), backing_format)
+            qemu_img.run(
+                [
+                    "create", "-q", "-f", "qcow2", "-o", f"cluster_size={CLUSTER_SIZE}",
+                    "-u", "-b", rel, "-F", backing_format, str(tmp), str(size),
+                ],
+                cwd=self.dir,
+            )
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -66,13 +79,17 @@ class LayerStore:
 
     def backing_name(self, name: str) -> str | None:
         """The backing file name recorded in the layer (relative to ``layers/``), None for a root."""
-        data = qemu_img.info(self.path(name), "qcow2")
-        return data.get("backing-filename")
+        try:
+            return qcow2_peek.read_header(self.path(name)).backing_name
+        except ValueError:
+            return qemu_img.info(self.path(name), "qcow2").get("backing-filename")
 
     def has_changes(self, name: str) -> bool:
-        """True if the layer holds any data of its own (the guest wrote something into it)."""
-        out = qemu_img.run(["map", "--output=json", "-U", "-f", "qcow2", str(self.path(name))])
-        return any(entry.get("depth") == 0 for entry in json.loads(out))
+        """True if the layer holds any data of its own (the guest wrote something into it).
+
+        Read from the layer's own tables: ``qemu-img map`` would open the whole chain under it.
+        """
+        return qcow2_peek.has_own_data(self.path(name))
 
     def rebase(self, name: str, backing: Path, backing_format: str) -> None:
         """Re-point layer ``name`` at ``backing``, copying in whatever the old chain showed differently.
@@ -91,3 +108,12 @@ class LayerStore:
 
     def remove(self, name: str) -> None:
         self.path(name).unlink(missing_ok=True)
+
+
+def virtual_size(path: Path, fmt: str) -> int:
+    """The guest-visible size of one image file, without opening what it backs onto."""
+    if fmt == "qcow2":
+        return qcow2_peek.read_header(path).virtual_size
+    if fmt == "raw":
+        return Path(path).stat().st_size
+    return int(qemu_img.info(path, fmt)["virtual-size"])

@@ -4,7 +4,7 @@ Write order (data before metadata, ``project.json`` last) is what makes a crash 
 repairable:
 
 * save: new empty overlay N on the live layer L -> ``state.json`` naming L -> the VM writes into N
-  (``swap_disk``) -> ``project.json`` (current = the state, live = N). Before the last step the
+  (``swap_disks``, all disks at once) -> ``project.json`` (current = the state, live = N). Before the last step the
   state is *uncommitted* (its layer is still the live one); repair rolls it forward if N exists
   and the VM is not still writing into L, else back.
 * restore: new overlay on the target's layer -> ``project.json`` -> old live layer deleted.
@@ -25,7 +25,7 @@ from hypervisors.errors import InvalidState
 from hypervisors.spec import DiskSpec
 from vmlog import fsutil
 from vmlog.errors import InvalidInput
-from vmlog.projects import refs
+from vmlog.projects import checkpoints, refs
 from vmlog.projects.driver import IncomingState, LayersOf, NewDisks, Progress, StateDriver, chain_tops, no_progress
 from vmlog.projects.model import SCRATCH_DISK, SYSTEM_DISK, ChainRoot, Project, State, new_id
 from vmlog.projects.overlay_exchange import MEMORY_FILE, add_overlay_state
@@ -40,6 +40,26 @@ class OverlayChain(StateDriver):
 
     def __init__(self, backend: Hypervisor | None) -> None:
         self.backend = backend
+        self.consolidations: list[checkpoints.Consolidation] = []  # what this driver did to bound chains
+
+    def _bound_chain(
+        self, files: ProjectFiles, project: Project, label: str, top: Path, limit: int | None = None
+    ) -> None:
+        """Keep a new layer on ``top`` within the chain bound (``top`` is held by no running VM)."""
+        done = checkpoints.bound_chain(files.layers.dir, top, project.roots[label].format, limit=limit)
+        if done is not None:
+            self.consolidations.append(done)
+
+    def _check_live_depth(self, files: ProjectFiles, project: Project) -> None:
+        """A running VM's chain cannot be consolidated: refuse to grow it to what libvirt would refuse."""
+        for label, layer in project.live.items():
+            files_now = len(checkpoints.chain_files(files.layers.path(layer)))
+            if files_now + 1 > checkpoints.RUNNING_CHAIN_LIMIT:
+                raise InvalidInput(
+                    f"the {label} disk of {project.name!r} is a chain of {files_now} files; a running VM's chain"
+                    " cannot be shortened and libvirt refuses more than 200",
+                    fix="`vml down`, then save again (a stopped VM's save consolidates the chain)",
+                )
 
     def live_has_changes(self, files: ProjectFiles) -> bool:
         project = files.load()
@@ -93,6 +113,12 @@ class OverlayChain(StateDriver):
             else:
                 self.backend.require(Capability.LIVE_SNAPSHOT, "save a state while the VM runs")
         state_id = new_id()
+        if vm_state not in (None, VMState.STOPPED):  # a QEMU holds the chain: it cannot be rewritten now
+            self._check_live_depth(files, project)
+        else:
+            progress("bounding the disk chains", 0.05)
+            for label, old in project.live.items():
+                self._bound_chain(files, project, label, files.layers.path(old))
         progress("creating the new live layer", 0.1)
         new_live = {label: files.layers.new_name(label) for label in project.live}
         for label, old in project.live.items():
@@ -116,8 +142,9 @@ class OverlayChain(StateDriver):
         if running and not memory:
             assert self.backend is not None
             progress("switching the VM to the new live layer", 0.6)
-            for label, layer in new_live.items():
-                self.backend.swap_disk(project.vm_name, label, files.layers.path(layer))
+            # one call for all disks: they freeze at the same instant
+            tops = {label: files.layers.path(layer) for label, layer in new_live.items()}
+            self.backend.swap_disks(project.vm_name, tops)
         project.current = state_id
         project.live = new_live
         files.write(project)  # commit point
@@ -168,6 +195,7 @@ class OverlayChain(StateDriver):
         new_live = {label: files.layers.new_name(label) for label in project.live}
         for label in project.live:
             backing, fmt = files.layer_under(project, states, target.id, label)
+            self._bound_chain(files, project, label, backing)
             files.layers.create_overlay(new_live[label], backing, fmt)
         old_live = dict(project.live)
         project.current = target.id
@@ -218,7 +246,10 @@ class OverlayChain(StateDriver):
             for label in state.layers:
                 under, fmt = files.layer_under(project, states, state.parent, label)
                 child_layer = project.live[label] if live_child else kids[0].layers[label]
+                files_before = len(checkpoints.chain_files(files.layers.path(child_layer)))
                 files.layers.rebase(child_layer, under, fmt)
+                # the child now sits on the parent's chain, which may be longer than the one it left
+                self._bound_chain(files, project, label, files.layers.path(child_layer), limit=files_before + 1)
             if live_child:
                 project.current = state.parent
                 files.write(project)
@@ -231,4 +262,5 @@ class OverlayChain(StateDriver):
         for name in state.layers.values():
             files.layers.remove(name)
         fsutil.fsync_dir(files.layers.dir)
+        checkpoints.collect(files.layers.dir)
         progress("removed", 1.0)

@@ -9,6 +9,7 @@ renamed to ``.trash-*`` first, so both are all-or-nothing.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from vmlog import fsutil
 from vmlog.errors import NotFound
 from vmlog.projects.layers import LayerStore
 from vmlog.projects.model import Project, State
+from vmlog.projects.state_index import INDEX_FILE, StateIndex
 
 PROJECT_FILE = "project.json"
 STATE_FILE = "state.json"
@@ -35,6 +37,7 @@ class ProjectFiles:
         self.layers = LayerStore(self.root / "layers")
         self.states_dir = self.root / "states"
         self.resolve_image = resolve_image
+        self.index = StateIndex(self.root / INDEX_FILE, self.states_dir, self._scan_states)
 
     @property
     def project_file(self) -> Path:
@@ -56,20 +59,18 @@ class ProjectFiles:
 
     def disk_bytes(self) -> int:
         """Bytes the project's files take on the host disk (layers are sparse: allocated blocks count)."""
-        total = 0
-        for path in self.root.rglob("*"):
-            try:
-                if path.is_file():
-                    total += path.stat().st_blocks * 512
-            except OSError:
-                continue
-        return total
+        return tree_bytes(self.root)
 
     # -- states -----------------------------------------------------------------------------
     def state_dir(self, state_id: str) -> Path:
         return self.states_dir / state_id
 
     def states(self) -> dict[str, State]:
+        """Every state of the project, read from the index (one file) kept with the records."""
+        return self.index.load()
+
+    def _scan_states(self) -> dict[str, State]:
+        """Every ``state.json``, one by one: what the index is built from."""
         result: dict[str, State] = {}
         if not self.states_dir.is_dir():
             return result
@@ -82,23 +83,29 @@ class ProjectFiles:
 
     def write_state(self, state: State) -> None:
         """Write an immutable ``state.json`` (data files of the state must already be durable)."""
+        self.index.begin()
         directory = self.state_dir(state.id)
         directory.mkdir(parents=True, exist_ok=True)
         fsutil.fsync_dir(self.states_dir)
         fsutil.atomic_write_json(directory / STATE_FILE, state.to_dict())
+        self.index.put(state)
 
     def rewrite_state(self, state: State) -> None:
         """Replace the record of an existing state (rename, re-parenting when a parent is removed)."""
+        self.index.begin()
         fsutil.atomic_write_json(self.state_dir(state.id) / STATE_FILE, state.to_dict())
+        self.index.put(state)
 
     def delete_state(self, state_id: str) -> None:
         """Forget a state: its ``state.json`` goes first (atomic), then the rest of its directory."""
+        self.index.begin()
         directory = self.state_dir(state_id)
         (directory / STATE_FILE).unlink(missing_ok=True)
         if directory.is_dir():
             fsutil.fsync_dir(directory)
             shutil.rmtree(directory, ignore_errors=True)
             fsutil.fsync_dir(self.states_dir)
+        self.index.delete(state_id)
 
     def memory_path(self, state: State) -> Path | None:
         return self.state_dir(state.id) / state.memory if state.memory else None
@@ -134,6 +141,27 @@ class ProjectFiles:
                 )
             disks.append(disk)
         return spec.replace(name=project.vm_name, disks=tuple(disks))
+
+
+def tree_bytes(root: Path) -> int:
+    """Allocated bytes of every file under ``root``, one ``scandir`` a directory (thousands of states)."""
+    total = 0
+    pending = [str(root)]
+    while pending:
+        try:
+            entries = os.scandir(pending.pop())
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        total += entry.stat(follow_symlinks=False).st_blocks * 512
+                except OSError:
+                    continue
+    return total
 
 
 class ProjectStore:

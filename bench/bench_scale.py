@@ -1,0 +1,209 @@
+"""Benchmark: vmlog's state commands at 10, 300 and 3,000 states, each against the raw tool doing the same work.
+
+For each size a project (two disks: system and a 16 MiB scratch) is grown by that many saves, with
+its VM defined in libvirt but stopped; then, median of ``--rounds``:
+
+* ``save (stopped)``: ``vml state save`` in-process (``vmlog.app.states.save_state``) against two
+  ``qemu-img create -f qcow2 -b TOP -F qcow2`` (one per disk, as a user would type them) plus the
+  ``virsh define`` that points the VM at them;
+* ``save (running)`` with ``--running``: the same on the VM running (its firmware finds nothing to boot
+  and waits, so no guest is needed) against ``virsh snapshot-create-as --disk-only --no-metadata
+  --atomic`` with both disks;
+* ``tree``, ``list``, ``log``: ``vml state tree`` / ``state list`` / ``log`` in-process against
+  ``git log --oneline`` of a repository with as many commits;
+* ``status``: ``vml status`` in-process against ``virsh list --all``;
+* ``project list``: 50 projects against ``virsh list --all``.
+
+The ``cli`` column runs the ``vml`` command itself (its start-up included) for the read-only ones.
+
+    python bench/bench_scale.py [--sizes 10,300,3000] [--rounds 3] [--running]
+
+Needs qemu-img, git and a working libvirt (``qemu:///system`` or ``$VMLOG_LIBVIRT_URI``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+from hypervisors.libvirt.connection import default_uri
+from vmlog.app import logbook, projects, running, states
+from vmlog.app.session import session
+from vmlog.projects.overlay_chain import OverlayChain
+from vmlog.workspace import Workspace
+
+NAME = "bench"
+
+
+def timed(fn: Callable[[], object], rounds: int) -> float:
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def run_quiet(cmd: list[str], **kwargs: object) -> None:
+    proc = subprocess.run(cmd, capture_output=True, **kwargs)  # type: ignore[call-overload]
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} failed: {proc.stderr.decode(errors='replace').strip()}")
+
+
+def vml(*args: str) -> Callable[[], None]:
+    """The ``vml`` command of this checkout (its start-up included)."""
+    cmd = [sys.executable, "-c", "from vmlog.cli.main import run; run()", *args]
+    return lambda: run_quiet(cmd, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+
+
+def grow(ctx: Workspace, start: int, count: int) -> None:
+    """``count`` real saves of the stopped VM's files, each a logged session (the backend is not asked)."""
+    files = ctx.projects.get(NAME)
+    driver = OverlayChain(None)
+    for i in range(start, start + count):
+        with session(ctx, NAME, "state save") as op:
+            state = driver.save(files, name=f"s{i}" if i % 50 == 0 else None, message=f"step {i}", author="bench",
+                                memory=False)
+            op.state_id = state.id
+
+
+def git_repo(path: Path, commits: int) -> Path:
+    """A repository of ``commits`` commits in a line (made with fast-import: seconds, not minutes)."""
+    run_quiet(["git", "init", "-q", str(path)])
+    lines = []
+    for i in range(commits):
+        lines += ["commit refs/heads/main", f"committer b <b@x> {1700000000 + i} +0000", f"data {len(f'step {i}')}",
+                  f"step {i}", "M 644 inline f", f"data {len(str(i))}", str(i), ""]
+    subprocess.run(["git", "-C", str(path), "fast-import", "--quiet"], input="\n".join(lines).encode(), check=True)
+    run_quiet(["git", "-C", str(path), "checkout", "-q", "main"])
+    return path
+
+
+Row = tuple[str, float, float, float | None]
+
+
+def measure(ctx: Workspace, size: int, rounds: int, with_running: bool, work: Path) -> list[Row]:
+    """Rows of (what, vmlog seconds, raw tool seconds, vml command seconds)."""
+    uri = default_uri()
+    files = ctx.projects.get(NAME)
+    repo = git_repo(work / f"git-{size}", size)
+    git_log = lambda: run_quiet(["git", "-C", str(repo), "log", "--oneline"])  # noqa: E731
+    virsh_list = lambda: run_quiet(["virsh", "-q", "-c", uri, "list", "--all"])  # noqa: E731
+    from hypervisors import registry
+
+    with registry.open_backend("kvm") as hv:  # the saves that grew the project left the VM on older layers
+        hv.redefine(files.vm_spec(files.load()))
+    vm_name = files.load().vm_name
+    xml = work / "domain.xml"
+    xml.write_text(subprocess.run(["virsh", "-q", "-c", uri, "dumpxml", "--inactive", vm_name],
+                                  check=True, capture_output=True, text=True).stdout)
+
+    def raw_save() -> None:
+        for label, layer in files.load().live.items():
+            top = files.layers.path(layer)
+            new = work / f"raw-{label}.qcow2"
+            new.unlink(missing_ok=True)
+            run_quiet(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(top), "-F", "qcow2", str(new)])
+        run_quiet(["virsh", "-q", "-c", uri, "define", str(xml)])
+
+    rows = [("save (stopped)", timed(lambda: states.save_state(NAME, ctx=ctx), rounds), timed(raw_save, rounds), None)]
+    rows.append(("tree", timed(lambda: states.state_tree(NAME, ctx=ctx), rounds), timed(git_log, rounds),
+                 timed(vml("state", "tree", "-p", NAME), rounds)))
+    rows.append(("list", timed(lambda: states.states(NAME, ctx=ctx), rounds), timed(git_log, rounds),
+                 timed(vml("state", "list", "-p", NAME), rounds)))
+    rows.append(("log", timed(lambda: logbook.history(NAME, ctx=ctx), rounds), timed(git_log, rounds),
+                 timed(vml("log", NAME), rounds)))
+    rows.append(("status", timed(lambda: running.status(NAME, ctx=ctx), rounds), timed(virsh_list, rounds),
+                 timed(vml("status", NAME), rounds)))
+    if with_running:
+        rows.append(running_save(ctx, rounds, work, uri))
+    return rows
+
+
+def running_save(ctx: Workspace, rounds: int, work: Path, uri: str) -> Row:
+    files = ctx.projects.get(NAME)
+    vm_name = files.load().vm_name
+    ctx.home.vm_runtime_dir(vm_name).mkdir(parents=True, exist_ok=True)  # QEMU opens the console log there
+    run_quiet(["virsh", "-q", "-c", uri, "start", vm_name])
+    try:
+        ours = timed(lambda: states.save_state(NAME, ctx=ctx), rounds)
+
+        def raw() -> None:
+            n = time.monotonic_ns()
+            run_quiet(["virsh", "-q", "-c", uri, "snapshot-create-as", vm_name, "--disk-only", "--no-metadata",
+                       "--atomic", "--diskspec", f"vda,file={work}/raw-a{n}.qcow2",
+                       "--diskspec", f"vdb,file={work}/raw-b{n}.qcow2"])
+
+        theirs = timed(raw, rounds)
+    finally:
+        run_quiet(["virsh", "-q", "-c", uri, "destroy", vm_name])
+    return ("save (running)", ours, theirs, None)
+
+
+def project_list(ctx: Workspace, base: Path, rounds: int) -> Row:
+    for i in range(50):
+        projects.new_project(f"p{i:02d}", str(base), ctx=ctx)
+    uri = default_uri()
+    return ("project list (50)", timed(lambda: projects.list_projects(ctx), rounds),
+            timed(lambda: run_quiet(["virsh", "-q", "-c", uri, "list", "--all"]), rounds),
+            timed(vml("project", "list"), rounds))
+
+
+def print_table(results: dict[int, list[Row]], file: TextIO = sys.stdout) -> None:
+    print(f"{'states':>6}  {'command':<18} {'vmlog':>9} {'raw tool':>9} {'ratio':>6} {'vml cli':>9} {'ratio':>6}",
+          file=file)
+    for size, rows in results.items():
+        for what, ours, raw, cli in rows:
+            cli_text = f"{cli:8.3f}s {cli / raw:5.1f}x" if cli is not None else ""
+            print(f"{size or '-':>6}  {what:<18} {ours:8.3f}s {raw:8.3f}s {ours / raw:5.2f}x {cli_text}", file=file)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="10,300,3000")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--running", action="store_true", help="also save with the VM running")
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    results: dict[int, list[Row]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-scale-", dir=os.environ.get("TMPDIR", "/var/tmp")) as tmp:
+        work = Path(tmp)
+        os.chmod(work, 0o755)  # libvirt's QEMU reads the disks
+        base = work / "base.img"
+        with base.open("wb") as f:
+            f.truncate(64 * 1024 * 1024)
+        grown = 0
+        os.environ["VMLOG_HOME"] = str(work / "home")
+        ctx = Workspace.default()
+        projects.new_project(NAME, str(base), scratch_size="16M", ctx=ctx)
+        files = ctx.projects.get(NAME)
+        from hypervisors import registry
+
+        with registry.open_backend("kvm") as hv:
+            hv.define(files.vm_spec(files.load()))
+        try:
+            for size in sizes:
+                started = time.perf_counter()
+                grow(ctx, grown, size - grown)
+                grown = size
+                print(f"grew to {size} states in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+                results[size] = measure(ctx, size, args.rounds, args.running, work)
+                print_table({size: results[size]}, file=sys.stderr)  # as it goes; the whole table at the end
+                grown += args.rounds * (2 if args.running else 1)  # the measured saves are states too
+            results[0] = [project_list(ctx, base, args.rounds)]
+        finally:
+            for name in ctx.projects.names():
+                projects.remove_project(name, ctx=ctx)
+    print_table(results)
+
+
+if __name__ == "__main__":
+    main()

@@ -11,9 +11,12 @@ the emulator, in a small file for the rest of the boot.
 
 from __future__ import annotations
 
+import grp
 import json
 import os
+import pwd
 import shutil
+import stat
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -193,6 +196,40 @@ def _kvm_device_problem(device: Path = Path("/dev/kvm")) -> str | None:
     if not os.access(device, os.R_OK | os.W_OK):
         return f"no permission to use {device} (join the kvm group: `adduser $USER kvm`)"
     return None
+
+
+def system_daemon_device_problem(device: Path = Path("/dev/kvm")) -> str | None:
+    """Why the system daemon would re-probe QEMU on every call, or None.
+
+    udev's rule makes ``/dev/kvm`` ``root:kvm 0660``. Without udev it stays ``root:root 0600``: the
+    daemon's ``libvirt-qemu`` user then cannot use KVM while the cached QEMU capabilities say it can,
+    so libvirt probes QEMU again for every define, start and capabilities call (seconds each).
+    """
+    try:
+        info = device.stat()
+    except OSError:
+        return None  # no KVM at all: nothing to re-probe
+    try:
+        kvm_gid = grp.getgrnam("kvm").gr_gid
+    except KeyError:
+        kvm_gid = None
+    if kvm_gid is not None and info.st_gid == kvm_gid and info.st_mode & 0o060 == 0o060:
+        return None
+    if info.st_mode & 0o006 == 0o006:
+        return None  # usable by everyone
+    owner = f"{_group_name(info.st_uid, pwd_lookup=True)}:{_group_name(info.st_gid)}"
+    return (
+        f"{device} is {owner} {stat.S_IMODE(info.st_mode):04o}, not root:kvm 0660 as udev makes it: libvirt"
+        " re-probes QEMU on every define, start and capabilities call (seconds each);"
+        f" fix: `chgrp kvm {device} && chmod 0660 {device}` as root (bash .ci/setup-host does it)"
+    )
+
+
+def _group_name(ident: int, *, pwd_lookup: bool = False) -> str:
+    try:
+        return pwd.getpwuid(ident).pw_name if pwd_lookup else grp.getgrgid(ident).gr_name
+    except KeyError:
+        return str(ident)
 
 
 def decide_local(requested: str, emulator: str | None) -> AccelDecision:

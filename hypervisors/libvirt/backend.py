@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from hypervisors.base import Capability, DisplayEndpoint, Probe, StateCallback, VMState
 from hypervisors.errors import Unsupported
-from hypervisors.libvirt import connection, domain_xml, events
+from hypervisors.libvirt import accel, connection, domain_xml, events
 from hypervisors.libvirt.core import maps_libvirt_errors, version_text
 from hypervisors.libvirt.disks import DiskChain
 from hypervisors.libvirt.memory import MemoryImages
@@ -45,6 +45,8 @@ class LibvirtHypervisor(SharedFolderHotplug, DiskChain, MemoryImages):
         details["accelerator reason"] = decision.reason
         if decision.warning:
             warnings.append(decision.warning)
+        if connection.is_local_system(self.uri) and (slow := accel.system_daemon_device_problem()):
+            warnings.append(slow)
         if not self.remote:
             qemu_img = shutil.which("qemu-img")
             details["qemu-img"] = qemu_img or "missing"

@@ -120,12 +120,12 @@ def switch(
     project: Annotated[str, typer.Argument(help="The project to switch to.")],
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Suspend the current project's VM (with memory) and resume or start PROJECT's."""
+    """Suspend every running project's VM (with memory) and resume or start PROJECT's."""
     with progress_status(f"Switching to {project}") as progress:
         result = running.switch(project, progress=progress)
     if json_output:
         print_json(result.to_dict())
         return
-    left = f"{result.source} suspended, " if result.suspended else ""
+    left = f"{', '.join(result.left)} suspended, " if result.left else ""
     how = "resumed" if result.target_was == VMState.SAVED else "started"
     info(f"{left}{project} {how}")

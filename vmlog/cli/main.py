@@ -56,11 +56,15 @@ COMMANDS: tuple[Lazy, ...] = (
     ),
     Lazy(
         "switch", "vmlog.cli.lifecycle:switch",
-        "Suspend the current project's VM (with memory) and resume or start PROJECT's.",
+        "Suspend every running project's VM (with memory) and resume or start PROJECT's.",
     ),
     Lazy(
         "console", "vmlog.cli.lifecycle:console",
         "The guest's serial console: attach to it, or show the tail of its log (--follow keeps reading).",
+    ),
+    Lazy(
+        "display", "vmlog.cli.display:display",
+        "Show the VM's screen: opens remote-viewer when installed, else prints the VNC address for any viewer.",
     ),
     Lazy(
         "ssh", "vmlog.cli.setup:ssh",
@@ -72,7 +76,12 @@ COMMANDS: tuple[Lazy, ...] = (
         "The logbook: every action on every project, who did it, when, and how it ended; notes too.",
     ),
     Lazy("note", "vmlog.cli.log:note", "Write a note in the logbook, attached to a state."),
-    Lazy("project", "vmlog.cli.project:app", "Projects: one VM on a base appliance, with its tree of saved states."),
+    Lazy("project", "vmlog.cli.project:app", "Projects: one VM on a base appliance, with its tree of saved states.", (
+        Lazy(
+            "set", "vmlog.cli.vm_settings:set_settings",
+            "Show or change the VM's settings. CPUs and memory apply at the next boot; shares live where possible.",
+        ),
+    )),
     Lazy("state", "vmlog.cli.state:app", "Saved states of a project: a tree you can go back to and branch from.", (
         Lazy(
             "export", "vmlog.cli.bundle:export",

@@ -1,0 +1,95 @@
+"""Where each 4 KiB block of a base image lives, by a cheap fingerprint: what lets a delta send copies as references.
+
+A guest that copies or moves a file, or reinstalls a package, writes blocks the base already
+holds at other offsets. Finding them needs an index of the base's blocks. The fingerprint is a
+sample of each block's bytes (no hashing: building the index of a 1 GiB base then costs about a
+read of it); a hit is only a candidate, which the delta builder confirms by comparing the bytes.
+The index depends only on the base's content, so it is built once per base and cached by the
+base's sha256.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+from vmlog.bundles.blocks import BLOCK_SIZE
+from vmlog.bundles.files import temp_name
+from vmlog.bundles.nbd import NbdImage
+
+_MAGIC = b"VMLBIDX1"
+_ENTRY = struct.Struct(">24sI")
+_READ = 4 << 20
+_ZERO_BLOCK = bytes(BLOCK_SIZE)
+
+
+def fingerprint(block: bytes | memoryview) -> bytes:
+    """24 bytes sampled from the start, middle and end of a 4 KiB block."""
+    return bytes(block[0:8]) + bytes(block[2048:2056]) + bytes(block[4088:4096])
+
+
+class BaseBlockIndex:
+    """Fingerprint -> block number of the base, for the base's non-zero blocks (first one of each)."""
+
+    def __init__(self, entries: dict[bytes, int]) -> None:
+        self._entries = entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def lookup(self, block: bytes | memoryview) -> int | None:
+        return self._entries.get(fingerprint(block))
+
+    @classmethod
+    def build(cls, image: Path, fmt: str) -> BaseBlockIndex:
+        """Read ``image`` once and fingerprint every whole, non-zero block."""
+        entries: dict[bytes, int] = {}
+        with NbdImage(image, fmt) as img:
+            size = img.size - img.size % BLOCK_SIZE
+            for off in range(0, size, _READ):
+                chunk = img.read(off, min(_READ, size - off))
+                view = memoryview(chunk)
+                first = off // BLOCK_SIZE
+                for i in range(0, len(chunk), BLOCK_SIZE):
+                    block = view[i : i + BLOCK_SIZE]
+                    if block == _ZERO_BLOCK:
+                        continue
+                    entries.setdefault(fingerprint(block), first + i // BLOCK_SIZE)
+        return cls(entries)
+
+    def save(self, path: Path) -> None:
+        tmp = temp_name(path)
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(_MAGIC + len(self._entries).to_bytes(8, "big"))
+                fh.write(b"".join(_ENTRY.pack(k, v) for k, v in self._entries.items()))
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: Path) -> BaseBlockIndex | None:
+        """The cached index, or None if it is missing or not an index this vmlog wrote."""
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return None
+        count = int.from_bytes(data[8:16], "big") if data[:8] == _MAGIC else -1
+        if count < 0 or len(data) != 16 + count * _ENTRY.size:
+            return None
+        return cls(dict(_ENTRY.iter_unpack(memoryview(data)[16:])))
+
+
+def base_index(image: Path, fmt: str, sha256: str, cache_dir: Path | None) -> BaseBlockIndex:
+    """The index of the base whose content has ``sha256``: from ``cache_dir`` if built before, else built now."""
+    if cache_dir is None:
+        return BaseBlockIndex.build(image, fmt)
+    path = Path(cache_dir) / f"{sha256}.blkidx"
+    index = BaseBlockIndex.load(path)
+    if index is None:
+        index = BaseBlockIndex.build(image, fmt)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        index.save(path)
+    return index

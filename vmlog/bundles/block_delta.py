@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,12 +21,15 @@ from hypervisors import qemu_img
 from vmlog.bundles.block_index import BaseBlockIndex, fingerprint
 from vmlog.bundles.blocks import BASE, BLOCK_SIZE, COPY, DATA, MAX_RUN, ZERO, BlockEncoder
 from vmlog.bundles.delta import COMPARE_CHUNK, DeltaStats, _candidate_ranges, _chain
+from vmlog.bundles.image_read import Readable, open_image
 from vmlog.bundles.nbd import NbdImage
 from vmlog.errors import InvalidInput
 
 MAX_SEEN = 4 << 20  # fingerprints of this delta's own blocks kept for COPY references (about 16 GiB of change)
 _WINDOW = 256  # blocks read ahead from a reference's source, so a copied file costs one read per MiB
 _ZERO_BLOCK = bytes(BLOCK_SIZE)
+_CLUSTER = 65536  # compared whole first; only differing clusters are compared block by block
+_ZERO_CLUSTER = bytes(_CLUSTER)
 
 Progress = Callable[[int, int], None]  # (bytes scanned so far, bytes to scan)
 
@@ -41,7 +45,7 @@ class BlockDeltaStats(DeltaStats):
 class _SourceWindow:
     """Reads single blocks of one image, a window at a time, to confirm reference candidates."""
 
-    def __init__(self, image: NbdImage) -> None:
+    def __init__(self, image: Readable) -> None:
         self._image = image
         self._start = -1
         self._data = b""
@@ -95,14 +99,14 @@ class _Runs:
 class _Classifier:
     """Decides, block by block, how a differing block travels."""
 
-    def __init__(self, runs: _Runs, src: NbdImage, base: NbdImage | None, index: BaseBlockIndex | None) -> None:
+    def __init__(self, runs: _Runs, src: Readable, base: Readable | None, index: BaseBlockIndex | None) -> None:
         self.runs = runs
         self.own = _SourceWindow(src)
         self.base = _SourceWindow(base) if base is not None else None
         self.index = index
         self.seen: dict[bytes, int] = {}
 
-    def block(self, n: int, data: memoryview) -> None:
+    def block(self, n: int, data: bytes) -> None:
         if data == _ZERO_BLOCK:
             self.runs.add(ZERO, n, data)
             return
@@ -122,8 +126,28 @@ class _Classifier:
             self.seen.setdefault(key, n)
         self.runs.add(DATA, n, data)
 
+    def zero_cluster(self, n: int) -> None:
+        for i in range(_CLUSTER // BLOCK_SIZE):
+            self.runs.add(ZERO, n + i, b"")
 
-def _scan(src: NbdImage, ref: NbdImage, ranges: list[tuple[int, int]], cls: _Classifier, progress: Progress) -> int:
+
+def _compare_chunk(off: int, new: bytes, old: bytes, cls: _Classifier) -> None:
+    """Hand every 4 KiB block of ``new`` that differs from ``old`` to ``cls``, a 64 KiB cluster at a time."""
+    for cpos in range(0, len(new), _CLUSTER):
+        cluster = new[cpos : cpos + _CLUSTER]
+        before = old[cpos : cpos + _CLUSTER]
+        if cluster == before:
+            continue
+        if cluster == _ZERO_CLUSTER:
+            cls.zero_cluster((off + cpos) // BLOCK_SIZE)
+            continue
+        for pos in range(0, len(cluster), BLOCK_SIZE):
+            piece = cluster[pos : pos + BLOCK_SIZE]
+            if piece != before[pos : pos + BLOCK_SIZE]:
+                cls.block((off + cpos + pos) // BLOCK_SIZE, piece)
+
+
+def _scan(src: Readable, ref: Readable, ranges: list[tuple[int, int]], cls: _Classifier, progress: Progress) -> int:
     total = sum(end - start for start, end in ranges)
     scanned = 0
     for start, end in ranges:
@@ -133,13 +157,8 @@ def _scan(src: NbdImage, ref: NbdImage, ranges: list[tuple[int, int]], cls: _Cla
             old = ref.read(off, n)
             scanned += n
             progress(scanned, total)
-            if new == old:
-                continue
-            nv, ov = memoryview(new), memoryview(old)
-            for pos in range(0, n, BLOCK_SIZE):
-                piece = nv[pos : pos + BLOCK_SIZE]
-                if piece != ov[pos : pos + BLOCK_SIZE]:
-                    cls.block((off + pos) // BLOCK_SIZE, piece)
+            if new != old:
+                _compare_chunk(off, new, old, cls)
     return scanned
 
 
@@ -170,15 +189,13 @@ def write_block_delta(
     ranges = [] if depth == 0 else _candidate_ranges(top, top_format, depth, size)
     encoder = BlockEncoder(sink, size)
     runs = _Runs(encoder)
-    with NbdImage(top, top_format) as src, NbdImage(reference, reference_format) as ref:
+    with ExitStack() as stack:
+        src = stack.enter_context(NbdImage(top, top_format))
+        ref = open_image(stack, reference, reference_format)
         base_img = None
         if base is not None and index is not None and len(index):
-            base_img = ref if Path(base[0]).resolve() == reference else NbdImage(Path(base[0]), base[1])
-        try:
-            scanned = _scan(src, ref, ranges, _Classifier(runs, src, base_img, index), progress)
-        finally:
-            if base_img is not None and base_img is not ref:
-                base_img.close()
+            base_img = ref if Path(base[0]).resolve() == reference else open_image(stack, Path(base[0]), base[1])
+        scanned = _scan(src, ref, ranges, _Classifier(runs, src, base_img, index), progress)
     runs.flush()
     encoder.close()
     b = runs.bytes

@@ -12,21 +12,23 @@ from __future__ import annotations
 
 import os
 import struct
+from contextlib import ExitStack
 from pathlib import Path
 
 from vmlog.bundles.blocks import BLOCK_SIZE
 from vmlog.bundles.files import temp_name
-from vmlog.bundles.nbd import NbdImage
+from vmlog.bundles.image_read import open_image
 
 _MAGIC = b"VMLBIDX1"
 _ENTRY = struct.Struct(">24sI")
 _READ = 4 << 20
 _ZERO_BLOCK = bytes(BLOCK_SIZE)
+_ZERO_KEY = bytes(24)
 
 
-def fingerprint(block: bytes | memoryview) -> bytes:
-    """24 bytes sampled from the start, middle and end of a 4 KiB block."""
-    return bytes(block[0:8]) + bytes(block[2048:2056]) + bytes(block[4088:4096])
+def fingerprint(block: bytes) -> bytes:
+    """24 bytes sampled from the start, middle and end of a 4 KiB block (the same as :meth:`BaseBlockIndex.build`)."""
+    return block[0:8] + block[2048:2056] + block[4088:4096]
 
 
 class BaseBlockIndex:
@@ -38,24 +40,25 @@ class BaseBlockIndex:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def lookup(self, block: bytes | memoryview) -> int | None:
+    def lookup(self, block: bytes) -> int | None:
         return self._entries.get(fingerprint(block))
 
     @classmethod
     def build(cls, image: Path, fmt: str) -> BaseBlockIndex:
         """Read ``image`` once and fingerprint every whole, non-zero block."""
         entries: dict[bytes, int] = {}
-        with NbdImage(image, fmt) as img:
+        with ExitStack() as stack:
+            img = open_image(stack, image, fmt)
             size = img.size - img.size % BLOCK_SIZE
             for off in range(0, size, _READ):
                 chunk = img.read(off, min(_READ, size - off))
-                view = memoryview(chunk)
                 first = off // BLOCK_SIZE
                 for i in range(0, len(chunk), BLOCK_SIZE):
-                    block = view[i : i + BLOCK_SIZE]
-                    if block == _ZERO_BLOCK:
+                    key = chunk[i : i + 8] + chunk[i + 2048 : i + 2056] + chunk[i + 4088 : i + 4096]
+                    if key == _ZERO_KEY and chunk[i : i + BLOCK_SIZE] == _ZERO_BLOCK:
                         continue
-                    entries.setdefault(fingerprint(block), first + i // BLOCK_SIZE)
+                    if key not in entries:
+                        entries[key] = first + i // BLOCK_SIZE
         return cls(entries)
 
     def save(self, path: Path) -> None:

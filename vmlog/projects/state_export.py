@@ -110,6 +110,9 @@ def state_record(project: Project, state: State) -> dict[str, Any]:
     }
 
 
+BLOCK_INDEX_DIR = "block-index"  # under the home's cache: each base's block index, by sha256
+
+
 def new_writer(
     out: Outgoing, layers_of: LayersOf, *, urls: Sequence[str], logbook: list[dict[str, Any]],
     memory: Path | None, key: SigningKey | None, workdir: Path, progress: Progress,
@@ -134,6 +137,7 @@ def new_writer(
         memory_info=memory_stack(out.project, out.state, memory) if memory else None,
         signing_key=key,
         workdir=workdir,
+        block_index_dir=workdir / BLOCK_INDEX_DIR,
     )
     progress("reading the state's disks", 0.1)
     for label, layer_path in layers_of(out.state).items():

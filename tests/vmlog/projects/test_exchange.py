@@ -144,6 +144,13 @@ def test_signed_bundle_from_a_known_key_needs_no_trust(sender: Workspace, tmp_pa
     assert again.signer.known and again.signer.known_as == "Alice <alice@example.org>"
 
 
+def test_own_bundle_imports_into_its_home_without_trust(sender: Workspace, tmp_path: Path) -> None:
+    bundle = exchange.export_state("analysis", "s1", tmp_path, ctx=sender)
+    result = exchange.import_state(bundle.path, project="my-copy", ctx=sender)
+    assert result.signer is not None and result.signer.known
+    assert not (sender.home.config / "known-signers.json").exists()
+
+
 def test_full_bundle_into_existing_project_is_a_new_branch(sender: Workspace, tmp_path: Path) -> None:
     receiver = context_at(tmp_path / "home-b")
     a = exchange.export_state("analysis", "s1", tmp_path, ctx=sender)

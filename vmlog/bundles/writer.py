@@ -68,6 +68,7 @@ class BaseImageRef:
     version: str
     size: int
     urls: tuple[str, ...] = ()
+    provenance: dict[str, Any] | None = None  # how the disk was obtained (``vmlog.store.provenance``)
 
 
 @dataclass(frozen=True)
@@ -264,6 +265,7 @@ class BundleWriter:
                 "format": self.base.format,
                 "virtual_size": base_info["virtual-size"],
                 "urls": list(self.base.urls),
+                **({"provenance": self.base.provenance} if self.base.provenance else {}),
             },
             "since": ({"state_id": self.since.state_id, "digest": self.since.digest} if self.since else None),
             "disks": disks_doc,

@@ -24,6 +24,7 @@ import hashlib
 import inspect
 import os
 import random
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -44,6 +45,18 @@ def timed(fn):  # type: ignore[no-untyped-def]
     start = time.perf_counter()
     result = fn()
     return result, time.perf_counter() - start
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process (all its threads) and of its finished children: independent of other load."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def timed_cpu(fn):  # type: ignore[no-untyped-def]
+    before = cpu_seconds()
+    result, wall = timed(fn)
+    return result, wall, cpu_seconds() - before
 
 
 def make_base(path: Path, size: int, rng: random.Random) -> str:
@@ -120,6 +133,15 @@ def writer_options(cache: Path) -> dict[str, object]:
     return {"block_index_dir": cache} if "block_index_dir" in params else {}
 
 
+def build_index(base: Path, sha: str, cache: Path) -> float | None:
+    """Time the once-per-base block index (None with a writer that has none); exports then reuse it."""
+    try:
+        from vmlog.bundles.block_index import base_index
+    except ImportError:
+        return None
+    return timed(lambda: base_index(base, "raw", sha, cache))[1]
+
+
 def bench_case(case: str, d: Path, base: Path, sha: str, args: argparse.Namespace, rng: random.Random) -> dict:
     w = d / case
     w.mkdir()
@@ -136,13 +158,13 @@ def bench_case(case: str, d: Path, base: Path, sha: str, args: argparse.Namespac
     ref = BaseImageRef(base, "raw", sha, "bench", "1", size)
     writer = BundleWriter(ref, state={"id": "bench"}, vm_spec={}, **writer_options(d / "cache"))
     writer.add_disk("system", top)
-    summary, t_export = timed(lambda: writer.write(w / "state.vmlstate"))
+    summary, t_export, c_export = timed_cpu(lambda: writer.write(w / "state.vmlstate"))
 
     def raw_export() -> None:
         run(["qemu-img", "convert", "-O", "qcow2", "-B", str(base), "-F", "raw", str(top), str(w / "raw.qcow2")])
         run(["zstd", "-q", "-3", "-T0", str(w / "raw.qcow2"), "-o", str(w / "raw.qcow2.zst")])
 
-    _, t_raw_export = timed(raw_export)
+    _, t_raw_export, c_raw_export = timed_cpu(raw_export)
     raw_size = (w / "raw.qcow2.zst").stat().st_size
     (w / "raw.qcow2").unlink()
     _, t_raw_import = timed(lambda: run(["zstd", "-q", "-d", str(w / "raw.qcow2.zst"), "-o", str(w / "raw.qcow2")]))
@@ -167,15 +189,19 @@ def bench_case(case: str, d: Path, base: Path, sha: str, args: argparse.Namespac
         "raw_zstd": raw_size,
         "t_export": t_export,
         "t_raw_export": t_raw_export,
+        "c_export": c_export,
+        "c_raw_export": c_raw_export,
         "t_import": t_import,
         "t_raw_import": t_raw_import,
         "same": same,
     }
 
 
-def report(rows: list[dict], base_mib: int) -> None:
+def report(rows: list[dict], base_mib: int, t_index: float | None) -> None:
     mb = 1e6
     print(f"base {base_mib} MiB incompressible; sizes in MB, times in s; ratios against the floor / the raw tools")
+    if t_index is not None:
+        print(f"base block index, built once per base and cached: {t_index:.2f} s")
     print(
         f"{'case':10} {'changed':>8} {'floor':>8} {'bundle':>8} {'x floor':>8} {'convert-c':>9} {'x floor':>8}"
         f" {'export':>7} {'raw':>6} {'x raw':>6} {'import':>7} {'raw':>6} {'x raw':>6} same"
@@ -188,6 +214,12 @@ def report(rows: list[dict], base_mib: int) -> None:
             f" {r['t_import']:7.2f} {r['t_raw_import']:6.2f} {r['t_import'] / r['t_raw_import']:6.2f} {r['same']}"
         )
     print("raw export = qemu-img convert -B + zstd -3 -T0; raw import = zstd -d of that file")
+    print("export CPU seconds (all threads and child processes), unaffected by other load on the machine:")
+    for r in rows:
+        print(
+            f"  {r['case']:10} bundle {r['c_export']:6.2f}  raw tools {r['c_raw_export']:6.2f}"
+            f"  x raw {r['c_export'] / r['c_raw_export']:5.2f}"
+        )
 
 
 def main() -> None:
@@ -201,8 +233,9 @@ def main() -> None:
         d = Path(tmp)
         base = d / "base.raw"
         sha = make_base(base, args.base_mib << 20, rng)
+        t_index = build_index(base, sha, d / "cache")
         rows = [bench_case(case, d, base, sha, args, rng) for case in args.cases.split(",")]
-    report(rows, args.base_mib)
+    report(rows, args.base_mib, t_index)
 
 
 if __name__ == "__main__":

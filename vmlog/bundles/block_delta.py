@@ -118,7 +118,7 @@ class _Classifier:
         if earlier is not None and self.own.block(earlier) == data:
             self.runs.add(COPY, n, data, earlier)
             return
-        found = self.index.lookup(data) if self.index is not None and self.base is not None else None
+        found = self.index.lookup(key) if self.index is not None and self.base is not None else None
         if found is not None and self.base is not None and self.base.block(found) == data:
             self.runs.add(BASE, n, data, found)
             return

@@ -40,8 +40,9 @@ class BaseBlockIndex:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def lookup(self, block: bytes) -> int | None:
-        return self._entries.get(fingerprint(block))
+    def lookup(self, key: bytes) -> int | None:
+        """The first base block whose :func:`fingerprint` is ``key`` (a candidate: compare the bytes)."""
+        return self._entries.get(key)
 
     @classmethod
     def build(cls, image: Path, fmt: str) -> BaseBlockIndex:

@@ -1,8 +1,10 @@
 """Whole-stream zstd compression of bundle members, with digests and hard decompression limits.
 
-A delta qcow2 is compressed as one stream with a long window (long-distance matching), which
-here beat per-cluster compression by 2x. Decompression of untrusted members stops as soon as the
-output passes the size the manifest declared, or the reader's ratio and absolute caps.
+A disk's block list is compressed as one stream at zstd's level 3 on every core, as ``zstd -3 -T0``
+would: copies are already references, so long-distance matching would cost time for nothing. A
+memory image keeps the 128 MiB window with long-distance matching. Decompression of untrusted
+members stops as soon as the output passes the size the manifest declared, or the reader's ratio
+and absolute caps.
 """
 
 from __future__ import annotations
@@ -56,13 +58,15 @@ def compression_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _compressor(level: int, threads: int | None) -> zstandard.ZstdCompressor:
-    params = zstandard.ZstdCompressionParameters.from_level(
-        level,
-        window_log=WINDOW_LOG,
-        enable_ldm=True,
-        threads=compression_threads() if threads is None else threads,
-    )
+def _compressor(level: int, threads: int | None, long_distance: bool) -> zstandard.ZstdCompressor:
+    """Level ``level`` on every core; with ``long_distance`` a 128 MiB window and long-distance matching."""
+    workers = compression_threads() if threads is None else threads
+    if long_distance:
+        params = zstandard.ZstdCompressionParameters.from_level(
+            level, window_log=WINDOW_LOG, enable_ldm=True, threads=workers
+        )
+    else:
+        params = zstandard.ZstdCompressionParameters.from_level(level, threads=workers)
     return zstandard.ZstdCompressor(compression_params=params)
 
 
@@ -75,10 +79,12 @@ class CompressingSink:
     :attr:`digest` is set when it closes without error.
     """
 
-    def __init__(self, dest: Path, *, level: int = DEFAULT_LEVEL, threads: int | None = None) -> None:
+    def __init__(
+        self, dest: Path, *, level: int = DEFAULT_LEVEL, threads: int | None = None, long_distance: bool = False
+    ) -> None:
         self._fout = open(dest, "wb")
         self._sink = _HashingWriter(self._fout)
-        self._writer = _compressor(level, threads).stream_writer(self._sink, closefd=False)
+        self._writer = _compressor(level, threads, long_distance).stream_writer(self._sink, closefd=False)
         self._queue: queue.Queue[bytes | None] = queue.Queue(_QUEUE_DEPTH)
         self._raw_sha = hashlib.sha256()
         self._raw_size = 0
@@ -126,7 +132,7 @@ class CompressingSink:
 
 def compress_file(src: Path, dest: Path, *, level: int = DEFAULT_LEVEL, threads: int | None = None) -> StreamDigest:
     """Compress ``src`` into ``dest`` as one zstd frame with long-distance matching, on every core."""
-    with CompressingSink(dest, level=level, threads=threads) as sink, open(src, "rb") as fin:
+    with CompressingSink(dest, level=level, threads=threads, long_distance=True) as sink, open(src, "rb") as fin:
         while chunk := fin.read(CHUNK):
             sink.write(chunk)
     assert sink.digest is not None

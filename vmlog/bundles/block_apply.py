@@ -103,6 +103,11 @@ class BlockApplier:
         self._decoder.finish()
         self._dst.flush()
         self.close()
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
         self._dst.close()

@@ -72,8 +72,12 @@ class _Runs:
         self.bytes = {DATA: 0, ZERO: 0, BASE: 0, COPY: 0}
 
     def add(self, kind: int, block: int, payload: bytes | memoryview, source: int = 0) -> None:
-        contiguous = block == self.first + self.count and self.count < MAX_RUN
-        if kind != self.kind or not contiguous or (kind in (BASE, COPY) and source != self.source + self.count):
+        if (
+            kind != self.kind
+            or block != self.first + self.count
+            or self.count >= MAX_RUN
+            or (kind in (BASE, COPY) and source != self.source + self.count)
+        ):
             self.flush()
             self.kind, self.first, self.source = kind, block, source
         self.count += 1
@@ -132,19 +136,23 @@ class _Classifier:
 
 
 def _compare_chunk(off: int, new: bytes, old: bytes, cls: _Classifier) -> None:
-    """Hand every 4 KiB block of ``new`` that differs from ``old`` to ``cls``, a 64 KiB cluster at a time."""
+    """Hand every 4 KiB block of ``new`` that differs from ``old`` to ``cls``, a 64 KiB cluster at a time.
+
+    ``startswith`` at an offset compares without copying one side (memoryview comparisons are slower still).
+    """
     for cpos in range(0, len(new), _CLUSTER):
-        cluster = new[cpos : cpos + _CLUSTER]
         before = old[cpos : cpos + _CLUSTER]
-        if cluster == before:
+        if new.startswith(before, cpos):
             continue
+        cluster = new[cpos : cpos + _CLUSTER]
         if cluster == _ZERO_CLUSTER:
             cls.zero_cluster((off + cpos) // BLOCK_SIZE)
             continue
+        first = (off + cpos) // BLOCK_SIZE
         for pos in range(0, len(cluster), BLOCK_SIZE):
             piece = cluster[pos : pos + BLOCK_SIZE]
-            if piece != before[pos : pos + BLOCK_SIZE]:
-                cls.block((off + cpos + pos) // BLOCK_SIZE, piece)
+            if not before.startswith(piece, pos):
+                cls.block(first + pos // BLOCK_SIZE, piece)
 
 
 def _scan(src: Readable, ref: Readable, ranges: list[tuple[int, int]], cls: _Classifier, progress: Progress) -> int:

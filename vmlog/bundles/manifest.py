@@ -18,7 +18,7 @@ from vmlog import safejson
 from vmlog.bundles.errors import BundleRejected
 
 FORMAT = "vmlstate"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: disks as 4 KiB block lists with references; 1 (qcow2 deltas) still read
 MANIFEST_NAME = "manifest.json"
 SIGNATURE_NAME = "manifest.sig"
 LOGBOOK_NAME = "logbook.json"
@@ -38,15 +38,25 @@ FEATURE_ZSTD = "zstd"
 FEATURE_INCREMENTAL = "incremental"
 FEATURE_MEMORY = "memory-image"
 FEATURE_SIGNATURE = "signature"
-KNOWN_FEATURES = frozenset({FEATURE_QCOW2_DELTA, FEATURE_ZSTD, FEATURE_INCREMENTAL, FEATURE_MEMORY, FEATURE_SIGNATURE})
+FEATURE_BLOCK_LIST = "block-list"
+KNOWN_FEATURES = frozenset(
+    {FEATURE_QCOW2_DELTA, FEATURE_ZSTD, FEATURE_INCREMENTAL, FEATURE_MEMORY, FEATURE_SIGNATURE, FEATURE_BLOCK_LIST}
+)
+ENCODING_QCOW2 = "qcow2"
+ENCODING_BLOCKS = "blocks"
 
 _LABEL = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 DISK_FORMATS = ("raw", "qcow2", "vmdk", "vdi")
 
 
-def disk_member_name(label: str) -> str:
-    return f"disk-{label}.qcow2.zst"
+def disk_member_name(label: str, encoding: str = ENCODING_QCOW2) -> str:
+    return f"disk-{label}.{encoding}.zst"
+
+
+def disk_encoding(disk: dict[str, Any]) -> str:
+    """How a disk's delta is stored: a qcow2 overlay (format 1) or a block list (format 2)."""
+    return disk.get("encoding", ENCODING_QCOW2)
 
 
 def check_label(label: str) -> str:
@@ -99,8 +109,11 @@ def _check_disks(disks: list[Any], base: dict[str, Any], since: Any) -> set[str]
         _int(disk, "virtual_size", where)
         if disk.get("backing_format") not in DISK_FORMATS:
             raise _fail(f"{where}.backing_format must be one of " + ", ".join(DISK_FORMATS))
-        if disk.get("member") != disk_member_name(disk["label"]):
-            raise _fail(f"{where}.member must be {disk_member_name(disk['label'])!r}")
+        encoding = disk_encoding(disk)
+        if encoding not in (ENCODING_QCOW2, ENCODING_BLOCKS):
+            raise _fail(f"{where}.encoding must be {ENCODING_QCOW2!r} or {ENCODING_BLOCKS!r}")
+        if disk.get("member") != disk_member_name(disk["label"], encoding):
+            raise _fail(f"{where}.member must be {disk_member_name(disk['label'], encoding)!r}")
         if since is None and disk["virtual_size"] != base["virtual_size"]:
             raise _fail(f"{where}.virtual_size differs from the base's")
         names.add(disk["member"])
@@ -197,6 +210,8 @@ def parse(data: bytes) -> dict[str, Any]:
         raise _fail(f"disks must be a list of 1 to {MAX_DISKS} entries")
     members = doc["members"]
     expected_members = {LOGBOOK_NAME} | _check_disks(disks, base, since)
+    if any(disk_encoding(d) == ENCODING_BLOCKS for d in disks) and FEATURE_BLOCK_LIST not in required:
+        raise _fail("a bundle with block-list disks must require the 'block-list' feature")
     if doc.get("memory") is not None:
         if FEATURE_MEMORY not in required:
             raise _fail("a bundle with a memory image must require the 'memory-image' feature")

@@ -25,6 +25,7 @@ from hypervisors import qemu_img
 from hypervisors.errors import HypervisorError
 from vmlog import safejson
 from vmlog.bundles import manifest as mf
+from vmlog.bundles.block_apply import BlockApplier
 from vmlog.bundles.delta import REFERENCE_PLACEHOLDER
 from vmlog.bundles.errors import BundleRejected
 from vmlog.bundles.files import fsync_dir
@@ -263,13 +264,17 @@ class BundleReader:
         targets = {d["member"]: staging / layer_name(d["label"]) for d in bundle.manifest["disks"]}
         targets[mf.MEMORY_NAME] = staging / "memory.img"
         open_files: list[BinaryIO] = []
+        appliers: dict[str, BlockApplier] = {}
 
         def sink(name: str) -> Callable[[bytes], object]:
+            if name in appliers:
+                return appliers[name].feed
             fh = open(targets[name], "xb")
             open_files.append(fh)
             return fh.write
 
         try:
+            appliers.update(_block_appliers(bundle, targets, refs, base))
             doc, manifest_bytes, _signer, _logbook = self._walk_checked(sink)
             if hashlib.sha256(manifest_bytes).hexdigest() != bundle.manifest_sha256:
                 raise BundleRejected("changed", "the bundle file changed while it was being imported")
@@ -277,10 +282,13 @@ class BundleReader:
                 fh.flush()
                 os.fsync(fh.fileno())
                 fh.close()
+            for applier in appliers.values():
+                applier.finish()
             disks = {}
             for disk in doc["disks"]:
                 path = targets[disk["member"]]
-                self._vet_layer(path, disk, refs[disk["label"]])
+                if disk["member"] not in appliers:
+                    self._vet_layer(path, disk, refs[disk["label"]])
                 os.chmod(path, 0o644)
                 disks[disk["label"]] = path
             os.chmod(staging, 0o755)
@@ -290,6 +298,8 @@ class BundleReader:
         except BaseException:
             for fh in open_files:
                 fh.close()
+            for applier in appliers.values():
+                applier.close()
             shutil.rmtree(staging, ignore_errors=True)
             raise
         memory = dest / "memory.img" if doc.get("memory") else None
@@ -339,3 +349,27 @@ class PreparedReader(BundleReader):
             shutil.rmtree(dest, ignore_errors=True)
             raise
         return MaterialisedState(dest, disks, memory, bundle)
+
+
+def _block_appliers(
+    bundle: VerifiedBundle, targets: dict[str, Path], refs: dict[str, LocalReference], base: LocalReference
+) -> dict[str, BlockApplier]:
+    """One applier per block-list disk (format 2), each on a new overlay of its verified reference."""
+    appliers: dict[str, BlockApplier] = {}
+    try:
+        for disk in bundle.manifest["disks"]:
+            if mf.disk_encoding(disk) == mf.ENCODING_BLOCKS:
+                ref = refs[disk["label"]]
+                appliers[disk["member"]] = BlockApplier(
+                    targets[disk["member"]],
+                    label=disk["label"],
+                    virtual_size=disk["virtual_size"],
+                    reference=(ref.path, ref.format),
+                    base=(base.path, base.format),
+                    base_size=bundle.base["virtual_size"],
+                )
+    except BaseException:
+        for applier in appliers.values():
+            applier.close()
+        raise
+    return appliers

@@ -8,6 +8,9 @@ Files under the home's config dir::
 
     keys/signing-key.pem     the user's private key (0600), made on first use
     known-signers.json       {fingerprint: {"name": ..., "public_key": base64}}
+
+The home's own key is always a known signer of that home: a bundle exported here imports here
+without asking, even if ``known-signers.json`` does not list the key.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from vmlog.errors import InvalidInput
 
 ALGORITHM = "ed25519"
 MAX_SIGNATURE_MEMBER = 16 << 10
+OWN_KEY_NAME = "this home's own signing key"
 
 
 def fingerprint(public_key: bytes) -> str:
@@ -50,15 +54,28 @@ class SigningKey:
     def fingerprint(self) -> str:
         return fingerprint(self.public_bytes)
 
+    @staticmethod
+    def path_in(config_dir: Path) -> Path:
+        return Path(config_dir) / "keys" / "signing-key.pem"
+
+    @classmethod
+    def load(cls, config_dir: Path, signer: str) -> SigningKey | None:
+        """The key in ``config_dir/keys/signing-key.pem``, or None if this home has none yet."""
+        path = cls.path_in(config_dir)
+        if not path.exists():
+            return None
+        private = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(private, Ed25519PrivateKey):
+            raise InvalidInput(f"{path} is not an Ed25519 key", fix=f"move {path} away to make a new key")
+        return cls(private, signer)
+
     @classmethod
     def load_or_create(cls, config_dir: Path, signer: str) -> SigningKey:
         """The key in ``config_dir/keys/signing-key.pem``, created (0600) if there is none yet."""
-        path = Path(config_dir) / "keys" / "signing-key.pem"
-        if path.exists():
-            private = serialization.load_pem_private_key(path.read_bytes(), password=None)
-            if not isinstance(private, Ed25519PrivateKey):
-                raise InvalidInput(f"{path} is not an Ed25519 key", fix=f"move {path} away to make a new key")
-            return cls(private, signer)
+        path = cls.path_in(config_dir)
+        existing = cls.load(config_dir, signer)
+        if existing is not None:
+            return existing
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         private = Ed25519PrivateKey.generate()
         pem = private.private_bytes(
@@ -93,7 +110,8 @@ class KnownSigners:
     """The keys this user has accepted, by fingerprint (``config/known-signers.json``)."""
 
     def __init__(self, config_dir: Path) -> None:
-        self.path = Path(config_dir) / "known-signers.json"
+        self.config_dir = Path(config_dir)
+        self.path = self.config_dir / "known-signers.json"
 
     def load(self) -> dict[str, dict[str, str]]:
         try:
@@ -114,9 +132,19 @@ class KnownSigners:
         atomic_write_bytes(self.path, (json.dumps(data, indent=2) + "\n").encode())
         return fp
 
+    def own_fingerprint(self) -> str | None:
+        """The fingerprint of this home's own signing key, if it has one."""
+        try:
+            key = SigningKey.load(self.config_dir, "")
+        except (InvalidInput, ValueError, OSError):
+            return None
+        return key.fingerprint if key is not None else None
+
     def lookup(self, fp: str) -> str | None:
         entry = self.load().get(fp)
-        return entry.get("name") if isinstance(entry, dict) else None
+        if isinstance(entry, dict):
+            return entry.get("name")
+        return OWN_KEY_NAME if fp == self.own_fingerprint() else None
 
 
 def verify_signature(manifest_bytes: bytes, sig_member: bytes, known: KnownSigners | None) -> SignerInfo:

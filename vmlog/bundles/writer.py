@@ -1,9 +1,11 @@
 """Writes a ``.vmlstate`` bundle: a tar whose first member is the manifest, then the signature,
-the logbook excerpt, one zstd-compressed delta qcow2 per disk and, if asked, the memory image.
+the logbook excerpt, one zstd-compressed block list per disk and, if asked, the memory image.
 
-Members are prepared in a private work directory first (deltas built, compressed, hashed), so
-the manifest can carry every digest and still be the first member; the bundle is written to a
-temporary sibling and renamed into place, so a crash never leaves a half-written ``.vmlstate``.
+Members are prepared in a private work directory first: each disk's delta is read once and
+goes straight into a compressor running on every core, which also hashes it, so only the
+compressed bytes ever reach the disk. The manifest can then carry every digest and still be the
+first member; the bundle is written to a temporary sibling and renamed into place, so a crash
+never leaves a half-written ``.vmlstate``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,14 +26,35 @@ from typing import Any
 from hypervisors import qemu_img
 from vmlog import __version__
 from vmlog.bundles import manifest as mf
-from vmlog.bundles.delta import DeltaStats, write_delta
+from vmlog.bundles.block_delta import write_block_delta
+from vmlog.bundles.block_index import base_index
+from vmlog.bundles.delta import DeltaStats
 from vmlog.bundles.files import fsync_dir, temp_name
 from vmlog.bundles.signing import SigningKey
-from vmlog.bundles.zstd_stream import StreamDigest, compress_file
+from vmlog.bundles.zstd_stream import DEFAULT_LEVEL, CompressingSink, StreamDigest, compress_file
 from vmlog.errors import InvalidInput
 
 MAIL_ATTACHMENT_LIMIT = 25 * 1000 * 1000
 _MTIME = 0
+_PROGRESS_EVERY = 0.5  # seconds between progress lines
+
+
+class RateProgress:
+    """Turns (done, total) byte counts into progress lines with the rate and the time left."""
+
+    def __init__(self, say: Callable[[str], None], what: str) -> None:
+        self.say = say
+        self.what = what
+        self.start = self.last = time.monotonic()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self.last < _PROGRESS_EVERY and done < total:
+            return
+        self.last = now
+        rate = done / max(now - self.start, 1e-6)
+        eta = (total - done) / rate if rate > 0 else 0.0
+        self.say(f"{self.what}: {done / 1e6:.0f} of {total / 1e6:.0f} MB read, {rate / 1e6:.0f} MB/s, {eta:.0f} s left")
 
 
 @dataclass(frozen=True)
@@ -44,6 +68,7 @@ class BaseImageRef:
     version: str
     size: int
     urls: tuple[str, ...] = ()
+    provenance: dict[str, Any] | None = None  # how the disk was obtained (``vmlog.store.provenance``)
 
 
 @dataclass(frozen=True)
@@ -111,8 +136,9 @@ class BundleWriter:
         memory: Path | None = None,
         memory_info: dict[str, Any] | None = None,
         signing_key: SigningKey | None = None,
-        zstd_level: int = 6,
+        zstd_level: int = DEFAULT_LEVEL,
         workdir: Path | None = None,
+        block_index_dir: Path | None = None,
     ) -> None:
         self.base = base
         self.state = state
@@ -124,6 +150,7 @@ class BundleWriter:
         self.signing_key = signing_key
         self.zstd_level = zstd_level
         self.workdir = workdir
+        self.block_index_dir = block_index_dir
         self._disks: dict[str, tuple[Path, str]] = {}
 
     def add_disk(self, label: str, top: Path, fmt: str = "qcow2") -> None:
@@ -148,7 +175,7 @@ class BundleWriter:
             disks_doc, stats = self._prepare_disks(work, members, files, say)
             logbook_bytes = json.dumps(self.logbook, indent=1, default=str).encode()
             members[mf.LOGBOOK_NAME] = _plain_entry(logbook_bytes)
-            features = [mf.FEATURE_QCOW2_DELTA, mf.FEATURE_ZSTD]
+            features = [mf.FEATURE_BLOCK_LIST, mf.FEATURE_ZSTD]
             if self.since is not None:
                 features.append(mf.FEATURE_INCREMENTAL)
             if self.memory is not None:
@@ -176,28 +203,41 @@ class BundleWriter:
         """Each disk's delta, compressed into ``work``; its member entry and file are added to ``members``/``files``."""
         disks_doc = []
         stats: dict[str, DeltaStats] = {}
+        index = None
+        if self._disks:
+            say("indexing the base image's blocks")
+            index = base_index(self.base.path, self.base.format, self.base.sha256, self.block_index_dir)
         for label, (top, fmt) in self._disks.items():
             if self.since is not None:
                 reference, ref_format = self.since.layers[label], "qcow2"
             else:
                 reference, ref_format = self.base.path, self.base.format
-            say(f"computing the delta of disk {label}")
-            delta = work / f"{label}.qcow2"
-            stats[label] = write_delta(top, fmt, reference, ref_format, delta)
-            say(f"compressing the delta of disk {label}")
-            name = mf.disk_member_name(label)
+            name = mf.disk_member_name(label, mf.ENCODING_BLOCKS)
             files[name] = work / name
-            digest = compress_file(delta, files[name], level=self.zstd_level)
-            delta.unlink()
-            members[name] = _member_entry(digest)
+            with CompressingSink(files[name], level=self.zstd_level) as sink:
+                stats[label] = write_block_delta(
+                    top,
+                    fmt,
+                    reference,
+                    ref_format,
+                    sink.write,
+                    base=(self.base.path, self.base.format),
+                    index=index,
+                    progress=RateProgress(say, f"disk {label}"),
+                )
+            assert sink.digest is not None
+            members[name] = _member_entry(sink.digest)
             disks_doc.append(
                 {
                     "label": label,
                     "member": name,
+                    "encoding": mf.ENCODING_BLOCKS,
                     "virtual_size": stats[label].virtual_size,
                     "backing_format": ref_format,
                     "changed_bytes": stats[label].data_bytes,
                     "zeroed_bytes": stats[label].zero_bytes,
+                    "referenced_bytes": getattr(stats[label], "base_ref_bytes", 0)
+                    + getattr(stats[label], "copy_ref_bytes", 0),
                 }
             )
         return disks_doc, stats
@@ -225,6 +265,7 @@ class BundleWriter:
                 "format": self.base.format,
                 "virtual_size": base_info["virtual-size"],
                 "urls": list(self.base.urls),
+                **({"provenance": self.base.provenance} if self.base.provenance else {}),
             },
             "since": ({"state_id": self.since.state_id, "digest": self.since.digest} if self.since else None),
             "disks": disks_doc,

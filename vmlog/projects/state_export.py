@@ -16,6 +16,7 @@ from vmlog.projects.driver import LayersOf, Progress
 from vmlog.projects.memory_stack import memory_stack
 from vmlog.projects.model import Project, State
 from vmlog.projects.store import ProjectFiles
+from vmlog.store import provenance
 from vmlog.store.images import StoredImage
 
 SUFFIX = ".vmlstate"
@@ -110,6 +111,15 @@ def state_record(project: Project, state: State) -> dict[str, Any]:
     }
 
 
+def base_provenance(image: StoredImage) -> dict[str, Any] | None:
+    """The store's record of how ``image`` was obtained, as the manifest carries it (None if there is none)."""
+    record = provenance.load(image.path.parent.parent, image.sha256)  # <store>/<sha256>/<file>
+    return record.to_manifest() if record is not None else None
+
+
+BLOCK_INDEX_DIR = "block-index"  # under the home's cache: each base's block index, by sha256
+
+
 def new_writer(
     out: Outgoing, layers_of: LayersOf, *, urls: Sequence[str], logbook: list[dict[str, Any]],
     memory: Path | None, key: SigningKey | None, workdir: Path, progress: Progress,
@@ -124,7 +134,7 @@ def new_writer(
     writer = BundleWriter(
         BaseImageRef(
             path=image.path, format=image.qemu_format, sha256=image.sha256, name=image.name,
-            version=image.version, size=image.size, urls=tuple(urls),
+            version=image.version, size=image.size, urls=tuple(urls), provenance=base_provenance(image),
         ),
         state=state_record(out.project, out.state),
         vm_spec=portable_spec(out.state.spec),
@@ -134,6 +144,7 @@ def new_writer(
         memory_info=memory_stack(out.project, out.state, memory) if memory else None,
         signing_key=key,
         workdir=workdir,
+        block_index_dir=workdir / BLOCK_INDEX_DIR,
     )
     progress("reading the state's disks", 0.1)
     for label, layer_path in layers_of(out.state).items():

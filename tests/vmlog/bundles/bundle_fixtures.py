@@ -18,6 +18,8 @@ from vmlog.bundles import BaseImageRef, BundleWriter, SigningKey
 
 MIB = 1 << 20
 BASE_SIZE = 32 * MIB
+DISK_MEMBER = "disk-system.blocks.zst"  # what the writer makes (format 2)
+QCOW2_MEMBER = "disk-system.qcow2.zst"  # what format 1 bundles carry
 
 
 def qemu_io(image: Path, *commands: str) -> None:
@@ -131,11 +133,25 @@ def reseal(manifest: dict, members: dict[str, bytes], raw: dict[str, bytes] | No
     return json.dumps(manifest).encode()
 
 
+def as_format_1(manifest: dict, members: dict[str, bytes]) -> None:
+    """Turn a format 2 manifest (block-list disk) into format 1 (qcow2 disk), for forging qcow2 deltas."""
+    manifest["format_version"] = 1
+    manifest["features_required"] = [
+        "qcow2-delta" if f == "block-list" else f for f in manifest["features_required"]
+    ]
+    for disk in manifest["disks"]:
+        disk.pop("encoding", None)
+        disk["member"] = QCOW2_MEMBER
+    manifest["members"][QCOW2_MEMBER] = manifest["members"].pop(DISK_MEMBER)
+    members.pop(DISK_MEMBER, None)
+
+
 def forge_with_disk(valid: Path, out: Path, qcow2_bytes: bytes) -> Path:
-    """A bundle like ``valid`` whose disk delta is ``qcow2_bytes``, with every digest made to match."""
+    """A format 1 bundle like ``valid`` whose disk delta is ``qcow2_bytes``, with every digest made to match."""
     members = read_members(valid)
     manifest = json.loads(members["manifest.json"])
-    name = "disk-system.qcow2.zst"
+    as_format_1(manifest, members)
+    name = QCOW2_MEMBER
     members[name] = zstandard.ZstdCompressor().compress(qcow2_bytes)
     mbytes = reseal(manifest, members, {name: qcow2_bytes})
     return pack(

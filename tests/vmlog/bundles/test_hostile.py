@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import zstandard
-from bundle_fixtures import Chain, forge_with_disk, member, pack, read_members, reseal, write_bundle
+from bundle_fixtures import DISK_MEMBER, Chain, forge_with_disk, member, pack, read_members, reseal, write_bundle
 
 from vmlog.bundles import BundleReader, BundleRejected, LocalReference
 from vmlog.bundles.delta import REFERENCE_PLACEHOLDER
@@ -44,7 +44,7 @@ def _bomb(valid: Path, out: Path, declared: int | None) -> Path:
     members = read_members(valid)
     members.pop("manifest.sig")
     manifest = json.loads(members["manifest.json"])
-    name = "disk-system.qcow2.zst"
+    name = DISK_MEMBER
     cctx = zstandard.ZstdCompressor(level=1)
     chunks = cctx.compressobj()
     stored = b"".join(chunks.compress(bytes(1 << 20)) for _ in range(300)) + chunks.flush()
@@ -151,17 +151,17 @@ CASES: dict[str, tuple[str, str, Callable[[Chain, Path, Path], Path]]] = {
     "truncated": (
         "truncated",
         "truncated",
-        lambda c, v, t: _truncate(v, "disk-system.qcow2.zst", t / "b.vmlstate"),
+        lambda c, v, t: _truncate(v, DISK_MEMBER, t / "b.vmlstate"),
     ),
     "member-missing": (
         "truncated",
         "ends before member",
-        lambda c, v, t: _repack(v, t / "b.vmlstate", drop=["disk-system.qcow2.zst"]),
+        lambda c, v, t: _repack(v, t / "b.vmlstate", drop=[DISK_MEMBER]),
     ),
     "wrong-digest": (
         "digest",
         "does not match its sha256",
-        lambda c, v, t: _flip_byte(v, "disk-system.qcow2.zst", t / "b.vmlstate"),
+        lambda c, v, t: _flip_byte(v, DISK_MEMBER, t / "b.vmlstate"),
     ),
     "oversized-manifest": (
         "manifest-size",

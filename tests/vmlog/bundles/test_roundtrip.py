@@ -7,11 +7,16 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from bundle_fixtures import MIB, Chain, qemu_io, read_members, write_bundle
+from bundle_fixtures import DISK_MEMBER, MIB, Chain, qemu_io, read_members, write_bundle
 
 from hypervisors import qemu_img
 from vmlog.bundles import BaseImageRef, BundleReader, BundleWriter, LocalReference, SinceRef
-from vmlog.bundles.delta import REFERENCE_PLACEHOLDER
+from vmlog.bundles.blocks import MAGIC
+
+
+def _sent(stats) -> int:  # noqa: ANN001
+    """Non-zero bytes that differ from the reference, whether sent as data or as references."""
+    return stats.data_bytes + stats.base_ref_bytes + stats.copy_ref_bytes
 
 
 def _receiver_base(chain: Chain, tmp_path: Path) -> Path:
@@ -43,7 +48,10 @@ def test_delta_holds_only_clusters_that_differ_from_the_base(chain: Chain, tmp_p
     disk = manifest["disks"][0]
     # 256k + 64k + 1536k changed; the 1 MiB rewrite with the base's bytes and the 64k write of
     # 0x01 at offset 0 (the base's own byte there) are dropped by the content check.
-    assert disk["changed_bytes"] == 256 * 1024 + 64 * 1024 + 1536 * 1024
+    assert disk["changed_bytes"] + disk["referenced_bytes"] == 256 * 1024 + 64 * 1024 + 1536 * 1024
+    # each write repeats one byte: all but its first 4 KiB block are copies of it
+    assert disk["changed_bytes"] == 3 * 4096
+    assert disk["encoding"] == "blocks"
     assert disk["zeroed_bytes"] == 128 * 1024
     assert disk["backing_format"] == "raw"
     assert manifest["base"]["sha256"] == chain.base_sha256
@@ -69,7 +77,7 @@ def test_flattened_disk_exports_only_the_change(chain: Chain, tmp_path: Path) ->
     writer = BundleWriter(chain.base_ref(), state={"id": "s"}, vm_spec={})
     writer.add_disk("system", flat)
     summary = writer.write(tmp_path / "flat.vmlstate")
-    assert summary.disks["system"].data_bytes == (256 + 64 + 1536) * 1024
+    assert _sent(summary.disks["system"]) == (256 + 64 + 1536) * 1024
     base = _receiver_base(chain, tmp_path)
     result = BundleReader(summary.path).materialise(tmp_path / "receiver" / "st", base=LocalReference(base, "raw"))
     assert qemu_img.compare(result.disks["system"], "qcow2", chain.layer2, "qcow2")
@@ -88,7 +96,7 @@ def test_incremental_bundle_on_since_state(chain: Chain, tmp_path: Path) -> None
     w2 = BundleWriter(chain.base_ref(), state={"id": "st-2"}, vm_spec={}, since=since)
     w2.add_disk("system", chain.layer2)
     summary = w2.write(tmp_path / "incr.vmlstate")
-    assert summary.disks["system"].data_bytes == (64 + 1536) * 1024  # 0x01 at 0 equals layer1
+    assert _sent(summary.disks["system"]) == (64 + 1536) * 1024  # 0x01 at 0 equals layer1
 
     reader = BundleReader(summary.path)
     assert reader.verify().since == {"state_id": "st-1", "digest": "digest-of-st-1"}
@@ -114,17 +122,12 @@ def test_memory_image_travels_only_when_given(chain: Chain, tmp_path: Path) -> N
     assert "memory-image" in result.bundle.manifest["features_required"]
 
 
-def test_exported_delta_names_only_the_placeholder(chain: Chain, tmp_path: Path) -> None:
+def test_exported_delta_is_a_block_list_without_sender_paths(chain: Chain, tmp_path: Path) -> None:
     import zstandard
 
     bundle = write_bundle(chain, tmp_path / "s.vmlstate")
-    raw = zstandard.ZstdDecompressor().decompress(
-        read_members(bundle)["disk-system.qcow2.zst"], max_output_size=64 << 20
-    )
-    delta = tmp_path / "delta.qcow2"
-    delta.write_bytes(raw)
-    info = qemu_img.info(delta, "qcow2")
-    assert info["backing-filename"] == REFERENCE_PLACEHOLDER
+    raw = zstandard.ZstdDecompressor().decompress(read_members(bundle)[DISK_MEMBER], max_output_size=64 << 20)
+    assert raw.startswith(MAGIC)
     assert str(chain.dir) not in raw.decode("latin-1")  # no sender paths leak
     subprocess.run(["tar", "tf", str(bundle)], check=True, capture_output=True)
 

@@ -42,3 +42,17 @@ def test_verify_writes_nothing(chain: Chain, signing_key: SigningKey, tmp_path: 
     verified = BundleReader(bundle).verify()
     assert verified.labels == ["system"]
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_own_key_is_a_known_signer_of_its_home(chain: Chain, signing_key: SigningKey, tmp_path: Path) -> None:
+    """A bundle exported from a home imports into that home without --trust; nothing is written to say so."""
+    from vmlog.bundles.signing import OWN_KEY_NAME
+
+    bundle = write_bundle(chain, tmp_path / "s.vmlstate", signing_key=signing_key)
+    home = KnownSigners(tmp_path / "alice-config")
+    signer = BundleReader(bundle, known_signers=home).verify().signer
+    assert signer is not None and signer.known and signer.known_as == OWN_KEY_NAME
+    assert not home.path.exists()
+    other = KnownSigners(tmp_path / "bob-config")
+    SigningKey.load_or_create(tmp_path / "bob-config", "Bob")
+    assert BundleReader(bundle, known_signers=other).verify().signer.known is False

@@ -1,0 +1,210 @@
+"""Builds a disk's block list (bundle format 2): the 4 KiB blocks that differ from the reference, deduplicated.
+
+Only extents that ``qemu-img map`` reports as allocated above the reference are read (the work
+grows with the change, not with the disk); each of their 4 KiB blocks is compared with the
+reference at the same offset and dropped if equal. A differing block becomes, in this order of
+preference: a zero run; a reference to an earlier block of this delta with the same bytes; a
+reference to a base block with the same bytes (a file copied or moved in the guest); or data.
+Candidates are found by fingerprint and always confirmed by comparing the bytes, so a reference
+is never wrong. Everything goes straight into the compressor: one pass, bounded memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from hypervisors import qemu_img
+from vmlog.bundles.block_index import BaseBlockIndex, fingerprint
+from vmlog.bundles.blocks import BASE, BLOCK_SIZE, COPY, DATA, MAX_RUN, ZERO, BlockEncoder
+from vmlog.bundles.delta import COMPARE_CHUNK, DeltaStats, _candidate_ranges, _chain
+from vmlog.bundles.image_read import Readable, open_image
+from vmlog.bundles.nbd import NbdImage
+from vmlog.errors import InvalidInput
+
+MAX_SEEN = 4 << 20  # fingerprints of this delta's own blocks kept for COPY references (about 16 GiB of change)
+_WINDOW = 256  # blocks read ahead from a reference's source, so a copied file costs one read per MiB
+_ZERO_BLOCK = bytes(BLOCK_SIZE)
+_CLUSTER = 65536  # compared whole first; only differing clusters are compared block by block
+_ZERO_CLUSTER = bytes(_CLUSTER)
+
+Progress = Callable[[int, int], None]  # (bytes scanned so far, bytes to scan)
+
+
+@dataclass(frozen=True)
+class BlockDeltaStats(DeltaStats):
+    """A block delta's figures: those of :class:`DeltaStats` and the bytes sent as references."""
+
+    base_ref_bytes: int = 0
+    copy_ref_bytes: int = 0
+
+
+class _SourceWindow:
+    """Reads single blocks of one image, a window at a time, to confirm reference candidates."""
+
+    def __init__(self, image: Readable) -> None:
+        self._image = image
+        self._start = -1
+        self._data = b""
+
+    def block(self, n: int) -> bytes:
+        end = self._start + len(self._data) // BLOCK_SIZE
+        if not self._start <= n < end:
+            self._start = n
+            size = self._image.size - self._image.size % BLOCK_SIZE
+            self._data = self._image.read(n * BLOCK_SIZE, min(_WINDOW * BLOCK_SIZE, size - n * BLOCK_SIZE))
+        i = (n - self._start) * BLOCK_SIZE
+        return self._data[i : i + BLOCK_SIZE]
+
+
+class _Runs:
+    """Merges consecutive blocks of one kind (and, for references, consecutive sources) into records."""
+
+    def __init__(self, encoder: BlockEncoder) -> None:
+        self.enc = encoder
+        self.kind = -1
+        self.first = self.count = self.source = 0
+        self.data = bytearray()
+        self.sha = hashlib.sha256()
+        self.bytes = {DATA: 0, ZERO: 0, BASE: 0, COPY: 0}
+
+    def add(self, kind: int, block: int, payload: bytes | memoryview, source: int = 0) -> None:
+        if (
+            kind != self.kind
+            or block != self.first + self.count
+            or self.count >= MAX_RUN
+            or (kind in (BASE, COPY) and source != self.source + self.count)
+        ):
+            self.flush()
+            self.kind, self.first, self.source = kind, block, source
+        self.count += 1
+        self.bytes[kind] += BLOCK_SIZE
+        if kind == DATA:
+            self.data += payload
+        elif kind != ZERO:
+            self.sha.update(payload)
+
+    def flush(self) -> None:
+        if self.count:
+            if self.kind == DATA:
+                self.enc.data(self.first, self.data)
+            elif self.kind == ZERO:
+                self.enc.zero(self.first, self.count)
+            else:
+                self.enc.reference(self.kind, self.first, self.count, self.source, self.sha.digest())
+        self.kind, self.count = -1, 0
+        self.data = bytearray()
+        self.sha = hashlib.sha256()
+
+
+class _Classifier:
+    """Decides, block by block, how a differing block travels."""
+
+    def __init__(self, runs: _Runs, src: Readable, base: Readable | None, index: BaseBlockIndex | None) -> None:
+        self.runs = runs
+        self.own = _SourceWindow(src)
+        self.base = _SourceWindow(base) if base is not None else None
+        self.index = index
+        self.seen: dict[bytes, int] = {}
+
+    def block(self, n: int, data: bytes) -> None:
+        if data == _ZERO_BLOCK:
+            self.runs.add(ZERO, n, data)
+            return
+        if len(data) < BLOCK_SIZE:  # a disk whose size is not a multiple of 4 KiB: its last piece
+            self.runs.add(DATA, n, bytes(data) + bytes(BLOCK_SIZE - len(data)))
+            return
+        key = fingerprint(data)
+        earlier = self.seen.get(key)
+        if earlier is not None and self.own.block(earlier) == data:
+            self.runs.add(COPY, n, data, earlier)
+            return
+        found = self.index.lookup(key) if self.index is not None and self.base is not None else None
+        if found is not None and self.base is not None and self.base.block(found) == data:
+            self.runs.add(BASE, n, data, found)
+            return
+        if len(self.seen) < MAX_SEEN:
+            self.seen.setdefault(key, n)
+        self.runs.add(DATA, n, data)
+
+    def zero_cluster(self, n: int) -> None:
+        for i in range(_CLUSTER // BLOCK_SIZE):
+            self.runs.add(ZERO, n + i, b"")
+
+
+def _compare_chunk(off: int, new: bytes, old: bytes, cls: _Classifier) -> None:
+    """Hand every 4 KiB block of ``new`` that differs from ``old`` to ``cls``, a 64 KiB cluster at a time.
+
+    ``startswith`` at an offset compares without copying one side (memoryview comparisons are slower still).
+    """
+    for cpos in range(0, len(new), _CLUSTER):
+        before = old[cpos : cpos + _CLUSTER]
+        if new.startswith(before, cpos):
+            continue
+        cluster = new[cpos : cpos + _CLUSTER]
+        if cluster == _ZERO_CLUSTER:
+            cls.zero_cluster((off + cpos) // BLOCK_SIZE)
+            continue
+        first = (off + cpos) // BLOCK_SIZE
+        for pos in range(0, len(cluster), BLOCK_SIZE):
+            piece = cluster[pos : pos + BLOCK_SIZE]
+            if not before.startswith(piece, pos):
+                cls.block(first + pos // BLOCK_SIZE, piece)
+
+
+def _scan(src: Readable, ref: Readable, ranges: list[tuple[int, int]], cls: _Classifier, progress: Progress) -> int:
+    total = sum(end - start for start, end in ranges)
+    scanned = 0
+    for start, end in ranges:
+        for off in range(start, end, COMPARE_CHUNK):
+            n = min(COMPARE_CHUNK, end - off)
+            new = src.read(off, n)
+            old = ref.read(off, n)
+            scanned += n
+            progress(scanned, total)
+            if new != old:
+                _compare_chunk(off, new, old, cls)
+    return scanned
+
+
+def write_block_delta(
+    top: Path,
+    top_format: str,
+    reference: Path,
+    reference_format: str,
+    sink: Callable[[bytes], object],
+    *,
+    base: tuple[Path, str] | None = None,
+    index: BaseBlockIndex | None = None,
+    progress: Progress = lambda _done, _total: None,
+) -> BlockDeltaStats:
+    """Write into ``sink`` the block list of what ``top`` shows the guest that ``reference`` does not.
+
+    ``base`` (image, format) with its ``index`` lets blocks found in the base travel as references.
+    """
+    top, reference = Path(top).resolve(), Path(reference).resolve()
+    size = qemu_img.info(top, top_format)["virtual-size"]
+    if qemu_img.info(reference, reference_format)["virtual-size"] != size:
+        raise InvalidInput(
+            f"disk {top.name} and its reference {reference.name} differ in size",
+            fix="export disks that keep the base image's size",
+        )
+    chain = _chain(top, top_format)
+    depth = chain.index(reference) if reference in chain else None
+    ranges = [] if depth == 0 else _candidate_ranges(top, top_format, depth, size)
+    encoder = BlockEncoder(sink, size)
+    runs = _Runs(encoder)
+    with ExitStack() as stack:
+        src = stack.enter_context(NbdImage(top, top_format))
+        ref = open_image(stack, reference, reference_format)
+        base_img = None
+        if base is not None and index is not None and len(index):
+            base_img = ref if Path(base[0]).resolve() == reference else open_image(stack, Path(base[0]), base[1])
+        scanned = _scan(src, ref, ranges, _Classifier(runs, src, base_img, index), progress)
+    runs.flush()
+    encoder.close()
+    b = runs.bytes
+    return BlockDeltaStats(size, b[DATA], b[ZERO], scanned, b[BASE], b[COPY])

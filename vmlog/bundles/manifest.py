@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import datetime
 from typing import Any
 
 from vmlog import safejson
@@ -128,6 +129,25 @@ def check_text(value: Any, where: str, *, limit: int = 200, lines: bool = False)
         raise BundleRejected("control-characters", f"malformed manifest: {where} holds control characters")
 
 
+def created_seconds(value: object) -> float | None:
+    """A state's creation time in seconds since 1970, from a number or an ISO 8601 text; None if it is neither.
+
+    Records carry numbers; an ISO 8601 text (as some writers put there) is read too. The result is
+    finite and between 1970 and 2200, or None.
+    """
+    if isinstance(value, str) and len(value) <= 40:
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        seconds = moment.timestamp()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        return None
+    return seconds if math.isfinite(seconds) and 0 <= seconds <= MAX_CREATED else None
+
+
 def _check_state(state: dict[str, Any]) -> None:
     """The state's record: texts without control characters, a sane creation time, bounded mounts."""
     for key, limit in MAX_TEXT.items():
@@ -136,10 +156,7 @@ def _check_state(state: dict[str, Any]) -> None:
             continue
         check_text(value, f"state.{key}", limit=limit, lines=key == "message")
     created = state.get("created")
-    if created is not None and (
-        not isinstance(created, (int, float)) or isinstance(created, bool) or not math.isfinite(created)
-        or not 0 <= created <= MAX_CREATED
-    ):
+    if created is not None and created_seconds(created) is None:
         raise BundleRejected("created", "malformed manifest: state.created is not a time between 1970 and 2200")
     mounts = state.get("release_mounts")
     if mounts is not None and (

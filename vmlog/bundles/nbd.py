@@ -10,6 +10,7 @@ and write zeroes. Only trusted, vmlog-made images are opened this way. The serve
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import socket
@@ -27,6 +28,7 @@ _NBDMAGIC = b"NBDMAGIC"
 _IHAVEOPT = 0x49484156454F5054
 _REQUEST_MAGIC = 0x25609513
 _REPLY_MAGIC = 0x67446698
+_NBD_ENOSPC = 28  # NBD protocol error value for a full disk (the same number as Linux ENOSPC)
 _FLAG_FIXED_NEWSTYLE = 1
 _FLAG_NO_ZEROES = 2
 _OPT_EXPORT_NAME = 1
@@ -122,6 +124,8 @@ class NbdImage:
         magic, error, handle = struct.unpack(">IIQ", self._recv(16))
         if magic != _REPLY_MAGIC or handle != self._handle:
             raise NbdError("unexpected NBD reply")
+        if error == _NBD_ENOSPC:  # the image's file system is full: said as such by the callers' disk-space handling
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         if error:
             raise NbdError(f"NBD request {cmd} at offset {offset} failed with error {error}")
         return self._recv(length) if cmd == _CMD_READ else b""

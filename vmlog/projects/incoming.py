@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from vmlog.bundles import BundleRejected, LocalReference, VerifiedBundle
+from vmlog.bundles.manifest import created_seconds
 from vmlog.errors import AlreadyExists, InvalidInput
 from vmlog.projects.digest import layers_digest
 from vmlog.projects.model import Project, State
@@ -70,6 +71,6 @@ def record_fields(bundle: VerifiedBundle, states: dict[str, State], describe: st
         "name": name,
         "message": str(bundle.state.get("message") or "")[:2000] or f"imported ({describe})",
         "author": str(bundle.state.get("author") or "unknown")[:200],
-        "created": float(created) if isinstance(created, (int, float)) and not isinstance(created, bool) else 0.0,
+        "created": created_seconds(created) or 0.0,
         "release_mounts": [m for m in mounts if isinstance(m, dict)] if isinstance(mounts, list) else [],
     }

@@ -166,7 +166,7 @@ CASES: dict[str, tuple[Callable[[Path, Path], Path], int, str]] = {
     "created-nan": (created_raw("NaN"), REJECTED, "NaN"),
     "created-infinity": (created_raw("Infinity"), REJECTED, "Infinity"),
     "created-overflow": (created_raw("1e999"), REJECTED, "out of range"),
-    "created-text": (state("created", "2020-01-01"), REJECTED, "state.created"),
+    "created-text": (state("created", "the day before yesterday"), REJECTED, "state.created"),
     "created-bool": (state("created", True), REJECTED, "state.created"),
     "created-year-2255": (state("created", 9e9), REJECTED, "state.created"),
     "name-newline-forges-a-line": (state("name", "x\n  signed by Alice (known key, accepted as alice)"), REJECTED,
@@ -187,7 +187,7 @@ CASES: dict[str, tuple[Callable[[Path, Path], Path], int, str]] = {
     "pax-header-1mib-before-manifest": (with_pax("manifest.json", 1 << 20), REJECTED, "tar extension header"),
     "pax-header-claims-200mb": (claimed_pax, REJECTED, "tar extension header"),
     "gnu-long-name-1mib": (with_pax("logbook.json", 1 << 20, "gnu"), REJECTED, "tar extension header"),
-    "pax-header-1mib-before-disk": (with_pax("disk-system.qcow2.zst", 1 << 20), REJECTED, "tar extension header"),
+    "pax-header-1mib-before-disk": (with_pax("disk-system.blocks.zst", 1 << 20), REJECTED, "tar extension header"),
     "signer-name-escape": (signed_by("Alice\x1b[8m (unknown key"), REJECTED, "control characters"),
     "signer-name-newline": (signed_by("Mallory\nsigned by Alice (known key)"), REJECTED, "control characters"),
 }

@@ -23,8 +23,9 @@ from vmlog.app import projects
 from vmlog.app.appliances import FoundAppliance, canonical_backend, store_name
 from vmlog.context import project_setup
 from vmlog.context.appliance_vm import SSH_GUEST_PORT, appliance_vm
+from vmlog.context.guest import VMLOG_AGENT, guest_agent_kind, open_guest
 from vmlog.context.model import Context, ExtraFile
-from vmlog.context.readiness import agent_answers, console_has, ssh_banner, wait_until
+from vmlog.context.readiness import GuestReadyCheck, console_has, ssh_banner, wait_until
 from vmlog.errors import AlreadyExists, NotFound
 from vmlog.logbook import Operation
 from vmlog.projects.backends import open_backend, vm_state
@@ -206,16 +207,22 @@ def wait_until_ready(
     cancel: threading.Event | None,
     ctx: Workspace | None = None,
 ) -> str | None:
-    """Wait for the guest to show it is ready the way ``meta`` says: "agent", "ssh", "console", or None."""
+    """Wait for the guest to show it is ready the way ``meta`` says: "agent", "ssh", "console", or None.
+
+    With a guest agent, ready means the agent answers and cloud-init finished (its ``boot-finished``
+    file, read through the agent): an SSH banner comes while cloud-init is still at work.
+    """
     files, project = projects.load(name, workspace(ctx))
     spec = files.vm_spec(project)
-    fix = f"look at `vml console {project.name}`; `vml setup` again keeps waiting"
+    fix = f"look at `vml console {project.name}`; `vml setup --name {project.name}` again keeps waiting"
     waits: dict[str, Any] = {"timeout": timeout, "alive": _why_not_alive(project), "cancel": cancel, "fix": fix}
-    if meta.get("agent") and spec.channel_socket is not None:
-        say("ready", "waiting for the guest agent to answer")
-        with GuestChannel(spec.channel_socket) as channel:
-            wait_until(agent_answers(channel), what="the guest agent", **waits)
-        say("ready", "the guest agent answers")
+    kind = guest_agent_kind(meta)
+    if kind is not None:
+        with open_backend(project) as backend, open_guest(backend, project.vm_name, kind, spec.channel_socket) as agent:
+            what = "the guest agent" if kind == VMLOG_AGENT else "the guest agent and cloud-init"
+            say("ready", f"waiting for {what}")
+            wait_until(GuestReadyCheck(agent, cloud_init=kind != VMLOG_AGENT), what=what, **waits)
+        say("ready", "the guest agent answers" + ("" if kind == VMLOG_AGENT else " and cloud-init finished"))
         return "agent"
     if meta.get("ssh_port"):
         port = int(meta["ssh_port"])
@@ -248,12 +255,13 @@ def reach_facts(name: str, meta: dict[str, Any], *, ctx: Workspace | None = None
     files, project = projects.load(name, workspace(ctx))
     spec = files.vm_spec(project)
     stored = project_setup.read_stored_context(files.root) or {}
+    serial_agent = guest_agent_kind(meta) == VMLOG_AGENT
     return ReachFacts(
         vm_name=project.vm_name,
         backend=project.backend,
         hostname=str(stored.get("hostname") or ""),
         console_log=str(spec.serial_log) if spec.serial_log else None,
-        agent_socket=str(spec.channel_socket) if meta.get("agent") and spec.channel_socket else None,
+        agent_socket=str(spec.channel_socket) if serial_agent and spec.channel_socket else None,
     )
 
 
@@ -262,3 +270,14 @@ def ask_guest_agent(socket_path: Path, commands: list[str], *, ready_timeout: fl
     with GuestChannel(socket_path) as guest:
         guest.wait_ready(ready_timeout)
         return [guest.check_output(command).strip() for command in commands]
+
+
+def ask_guest(name: str, commands: list[str], *, ready_timeout: float = 60, ctx: Workspace | None = None) -> list[str]:
+    """The output of each of ``commands`` run in project ``name``'s running guest through its agent."""
+    files, project = projects.load(name, workspace(ctx))
+    spec = files.vm_spec(project)
+    meta = project_setup.read_setup_meta(files.root) or project_setup.meta_without_setup(project.base)
+    with open_backend(project) as backend:
+        with open_guest(backend, project.vm_name, guest_agent_kind(meta), spec.channel_socket) as agent:
+            agent.wait_ready(ready_timeout)
+            return [agent.check_shell(command).strip() for command in commands]

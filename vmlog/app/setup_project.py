@@ -50,6 +50,8 @@ class SshAccess:
     user: str
     host: str = "127.0.0.1"
     banner: str | None = None
+    identity: str | None = None  # the private key whose public half the seed gave the user
+    known_hosts: str | None = None  # the project's own known_hosts (its guest made its host key at first boot)
 
     @property
     def reachable(self) -> bool:
@@ -57,7 +59,12 @@ class SshAccess:
 
     def command(self, project: str) -> list[str]:
         """The ssh command line; the host key is remembered per project, not per (reused) port."""
-        return ["ssh", "-p", str(self.port), "-o", f"HostKeyAlias=vmlog-{project}", f"{self.user}@{self.host}"]
+        argv = ["ssh", "-p", str(self.port), "-o", f"HostKeyAlias=vmlog-{project}"]
+        if self.known_hosts:
+            argv += ["-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "StrictHostKeyChecking=accept-new"]
+        if self.identity:
+            argv += ["-i", self.identity, "-o", "IdentitiesOnly=yes"]
+        return [*argv, f"{self.user}@{self.host}"]
 
     def to_dict(self) -> dict[str, Any]:
         return {"host": self.host, "port": self.port, "user": self.user, "reachable": self.reachable}
@@ -75,7 +82,13 @@ def ssh_access(project: str | None = None, *, check: bool = True, ctx: Workspace
             fix=f"use `vml console {proj.name}` (setup forwards SSH to appliances with an SSH server)",
         )
     stored = project_setup.read_stored_context(files.root) or {}
-    access = SshAccess(port=port, user=str(stored.get("user") or Context().user))
+    key = project_setup.private_key_for(stored.get("ssh_public_key"))
+    access = SshAccess(
+        port=port,
+        user=str(stored.get("user") or Context().user),
+        identity=str(key) if key else None,
+        known_hosts=str(project_setup.setup_dir(files.root) / project_setup.KNOWN_HOSTS_FILE),
+    )
     return dataclasses.replace(access, banner=ssh_banner(port)) if check else access
 
 
@@ -126,7 +139,13 @@ def create_setup_project(
     except BaseException:
         projects.remove_project(name, ctx=ctx)
         raise
-    return list(vm.warnings)
+    warnings = list(vm.warnings)
+    if vm.ssh_port is not None and not context.ssh_public_key:
+        warnings.append(
+            f"no SSH public key to give {context.user} (none in the context, no ~/.ssh/id_*.pub): the user's"
+            " password is locked, so `vml ssh` cannot log in; make a key (`ssh-keygen -t ed25519`) before setup"
+        )
+    return warnings
 
 
 def complete_setup_project(name: str, *, say: Say, ctx: Workspace | None = None) -> dict[str, Any]:

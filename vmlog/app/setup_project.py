@@ -25,6 +25,7 @@ from vmlog.context import project_setup
 from vmlog.context.appliance_vm import SSH_GUEST_PORT, appliance_vm
 from vmlog.context.guest import VMLOG_AGENT, guest_agent_kind, open_guest
 from vmlog.context.model import Context, ExtraFile
+from vmlog.context.quiesce import sync_guest_clock
 from vmlog.context.readiness import GuestReadyCheck, console_has, ssh_banner, wait_until
 from vmlog.errors import AlreadyExists, NotFound
 from vmlog.logbook import Operation
@@ -300,3 +301,18 @@ def ask_guest(name: str, commands: list[str], *, ready_timeout: float = 60, ctx:
         with open_guest(backend, project.vm_name, guest_agent_kind(meta), spec.channel_socket) as agent:
             agent.wait_ready(ready_timeout)
             return [agent.check_shell(command).strip() for command in commands]
+
+
+def set_guest_clock(name: str, *, ctx: Workspace | None = None) -> str | None:
+    """After a resume: set the guest clock to the host's through its agent; None, or why it was not set.
+
+    A saved guest's clock stood still while it was saved; the standard agents set it (``guest-set-time``).
+    """
+    files, project = projects.load(name, workspace(ctx))
+    meta = project_setup.read_setup_meta(files.root) or project_setup.meta_without_setup(project.base)
+    kind = guest_agent_kind(meta)
+    if kind is None:
+        return None
+    socket = files.vm_spec(project).channel_socket
+    with open_backend(project) as backend:
+        return sync_guest_clock(backend, project.vm_name, kind=kind, channel_socket=socket)

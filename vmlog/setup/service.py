@@ -32,6 +32,7 @@ from vmlog.app.setup_project import (
     overrides_ignored,
     project_exists,
     reach_facts,
+    set_guest_clock,
     setup_logbook_row,
     setup_project_name,
     ssh_access,
@@ -136,6 +137,9 @@ def _boot(name: str, progress: SetupProgress, cancel: threading.Event | None, ct
     progress(SetupEvent("boot", "resuming the VM" if before == VMState.SAVED else "booting the VM"))
     how = running.up(name, ctx=ctx)
     progress(SetupEvent("boot", f"the VM {how}"))
+    if before == VMState.SAVED:
+        problem = set_guest_clock(name, ctx=ctx)
+        progress(SetupEvent("boot", problem or "the guest clock was set to the host's"))
     return before
 
 

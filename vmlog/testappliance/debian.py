@@ -48,7 +48,8 @@ KERNEL_CMDLINE = (
 MASKED_UNITS = (
     "apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer", "fstrim.timer", "e2scrub_all.timer",
     "e2scrub_reap.service", "systemd-networkd-wait-online.service", "getty@tty1.service", "systemd-pstore.service",
-    "cloud-init-hotplugd.socket", "man-db.timer", "systemd-timesyncd.service",
+    "cloud-init-hotplugd.socket", "man-db.timer", "systemd-timesyncd.service", "getty-static.service",
+    "systemd-binfmt.service", "modprobe@dm_mod.service", "modprobe@drm.service", "modprobe@efi_pstore.service",
 )  # fmt: skip
 ENABLED_UNITS = ("systemd-networkd.service", "ssh.service")
 DPKG_EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*")

@@ -26,7 +26,7 @@ from vmlog.context.appliance_vm import SSH_GUEST_PORT, appliance_vm
 from vmlog.context.guest import VMLOG_AGENT, guest_agent_kind, open_guest
 from vmlog.context.model import Context, ExtraFile
 from vmlog.context.quiesce import sync_guest_clock
-from vmlog.context.readiness import GuestReadyCheck, console_has, ssh_banner, wait_until
+from vmlog.context.readiness import GuestNotReady, GuestReadyCheck, console_has, ssh_banner, wait_until
 from vmlog.errors import AlreadyExists, NotFound
 from vmlog.logbook import Operation
 from vmlog.projects.backends import open_backend, vm_state
@@ -35,7 +35,7 @@ from vmlog.projects.names import check_project_name
 from vmlog.testappliance.agent import GuestChannel
 from vmlog.workspace import Workspace, workspace
 
-__all__ = ["Context", "ExtraFile", "SshAccess", "VMState", "Workspace"]
+__all__ = ["Context", "ExtraFile", "GuestNotReady", "SshAccess", "VMState", "Workspace"]
 
 Say = Callable[[str, str], None]  # (phase, message)
 hostname_for = project_setup.hostname_for

@@ -23,6 +23,7 @@ from vmlog.app import running
 from vmlog.app.appliances import PullEvent, choose_backend, find_appliance, pull_for_backend
 from vmlog.app.setup_project import (
     Context,
+    GuestNotReady,
     SshAccess,
     VMState,
     Workspace,
@@ -191,6 +192,11 @@ def setup(
                 f"stopped waiting for {name}; the project is set up and its VM keeps booting",
                 fix=f"`vml setup --name {name}` waits again, `vml down {name}` stops it",
             ) from None
+        except GuestNotReady as exc:  # never leave the VM running without saying so
+            raise GuestNotReady(
+                f"{exc.message}; the VM of {name} is still running",
+                fix=f"{exc.fix}; `vml down {name}` stops it",
+            ) from exc
         reach = reach_facts(name, meta, ctx=ctx)
         result = SetupResult(
             project=name, vm_name=reach.vm_name, backend=reach.backend, appliance=str(meta.get("appliance")),

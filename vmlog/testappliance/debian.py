@@ -40,6 +40,7 @@ LAYOUT = disk.DiskLayout(total_mib=2048, boot_mib=48)
 PACKAGES = (
     "systemd-sysv", "udev", "linux-image-cloud-amd64", "initramfs-tools", "cloud-init", "qemu-guest-agent",
     "openssh-server", "sudo", "ca-certificates", "fuse3", "iproute2", "netbase",
+    "dbus",  # systemd-logind needs it, and without logind the ACPI power button does nothing
 )  # fmt: skip
 KERNEL_CMDLINE = (
     f"root=LABEL={ROOT_LABEL} rw console=ttyS0,115200 quiet loglevel=3 systemd.show_status=false"

@@ -180,7 +180,7 @@ def test_quiesced_live_save_keeps_unsynced_data(guest: dict[str, Any]) -> None:
     _ask("echo after > /root/after-save.txt")  # the guest writes again: it was thawed
     started = time.monotonic()
     _vml(guest["env"], "down", PROJECT, "--timeout", "300")  # ACPI power button; systemd shuts down
-    _vml(guest["env"], "state", "restore", PROJECT, "quiesced")
+    _vml(guest["env"], "state", "restore", "quiesced", "--project", PROJECT, "--discard")
     _vml(guest["env"], "up", PROJECT)
     restored, after = _ask("sha256sum < /root/unsynced.bin", "test -e /root/after-save.txt && echo yes || echo no",
                            timeout=900)  # fmt: skip

@@ -21,8 +21,11 @@ from hypervisors.guest import ExecResult, GuestAgent, GuestInfo, GuestInterface,
 from hypervisors.libvirt import connection
 
 BACKEND = "kvm"
-READ_CHUNK = 1024 * 1024  # qemu-ga refuses reads above 48 MB; 1 MiB keeps each reply small
-WRITE_CHUNK = 768 * 1024  # 1 MiB of base64 per guest-file-write
+# Small pieces and a long wait for each: under TCG qemu-ga takes seconds per MiB, and a command libvirt
+# gives up on leaves the agent "not available" until it resynchronises.
+READ_CHUNK = 256 * 1024
+WRITE_CHUNK = 192 * 1024  # 256 KiB of base64 per guest-file-write
+FILE_TIMEOUT = 60.0
 EXEC_POLL = 0.2
 
 
@@ -107,7 +110,7 @@ class QemuGuestAgent(GuestAgent):
         data = b""
         try:
             while True:
-                chunk = self.command("guest-file-read", {"handle": handle, "count": READ_CHUNK})
+                chunk = self.command("guest-file-read", {"handle": handle, "count": READ_CHUNK}, timeout=FILE_TIMEOUT)
                 data += base64.b64decode(chunk.get("buf-b64", ""))
                 if len(data) > limit:
                     raise OperationFailed(f"{path} in {self.vm_name!r} is larger than {limit} bytes", backend=BACKEND)
@@ -121,8 +124,8 @@ class QemuGuestAgent(GuestAgent):
         try:
             for start in range(0, len(data), WRITE_CHUNK):
                 piece = base64.b64encode(data[start : start + WRITE_CHUNK]).decode("ascii")
-                self.command("guest-file-write", {"handle": handle, "buf-b64": piece})
-            self.command("guest-file-flush", {"handle": handle})
+                self.command("guest-file-write", {"handle": handle, "buf-b64": piece}, timeout=FILE_TIMEOUT)
+            self.command("guest-file-flush", {"handle": handle}, timeout=FILE_TIMEOUT)
         finally:
             self.command("guest-file-close", {"handle": handle})
         if mode is not None:

@@ -23,8 +23,8 @@ from hypervisors.libvirt import connection
 BACKEND = "kvm"
 # Small pieces and a long wait for each: under TCG qemu-ga takes seconds per MiB, and a command libvirt
 # gives up on leaves the agent "not available" until it resynchronises.
-READ_CHUNK = 256 * 1024
-WRITE_CHUNK = 192 * 1024  # 256 KiB of base64 per guest-file-write
+READ_CHUNK = 64 * 1024
+WRITE_CHUNK = 48 * 1024  # 64 KiB of base64 per guest-file-write
 FILE_TIMEOUT = 60.0
 EXEC_POLL = 0.2
 

@@ -164,6 +164,30 @@ def test_real_cloud_init_applied_the_seed(guest: dict[str, Any]) -> None:
     assert over_ssh.stdout.split() == ["written", "by", "write_files", HOSTNAME]
 
 
+def test_the_guest_channel_contract_on_real_qemu_ga(guest: dict[str, Any]) -> None:
+    """Every operation of :class:`hypervisors.guest.GuestAgent` against the real agent of the real guest."""
+    from vmlog.projects.backends import open_backend
+    from vmlog.workspace import Workspace
+
+    project = Workspace.default().projects.get(PROJECT).load()
+    with open_backend(project) as backend, backend.guest_agent(project.vm_name) as agent:
+        agent.ping()
+        info = agent.info()
+        assert info.agent == "qemu-ga" and info.version.startswith("7.") and "guest-fsfreeze-freeze" in info.commands
+        os_info = agent.osinfo()
+        assert os_info.id == "debian" and os_info.version == "12" and "cloud-amd64" in os_info.kernel
+        interfaces = {i.name: i for i in agent.network_interfaces()}
+        assert any(a.startswith("10.0.2.") for a in interfaces["eth0"].addresses), interfaces
+        agent.write_file("/root/through-agent.bin", bytes(range(256)) * 256, mode=0o600)
+        assert agent.read_file("/root/through-agent.bin") == bytes(range(256)) * 256
+        result = agent.exec(["/bin/sh", "-c", "stat -c %a /root/through-agent.bin; echo oops >&2; exit 4"])
+        assert (result.exit_code, result.stdout, result.stderr) == (4, b"600\n", b"oops\n")
+        assert agent.exec(["/bin/cat"], stdin=b"fed through stdin").stdout == b"fed through stdin"
+        agent.set_time()
+        skew = float(agent.check_shell("date +%s.%N")) - time.time()
+        assert abs(skew) < 30, skew
+
+
 def test_quiesced_live_save_keeps_unsynced_data(guest: dict[str, Any]) -> None:
     from vmlog.app.states import save_state
     from vmlog.context.quiesce import quiesced

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from hypervisors.errors import Unsupported
+from hypervisors.guest import GuestAgent
 from hypervisors.spec import DiskSpec, SharedFolder, VMSpec
 
 
@@ -57,6 +58,7 @@ class Capability(enum.Flag):
     SHARED_FOLDER_HOTPLUG = enum.auto()  # add or remove a shared folder of a running VM
     SNAPSHOT_DISKS = enum.auto()  # hand over the disks a native snapshot froze, without restoring it
     DISPLAY = enum.auto()  # the running VM's screen is reachable through a VNC or SPICE server (``display_endpoint``)
+    GUEST_AGENT = enum.auto()  # talks to the platform's standard agent in the guest (``guest_agent``)
 
 
 StateCallback = Callable[[str, VMState], None]
@@ -330,6 +332,19 @@ class Hypervisor(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # -- the guest's standard agent ------------------------------------------------------------
+    def guest_agent(self, vm_name: str) -> GuestAgent:
+        """The channel to the platform's standard agent in the running VM (see :mod:`hypervisors.guest`).
+
+        Making it does not wait for the guest: ``ping`` says whether an agent answers. Backends
+        without one raise ``Unsupported`` and do not declare ``Capability.GUEST_AGENT``.
+        """
+        raise Unsupported(
+            f"{self.name} has no channel to a guest agent",
+            fix="reach the guest over SSH (`vml ssh`)",
+            backend=self.name,
+        )
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,9 @@ ERR_OPERATION_INVALID = 55
 ERR_OPERATION_TIMEOUT = 68
 ERR_ARGUMENT_UNSUPPORTED = 74
 ERR_OPERATION_UNSUPPORTED = 84
+ERR_AGENT_UNRESPONSIVE = 86  # "QEMU guest agent is not connected" / "not responding"
+ERR_AGENT_UNSYNCED = 97
+AGENT_FIX = "install and start the QEMU guest agent in the guest (Debian/Ubuntu: apt-get install qemu-guest-agent)"
 
 
 def import_libvirt() -> ModuleType:
@@ -147,6 +150,8 @@ def map_error(exc: Exception, what: str, name: str | None = None) -> HypervisorE
             fix="check the VM's state first (`vml status`, `virsh domstate`)",
             backend=BACKEND,
         )
+    if code in (ERR_AGENT_UNRESPONSIVE, ERR_AGENT_UNSYNCED):
+        return OperationTimeout(f"cannot {what}{target}: {detail}", fix=AGENT_FIX, backend=BACKEND)
     if code == ERR_OPERATION_TIMEOUT:
         return OperationTimeout(f"{what}{target} timed out: {detail}", fix="retry when the host is less busy",
                                 backend=BACKEND)

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, TypeVar
 
 from hypervisors.base import Capability, Hypervisor, SnapshotModel, VMState
 from hypervisors.errors import BackendUnavailable, InvalidState
+from hypervisors.guest import GuestAgent
 from hypervisors.libvirt import accel as accel_mod
 from hypervisors.libvirt import connection, domain_xml, states
 from hypervisors.spec import VMSpec
@@ -33,7 +34,7 @@ DRIVER_CAPABILITIES = (
     | Capability.STATE_EVENTS
 )
 # What needs QEMU behind libvirt: live disk snapshots, QEMU's memory images (restored under a new
-# definition, renamed for another VM), virtiofs, QEMU's own NICs and serial sockets.
+# definition, renamed for another VM), virtiofs, QEMU's own NICs and serial sockets, the QEMU guest agent.
 QEMU_CAPABILITIES = (
     Capability.LIVE_SNAPSHOT
     | Capability.MEMORY_IMAGE
@@ -41,6 +42,7 @@ QEMU_CAPABILITIES = (
     | Capability.SHARED_FOLDER_HOTPLUG
     | Capability.PORT_FORWARD
     | Capability.SERIAL_CHANNEL
+    | Capability.GUEST_AGENT
 )
 
 
@@ -207,6 +209,17 @@ class LibvirtCore(Hypervisor):
     def spec(self, name: str) -> VMSpec:
         """The VMSpec the VM was (re)defined from, with disk paths as of its last swap."""
         return self._stored_spec(self._domain(name), name)
+
+    @maps_libvirt_errors("reach the guest agent of")
+    def guest_agent(self, vm_name: str) -> GuestAgent:
+        """qemu-ga in the domain, over its ``org.qemu.guest_agent.0`` channel (see :mod:`guest_agent`).
+
+        On a driver without agent support (the test driver) the channel still freezes and thaws
+        through libvirt's own calls, and the agent commands raise ``Unsupported``.
+        """
+        from hypervisors.libvirt.guest_agent import QemuGuestAgent
+
+        return QemuGuestAgent(self._libvirt, self._domain(vm_name), vm_name)
 
     def close(self) -> None:
         if self._conn is not None:

@@ -27,6 +27,7 @@ UNIX_SOCKET_PATH_MAX = 107  # sun_path holds 108 bytes including the terminating
 MACHINES = ("q35", "pc")
 NIC_PCI_SLOT_BASE = 0x10  # above the slots libvirt hands out, so hand-wired NICs never collide
 DISPLAY_LISTEN = "127.0.0.1"  # the VM's screen is served to this host only
+GUEST_AGENT_CHANNEL = "org.qemu.guest_agent.0"  # the virtio-serial port name qemu-ga opens in the guest
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,11 @@ def build_domain_xml(spec: VMSpec, options: DomainOptions) -> str:
         serial1 = _sub(devices, "serial", type_="unix")
         _sub(serial1, "source", mode="bind", path=_abs(spec.channel_socket))
         _sub(serial1, "target", port="1")
+    # The standard QEMU guest agent's channel: libvirt picks the socket and talks to qemu-ga itself
+    # (qemuAgentCommand); a guest without qemu-ga simply leaves the port closed.
+    agent = _sub(devices, "channel", type_="unix")
+    _sub(agent, "source", mode="bind")
+    _sub(agent, "target", type_="virtio", name=GUEST_AGENT_CHANNEL)
     console = _sub(devices, "console", type_=serial0.get("type", "pty"))
     _sub(console, "target", type_="serial", port="0")
     add_display(devices)

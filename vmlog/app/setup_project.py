@@ -23,8 +23,10 @@ from vmlog.app import projects
 from vmlog.app.appliances import FoundAppliance, canonical_backend, store_name
 from vmlog.context import project_setup
 from vmlog.context.appliance_vm import SSH_GUEST_PORT, appliance_vm
+from vmlog.context.guest import VMLOG_AGENT, guest_agent_kind, open_guest
 from vmlog.context.model import Context, ExtraFile
-from vmlog.context.readiness import agent_answers, console_has, ssh_banner, wait_until
+from vmlog.context.quiesce import sync_guest_clock
+from vmlog.context.readiness import GuestNotReady, GuestReadyCheck, console_has, ssh_banner, wait_until
 from vmlog.errors import AlreadyExists, NotFound
 from vmlog.logbook import Operation
 from vmlog.projects.backends import open_backend, vm_state
@@ -33,7 +35,7 @@ from vmlog.projects.names import check_project_name
 from vmlog.testappliance.agent import GuestChannel
 from vmlog.workspace import Workspace, workspace
 
-__all__ = ["Context", "ExtraFile", "SshAccess", "VMState", "Workspace"]
+__all__ = ["Context", "ExtraFile", "GuestNotReady", "SshAccess", "VMState", "Workspace"]
 
 Say = Callable[[str, str], None]  # (phase, message)
 hostname_for = project_setup.hostname_for
@@ -49,6 +51,8 @@ class SshAccess:
     user: str
     host: str = "127.0.0.1"
     banner: str | None = None
+    identity: str | None = None  # the private key whose public half the seed gave the user
+    known_hosts: str | None = None  # the project's own known_hosts (its guest made its host key at first boot)
 
     @property
     def reachable(self) -> bool:
@@ -56,7 +60,12 @@ class SshAccess:
 
     def command(self, project: str) -> list[str]:
         """The ssh command line; the host key is remembered per project, not per (reused) port."""
-        return ["ssh", "-p", str(self.port), "-o", f"HostKeyAlias=vmlog-{project}", f"{self.user}@{self.host}"]
+        argv = ["ssh", "-p", str(self.port), "-o", f"HostKeyAlias=vmlog-{project}"]
+        if self.known_hosts:
+            argv += ["-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "StrictHostKeyChecking=accept-new"]
+        if self.identity:
+            argv += ["-i", self.identity, "-o", "IdentitiesOnly=yes"]
+        return [*argv, f"{self.user}@{self.host}"]
 
     def to_dict(self) -> dict[str, Any]:
         return {"host": self.host, "port": self.port, "user": self.user, "reachable": self.reachable}
@@ -74,7 +83,13 @@ def ssh_access(project: str | None = None, *, check: bool = True, ctx: Workspace
             fix=f"use `vml console {proj.name}` (setup forwards SSH to appliances with an SSH server)",
         )
     stored = project_setup.read_stored_context(files.root) or {}
-    access = SshAccess(port=port, user=str(stored.get("user") or Context().user))
+    key = project_setup.private_key_for(stored.get("ssh_public_key"))
+    access = SshAccess(
+        port=port,
+        user=str(stored.get("user") or Context().user),
+        identity=str(key) if key else None,
+        known_hosts=str(project_setup.setup_dir(files.root) / project_setup.KNOWN_HOSTS_FILE),
+    )
     return dataclasses.replace(access, banner=ssh_banner(port)) if check else access
 
 
@@ -125,7 +140,13 @@ def create_setup_project(
     except BaseException:
         projects.remove_project(name, ctx=ctx)
         raise
-    return list(vm.warnings)
+    warnings = list(vm.warnings)
+    if vm.ssh_port is not None and not context.ssh_public_key:
+        warnings.append(
+            f"no SSH public key to give {context.user} (none in the context, no ~/.ssh/id_*.pub): the user's"
+            " password is locked, so `vml ssh` cannot log in; make a key (`ssh-keygen -t ed25519`) before setup"
+        )
+    return warnings
 
 
 def complete_setup_project(name: str, *, say: Say, ctx: Workspace | None = None) -> dict[str, Any]:
@@ -206,16 +227,22 @@ def wait_until_ready(
     cancel: threading.Event | None,
     ctx: Workspace | None = None,
 ) -> str | None:
-    """Wait for the guest to show it is ready the way ``meta`` says: "agent", "ssh", "console", or None."""
+    """Wait for the guest to show it is ready the way ``meta`` says: "agent", "ssh", "console", or None.
+
+    With a guest agent, ready means the agent answers and cloud-init finished (its ``boot-finished``
+    file, read through the agent): an SSH banner comes while cloud-init is still at work.
+    """
     files, project = projects.load(name, workspace(ctx))
     spec = files.vm_spec(project)
-    fix = f"look at `vml console {project.name}`; `vml setup` again keeps waiting"
+    fix = f"look at `vml console {project.name}`; `vml setup --name {project.name}` again keeps waiting"
     waits: dict[str, Any] = {"timeout": timeout, "alive": _why_not_alive(project), "cancel": cancel, "fix": fix}
-    if meta.get("agent") and spec.channel_socket is not None:
-        say("ready", "waiting for the guest agent to answer")
-        with GuestChannel(spec.channel_socket) as channel:
-            wait_until(agent_answers(channel), what="the guest agent", **waits)
-        say("ready", "the guest agent answers")
+    kind = guest_agent_kind(meta)
+    if kind is not None:
+        with open_backend(project) as backend, open_guest(backend, project.vm_name, kind, spec.channel_socket) as agent:
+            what = "the guest agent" if kind == VMLOG_AGENT else "the guest agent and cloud-init"
+            say("ready", f"waiting for {what}")
+            wait_until(GuestReadyCheck(agent, cloud_init=kind != VMLOG_AGENT), what=what, **waits)
+        say("ready", "the guest agent answers" + ("" if kind == VMLOG_AGENT else " and cloud-init finished"))
         return "agent"
     if meta.get("ssh_port"):
         port = int(meta["ssh_port"])
@@ -248,12 +275,13 @@ def reach_facts(name: str, meta: dict[str, Any], *, ctx: Workspace | None = None
     files, project = projects.load(name, workspace(ctx))
     spec = files.vm_spec(project)
     stored = project_setup.read_stored_context(files.root) or {}
+    serial_agent = guest_agent_kind(meta) == VMLOG_AGENT
     return ReachFacts(
         vm_name=project.vm_name,
         backend=project.backend,
         hostname=str(stored.get("hostname") or ""),
         console_log=str(spec.serial_log) if spec.serial_log else None,
-        agent_socket=str(spec.channel_socket) if meta.get("agent") and spec.channel_socket else None,
+        agent_socket=str(spec.channel_socket) if serial_agent and spec.channel_socket else None,
     )
 
 
@@ -262,3 +290,29 @@ def ask_guest_agent(socket_path: Path, commands: list[str], *, ready_timeout: fl
     with GuestChannel(socket_path) as guest:
         guest.wait_ready(ready_timeout)
         return [guest.check_output(command).strip() for command in commands]
+
+
+def ask_guest(name: str, commands: list[str], *, ready_timeout: float = 60, ctx: Workspace | None = None) -> list[str]:
+    """The output of each of ``commands`` run in project ``name``'s running guest through its agent."""
+    files, project = projects.load(name, workspace(ctx))
+    spec = files.vm_spec(project)
+    meta = project_setup.read_setup_meta(files.root) or project_setup.meta_without_setup(project.base)
+    with open_backend(project) as backend:
+        with open_guest(backend, project.vm_name, guest_agent_kind(meta), spec.channel_socket) as agent:
+            agent.wait_ready(ready_timeout)
+            return [agent.check_shell(command).strip() for command in commands]
+
+
+def set_guest_clock(name: str, *, ctx: Workspace | None = None) -> str | None:
+    """After a resume: set the guest clock to the host's through its agent; None, or why it was not set.
+
+    A saved guest's clock stood still while it was saved; the standard agents set it (``guest-set-time``).
+    """
+    files, project = projects.load(name, workspace(ctx))
+    meta = project_setup.read_setup_meta(files.root) or project_setup.meta_without_setup(project.base)
+    kind = guest_agent_kind(meta)
+    if kind is None:
+        return None
+    socket = files.vm_spec(project).channel_socket
+    with open_backend(project) as backend:
+        return sync_guest_clock(backend, project.vm_name, kind=kind, channel_socket=socket)

@@ -8,6 +8,7 @@ from typing import Any
 
 from hypervisors.spec import DiskSpec, NicSpec, PortForward
 from vmlog.appliances.catalog import Appliance, ApplianceVersion
+from vmlog.context.guest import VMLOG_AGENT, agent_kind_of_boot
 from vmlog.context.project_setup import READY_MARKER
 from vmlog.context.readiness import free_tcp_port
 from vmlog.context.seed import SEED_KINDS
@@ -18,14 +19,25 @@ MIN_MEMORY_MIB = 256
 
 
 def has_agent(appliance: Appliance, version: ApplianceVersion) -> bool:
-    return version.boot.get("agent") == "vmlog" or appliance.name == TEST_APPLIANCE
+    """True if the guest runs vmlog's serial agent (the tiny test appliance)."""
+    return agent_kind_of_boot(version.boot) == VMLOG_AGENT or appliance.name == TEST_APPLIANCE
 
 
 def ready_plan(appliance: Appliance, version: ApplianceVersion) -> dict[str, Any]:
-    """How this appliance's guest shows it is ready, and whether to forward SSH to it."""
+    """How this appliance's guest shows it is ready, which agent it runs, and whether to forward SSH to it.
+
+    ``boot.agent`` in the catalog names the agent: ``vmlog`` (serial), or a standard one
+    (``qemu-ga``, ``standard``, ...), whose guests also get an SSH forward unless ``boot.ssh`` is false.
+    """
     agent = has_agent(appliance, version)
+    kind = VMLOG_AGENT if agent else agent_kind_of_boot(version.boot)
     marker = version.boot.get("ready_marker") or (READY_MARKER if agent else None)
-    return {"agent": agent, "ready_marker": marker, "ssh": bool(version.boot.get("ssh", not agent))}
+    return {
+        "agent": agent,
+        "guest_agent": kind,
+        "ready_marker": marker,
+        "ssh": bool(version.boot.get("ssh", not agent)),
+    }
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ SETUP_DIR = "setup"
 SETUP_FILE = "setup.json"
 CONTEXT_FILE = "context.json"
 SEED_FILE = "seed.iso"
+KNOWN_HOSTS_FILE = "known_hosts"
 SSH_KEY_FILES = ("id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub")
 READY_MARKER = "VMLOG-READY"
 
@@ -94,6 +95,21 @@ def default_context(project: str) -> Context:
             key = text
             break
     return Context(hostname=hostname_for(project), ssh_public_key=key)
+
+
+def private_key_for(public_key: object) -> Path | None:
+    """The user's private key file (``~/.ssh/id_*``) whose ``.pub`` is ``public_key``, if there is one."""
+    if not isinstance(public_key, str) or not public_key.strip():
+        return None
+    wanted = public_key.split()[:2]
+    for name in SSH_KEY_FILES:
+        pub = Path.home() / ".ssh" / name
+        try:
+            if pub.read_text().split()[:2] == wanted and pub.with_suffix("").is_file():
+                return pub.with_suffix("")
+        except OSError:
+            continue
+    return None
 
 
 def stored_or_default_context(project_root: Path, project: str) -> Context:

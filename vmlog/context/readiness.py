@@ -1,7 +1,8 @@
-"""How a project's guest shows it is ready: our guest agent answers, SSH answers, or the console says so.
+"""How a project's guest shows it is ready: agent and cloud-init done, an SSH banner, or a console marker.
 
 Every wait polls in short slices so a cancel request is seen within a second, and gives up early
-when the VM stopped or crashed instead of waiting for a guest that will never answer.
+when the VM stopped or crashed instead of waiting for a guest that will never answer. A check may
+say what it saw last (``seen``), so a timeout tells the user how far the guest got.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from hypervisors.errors import ReportableError, Unsupported
+from hypervisors.guest import GuestAgent
+from vmlog.context.guest import cloud_init_finished
 from vmlog.errors import Cancelled, VmlogError
-from vmlog.testappliance.agent import GuestAgentError, GuestChannel
 
 SLICE = 1.0
 
@@ -75,26 +78,47 @@ def wait_until(
             raise Cancelled(f"stopped waiting for {what}")
         if check():
             return
+        seen = getattr(check, "seen", "")
+        seen_text = f"; last seen: {seen}" if seen else ""
         dead = alive()
         if dead:
-            raise GuestNotReady(f"the VM {dead} while waiting for {what}", fix=fix)
+            raise GuestNotReady(f"the VM {dead} while waiting for {what}{seen_text}", fix=fix)
         if time.monotonic() >= deadline:
-            raise GuestNotReady(f"no sign of {what} within {timeout:.0f} s", fix=fix)
+            raise GuestNotReady(f"no sign of {what} within {timeout:.0f} s{seen_text}", fix=fix)
         if cancel is not None:
             cancel.wait(SLICE)
         else:
             time.sleep(SLICE)
 
 
-def agent_answers(channel: GuestChannel) -> Callable[[], bool]:
-    """A check that pings the guest agent once (a short wait: the caller loops)."""
+class GuestReadyCheck:
+    """Ready when the guest agent answers and cloud-init finished; ``seen`` says how far it got."""
 
-    def check() -> bool:
+    def __init__(self, agent: GuestAgent, *, cloud_init: bool = True) -> None:
+        self.agent = agent
+        self.cloud_init = cloud_init
+        self.seen = "no answer from the guest agent yet"
+
+    def __call__(self) -> bool:
         try:
-            channel.ping(timeout=SLICE * 2)
-            return True
-        except GuestAgentError:
-            channel.close()
+            self.agent.ping(timeout=SLICE * 2)
+        except Unsupported:
+            raise
+        except ReportableError as exc:
+            self.agent.close()
+            self.seen = f"no answer from the guest agent ({exc.message})"
             return False
+        if not self.cloud_init:
+            return True
+        try:
+            done = cloud_init_finished(self.agent)
+        except ReportableError as exc:
+            self.seen = f"the guest agent answers, but asking it about cloud-init failed ({exc.message})"
+            return False
+        self.seen = "the guest agent answers; cloud-init has not finished" if not done else "ready"
+        return done
 
-    return check
+
+def agent_answers(agent: GuestAgent) -> GuestReadyCheck:
+    """A check that pings the guest agent once (a short wait: the caller loops)."""
+    return GuestReadyCheck(agent, cloud_init=False)

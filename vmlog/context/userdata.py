@@ -1,16 +1,21 @@
 """Render a :class:`Context` as cloud-init NoCloud data or as CernVM contextualisation.
 
 cloud-config is written as block YAML with double-quoted scalars (a subset every YAML reader, and
-the test appliance's line-based reader, understand) without a YAML library. CernVM reads a MIME
-multipart user-data: a ``text/ucernvm`` part for the boot loader, a ``text/amiconfig-user-data``
-part with the ``[cernvm]`` section, and the cloud-init part. EC2 and OpenStack cap user-data at
-16 kB, and CernVM's launcher inherits that limit, so both renderings enforce it.
+the test appliance's line-based reader, understand) without a YAML library. Characters YAML does not
+allow raw in a stream (DEL, C1 controls, ...) are escaped, or PyYAML refuses the whole document and
+cloud-init applies nothing; keys YAML 1.1 reads as booleans or null (``on``, ``no``) are quoted.
+CernVM reads a MIME multipart user-data: a ``text/ucernvm`` part for the boot loader, a
+``text/amiconfig-user-data`` part with the ``[cernvm]`` section, and the cloud-init part. EC2 and
+OpenStack cap user-data at 16 kB and CernVM's launcher inherits that limit, so the CernVM rendering
+enforces it; a NoCloud seed is a local disc without that limit. A generic guest has no amiconfig, so
+NoCloud user-data carries the CernVM-FS settings as ``/etc/cvmfs/default.local``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
@@ -21,10 +26,26 @@ from vmlog.errors import InvalidInput
 
 USER_DATA_LIMIT = 16 * 1024
 CERNVM_ISO_LABEL = "config-2"
+CVMFS_CONFIG_PATH = "/etc/cvmfs/default.local"
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+_YAML11_WORDS = frozenset({"y", "n", "yes", "no", "true", "false", "on", "off", "null"})
+# what a YAML stream may hold raw (YAML 1.1 printable set, less the line breaks NEL, LS, PS and the BOM)
+_NOT_RAW_IN_YAML = re.compile(
+    r"[^\t\n\r\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
+)
 
 
 # -- a small YAML writer -----------------------------------------------------------------------
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def _quoted(text: str) -> str:
+    """A YAML double-quoted scalar: JSON's string syntax, with what YAML forbids raw escaped."""
+    return _NOT_RAW_IN_YAML.sub(_escape, json.dumps(text, ensure_ascii=False))
 
 
 def _scalar(value: Any) -> str:
@@ -32,13 +53,20 @@ def _scalar(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
     if isinstance(value, int | float):
         return json.dumps(value)
-    return json.dumps(str(value), ensure_ascii=False)  # JSON strings are valid YAML double-quoted scalars
+    return _quoted(str(value))
 
 
 def _key(key: str) -> str:
-    return key if _PLAIN_KEY.match(key) else json.dumps(key, ensure_ascii=False)
+    plain = _PLAIN_KEY.match(key) and key.lower() not in _YAML11_WORDS
+    return key if plain else _quoted(key)
+
+
+def _empty(value: dict | list) -> str:
+    return "{}" if isinstance(value, dict) else "[]"
 
 
 def _yaml_lines(value: Any, indent: int) -> list[str]:
@@ -50,17 +78,17 @@ def _yaml_lines(value: Any, indent: int) -> list[str]:
                 lines.append(f"{pad}{_key(str(key))}:")
                 lines += _yaml_lines(item, indent + 2)
             elif isinstance(item, dict | list):
-                lines.append(f"{pad}{_key(str(key))}: {'{}' if isinstance(item, dict) else '[]'}")
+                lines.append(f"{pad}{_key(str(key))}: {_empty(item)}")
             else:
                 lines.append(f"{pad}{_key(str(key))}: {_scalar(item)}")
     elif isinstance(value, list):
         for item in value:
-            if isinstance(item, dict) and item:
-                inner = _yaml_lines(item, indent + 2)
+            if isinstance(item, dict | list) and item:
+                inner = _yaml_lines(item, indent + 2)  # "- key: v" / "- - v": the first line shares the dash
                 lines.append(f"{pad}- {inner[0].lstrip()}")
                 lines += inner[1:]
-            elif isinstance(item, list):
-                lines.append(f"{pad}- {json.dumps(item, ensure_ascii=False)}")  # flow sequence
+            elif isinstance(item, dict | list):
+                lines.append(f"{pad}- {_empty(item)}")
             else:
                 lines.append(f"{pad}- {_scalar(item)}")
     else:
@@ -100,7 +128,21 @@ def check_user_data_size(user_data: str | bytes, *, limit: int = USER_DATA_LIMIT
 # -- NoCloud -----------------------------------------------------------------------------------
 
 
-def _cloud_config_data(ctx: Context) -> dict[str, Any]:
+def _shell_word(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def cvmfs_default_local(ctx: Context) -> str | None:
+    """``/etc/cvmfs/default.local`` for the context's CernVM-FS settings (None without any)."""
+    lines = []
+    if ctx.cvmfs_repositories:
+        lines.append("CVMFS_REPOSITORIES=" + ",".join(ctx.cvmfs_repositories))
+    if ctx.cvmfs_http_proxy:
+        lines.append("CVMFS_HTTP_PROXY=" + _shell_word(ctx.cvmfs_http_proxy))
+    return "".join(f"{line}\n" for line in lines) or None
+
+
+def _cloud_config_data(ctx: Context, *, cvmfs_file: bool = False) -> dict[str, Any]:
     user: dict[str, Any] = {
         "name": ctx.user,
         "shell": "/bin/bash",
@@ -114,10 +156,12 @@ def _cloud_config_data(ctx: Context) -> dict[str, Any]:
         "preserve_hostname": False,
         "users": ["default", user],
     }
-    if ctx.extra_files:
-        data["write_files"] = [
-            {"path": f.path, "content": f.content, "permissions": f.permissions} for f in ctx.extra_files
-        ]
+    files = [{"path": f.path, "content": f.content, "permissions": f.permissions} for f in ctx.extra_files]
+    cvmfs = cvmfs_default_local(ctx) if cvmfs_file else None
+    if cvmfs is not None:
+        files.append({"path": CVMFS_CONFIG_PATH, "content": cvmfs, "permissions": "0644"})
+    if files:
+        data["write_files"] = files
     if isinstance(ctx.extra_user_data, dict):
         data = merge(data, ctx.extra_user_data)
     return data
@@ -149,14 +193,16 @@ def _multipart(parts: list[tuple[str, str]]) -> str:
 
 
 def render_nocloud(ctx: Context) -> tuple[str, str]:
-    """(meta-data, user-data) for a NoCloud seed; a raw extra part makes user-data MIME multipart."""
+    """(meta-data, user-data) for a NoCloud seed; a raw extra part makes user-data MIME multipart.
+
+    No size cap: the seed is a local disc, and cloud-init's NoCloud reader has none.
+    """
     meta_data = f"instance-id: {_scalar(ctx.effective_instance_id)}\nlocal-hostname: {_scalar(ctx.hostname)}\n"
-    user_data = cloud_config(_cloud_config_data(ctx))
+    user_data = cloud_config(_cloud_config_data(ctx, cvmfs_file=True))
     if isinstance(ctx.extra_user_data, str):
         user_data = _multipart(
             [("cloud-config", user_data), (_raw_part_type(ctx.extra_user_data), ctx.extra_user_data)]
         )
-    check_user_data_size(user_data)
     return meta_data, user_data
 
 

@@ -1,7 +1,8 @@
 """How a project's releases reach its guest: which guest it is, shares added to the running VM, the agent mounting them.
 
-A guest with shared folders sees the host's mount of a release under a ``rel-*`` tag; one running
-the vmlog agent (the test appliance) mounts it at once, others at boot (the command is shown).
+A guest with shared folders sees the host's mount of a release under a ``rel-*`` tag; one with a
+guest agent vmlog reaches (the standard agent of a real guest, or the test appliance's serial one)
+mounts it at once, others at boot (the command is shown).
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from hypervisors.base import Capability, Hypervisor
 from hypervisors.errors import HypervisorError
 from hypervisors.spec import SharedFolder
 from vmlog.context import project_setup
+from vmlog.context.guest import guest_agent_kind, open_guest
 from vmlog.errors import NotFound, VmlogError
 from vmlog.paths import VmlogHome
+from vmlog.projects.backends import open_backend
 from vmlog.projects.model import Project
 from vmlog.projects.release_records import ProjectRelease
 from vmlog.projects.store import ProjectFiles
@@ -23,17 +26,18 @@ from vmlog.releases.cvmfs_source import CvmfsSource
 from vmlog.releases.guest_share import mount_command_for
 from vmlog.releases.model import ReleaseSource
 from vmlog.releases.sources import load_sources
-from vmlog.testappliance.agent import GuestChannel
 
 
 def guest_facts(files: ProjectFiles, project: Project) -> dict[str, Any]:
-    """The context kind of the project's appliance and whether its guest runs the vmlog agent."""
+    """The context kind of the project's appliance and which guest agent its guest runs (None: no agent)."""
     try:
         meta = project_setup.read_setup_meta(files.root) or {}
     except VmlogError:
         meta = {}
-    agent = bool(meta.get("agent")) if "agent" in meta else project_setup.is_test_appliance(project.base.get("name"))
-    return {"context": str(meta.get("context") or "none"), "agent": agent}
+    if "agent" not in meta and "guest_agent" not in meta:
+        meta = {**project_setup.meta_without_setup(project.base), **meta}
+    kind = guest_agent_kind(meta)
+    return {"context": str(meta.get("context") or "none"), "agent": kind is not None, "agent_kind": kind}
 
 
 def guest_kind_for(files: ProjectFiles, project: Project, source: ReleaseSource) -> str:
@@ -87,14 +91,16 @@ def hotplug_share(backend: Hypervisor, vm_name: str, folder: SharedFolder, *, at
 
 
 def guest_run(files: ProjectFiles, project: Project, commands: list[str], *, timeout: float) -> None:
-    """Run ``commands`` in the guest through the vmlog agent, waiting up to ``timeout`` for it."""
+    """Run ``commands`` as root in the guest through its agent, waiting up to ``timeout`` for the agent."""
+    kind = guest_facts(files, project)["agent_kind"]
+    if kind is None:
+        raise NotFound(f"project {project.name!r} has no guest agent", fix="mount it in the guest by hand")
     socket = project.spec.get("channel_socket")
-    if not socket:
-        raise NotFound(f"project {project.name!r} has no guest agent channel", fix="mount it in the guest by hand")
-    with GuestChannel(Path(socket)) as guest:
-        guest.wait_ready(timeout)
-        for command in commands:
-            guest.check_output(command, timeout=120)
+    with open_backend(project) as backend:
+        with open_guest(backend, project.vm_name, kind, Path(socket) if socket else None) as guest:
+            guest.wait_ready(timeout)
+            for command in commands:
+                guest.check_shell(command, timeout=120)
 
 
 def guest_mount_commands(items: list[ProjectRelease]) -> list[str]:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hypervisors.errors import ReportableError
 from hypervisors.spec import VMSpec
 from vmlog.errors import VmlogError
 from vmlog.paths import VmlogHome
@@ -155,7 +156,7 @@ def after_boot(files: ProjectFiles, project: Project) -> list[str]:
         return ["mount the releases in the guest: " + "; ".join(commands)]
     try:
         guest_run(files, project, commands, timeout=AGENT_BOOT_TIMEOUT)
-    except VmlogError as exc:
+    except ReportableError as exc:  # the agent did not answer, or a mount failed in the guest
         return [f"the releases could not be mounted in the guest: {exc.message}"]
     return []
 

@@ -23,6 +23,7 @@ from vmlog.app import running
 from vmlog.app.appliances import PullEvent, choose_backend, find_appliance, pull_for_backend
 from vmlog.app.setup_project import (
     Context,
+    GuestNotReady,
     SshAccess,
     VMState,
     Workspace,
@@ -32,6 +33,7 @@ from vmlog.app.setup_project import (
     overrides_ignored,
     project_exists,
     reach_facts,
+    set_guest_clock,
     setup_logbook_row,
     setup_project_name,
     ssh_access,
@@ -136,6 +138,9 @@ def _boot(name: str, progress: SetupProgress, cancel: threading.Event | None, ct
     progress(SetupEvent("boot", "resuming the VM" if before == VMState.SAVED else "booting the VM"))
     how = running.up(name, ctx=ctx)
     progress(SetupEvent("boot", f"the VM {how}"))
+    if before == VMState.SAVED:
+        problem = set_guest_clock(name, ctx=ctx)
+        progress(SetupEvent("boot", problem or "the guest clock was set to the host's"))
     return before
 
 
@@ -187,6 +192,11 @@ def setup(
                 f"stopped waiting for {name}; the project is set up and its VM keeps booting",
                 fix=f"`vml setup --name {name}` waits again, `vml down {name}` stops it",
             ) from None
+        except GuestNotReady as exc:  # never leave the VM running without saying so
+            raise GuestNotReady(
+                f"{exc.message}; the VM of {name} is still running",
+                fix=f"{exc.fix}; `vml down {name}` stops it",
+            ) from exc
         reach = reach_facts(name, meta, ctx=ctx)
         result = SetupResult(
             project=name, vm_name=reach.vm_name, backend=reach.backend, appliance=str(meta.get("appliance")),

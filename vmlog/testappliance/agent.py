@@ -7,6 +7,9 @@ The protocol is one ASCII line per message (see docs/test-appliance.md):
     host -> guest: ``PING <id>``, ``RUN <id> <base64 command>``, ``POWEROFF``
     guest -> host: ``HELLO vmlog-testappliance <version>``, ``PONG <id>``,
                    ``OUT <id> <exit code> <base64 output>``, ``BYE``
+
+It is the test appliance's implementation of the guest channel contract
+(:class:`hypervisors.guest.GuestAgent`), the same one the standard agents of real guests fulfil.
 """
 
 from __future__ import annotations
@@ -16,10 +19,14 @@ import binascii
 import contextlib
 import itertools
 import os
+import shlex
 import socket
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
+from hypervisors.guest import ExecResult, GuestAgent, GuestInfo
 from vmlog.errors import VmlogError
 
 
@@ -44,12 +51,15 @@ class GuestCommandFailed(GuestAgentError):
         self.output = output
 
 
-class GuestChannel:
+class GuestChannel(GuestAgent):
     """A line channel to the guest agent, reconnecting when the socket is re-created.
 
     A saved and restored VM gets a new socket at the same path: any send or receive that finds the
-    connection gone reconnects once, transparently, and repeats the request.
+    connection gone reconnects once, transparently, and repeats the request. Output is stdout and
+    stderr together (the protocol carries one stream), returned as ``ExecResult.stdout``.
     """
+
+    kind: ClassVar[str] = "vmlog-serial"
 
     def __init__(self, socket_path: Path | str) -> None:
         self.socket_path = Path(socket_path)
@@ -182,6 +192,21 @@ class GuestChannel:
         if exit_code != 0:
             raise GuestCommandFailed(command, exit_code, output)
         return output
+
+    def exec(self, argv: Sequence[str], *, timeout: float = 60.0, stdin: bytes | None = None) -> ExecResult:
+        command = shlex.join(argv)
+        if stdin is not None:
+            command = f"printf %s {shlex.quote(base64.b64encode(stdin).decode('ascii'))} | base64 -d | {command}"
+        exit_code, output = self.run(command, timeout=timeout)
+        return ExecResult(exit_code=exit_code, stdout=output.encode())
+
+    def info(self) -> GuestInfo:
+        if self.version is None:
+            self.ping()
+        return GuestInfo(agent=self.kind, version=self.version or "", commands=("PING", "RUN", "POWEROFF"))
+
+    def shutdown(self) -> None:
+        self.poweroff()
 
     def poweroff(self, timeout: float = 10.0) -> None:
         """Ask the guest to sync its disks and power off; return once it acknowledged."""

@@ -65,8 +65,8 @@ def make_boot_filesystem(path: Path, size_mib: int, files: dict[str, Path], volu
         _run(["mcopy", "-o", "-i", str(path), str(source), f"::/{name}"])
 
 
-def make_data_filesystem(path: Path, size_mib: int, content: Path, uuid: str) -> None:
-    """An ext4 filesystem labelled vmlog-data holding ``content``, fully initialised up front.
+def make_data_filesystem(path: Path, size_mib: int, content: Path, uuid: str, *, label: str = DATA_LABEL) -> None:
+    """An ext4 filesystem labelled ``label`` holding ``content``, fully initialised up front.
 
     Lazy inode-table and journal initialisation are off so the guest does not rewrite the disk after
     its first boot (every such write would land in the first state's overlay).
@@ -78,7 +78,7 @@ def make_data_filesystem(path: Path, size_mib: int, content: Path, uuid: str) ->
             "-q",
             "-F",
             "-L",
-            DATA_LABEL,
+            label,
             "-U",
             uuid,
             "-E",

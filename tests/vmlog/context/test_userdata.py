@@ -49,7 +49,9 @@ def test_nocloud_cloud_config_parses_as_yaml() -> None:
     assert doc["hostname"] == "analysis-1"
     (alice,) = [u for u in doc["users"] if isinstance(u, dict)]
     assert alice["name"] == "alice" and alice["ssh_authorized_keys"] == [KEY]
-    assert doc["write_files"] == [{"path": "/etc/motd", "content": 'Welcome "home"\nline two\n', "permissions": "0640"}]
+    motd = {"path": "/etc/motd", "content": 'Welcome "home"\nline two\n', "permissions": "0640"}
+    assert doc["write_files"][0] == motd
+    assert doc["write_files"][1]["path"] == "/etc/cvmfs/default.local"  # no amiconfig outside CernVM
     assert yaml.safe_load(meta) == {"instance-id": "vmlog-analysis-1", "local-hostname": "analysis-1"}
 
 
@@ -58,7 +60,7 @@ def test_extra_user_data_mapping_is_merged() -> None:
     _, user = render_nocloud(_ctx(extra_user_data=extra))
     doc = yaml.safe_load(user)
     assert doc["runcmd"] == ["echo hello"]
-    assert [f["path"] for f in doc["write_files"]] == ["/etc/motd", "/x"]  # lists append
+    assert [f["path"] for f in doc["write_files"]] == ["/etc/motd", "/etc/cvmfs/default.local", "/x"]  # lists append
     assert doc["hostname"] == "other"  # scalars from the extra data win
 
 
@@ -105,8 +107,7 @@ def test_user_data_limit_says_how_much_over() -> None:
     with pytest.raises(InvalidInput, match=r"16385 bytes, 1 bytes over the 16384-byte limit"):
         check_user_data_size("x" * (USER_DATA_LIMIT + 1))
     big = _ctx(extra_files=(ExtraFile("/data/blob", "z" * 20000),))
-    with pytest.raises(InvalidInput, match="over the 16384-byte limit"):
-        render_nocloud(big)
+    assert len(render_nocloud(big)[1]) > USER_DATA_LIMIT  # a NoCloud disc has no cap
     with pytest.raises(InvalidInput, match="over the 16384-byte limit"):
         render_cernvm(big)
 

@@ -1,0 +1,66 @@
+"""Which guest channel a project's VM has, and opening it: one place, for setup, releases and saves alike.
+
+A project's ``setup.json`` says which agent its guest runs: ``"vmlog"`` (the test appliance's serial
+agent, wired to the spec's ``channel_socket``) or ``"standard"`` (the platform's own agent: the QEMU
+guest agent under libvirt, reached through the backend's :meth:`~hypervisors.base.Hypervisor.guest_agent`).
+Older ``setup.json`` files say ``"agent": true`` for the first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hypervisors.base import Capability, Hypervisor
+from hypervisors.errors import Unsupported
+from hypervisors.guest import CLOUD_INIT_BOOT_FINISHED, GuestAgent
+from vmlog.testappliance.agent import GuestChannel
+
+VMLOG_AGENT = "vmlog"
+STANDARD_AGENT = "standard"
+AGENT_KINDS = (VMLOG_AGENT, STANDARD_AGENT)
+_STANDARD_NAMES = {"standard", "qemu-ga", "qemu-guest-agent", "guest-additions", "vmware-tools"}
+
+# True once the guest finished booting as far as vmlog cares: cloud-init done where cloud-init runs
+CLOUD_INIT_DONE = (
+    "if command -v cloud-init >/dev/null 2>&1 || [ -d /var/lib/cloud ]; then"
+    f" test -e {CLOUD_INIT_BOOT_FINISHED}; fi"
+)
+
+
+def agent_kind_of_boot(boot: dict[str, Any]) -> str | None:
+    """The agent a catalog entry's ``boot.agent`` names: ``vmlog``, ``standard`` or None."""
+    value = str(boot.get("agent") or "").lower()
+    if value == VMLOG_AGENT:
+        return VMLOG_AGENT
+    return STANDARD_AGENT if value in _STANDARD_NAMES else None
+
+
+def guest_agent_kind(meta: dict[str, Any]) -> str | None:
+    """The agent a project's setup record says its guest runs (``vmlog``, ``standard``) or None."""
+    kind = meta.get("guest_agent")
+    if kind in AGENT_KINDS:
+        return str(kind)
+    return VMLOG_AGENT if meta.get("agent") is True or meta.get("agent") == VMLOG_AGENT else None
+
+
+def open_guest(backend: Hypervisor, vm_name: str, kind: str | None, channel_socket: Path | None) -> GuestAgent:
+    """The guest channel of a running VM: vmlog's serial agent or the backend's standard one.
+
+    ``Unsupported`` when the guest has none vmlog can reach (no agent, or a backend without a channel).
+    """
+    if kind == VMLOG_AGENT:
+        if channel_socket is None:
+            raise Unsupported(f"VM {vm_name!r} has no serial channel for vmlog's agent", fix="set the project up again")
+        return GuestChannel(channel_socket)
+    if kind == STANDARD_AGENT and backend.can(Capability.GUEST_AGENT):
+        return backend.guest_agent(vm_name)
+    raise Unsupported(
+        f"VM {vm_name!r} has no guest agent vmlog can reach",
+        fix="install the platform's guest agent in the guest (qemu-guest-agent under libvirt), or use `vml ssh`",
+    )
+
+
+def cloud_init_finished(agent: GuestAgent, *, timeout: float = 10.0) -> bool:
+    """True once cloud-init wrote ``boot-finished`` (or the guest has no cloud-init)."""
+    return agent.shell(CLOUD_INIT_DONE, timeout=timeout).exit_code == 0

@@ -122,7 +122,7 @@ class ImportDialog(QDialog):
         state, base = about.state, about.base
         own = bool(getattr(about, "own_key", False))  # the user's own signing key: nothing to accept
         self.trusted = bool(about.signer and (about.signer.known or own))
-        changed = sum(int(d.get("changed_bytes") or 0) for d in about.disks)
+        changed = sum(int(d.get("changed_bytes") or 0) + int(d.get("referenced_bytes") or 0) for d in about.disks)
         where = "in the store" if about.base_in_store else f"will be downloaded, {human_bytes(base['size'])}"
         lines = [
             f"<b>{html.escape(str(state.get('name') or str(state.get('id'))[:12]))}</b>"

@@ -211,6 +211,7 @@ def import_state(
     insecure: bool = False,
     backend: str | None = None,
     backend_options: dict[str, Any] | None = None,
+    base_file: Path | None = None,
     ctx: Workspace | None = None,
     progress: Progress = no_progress,
 ) -> ImportResult:
@@ -234,7 +235,7 @@ def import_state(
             target = choose_target(ctx.projects, verified, project, backend)
             progress("finding the base appliance", 0.1)
             image, downloaded = ensure_base(ctx.images, ctx.home.downloads, verified.base, insecure=insecure,
-                                            progress=progress)
+                                            progress=progress, base_file=base_file)
             if target.create:  # every check of the layers runs before the project exists
                 progress("checking the layers", 0.15)
                 reader = stack.enter_context(prepared_layers(reader, image, ctx.home.cache, target.name))

@@ -12,6 +12,7 @@ from vmlog import locking
 from vmlog.app.projects import load, resolve_project, vm_status
 from vmlog.app.results import MappingResult, VMStatus
 from vmlog.app.session import session
+from vmlog.context.quiesce import sync_guest_clock
 from vmlog.errors import InvalidInput, NotFound
 from vmlog.projects import current as current_project
 from vmlog.projects import releases as project_releases
@@ -61,6 +62,9 @@ def up(name: str | None = None, *, ctx: Workspace | None = None, progress: Progr
             before = vm_state(backend, project.vm_name)
             progress("starting the VM" if before == VMState.STOPPED else "resuming the VM", None)
             warnings = start_vm(backend, files, project)
+            if before == VMState.SAVED:  # the guest clock stood still while the VM was saved
+                clock = sync_guest_clock(backend, project.vm_name)
+                warnings.append(clock or "guest clock set")
         op.message = (
             "resumed"
             if before == VMState.SAVED

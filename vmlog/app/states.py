@@ -49,6 +49,9 @@ def save_state(
         state = project_releases.record_in_state(files, state)  # the releases' exact revisions
         op.state_id = state.id
         op.message = _with_consolidations(message or state.name, driver)
+        quiesce = getattr(driver, "last_quiesce", None)
+        if quiesce is not None:  # a live save: say whether the guest's filesystems were frozen for it
+            op.message = "; ".join(filter(None, [op.message, quiesce.describe()]))
         return state
 
 

@@ -115,6 +115,27 @@ def vmlog_test_appliance() -> Appliance:
     )
 
 
+def vmlog_debian_appliance() -> Appliance:
+    """vmlog-debian: a real Debian 12 guest built on this machine from Debian packages (root + mmdebstrap)."""
+    from vmlog.testappliance.debian import APPLIANCE_NAME, APPLIANCE_VERSION, MIN_MEMORY_MIB
+
+    version = ApplianceVersion(
+        version=APPLIANCE_VERSION,
+        images={"raw": ImageSource(format="raw", urls=())},
+        min_memory_mib=MIN_MEMORY_MIB,
+        context="nocloud",
+        boot={"firmware": "bios", "console": "serial", "agent": "qemu-ga", "ssh": True},
+    )
+    return Appliance(
+        name=APPLIANCE_NAME,
+        title="Debian 12 (vmlog-debian)",
+        description="A real Debian 12 guest: systemd, cloud-init (NoCloud), qemu-guest-agent, sshd. Built locally.",
+        versions=(version,),
+        catalog="built-in",
+        local_builder=True,
+    )
+
+
 def vagrant_server_url(config_dir: Path) -> str:
     return (setting(config_dir, "vagrant_server_url", "VAGRANT_SERVER_URL") or VAGRANT_SERVER_URL).rstrip("/")
 
@@ -139,4 +160,4 @@ def vagrant_server_appliance(config_dir: Path, name: str, *, insecure: bool = Fa
 
 
 def builtin_appliances(config_dir: Path, *, insecure: bool = False) -> list[Appliance]:
-    return [cernvm_appliance(config_dir, insecure=insecure), vmlog_test_appliance()]
+    return [cernvm_appliance(config_dir, insecure=insecure), vmlog_test_appliance(), vmlog_debian_appliance()]

@@ -25,6 +25,7 @@ from vmlog.appliances.ova import unpack_ova
 from vmlog.appliances.ovf_disks import extent_member, make_whole, parse_descriptor
 from vmlog.errors import IntegrityError, InvalidInput, NotFound
 from vmlog.fsutil import atomic_write_text
+from vmlog.store import provenance
 from vmlog.store.image_gate import ARCHIVE_KINDS, DISK_FORMATS, detect_format, printable
 from vmlog.store.images import ImageStore, StoredImage
 
@@ -145,12 +146,18 @@ def pull(
 
 
 def _build_locally(store: ImageStore, name: str, version: ApplianceVersion, cache: Path | None) -> StoredImage:
+    """The built-in appliances vmlog builds on this machine: the busybox test appliance, or the Debian guest."""
+    from vmlog.testappliance import debian
     from vmlog.testappliance.build import appliance_metadata, build_test_appliance
 
     cache = cache or paths.home().cache / "testappliance"
     cache.mkdir(parents=True, exist_ok=True)
-    raw = build_test_appliance(cache)
-    meta = appliance_metadata(raw)
+    if name == store_name(debian.APPLIANCE_NAME):
+        raw = debian.build_debian_appliance(cache)
+        meta = debian.debian_metadata(raw)
+    else:
+        raw = build_test_appliance(cache)
+        meta = appliance_metadata(raw)
     return store.add_file(
         raw, name=name, version=str(meta.get("version", version.version)), format="raw", arch=meta.get("arch", "x86_64")
     )
@@ -164,8 +171,11 @@ def unpack_package(
     A package whose disks cannot be taken out leaves nothing behind: neither itself nor a disk.
     """
     try:
-        return unpack_file(store, package.path, package.format, name, version, urls=package.urls,
-                           arch=package.arch, provider=provider)  # fmt: skip
+        unpacked = unpack_file(store, package.path, package.format, name, version, urls=package.urls,
+                               arch=package.arch, provider=provider)  # fmt: skip
+        if package.format == "box":  # so that a bundle on this base names the box, which a colleague can fetch
+            provenance.record_unboxed(store.root, unpacked.images[0], package, provider or "libvirt")
+        return unpacked
     finally:
         if not store.refs(package.sha256):
             store.remove(package.sha256)

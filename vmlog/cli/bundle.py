@@ -150,6 +150,11 @@ def import_(
         str | None,
         typer.Option("--backend", help="Hypervisor of a new project: kvm (default), virtualbox or vmware."),
     ] = None,
+    base: Annotated[
+        Path | None,
+        typer.Option("--base", help="The base image file, where the sender's base has no URL (its sha256 is checked).",
+                     exists=True, dir_okay=False),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Verify a .vmlstate file completely, fetch its base if needed, and rebuild the state here."""
@@ -163,7 +168,8 @@ def import_(
     exchange.check_trust(bundle, trust=trust, confirm=_ask)  # asks outside the spinner
     with status(f"Importing {file.name}") as progress:
         result = exchange.import_state(
-            reader, project=project, trust=True, insecure=insecure, backend=backend, progress=progress
+            reader, project=project, trust=True, insecure=insecure, backend=backend, base_file=base,
+            progress=progress,
         )
     if remember_signer and result.signer is not None and not result.signer.known:
         fp = exchange.remember_signer(Workspace.default(), result.signer)

@@ -24,6 +24,7 @@ from hypervisors.base import Capability, Hypervisor, VMState
 from hypervisors.errors import InvalidState
 from hypervisors.spec import DiskSpec
 from vmlog import fsutil
+from vmlog.context.quiesce import QuiesceResult, quiesced
 from vmlog.errors import InvalidInput
 from vmlog.projects import checkpoints, refs
 from vmlog.projects.driver import IncomingState, LayersOf, NewDisks, Progress, StateDriver, chain_tops, no_progress
@@ -41,6 +42,7 @@ class OverlayChain(StateDriver):
     def __init__(self, backend: Hypervisor | None) -> None:
         self.backend = backend
         self.consolidations: list[checkpoints.Consolidation] = []  # what this driver did to bound chains
+        self.last_quiesce: QuiesceResult | None = None  # how consistent the last live save was
 
     def _bound_chain(
         self, files: ProjectFiles, project: Project, label: str, top: Path, limit: int | None = None
@@ -144,7 +146,9 @@ class OverlayChain(StateDriver):
             progress("switching the VM to the new live layer", 0.6)
             # one call for all disks: they freeze at the same instant
             tops = {label: files.layers.path(layer) for label, layer in new_live.items()}
-            self.backend.swap_disks(project.vm_name, tops)
+            with quiesced(self.backend, project.vm_name) as quiesce:  # guest filesystems frozen where an agent can
+                self.backend.swap_disks(project.vm_name, tops)
+            self.last_quiesce = quiesce
         project.current = state_id
         project.live = new_live
         files.write(project)  # commit point

@@ -19,7 +19,7 @@ from pathlib import Path
 from hypervisors.base import Hypervisor, VMState
 from hypervisors.errors import HypervisorError
 from vmlog import fsutil, locking
-from vmlog.projects import native_reconcile, native_tree
+from vmlog.projects import checkpoints, native_reconcile, native_tree
 from vmlog.projects.model import Project, State
 from vmlog.projects.store import NEW_PREFIX, STATE_FILE, TRASH_PREFIX, ProjectFiles, ProjectStore
 
@@ -383,6 +383,8 @@ def _chain_mismatch(
     expected, _fmt = files.layer_under(project, states, parent, label)
     if backing is None:
         return f"layer {layer} has no backing file"
+    if checkpoints.shown_layer(backing) == Path(expected).name:  # consolidated: backs onto its checkpoint copy
+        return None
     if (files.layers.dir / backing).resolve() != Path(expected).resolve():
         return f"layer {layer} backs onto {backing}, not {expected.name}"
     return None

@@ -92,7 +92,7 @@ def test_catalog_add_list_remove_and_pull(http_server, tmp_path: Path) -> None:
     with pytest.raises(AlreadyExists):
         catalogs.add(cat_url)
     names = [a.name for a in catalogs.appliances()]
-    assert names == ["cernvm", "demo", "vmlog-test"]
+    assert names == ["cernvm", "demo", "vmlog-debian", "vmlog-test"]
     assert [a.name for a in catalogs.search("raw disk")] == ["demo"]
 
     store = ImageStore(tmp_path / "images")

@@ -105,6 +105,9 @@ class RunningVM:
     def require(self, capability: object, what: str) -> None:
         pass
 
+    def can(self, capability: object) -> bool:
+        return False  # no guest agent: the save is crash-consistent
+
     def swap_disks(self, name: str, new_tops: dict[str, Path]) -> None:
         self.swaps.append(dict(new_tops))
 

@@ -187,3 +187,16 @@ def rebase_unsafe(path: Path, backing: Path, backing_format: str) -> None:
 def commit(path: Path, fmt: str = "qcow2") -> None:
     """Merge an overlay into its backing file."""
     run(["commit", "-q", "-f", fmt, str(path)])
+
+
+def top_has_data(path: Path, fmt: str) -> bool:
+    """True if the top image ``path`` holds data of its own, not only its backing chain's (unreadable: True).
+
+    Asked of differencing disks to tell a state with unsaved work from one without; ``-U`` reads an
+    image a running VM holds open.
+    """
+    try:
+        out = run(["map", "--output=json", "-U", "-f", fmt, str(path)])
+    except (BackendUnavailable, OperationFailed):
+        return True
+    return any(entry.get("depth") == 0 and entry.get("data") for entry in json.loads(out))

@@ -9,12 +9,10 @@ are asked through ``qemu-img map``. The format is read from the content, never f
 
 from __future__ import annotations
 
-import json
 import struct
 from pathlib import Path
 
 from hypervisors import qemu_img
-from hypervisors.errors import HypervisorError
 
 VDI_SIGNATURE_OFFSET = 0x40
 VDI_SIGNATURE = 0xBEDA107F
@@ -58,8 +56,4 @@ def top_has_data(path: Path) -> bool:
         return struct.unpack_from("<I", head, VDI_BLOCKS_ALLOCATED_OFFSET)[0] > 0
     if fmt is None:
         return True
-    try:
-        out = qemu_img.run(["map", "--output=json", "-U", "-f", fmt, str(path)])
-    except HypervisorError:
-        return True
-    return any(entry.get("depth") == 0 and entry.get("data") for entry in json.loads(out))
+    return qemu_img.top_has_data(path, fmt)

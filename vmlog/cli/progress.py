@@ -39,12 +39,18 @@ class Interrupted(Exception):
         self.finished = finished  # whether the job stopped within the grace period
 
 
-def run_interruptible(job: Callable[[threading.Event], T], *, grace: float = 1.0) -> T:
+def run_interruptible(
+    job: Callable[[threading.Event], T],
+    *,
+    grace: float | None = 1.0,
+    on_interrupt: Callable[[], None] | None = None,
+) -> T:
     """Run ``job(cancel)`` on a worker thread; Ctrl-C sets ``cancel`` and raises :class:`Interrupted` promptly.
 
     The signal only ever reaches this thread, which does nothing but wait: it can never land inside
     the job's locks, queues or files. The job gets ``grace`` seconds to stop cleanly (it checks
-    ``cancel`` between reads); then the command ends anyway, the job being a daemon thread.
+    ``cancel`` between reads); then the command ends anyway, the job being a daemon thread. With
+    ``grace=None`` the job is waited for until it returns (its result or error is then the outcome).
     """
     cancel = threading.Event()
     finished = threading.Event()  # not Thread.join: an interrupted join can report a live thread as ended
@@ -64,11 +70,17 @@ def run_interruptible(job: Callable[[threading.Event], T], *, grace: float = 1.0
             pass
     except KeyboardInterrupt:
         cancel.set()
-        try:
-            stopped = finished.wait(grace)
-        except KeyboardInterrupt:
-            stopped = False
-        raise Interrupted(stopped) from None
+        if on_interrupt is not None:
+            on_interrupt()
+        if grace is None:  # wait for the job's own clean-up; a second Ctrl-C gives up
+            while not finished.wait(0.2):
+                pass
+        else:
+            try:
+                stopped = finished.wait(grace)
+            except KeyboardInterrupt:
+                stopped = False
+            raise Interrupted(stopped) from None
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
 from rich import filesize
@@ -18,6 +18,7 @@ from rich.text import Text
 from vmlog.app.projects import resolve_project
 from vmlog.app.setup_project import Context
 from vmlog.cli.output import abort, err, info, out, print_json, warn
+from vmlog.cli.progress import run_interruptible
 from vmlog.setup import SetupEvent, SetupResult, ssh_access
 from vmlog.setup import setup as run_setup
 
@@ -92,30 +93,13 @@ def run_cancellable(job: Callable[[threading.Event], T]) -> T:
     The service then cleans up (a half-created project is removed, a partial download kept), which
     a KeyboardInterrupt landing in the middle of it could not guarantee. A second Ctrl-C gives up.
     """
-    cancel = threading.Event()
-    finished = threading.Event()  # not Thread.join: an interrupted join can report a live thread as ended
-    outcome: dict[str, Any] = {}
-
-    def work() -> None:
-        try:
-            outcome["value"] = job(cancel)
-        except BaseException as exc:  # handed to the main thread
-            outcome["error"] = exc
-        finally:
-            finished.set()
-
-    threading.Thread(target=work, name="vml-job", daemon=True).start()
-    try:
-        while not finished.wait(0.2):
-            pass
-    except KeyboardInterrupt:
-        cancel.set()
-        err.print(Text.assemble(("cancelling", "yellow"), " (finishing cleanly; Ctrl-C again to give up)"))
-        while not finished.wait(0.2):
-            pass
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
+    return run_interruptible(
+        job,
+        grace=None,
+        on_interrupt=lambda: err.print(
+            Text.assemble(("cancelling", "yellow"), " (finishing cleanly; Ctrl-C again to give up)")
+        ),
+    )
 
 
 @contextmanager

@@ -21,14 +21,13 @@ journalled operation.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from hypervisors import qemu_img, registry
 from hypervisors.base import Capability, Hypervisor, NativeSnapshot, SnapshotModel, VMState
-from hypervisors.errors import HypervisorError, InvalidState
+from hypervisors.errors import InvalidState
 from hypervisors.spec import DiskSpec
 from vmlog import fsutil
 from vmlog.errors import InvalidInput, NotFound, VmlogError
@@ -84,11 +83,7 @@ def _top_has_data(path: Path) -> bool:
     fmt = READABLE_TOPS.get(path.suffix.lower())
     if fmt is None:
         return True
-    try:
-        out = qemu_img.run(["map", "--output=json", "-U", "-f", fmt, str(path)])
-    except HypervisorError:
-        return True
-    return any(entry.get("depth") == 0 and entry.get("data") for entry in json.loads(out))
+    return qemu_img.top_has_data(path, fmt)
 
 
 class NativeTree(StateDriver):

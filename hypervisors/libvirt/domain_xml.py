@@ -187,7 +187,10 @@ def add_display(devices: ET.Element) -> None:
     """
     graphics = _sub(devices, "graphics", type_="vnc", port="-1", autoport="yes", listen=DISPLAY_LISTEN)
     _sub(graphics, "listen", type_="address", address=DISPLAY_LISTEN)
-    _sub(devices, "input", type_="tablet", bus="usb")
+    tablet = _sub(devices, "input", type_="tablet", bus="usb")
+    # Its address given, as libvirt would assign it: a memory image restores only into a definition whose
+    # USB addresses match the saved one, and libvirt fills USB addresses in at start, not on define.
+    _sub(tablet, "address", type_="usb", bus="0", port="1")
     video = _sub(devices, "video")
     _sub(video, "model", type_="vga", vram="16384", heads="1", primary="yes")
 

@@ -77,6 +77,12 @@ def test_catalog_and_pull_commands(served, tmp_path: Path) -> None:
     assert missing.returncode == NotFound.exit_code and "no appliance named 'demo'" in missing.stderr
 
 
+def _like_a_terminal() -> None:
+    """Ctrl-C as a terminal delivers it: a runner that starts tests in the background leaves SIGINT ignored,
+    and ignored signals stay ignored across exec (Python then installs no KeyboardInterrupt handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_keeps_partial_then_resume(http_server, served, tmp_path: Path) -> None:
     catalog, data = served
     http_server.resources["/demo.raw"].delay_per_chunk = 0.02
@@ -89,6 +95,7 @@ def test_ctrl_c_keeps_partial_then_resume(http_server, served, tmp_path: Path) -
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_like_a_terminal,
     )
     part = home / "cache" / "downloads" / f"sha256-{hashlib.sha256(data).hexdigest()}.part"
     deadline = time.monotonic() + 60

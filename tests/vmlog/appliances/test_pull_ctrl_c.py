@@ -25,10 +25,16 @@ def _catalog(tmp_path: Path, url: str, data: bytes) -> Path:
     return path
 
 
+def _like_a_terminal() -> None:
+    """Ctrl-C as a terminal delivers it: a runner that starts tests in the background leaves SIGINT ignored,
+    and ignored signals stay ignored across exec (Python then installs no KeyboardInterrupt handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _pull(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "vmlog.cli", "appliance", "pull", "demo", *args],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_like_a_terminal,
     )  # fmt: skip
 
 

@@ -41,6 +41,7 @@ def _cache() -> Path:
 def _timed(what: str, started: float) -> None:
     line = f"{time.strftime('%H:%M:%S')} {what}: {time.monotonic() - started:.1f} s"
     print(line)
+    _cache().mkdir(parents=True, exist_ok=True)
     with (_cache() / "debian-vm-times.txt").open("a") as log:
         log.write(line + "\n")
 

@@ -15,6 +15,8 @@ from hypervisors.spec import DiskSpec, NicSpec, VMSpec
 from vmlog.app.results import MappingResult, VMStatus
 from vmlog.app.session import session
 from vmlog.appliances.catalog import Catalogs
+from vmlog.appliances.model import store_ref
+from vmlog.appliances.pull import find_stored, import_local_image
 from vmlog.errors import AlreadyExists, InvalidInput, NotFound
 from vmlog.projects import current as current_project
 from vmlog.projects.backends import driver_for, open_backend, unsaved_changes, vm_state
@@ -103,14 +105,25 @@ def _discard_staged(ctx: Workspace, staged: ProjectFiles, stored: StoredImage, p
 
 
 def _base_image(ctx: Workspace, image: str, progress: Progress) -> StoredImage:
-    """The store image ``image`` names, importing a local image file into the store first."""
+    """The store image ``image`` names, importing a local image file into the store first.
+
+    A local file's format comes from its bytes (an Ubuntu ``*.img`` is qcow2; a ``.box`` or ``.ova``
+    gives its system disk), never from its name. A store reference may be spelt as Vagrant does
+    (``org/name:version``), and may name a version that shares another version's image.
+    """
     path = Path(image).expanduser()
     if not path.is_file():
-        return ctx.images.get(image)
+        ref = store_ref(image)
+        try:
+            return ctx.images.get(ref)
+        except NotFound:
+            name, _, version = ref.partition(":")
+            found = find_stored(ctx.images, name, version) if version else None
+            if found is None:
+                raise
+            return found
     progress(f"importing {path.name} into the image store", 0.1)
-    fmt = path.suffix.lstrip(".").lower()
-    fmt = fmt if fmt in ("qcow2", "vmdk", "vdi") else "raw"
-    return ctx.images.add_file(path, name=safe_file_part(path.stem), version="local", format=fmt)
+    return import_local_image(ctx.images, path, name=safe_file_part(path.stem)).images[0]
 
 
 def load(name: str | None, ctx: Workspace | None = None) -> tuple[ProjectFiles, Project]:
@@ -135,7 +148,7 @@ def base_to_pull(ref: str, backend: str, ctx: Workspace | None = None) -> str | 
     if Path(ref).expanduser().exists():
         return None
     try:
-        ctx.images.get(ref)
+        ctx.images.get(store_ref(ref))
         return None
     except NotFound:
         pass

@@ -81,8 +81,9 @@ def run_vml(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 
 
 def assert_refused(code: int, err: str, expected_code: int, reason: str, before: dict[str, int], home: Path,
-                   opens: list[int], *, rows: int = 1) -> None:
-    """The corpus's four assertions: exit code, a one-line message naming ``reason``, one refused row, no canary."""
+                   opens: list[int], *, rows: int = 1, row_says: str = "refused") -> None:
+    """The corpus's four assertions: exit code, a one-line message naming ``reason``, one failed row (saying
+    ``row_says``), no canary opened."""
     assert code == expected_code, err
     lines = [line for line in err.splitlines() if line.startswith("error: ")]
     assert len(lines) == 1 and reason.lower() in lines[0].lower(), err
@@ -91,7 +92,7 @@ def assert_refused(code: int, err: str, expected_code: int, reason: str, before:
     assert "Traceback" not in err
     assert home_files(home) == before, "the refusal left files in the home"
     book = logbook_rows(home)
-    assert len(book) == rows and all(outcome == "failed" and "refused" in msg for _a, outcome, msg in book), book
+    assert len(book) == rows and all(outcome == "failed" and row_says in msg for _a, outcome, msg in book), book
     assert opens == [], "a host file was opened"
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from hostile_inputs import IMAGES, assert_refused, home_files, make_box, make_image, qemu_create, run_vml, watch_opens
 
-from vmlog.errors import IntegrityError
+from vmlog.errors import IntegrityError, InvalidInput
 from vmlog.store.image_gate import HostileImage
 
 CATALOG_FORMATS = ("qcow2", "raw", "hdd", "img", "iso", "vmdk", "vdi")
@@ -49,18 +49,44 @@ def test_a_hostile_catalog_image_is_refused(case: str, vmlog_home: Path, tmp_pat
 
 LOCAL_SUFFIX = {"qcow2": ".qcow2", "vmdk": ".vmdk", "vdi": ".vdi"}
 
+# A local file declares nothing: its bytes give its format. So a clean image under another name is taken in the
+# format its header shows, and the corpus's other cases are refused for what the bytes are, as listed here:
+# case -> None (accepted, in the format named) or (exit code, reason, what the logbook row says).
+LOCAL_OUTCOME: dict[str, tuple[int, str, str] | str] = {
+    "qcow2-declared-raw": (HostileImage.exit_code, "backing file", "refused"),
+    "qcow2-declared-hdd": "qcow2", "qcow2-declared-vmdk": "qcow2", "qcow2-declared-vdi": "qcow2",
+    "qcow2-declared-iso": "qcow2", "vmdk-declared-qcow2": "vmdk", "vdi-declared-qcow2": "vdi",
+    "vpc-declared-raw": "vpc", "vhdx-declared-img": "vhdx",
+    "vmdk-split-sparse-extents": (IntegrityError.exit_code, "not a file beside", ""),
+    "vmdk-vmfs-extent": (IntegrityError.exit_code, "createType 'vmfs'", ""),
+    "vmdk-descriptor-declared-raw": (HostileImage.exit_code, "extents must be files of the package", "refused"),
+    **{case: (InvalidInput.exit_code, f"a {kind} file, not a disk image", "")
+       for case, kind in (("gzip-as-qcow2", "gzip"), ("xz-as-qcow2", "xz"), ("zstd-as-raw", "zstd"),
+                          ("bzip2-as-vmdk", "bzip2"))},
+    "tar-as-raw": (IntegrityError.exit_code, "0 OVF descriptors", ""),
+    "ova-as-qcow2": (IntegrityError.exit_code, "not XML", ""),
+}
+
 
 @pytest.mark.parametrize("case", list(IMAGES))
-def test_a_hostile_local_image_for_project_new_is_refused(case: str, vmlog_home: Path, tmp_path: Path,
+def test_a_local_image_for_project_new_is_typed_by_its_bytes_or_refused(case: str, vmlog_home: Path, tmp_path: Path,
                                                           canary: Path, monkeypatch, capsys) -> None:
     image, fmt, reason = make_image(case, tmp_path / "made", canary)
     local = image.rename(image.with_name("disk" + LOCAL_SUFFIX.get(fmt, ".img")))
     if fmt not in LOCAL_SUFFIX and fmt not in ("raw", "hdd", "img", "iso"):
         pytest.skip(f"a local file cannot declare {fmt}")
+    expected = LOCAL_OUTCOME.get(case, (HostileImage.exit_code, reason, "refused"))
     before = home_files(vmlog_home)
     with watch_opens(canary) as opens:
         code, err = run_vml(monkeypatch, capsys, "project", "new", "p", str(local))
-    assert_refused(code, err, HostileImage.exit_code, reason, before, vmlog_home, opens)
+    if isinstance(expected, str):
+        assert code == 0, err
+        stored = [json.loads(p.read_text()) for p in (vmlog_home / "data" / "images").glob("*/meta.json")]
+        assert [s.get("format") for s in stored] == [expected], stored
+        assert opens == []
+        return
+    code_expected, reason_expected, row_says = expected
+    assert_refused(code, err, code_expected, reason_expected, before, vmlog_home, opens, row_says=row_says)
 
 
 def _box_cases(d: Path, canary: Path) -> dict[str, tuple[dict[str, bytes], str, int, str]]:

@@ -70,6 +70,7 @@ def _churn(root: Path, image: Path, refs_dir: Path, journal: Path, seed: int) ->
                 chain.remove(files, victim)
             except InvalidInput:
                 _journal(journal, f"kept {victim.id}")
+        _journal(journal, f"done {op}")
 
 
 def _kill_inside_an_operation(journal: Path, after: float, rng: random.Random) -> None:
@@ -82,6 +83,12 @@ def _kill_inside_an_operation(journal: Path, after: float, rng: random.Random) -
             break
         time.sleep(0.002)
     time.sleep(rng.uniform(0.0, 0.04))
+
+
+def _killed_mid_operation(journal: Path) -> bool:
+    """Whether the child's last journal line shows an operation begun and not done when the kill came."""
+    lines = journal.read_text().splitlines() if journal.exists() else []
+    return bool(lines) and not lines[-1].startswith(("done ", "trial "))
 
 
 def _read_journal(journal: Path) -> tuple[list[str], set[str]]:
@@ -122,6 +129,7 @@ def test_kill_minus_nine_during_save_restore_rm(project_files: ProjectFiles, ctx
     rng = random.Random(1234)
     mp = multiprocessing.get_context("fork")
     repaired_something = 0
+    killed_mid_operation = 0
     checked = 0
     for trial in range(TRIALS):
         child = mp.Process(target=_churn, args=(project_files.root, image, refs_dir, journal, trial))
@@ -133,6 +141,7 @@ def test_kill_minus_nine_during_save_restore_rm(project_files: ProjectFiles, ctx
             os.kill(child.pid, signal.SIGKILL)
         child.join(30)
         assert child.exitcode is not None and child.exitcode != 0, "the churn loop stopped by itself"
+        killed_mid_operation += _killed_mid_operation(journal)
         findings = check_project(project_files, repair=True)
         _journal(journal, f"trial {trial} repaired: {[f.problem for f in findings]}")
         repaired_something += bool(findings)
@@ -140,7 +149,10 @@ def test_kill_minus_nine_during_save_restore_rm(project_files: ProjectFiles, ctx
         assert check_project(project_files) == [], f"trial {trial}: still inconsistent after repair"
         checked = _verify(project_files, refs_dir, journal)
     assert checked >= 3, "the churn saved too few states to prove anything"
-    assert repaired_something >= 1, "no kill ever landed mid-operation"
+    assert killed_mid_operation >= TRIALS // 3, "too few kills landed mid-operation to prove anything"
+    # (how many left something to repair depends on where they landed: the store's own order of writes
+    # leaves most interrupted operations consistent, so only the count above is asserted)
+    print(f"{killed_mid_operation}/{TRIALS} kills mid-operation, {repaired_something} left something to repair")
     # every surviving state restores byte-identically
     chain = OverlayChain(None)
     saved, _ = _read_journal(journal)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ui.project_list import ProjectSummary
+from ui.statetree.checks import CheckMark, read_check_marks
 from ui.statetree.layout import StateNode, TreeRow, lay_out
 from ui.statetree.model import max_lanes
 from vmlog.app import logbook, projects, watch
@@ -24,6 +25,7 @@ class ProjectView:
     history: list[logbook.HistoryItem] = field(default_factory=list)
     rows: list[TreeRow] | None = None  # the tree laid out already (None: lay it out when shown)
     lanes: int | None = None  # the widest row of ``rows``
+    check_marks: dict[str, CheckMark] = field(default_factory=dict)  # state id -> its last check results
 
     @property
     def vm(self) -> VMStatus:
@@ -71,4 +73,6 @@ def read_project(name: str, ctx: Workspace | None) -> ProjectView:
     ]
     current = page.details.project.current
     rows = lay_out(nodes, current, dirty=bool(page.details.unsaved_changes))
-    return ProjectView(name, page.details, nodes, current, page.history, rows, max_lanes(rows))
+    return ProjectView(
+        name, page.details, nodes, current, page.history, rows, max_lanes(rows), read_check_marks(name, ctx)
+    )

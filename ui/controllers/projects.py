@@ -25,6 +25,8 @@ from ui.controllers.project_view import BUSY_STATES, ProjectView, read_project, 
 from ui.controllers.states import StateActions
 from ui.project_list import ProjectSummary
 from ui.state_events import StateEvents
+from ui.statetree.checks import show_check_marks
+from ui.statetree.model import CHECKS_COLUMN
 from ui.workers import Job, when_alive
 from vmlog.app import exchange, running, watch
 from vmlog.app.types import VMState, Workspace
@@ -205,6 +207,7 @@ class ProjectsController(StateActions, ExchangeActions, DisplayActions, ProjectA
         )
         page.set_heading(view.name, " · ".join(p for p in facts if p))
         page.tree.set_states(view.nodes, view.current, dirty=dirty, rows=view.rows, lanes=view.lanes)
+        show_check_marks(page.tree.state_model, view.check_marks, CHECKS_COLUMN)
         if wanted is not None and wanted[0] == view.name:
             self._select = None
             if wanted[1]:

@@ -1,16 +1,18 @@
-"""The item model behind the state tree view: one row per laid-out state, five columns, cells made on demand."""
+"""The item model behind the state tree view: one row per laid-out state, six columns, cells made on demand."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 
 from ui.formatting import human_bytes, local_time
+from ui.statetree.checks import CHECK_ROLES, CHECKS_TITLE, CheckMark, check_cell
 from ui.statetree.layout import StateNode, TreeRow, lay_out
 
 ROW_ROLE = Qt.ItemDataRole.UserRole + 1  # the TreeRow of an index
 STATE_ID_ROLE = Qt.ItemDataRole.UserRole + 2  # the state id ("" for the now row)
 
-COLUMNS = ("State", "Saved", "Author", "Message", "Layer")
+COLUMNS = ("State", "Saved", "Author", "Message", "Layer", CHECKS_TITLE)
+CHECKS_COLUMN = 5
 MEMORY_MARK = "  \u25cf memory"  # after the name of a state that holds the machine's memory
 RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
 RIGHT_VALUE = int(RIGHT.value)
@@ -45,6 +47,7 @@ class StateTreeModel(QAbstractTableModel):
         self._row_of: dict[str, int] = {}
         self._texts: dict[int, list[str]] = {}
         self._lanes = 1
+        self.check_marks: dict[str, CheckMark] = {}  # state id -> its last check results (ui.statetree.checks)
 
     def set_states(self, nodes: list[StateNode], current: str | None, *, dirty: bool = False) -> None:
         self.set_rows(lay_out(nodes, current, dirty=dirty))
@@ -77,6 +80,8 @@ class StateTreeModel(QAbstractTableModel):
         if not index.isValid():
             return None
         number, row = index.row(), self.rows[index.row()]
+        if index.column() == CHECKS_COLUMN and role in CHECK_ROLES:
+            return None if row.node is None else check_cell(self.check_marks.get(row.node.id), role)
         if role == Qt.ItemDataRole.DisplayRole:
             texts = self._texts.get(number)
             if texts is None:

@@ -30,5 +30,6 @@ def test_member_round_trip_and_merge(tmp_path: Path) -> None:
 
 def test_a_hostile_member_writes_nothing(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput):
-        merge_member(tmp_path, b'{"checks": [{"name": "../x", "command": "x", "expect": {"kind": "text", "value": 1}}]}')
+        hostile = b'{"checks": [{"name": "../x", "command": "x", "expect": {"kind": "text", "value": 1}}]}'
+        merge_member(tmp_path, hostile)
     assert not (tmp_path / "checks.json").exists()

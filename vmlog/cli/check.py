@@ -71,9 +71,13 @@ def list_(project: ProjectOption = None, json_output: JsonOption = False) -> Non
 def rm(
     name: Annotated[str, typer.Argument(help="The check to remove (its past results stay in the logbook).")],
     project: ProjectOption = None,
+    json_output: JsonOption = False,
 ) -> None:
     """Remove a check."""
     removed = app_checks.remove_check(name, project)
+    if json_output:
+        print_json(removed.to_dict())
+        return
     info(f"check {removed.name} removed")
 
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from hypervisors.errors import Unsupported
 from hypervisors.guest import ExecResult, GuestAgent
 from vmlog.app import check_run, checks, projects
 from vmlog.app import states as app_states
-from vmlog.checks.clone import Clone
+from vmlog.checks.clone import Clone, require_overlay_backend
 from vmlog.errors import AlreadyExists, InvalidInput, NotFound
 from vmlog.projects.backends import open_backend
 from vmlog.projects.layers import LayerStore
@@ -164,3 +166,22 @@ def test_no_checks_and_no_agent_are_refused(ctx: Workspace) -> None:
     _mtop(ctx)
     with pytest.raises(Exception, match="no agent"):  # the base is not the test appliance: no agent known
         checks.run_checks(project="ana", ctx=ctx)
+
+
+def test_a_native_tree_project_is_refused_before_anything_is_made(ctx: Workspace, outputs: dict[str, str]) -> None:
+    _mtop(ctx)
+    files = ctx.projects.get("ana")
+    project = files.load()
+    project.backend = "virtualbox"  # its states would live in VirtualBox's snapshot tree
+    files.write(project)
+    with pytest.raises(Unsupported, match="snapshot tree"):
+        checks.run_checks(project="ana", ctx=ctx)
+    assert not (ctx.home.cache / check_run.CLONES_DIR / "ana").exists()
+
+
+def test_a_backend_without_overlay_chains_cannot_boot_a_clone() -> None:
+    from hypervisors.base import SnapshotModel
+
+    native = SimpleNamespace(name="vmware", snapshot_model=SnapshotModel.NATIVE_TREE)
+    with pytest.raises(Unsupported, match="--backend kvm"):
+        require_overlay_backend(native)  # type: ignore[arg-type]

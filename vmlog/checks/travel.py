@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vmlog.checks.model import Check
 from vmlog.checks.store import CheckFile, checks_from_json, checks_to_json
 
 MEMBER_NAME = "checks.json"
@@ -24,6 +25,11 @@ def member_bytes(project_root: Path) -> bytes | None:
     if not checks:
         return None
     return (json.dumps(checks_to_json(checks), indent=2, sort_keys=True) + "\n").encode()
+
+
+def parse_member(data: bytes, *, what: str = "the bundle's checks.json") -> list[Check]:
+    """The checks of a received member, each validated; ``InvalidInput`` if malformed (check before writing anything)."""
+    return checks_from_json(data, what=what)
 
 
 @dataclass
@@ -43,7 +49,7 @@ class MergedChecks:
 
 def merge_member(project_root: Path, data: bytes, *, what: str = "the bundle's checks.json") -> MergedChecks:
     """Merge a received ``checks.json`` into the project's; ``InvalidInput`` (nothing written) if it is malformed."""
-    incoming = checks_from_json(data, what=what)
+    incoming = parse_member(data, what=what)
     book = CheckFile(project_root)
     mine = book.load()
     by_name = {c.name: c for c in mine}

@@ -28,7 +28,7 @@ def member_bytes(project_root: Path) -> bytes | None:
 
 
 def parse_member(data: bytes, *, what: str = "the bundle's checks.json") -> list[Check]:
-    """The checks of a received member, each validated; ``InvalidInput`` if malformed (check before writing anything)."""
+    """The checks of a received member, each validated; ``InvalidInput`` if malformed (call before writing)."""
     return checks_from_json(data, what=what)
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,9 @@ from vmlog.checks.store import CheckFile
 from vmlog.context.guest import STANDARD_AGENT, cloud_init_finished, open_guest
 from vmlog.errors import InvalidInput, NotFound
 from vmlog.projects import refs
-from vmlog.projects.backends import open_backend
+from vmlog.projects.backends import driver_for, open_backend
+from vmlog.projects.bundle_base import base_of
+from vmlog.projects.driver import LayersOf, chain_tops, private_work_dir
 from vmlog.projects.model import Project, State
 from vmlog.projects.names import vm_name_for
 from vmlog.projects.native_tree import is_native_project
@@ -99,26 +102,44 @@ def _targets(files: ProjectFiles, project: Project, state_refs: list[str], every
 
 
 def _open_clone_backend(project: Project, backend_name: str | None) -> Hypervisor:
-    """The backend the clones boot on: ``backend_name``, else the project's own (with its options)."""
-    if backend_name is None or registry.canonical_name(backend_name) == registry.canonical_name(project.backend):
-        if is_native_project(project):
-            raise Unsupported(
-                f"the states of {project.name!r} live in the {project.backend} snapshot tree; vmlog clones only"
-                " states whose disks are its own qcow2 layers",
-                fix="export the state (`vml state export`) and import it into a kvm project, then run the checks there",
-                backend=project.backend,
-            )
-        return open_backend(project)
-    hv = registry.open_backend(registry.canonical_name(backend_name))
+    """The backend the clones boot on: ``backend_name``, else the project's own (with its options).
+
+    A clone is a qcow2 overlay, so it boots only where vmlog owns the disk chain (kvm); the states of
+    a project on a native snapshot tree (VirtualBox, VMware) are read from their snapshots and booted
+    there with ``--backend kvm``.
+    """
+    same = backend_name is None or registry.canonical_name(backend_name) == registry.canonical_name(project.backend)
+    if same and is_native_project(project):
+        raise Unsupported(
+            f"the states of {project.name!r} live in the {project.backend} snapshot tree, and a throw-away clone"
+            f" is a qcow2 overlay, which {project.backend} does not boot",
+            fix="boot the clones under kvm: `vml check run --backend kvm`",
+            backend=project.backend,
+        )
+    hv = open_backend(project) if same else registry.open_backend(registry.canonical_name(str(backend_name)))
     try:
         require_overlay_backend(hv)
     except BaseException:
         hv.close()
         raise
-    if is_native_project(project):
-        hv.close()
-        raise Unsupported(f"the states of {project.name!r} are not qcow2 layers a {hv.name} clone could boot")
     return hv
+
+
+@contextmanager
+def _state_disks(ctx: Workspace, files: ProjectFiles, project: Project) -> Iterator[LayersOf]:
+    """A state -> its disks as qcow2 files a clone can back onto, valid while the block runs.
+
+    vmlog's own layers for an overlay chain; for a native tree, content layers read from the
+    backend's snapshots (the project's VM is not touched) into a private directory deleted afterwards.
+    """
+    if not is_native_project(project):
+        yield chain_tops(files)
+        return
+    with open_backend(project) as native, private_work_dir(ctx.home.cache, "check-read-") as work:
+        driver = driver_for(native)
+        image = base_of(ctx.images, project, driver.exchanged_labels(project))
+        with driver.reading_states(files, project, image, work) as layers_of:
+            yield layers_of
 
 
 def _wait_for_guest(agent: GuestAgent, kind: str, timeout: float) -> None:
@@ -135,7 +156,7 @@ def _wait_for_guest(agent: GuestAgent, kind: str, timeout: float) -> None:
 
 def _check_state(
     ctx: Workspace, backend: Hypervisor, files: ProjectFiles, state: State, checks: list[Check],
-    *, kind: str, boot_timeout: float, emit: ResultCallback,
+    *, disks: LayersOf, kind: str, boot_timeout: float, emit: ResultCallback,
 ) -> None:
     """Boot ``state`` in a clone, run every check in it and ``emit`` each result as it comes.
 
@@ -146,7 +167,7 @@ def _check_state(
     started = time.monotonic()
     try:
         with throwaway_clone(
-            backend, state, files.layers.path, work_parent=_clones_dir(ctx, files), vm_name=vm_name,
+            backend, state, disks(state), work_parent=_clones_dir(ctx, files), vm_name=vm_name,
             runtime=ctx.home.vm_runtime_dir(vm_name),
         ) as clone:
             with _guest(backend, clone, kind) as agent:
@@ -210,7 +231,7 @@ def run_checks(
                 f"the guest of {name!r} has no agent vmlog can reach, so checks cannot run in it",
                 fix="install the platform's guest agent in the guest (qemu-guest-agent under libvirt)",
             )
-        with _open_clone_backend(proj, backend) as hv:
+        with _open_clone_backend(proj, backend) as hv, _state_disks(ctx, files, proj) as disks:
             run = CheckRun(project=name, backend=hv.name)
             remove_leftovers(hv, _clones_dir(ctx, files), ctx.home.vm_runtime_dir)
 
@@ -221,7 +242,9 @@ def run_checks(
 
             for state in targets:
                 on_step(f"booting a clone of {state.label()}")
-                _check_state(ctx, hv, files, state, checks, kind=kind, boot_timeout=boot_timeout, emit=emit)
+                _check_state(
+                    ctx, hv, files, state, checks, disks=disks, kind=kind, boot_timeout=boot_timeout, emit=emit
+                )
         run.seconds = time.monotonic() - begun
         op.message = run.summary()
         return run

@@ -24,8 +24,6 @@ from vmlog.projects.model import State
 
 log = logging.getLogger(__name__)
 
-LayerPath = Callable[[str], Path]  # a layer file name -> its path
-
 
 @dataclass(frozen=True)
 class Clone:
@@ -47,18 +45,19 @@ def require_overlay_backend(backend: Hypervisor) -> None:
         )
 
 
-def clone_spec(state: State, layer_path: LayerPath, work: Path, vm_name: str, runtime: Path) -> VMSpec:
+def clone_spec(state: State, tops: dict[str, Path], work: Path, vm_name: str, runtime: Path) -> VMSpec:
     """The clone's VM: the state's spec with every writable disk on a new overlay in ``work``.
 
-    Disks of the state's chain back onto its layers; any other writable disk onto its own file, so
+    ``tops`` gives, per disk label, the qcow2 file showing the state's disk (its frozen layer, or a
+    content layer read from a native snapshot); any other writable disk backs onto its own file, so
     nothing of the project is ever written. Network cards keep their model only (no forwards, no MAC).
     """
     spec = VMSpec.from_dict(dict(state.spec))
     overlays = LayerStore(work)
     disks: list[DiskSpec] = []
     for index, disk in enumerate(spec.disks):
-        if disk.label in state.layers:
-            backing, fmt = layer_path(state.layers[disk.label]), "qcow2"
+        if disk.label in tops:
+            backing, fmt = tops[disk.label], "qcow2"
         elif disk.device == "disk" and not disk.readonly:
             backing, fmt = disk.path, disk.format
         else:
@@ -67,9 +66,9 @@ def clone_spec(state: State, layer_path: LayerPath, work: Path, vm_name: str, ru
         name = f"{disk.label or 'disk'}-{index}.qcow2"
         top = overlays.create_overlay(name, backing, fmt)
         disks.append(DiskSpec(path=top, format="qcow2", device="disk", readonly=False, label=disk.label))
-    for label in state.layers:
+    for label in tops:
         if not any(d.label == label for d in spec.disks):
-            raise Unsupported(f"state {state.label()} has a {label} layer its VM spec does not attach")
+            raise Unsupported(f"state {state.label()} has a {label} disk its VM spec does not attach")
     runtime.mkdir(parents=True, exist_ok=True)
     return spec.replace(
         name=vm_name,
@@ -94,7 +93,7 @@ def _destroy(backend: Hypervisor, vm_name: str, work: Path, runtime: Path) -> No
 
 @contextmanager
 def throwaway_clone(
-    backend: Hypervisor, state: State, layer_path: LayerPath, *, work_parent: Path, vm_name: str, runtime: Path
+    backend: Hypervisor, state: State, tops: dict[str, Path], *, work_parent: Path, vm_name: str, runtime: Path
 ) -> Iterator[Clone]:
     """Define and boot a clone of ``state`` as VM ``vm_name``, its disks in ``work_parent/vm_name`` (new).
 
@@ -106,7 +105,7 @@ def throwaway_clone(
     work = work_parent / vm_name
     work.mkdir()  # the name is new: a leftover of the same name would have been removed first
     try:
-        spec = clone_spec(state, layer_path, work, vm_name, runtime)
+        spec = clone_spec(state, tops, work, vm_name, runtime)
         backend.define(spec)
         backend.start(vm_name)
         yield Clone(vm_name=vm_name, spec=spec, work=work)

@@ -80,6 +80,7 @@ class GuestAdditions(GuestAgent):
     """The Guest Additions of one VirtualBox VM."""
 
     kind: ClassVar[str] = "guest-additions"
+    runs_as_root: ClassVar[bool] = False  # as the guest user it logged in as
 
     def __init__(self, tool: VBoxManage, vm_name: str, *, username: str | None = None,
                  password: str | None = None) -> None:

@@ -44,6 +44,7 @@ class VMwareTools(GuestAgent):
     """VMware Tools in one VMware VM (its ``.vmx``)."""
 
     kind: ClassVar[str] = "vmware-tools"
+    runs_as_root: ClassVar[bool] = False  # as the guest user it logged in as
 
     def __init__(self, tool: Vmrun, vmx: Path, *, username: str | None = None, password: str | None = None) -> None:
         self.tool = tool

@@ -30,7 +30,7 @@ from simulators import sim_guest
 from simulators.vbox_model import VERSION, Registry, VBoxError
 
 STATE_TEXT = {"poweroff": "powered off", "saved": "saved", "aborted": "aborted", "paused": "paused"}
-MAPPED_FIRST, MAPPED_RANGE, MAPPED_BIG, TERM_SIGNAL = 33, 93, 126, 18
+MAPPED_FIRST, MAPPED_RANGE, MAPPED_BIG, TERM_SIGNAL, EXIT_TIMEOUT = 33, 93, 126, 18, 20
 NOT_READY = (
     "VBoxManage: error: The guest execution service is not ready (yet)\n"
     "VBoxManage: error: Details: code VBOX_E_IPRT_ERROR (0x80bb0005), component GuestSessionWrap, "
@@ -191,6 +191,8 @@ def _run(folder: Path, user: str, rest: list[str]) -> int:
     exe = options[options.index("--exe") + 1] if "--exe" in options else argv[0]
     timeout = float(options[options.index("--timeout") + 1]) / 1000 if "--timeout" in options else None
     code, out, err = sim_guest.run(folder, user, [exe, *argv[1:]], timeout or None)
+    if code == -1:  # killed at --timeout: ProcessStatus_TimedOutKilled
+        return EXIT_TIMEOUT
     if "--wait-stdout" in options or "--no-wait-stdout" not in options:
         sys.stdout.buffer.write(out)
     if "--wait-stderr" in options or "--no-wait-stderr" not in options:

@@ -10,7 +10,7 @@ import pytest
 from simulators.sim_guest import install_agent
 
 from hypervisors.base import Capability
-from hypervisors.errors import InvalidState, OperationFailed, Unsupported
+from hypervisors.errors import InvalidState, OperationFailed, OperationTimeout, Unsupported
 from hypervisors.spec import DiskSpec, VMSpec
 from hypervisors.virtualbox import VirtualBoxHypervisor
 from hypervisors.virtualbox.guest_additions import GuestAdditions, guest_exit_code, mac_text, parse_property
@@ -78,6 +78,8 @@ def test_simulated_additions_run_commands_and_move_files(vbox: VirtualBoxHypervi
         assert (result.exit_code, result.stdout, result.stderr) == (7, b"out\n", b"err\n")
         assert agent.exec(["/bin/sh", "-c", "exit 100"]).exit_code == 126  # VBoxManage cannot say more than 94+
         assert agent.exec(["cat"], stdin=b"fed\n").stdout == b"fed\n"
+        with pytest.raises(OperationTimeout):
+            agent.exec(["sleep", "30"], timeout=1)  # run --timeout kills it: VBoxManage exits 20
         path = agent.check_shell("mktemp").strip()
         agent.write_file(path, b"\x00binary\xff", mode=0o640)
         assert agent.read_file(path) == b"\x00binary\xff"

@@ -91,6 +91,9 @@ class VMwareTools(GuestAgent):
     def ping(self, timeout: float = 5.0) -> None:
         del timeout  # one quick vmrun call
         state = self.tools_state()
+        if state == "unknown" and self.vmx.resolve() not in {p.resolve() for p in self.tool.running()}:
+            raise InvalidState(f"VM {self.vm_name!r} is not running, so its VMware Tools cannot answer",
+                               fix="start the VM first", backend=BACKEND)
         if state != "running":
             raise OperationFailed(f"VMware Tools are not running in VM {self.vm_name!r} (checkToolsState: {state})",
                                   fix=TOOLS_FIX, backend=BACKEND)

@@ -47,8 +47,8 @@ def test_simulated_tools_run_commands_and_move_files(vmw: VMwareHypervisor, tmp_
     vmx_path = _blank_vm(vmw, tmp_path, "tools")
     agent = vmw.guest_agent("tools")
     assert agent.tools_state() == "unknown"  # type: ignore[attr-defined]
-    with pytest.raises(OperationFailed):
-        agent.ping()
+    with pytest.raises(InvalidState):
+        agent.ping()  # powered off
     vmw.start("tools")
     try:
         with pytest.raises(OperationFailed) as caught:

@@ -69,7 +69,10 @@ class GuestInterface:
 class GuestAgent(ABC):
     """A channel to the agent in one running guest. Cheap to make; ``close`` releases what it holds."""
 
-    kind: ClassVar[str] = "agent"  # e.g. "qemu-ga", "vmlog-serial"
+    kind: ClassVar[str] = "agent"  # e.g. "qemu-ga", "vmlog-serial", "guest-additions", "vmware-tools"
+    # Whether commands run as root; Guest Additions and VMware Tools run them as the guest user they logged in as,
+    # so a caller that needs root (a mount, the clock) prefixes ``sudo -n`` there.
+    runs_as_root: ClassVar[bool] = True
 
     @abstractmethod
     def ping(self, timeout: float = 5.0) -> None:
@@ -77,7 +80,7 @@ class GuestAgent(ABC):
 
     @abstractmethod
     def exec(self, argv: Sequence[str], *, timeout: float = 60.0, stdin: bytes | None = None) -> ExecResult:
-        """Run ``argv`` in the guest (as the agent's user, root for the standard agents) and wait for it."""
+        """Run ``argv`` in the guest (as the agent's user: root for qemu-ga, see :attr:`runs_as_root`) and wait."""
 
     def shell(self, command: str, *, timeout: float = 60.0) -> ExecResult:
         """Run ``sh -c command`` in the guest."""

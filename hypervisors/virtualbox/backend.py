@@ -11,6 +11,7 @@ when it is importable and VBoxManage otherwise (see :mod:`hypervisors.virtualbox
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 import uuid as uuidlib
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any, ClassVar
 from hypervisors import qemu_img
 from hypervisors.base import Capability, Hypervisor, NativeSnapshot, Probe, SnapshotDisk, SnapshotModel, VMState
 from hypervisors.errors import InvalidState, OperationTimeout, Unsupported, VMExists, VMNotFound
+from hypervisors.guest import GuestAgent
 from hypervisors.spec import DiskSpec, VMSpec, check_vm_name
 from hypervisors.virtualbox import media
 from hypervisors.virtualbox.diagnostics import BACKEND
@@ -31,6 +33,8 @@ from hypervisors.virtualbox.vboxmanage import ProgressCallback, VBoxManage, find
 # Namespace of the UUIDs vmlog gives base VDIs: same content, same UUID, on every machine.
 BASE_UUID_NAMESPACE = uuidlib.UUID("6f1c8a52-0d7e-4b8e-9a55-3c1f2b7d9e10")
 EXTRADATA_PREFIX = "vmlog/disk/"
+GUEST_USER_ENV = "VMLOG_GUEST_USER"
+GUEST_PASSWORD_ENV = "VMLOG_GUEST_PASSWORD"
 
 
 def base_uuid_for(digest: str) -> str:
@@ -49,9 +53,17 @@ class VirtualBoxHypervisor(Hypervisor):
         vboxmanage: str | Path | None = None,
         api: str = "auto",
         progress: ProgressCallback | None = None,
+        guest_user: str | None = None,
+        guest_password: str | None = None,
     ) -> None:
-        """``api`` is ``auto`` (vboxapi if importable), ``vboxapi`` or ``vboxmanage``."""
+        """``api`` is ``auto`` (vboxapi if importable), ``vboxapi`` or ``vboxmanage``.
+
+        ``guest_user``/``guest_password`` (default ``$VMLOG_GUEST_USER``/``$VMLOG_GUEST_PASSWORD``): the guest
+        login the Guest Additions run commands and copy files as (see :mod:`guest_additions`).
+        """
         self.tool = VBoxManage(find_vboxmanage(vboxmanage))
+        self.guest_user = guest_user or os.environ.get(GUEST_USER_ENV) or None
+        self.guest_password = guest_password if guest_password is not None else os.environ.get(GUEST_PASSWORD_ENV)
         self.machine_folder = Path(machine_folder) if machine_folder else None
         self.progress = progress
         self.control: ControlChannel = self._open_control(api)
@@ -76,6 +88,7 @@ class VirtualBoxHypervisor(Hypervisor):
             | Capability.SERIAL_CHANNEL
             | Capability.ACPI_SHUTDOWN
             | Capability.SNAPSHOT_DISKS
+            | Capability.GUEST_AGENT
         )
 
     # -- discovery ---------------------------------------------------------------------------
@@ -357,6 +370,13 @@ class VirtualBoxHypervisor(Hypervisor):
         qemu_img.convert(Path(src), Path(dest), src_format=src_format, dest_format="vdi")
         self.tool.run(["internalcommands", "sethduuid", str(dest), base_uuid_for(digest)])
         return DiskSpec(path=Path(dest), format="vdi")
+
+    def guest_agent(self, vm_name: str) -> GuestAgent:
+        """The Guest Additions of the VM (``VMNotFound`` for an unknown one); ``ping`` says whether they run."""
+        from hypervisors.virtualbox.guest_additions import GuestAdditions
+
+        self._require_vm(vm_name)
+        return GuestAdditions(self.tool, vm_name, username=self.guest_user, password=self.guest_password)
 
     def machine_settings(self, name: str) -> dict[str, Any]:
         """The machine's settings as VirtualBox reports them (``showvminfo --machinereadable``)."""

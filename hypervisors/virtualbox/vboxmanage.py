@@ -64,6 +64,20 @@ class VBoxManage:
                 progress(percent)
         return proc.returncode, stdout, stderr
 
+    def run_bytes(self, args: list[str], timeout: float | None = None) -> tuple[int, bytes, bytes]:
+        """Run and return the raw output: a guest command's stdout and stderr are bytes, not text."""
+        env = {**os.environ, "LC_ALL": "C", "VBOX_LOG_DEST": "nofile"}
+        limit = self.timeout if timeout is None else timeout
+        try:
+            proc = subprocess.run([str(self.path), "-q", *args], capture_output=True, env=env, timeout=limit,
+                                  check=False)
+        except OSError as exc:
+            raise BackendUnavailable(f"cannot run {self.path}: {exc}", fix=INSTALL_FIX, backend=BACKEND) from exc
+        except subprocess.TimeoutExpired as exc:
+            raise OperationTimeout(f"VBoxManage {args[0]} did not finish within {limit:.0f} s",
+                                   backend=BACKEND) from exc
+        return proc.returncode, proc.stdout, proc.stderr
+
     def run(self, args: list[str], progress: ProgressCallback | None = None) -> str:
         code, stdout, stderr = self.run_raw(args, progress)
         if code != 0:

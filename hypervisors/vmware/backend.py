@@ -17,9 +17,13 @@ from typing import ClassVar
 from hypervisors import qemu_img
 from hypervisors.base import Capability, Hypervisor, NativeSnapshot, Probe, SnapshotDisk, SnapshotModel, VMState
 from hypervisors.errors import InvalidState, OperationFailed, OperationTimeout, Unsupported, VMExists, VMNotFound
+from hypervisors.guest import GuestAgent
 from hypervisors.spec import DiskSpec, VMSpec, check_vm_name
 from hypervisors.vmware import vmsd, vmx
 from hypervisors.vmware.vmrun import BACKEND, INSTALL_FIX, Vmrun, find_vmrun
+
+GUEST_USER_ENV = "VMLOG_GUEST_USER"
+GUEST_PASSWORD_ENV = "VMLOG_GUEST_PASSWORD"
 
 
 class VMwareHypervisor(Hypervisor):
@@ -28,16 +32,21 @@ class VMwareHypervisor(Hypervisor):
     native_disk_format: ClassVar[str] = "vmdk"
 
     def __init__(self, vm_root: str | Path | None = None, vmrun: str | Path | None = None,
-                 host_type: str | None = None) -> None:
+                 host_type: str | None = None, guest_user: str | None = None,
+                 guest_password: str | None = None) -> None:
+        """``guest_user``/``guest_password`` (default ``$VMLOG_GUEST_USER``/``$VMLOG_GUEST_PASSWORD``): the guest
+        login VMware Tools run programs and copy files as (see :mod:`hypervisors.vmware.tools`)."""
         self.tool = Vmrun(find_vmrun(vmrun), host_type or ("fusion" if os.uname().sysname == "Darwin" else "ws"))
         self.vm_root = Path(vm_root) if vm_root else Path.home() / "vmware" / "vmlog"
+        self.guest_user = guest_user or os.environ.get(GUEST_USER_ENV) or None
+        self.guest_password = guest_password if guest_password is not None else os.environ.get(GUEST_PASSWORD_ENV)
 
     @property
     def capabilities(self) -> Capability:
         # No PORT_FORWARD: VMware's NAT forwards live in the host-wide vmnet8 nat.conf, not in a VM.
         return (Capability.LIVE_SNAPSHOT | Capability.MEMORY_SAVE | Capability.NATIVE_SNAPSHOT_TREE
                 | Capability.SHARED_FOLDERS | Capability.SERIAL_CHANNEL | Capability.ACPI_SHUTDOWN
-                | Capability.SNAPSHOT_DISKS)
+                | Capability.SNAPSHOT_DISKS | Capability.GUEST_AGENT)
 
     # -- paths -------------------------------------------------------------------------------
     def vmx_path(self, name: str) -> Path:
@@ -263,3 +272,11 @@ class VMwareHypervisor(Hypervisor):
         qemu_img.run(["convert", "-q", "-f", delta_format, "-O", "vmdk", "-B", rel, "-F", "vmdk",
                       str(Path(delta).resolve()), Path(dest).name], cwd=Path(dest).resolve().parent)
         return DiskSpec(path=Path(dest), format="vmdk")
+
+    # -- the guest's standard agent ------------------------------------------------------------
+    def guest_agent(self, vm_name: str) -> GuestAgent:
+        """VMware Tools in the VM (``VMNotFound`` for an unknown one); ``ping`` says whether they run."""
+        from hypervisors.vmware.tools import VMwareTools
+
+        return VMwareTools(self.tool, self._existing_vmx(vm_name), username=self.guest_user,
+                           password=self.guest_password)

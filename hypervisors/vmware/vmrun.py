@@ -65,12 +65,15 @@ class Vmrun:
         self.host_type = host_type
         self.timeout = timeout
 
-    def run_raw(self, args: list[str]) -> tuple[int, str]:
+    def run_raw(self, args: list[str], timeout: float | None = None) -> tuple[int, str]:
+        """Run ``vmrun -T HOST args`` (``args`` may start with the ``-gu``/``-gp`` guest login flags)."""
+        limit = self.timeout if timeout is None else timeout
         try:
             proc = subprocess.run([str(self.path), "-T", self.host_type, *args], capture_output=True, text=True,
-                                  check=False, timeout=self.timeout, env={**os.environ, "LC_ALL": "C"})
+                                  check=False, timeout=limit, env={**os.environ, "LC_ALL": "C"})
         except subprocess.TimeoutExpired as exc:
-            raise OperationTimeout(f"vmrun {args[0]} did not finish in {self.timeout:.0f} s", backend=BACKEND) from exc
+            command = next((a for a in args[::2] if not a.startswith("-")), args[0])
+            raise OperationTimeout(f"vmrun {command} did not finish in {limit:.0f} s", backend=BACKEND) from exc
         except OSError as exc:
             raise BackendUnavailable(f"cannot run {self.path}: {exc}", fix=INSTALL_FIX, backend=BACKEND) from exc
         return proc.returncode, proc.stdout + proc.stderr

@@ -6,7 +6,8 @@ numbers unquoted, keys quoted when they hold other characters than letters/digit
 8.8 ``modifyvm``, 8.13 ``startvm``, 8.14 ``controlvm``, 8.16 ``snapshot``, 8.17 ``closemedium``,
 8.18 ``storageattach``, 8.19 ``storagectl``, 8.24 ``showmediuminfo``, 8.26 ``clonemedium``,
 8.31 ``sharedfolder``, 8.32 ``setextradata``/``getextradata`` (``Key: k, Value: v`` lines), and
-``internalcommands sethduuid`` (8.49, "VBoxManage internalcommands").
+``internalcommands sethduuid`` (8.49, "VBoxManage internalcommands"); ``guestproperty`` and ``guestcontrol``
+(the simulated Guest Additions) are in vbox_guest.py.
 Errors are printed as VBoxManage's ``com::GlueHandleComError`` does::
 
     VBoxManage: error: <message>
@@ -34,7 +35,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from simulators import vbox_ops  # noqa: E402
+from simulators import vbox_guest, vbox_ops  # noqa: E402
 from simulators.vbox_model import VERSION, Registry, VBoxError, read_vdi_uuid, write_vdi_uuid  # noqa: E402
 
 
@@ -216,6 +217,7 @@ def cmd_showvminfo(args: list[str]) -> int:
                       kv(f"SharedFolderPathMachineMapping{index}", folder["path"])]
         if m["description"]:
             lines.append(kv("description", m["description"]))
+        lines += vbox_guest.info_lines(m)
         lines += snapshot_lines(reg, m)
     for line in lines:
         out(line)
@@ -644,6 +646,7 @@ COMMANDS = {
     "snapshot": cmd_snapshot, "unregistervm": cmd_unregistervm, "showmediuminfo": cmd_showmediuminfo,
     "showhdinfo": cmd_showmediuminfo, "clonemedium": cmd_clonemedium, "clonehd": cmd_clonemedium,
     "closemedium": cmd_closemedium, "internalcommands": cmd_internalcommands,
+    "guestproperty": vbox_guest.cmd_guestproperty, "guestcontrol": vbox_guest.cmd_guestcontrol,
 }
 
 

@@ -19,7 +19,8 @@ snapshot records its checkpoint file as Workstation does (``snapshotN.filename =
 to the ``.vmem`` beside that ``.vmsn`` (VMware writes no ``vmState`` key in the .vmsd), switches the
 disk to the new delta and resumes, because QEMU cannot create a VMDK overlay on a disk it has open.
 ``deleteSnapshot`` removes the node and merges the frozen delta only when nothing else builds on it
-(VMware otherwise leaves the file for a later consolidation).
+(VMware otherwise leaves the file for a later consolidation). The Guest OS commands (the simulated
+VMware Tools) are in vmrun_guest.py.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from simulators import vmrun_guest  # noqa: E402
 from simulators.qemu_vm import BootSpec, DriveSpec, QemuVM  # noqa: E402
 
 VERSION = "vmrun version 1.17.0 build-21139696"
@@ -328,6 +330,12 @@ def main(argv: list[str]) -> int:
             sys.stdout.write("Error: Unrecognized host type\n")
             return 255
         argv = argv[2:]
+    auth: dict[str, str] = {}
+    while len(argv) >= 2 and argv[0] in ("-gu", "-gp", "-vp", "-h", "-u", "-p", "-P"):
+        auth[argv[0]] = argv[1]
+        argv = argv[2:]
+    if argv and argv[0] in vmrun_guest.GUEST_COMMANDS:  # outside the lock: a guest program may run for long
+        return vmrun_guest.main(argv[0], argv[1:], auth.get("-gu"), auth.get("-gp"))
     if not argv:
         sys.stdout.write(f"\n{VERSION}\n\nUsage: vmrun [AUTHENTICATION-FLAGS] COMMAND [PARAMETERS]\n")
         return 255

@@ -20,6 +20,7 @@ from pathlib import Path
 from hypervisors.base import Hypervisor
 
 _HOST: Path | None = None
+GUEST_USER, GUEST_PASSWORD = "vmlog", "vmlog-password"  # the login of the simulated guests (sim_guest.DEFAULT_USERS)
 
 
 def simulated_host() -> Path:
@@ -52,7 +53,7 @@ def _virtualbox(api: str) -> Callable[[], Hypervisor]:
 
         work = simulated_host()
         return VirtualBoxHypervisor(machine_folder=work / "machines", vboxmanage=work / "bin" / "VBoxManage",
-                                    api=api)
+                                    api=api, guest_user=GUEST_USER, guest_password=GUEST_PASSWORD)
 
     return factory
 
@@ -61,7 +62,25 @@ def _vmware() -> Hypervisor:
     from hypervisors.vmware import VMwareHypervisor
 
     work = simulated_host()
-    return VMwareHypervisor(vm_root=work / "vms", vmrun=work / "bin" / "vmrun")
+    return VMwareHypervisor(vm_root=work / "vms", vmrun=work / "bin" / "vmrun", guest_user=GUEST_USER,
+                            guest_password=GUEST_PASSWORD)
+
+
+def is_simulated(hv: Hypervisor) -> bool:
+    """Whether ``hv`` drives one of the simulators of this process's simulated host."""
+    tool = getattr(getattr(hv, "tool", None), "path", None)
+    return _HOST is not None and tool is not None and Path(tool).is_relative_to(_HOST)
+
+
+def install_guest_agent(hv: Hypervisor, vm_name: str) -> None:
+    """Install the simulated guest agent (Guest Additions, VMware Tools) in a simulated VM."""
+    from simulators.sim_guest import install_agent
+
+    if hv.name == "virtualbox":
+        folder = Path(hv.machine_settings(vm_name)["CfgFile"]).parent  # type: ignore[attr-defined]
+    else:
+        folder = hv.vmx_path(vm_name).parent  # type: ignore[attr-defined]
+    install_agent(folder, users={GUEST_USER: GUEST_PASSWORD})
 
 
 def register(factories: dict[str, Callable[[], Hypervisor]]) -> None:

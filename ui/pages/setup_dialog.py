@@ -15,7 +15,7 @@ from ui.settings_dialogs import SetupDialog
 from vmlog.app import contexts
 
 if TYPE_CHECKING:
-    from vmlog.workspace import Workspace
+    from vmlog.app.setup_project import Workspace
 
 DEFAULT_CONTEXT_LABEL = "Default: your login name and SSH key"
 

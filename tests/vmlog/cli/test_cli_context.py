@@ -109,3 +109,17 @@ def test_project_new_with_context_names_the_ssh_user(vmlog_home: Path, tmp_path:
     assert "for alice" in result.output and "cernvm seed" in result.output
     meta = json.loads((Workspace.default().projects.get("ana").root / "setup" / "setup.json").read_text())
     assert meta["ssh"] is True and meta["ssh_port"]
+
+
+def test_setup_context_option_fills_a_template_for_the_project_setup_makes(vmlog_home: Path, tmp_path: Path) -> None:
+    from vmlog.cli import setup as setup_cli
+
+    assert setup_cli._context_for("vmlog-test", None, None, None, None) is None  # setup makes its default one
+    named = setup_cli._context_for("vmlog-test", "higgs_1", "cernvm-lhcb", None, None)
+    assert named is not None and (named.user, named.hostname) == ("lhcb", "higgs-1")
+    default_name = setup_cli._context_for(None, None, "cernvm-default", "dora", None)
+    assert default_name is not None and (default_name.user, default_name.hostname) == ("dora", "cernvm")
+    file = tmp_path / "ctx.toml"
+    file.write_text('user = "eve"\nhostname = "from-file"\n')
+    from_file = setup_cli._context_for(None, None, str(file), None, None)
+    assert from_file is not None and (from_file.user, from_file.hostname) == ("eve", "from-file")

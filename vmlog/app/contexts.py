@@ -186,12 +186,15 @@ class FilledContext:
 
 
 def login_user() -> str:
-    """The host user's login name if it is a valid guest user name, else vmlog's default user."""
+    """The host user's login name if it is a valid guest user name, else vmlog's default user.
+
+    ``root`` is never made in a guest: it exists there already, and cloud-init would lock it.
+    """
     try:
         name = getpass.getuser()
     except (KeyError, OSError):
         return Context().user
-    return name if _LOGIN.match(name) else Context().user
+    return name if _LOGIN.match(name) and name != "root" else Context().user
 
 
 def read_ssh_public_key(path: Path) -> str:

@@ -105,3 +105,11 @@ def test_context_for_project_fills_variables_and_options_win(ws: Workspace, tmp_
     bad_key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
     with pytest.raises(InvalidInput, match="public key"):
         contexts.context_for_project("p", template="box", ssh_key_file=bad_key, ctx=ws)
+
+
+def test_the_login_user_fills_user_but_root_never_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(contexts.getpass, "getuser", lambda: "physicist")
+    assert contexts.login_user() == "physicist"
+    for name in ("root", "Not Valid"):
+        monkeypatch.setattr(contexts.getpass, "getuser", lambda name=name: name)
+        assert contexts.login_user() == "vmlog"

@@ -9,6 +9,7 @@ is ready (:mod:`vmlog.context.readiness`).
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from hypervisors.errors import HypervisorError
 from hypervisors.spec import VMSpec
 from vmlog.app import projects
 from vmlog.app.appliances import FoundAppliance, canonical_backend, store_name
+from vmlog.appliances.box import read_archive
 from vmlog.appliances.builtin import builtin_appliances
 from vmlog.appliances.model import Appliance, ApplianceVersion
 from vmlog.context import project_setup
@@ -29,7 +31,8 @@ from vmlog.context.guest import VMLOG_AGENT, guest_agent_kind, open_guest
 from vmlog.context.model import Context, ExtraFile
 from vmlog.context.quiesce import sync_guest_clock
 from vmlog.context.readiness import GuestNotReady, GuestReadyCheck, console_has, ssh_banner, wait_until
-from vmlog.errors import AlreadyExists, InvalidInput, NotFound
+from vmlog.errors import AlreadyExists, InvalidInput, NotFound, VmlogError
+from vmlog.fsutil import atomic_write_bytes
 from vmlog.logbook import Operation
 from vmlog.projects.backends import open_backend, vm_state
 from vmlog.projects.driver import Progress, no_progress
@@ -88,6 +91,9 @@ def ssh_access(project: str | None = None, *, check: bool = True, ctx: Workspace
         )
     stored = project_setup.read_stored_context(files.root) or {}
     key = project_setup.private_key_for(stored.get("ssh_public_key"))
+    box_key = project_setup.setup_dir(files.root) / BOX_KEY_FILE
+    if key is None and box_key.is_file():
+        key = box_key
     access = SshAccess(
         port=port,
         user=str(stored.get("user") or Context().user),
@@ -160,6 +166,29 @@ def create_setup_project(
 
 
 VAGRANT_USER = "vagrant"  # the user every Vagrant box has (Vagrant's box conventions)
+BOX_KEY_MEMBER = "vagrant_private_key"  # what `vagrant package` puts in a box made from a machine with its own key
+BOX_KEY_FILE = "vagrant_private_key"
+_MAX_KEY_BYTES = 16 * 1024
+
+
+def keep_box_private_key(box: Path, setup_dir: Path) -> Path | None:
+    """Copy the private key a Vagrant box carries (``vagrant_private_key``) into ``setup_dir``; None if it has none.
+
+    The box is hostile input: the key is read through the box reader's checks, bounded, and must look
+    like a private key; it is kept readable by the user only, as ssh demands.
+    """
+    with tempfile.TemporaryDirectory(dir=setup_dir.parent) as work:
+        members = read_archive(
+            box, Path(work), wanted=lambda name, _read: _MAX_KEY_BYTES if name == BOX_KEY_MEMBER else None,
+            max_total=_MAX_KEY_BYTES, kinds=("tar", "gzip", "bzip2", "xz"), what="a Vagrant box",
+        )  # fmt: skip
+        if BOX_KEY_MEMBER not in members:
+            return None
+        data = members[BOX_KEY_MEMBER].path.read_bytes()
+    if not data.startswith(b"-----BEGIN ") or b"PRIVATE KEY-----" not in data:
+        return None
+    setup_dir.mkdir(parents=True, exist_ok=True)
+    return atomic_write_bytes(setup_dir / BOX_KEY_FILE, data, mode=0o600)
 
 
 @dataclass(frozen=True)
@@ -234,6 +263,11 @@ def new_project_with_context(
     if kind == "none" and context.user == VAGRANT_USER:
         warnings = [w for w in warnings if "no SSH public key" not in w]
     files, project = projects.load(name, ctx)
+    if is_vagrant_box(image) and context.user == VAGRANT_USER:
+        try:
+            keep_box_private_key(Path(image).expanduser(), project_setup.setup_dir(files.root))
+        except VmlogError as exc:  # the project is whole; only the key is missing
+            warnings.append(f"the box's private key was not kept ({exc.message}): `vml ssh` offers your own keys")
     meta = project_setup.read_setup_meta(files.root) or {}
     port = meta.get("ssh_port")
     return ContextualisedProject(project, kind or "nocloud", int(port) if port else None, context.user, warnings)

@@ -67,14 +67,20 @@ def _ctx() -> setup_project.Context:
     return setup_project.Context(user="bob", hostname="h", ssh_public_key=KEY)
 
 
-def _box(tmp_path: Path) -> Path:
-    """A vagrant-libvirt v1 box: metadata.json, Vagrantfile and box.img (qcow2)."""
+BOX_KEY = b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
+
+
+def _box(tmp_path: Path, *, key: bytes | None = None) -> Path:
+    """A vagrant-libvirt v1 box: metadata.json, Vagrantfile and box.img (qcow2), and ``key`` as `vagrant package`
+    includes a machine's own key."""
     disk = tmp_path / "box.img"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "16M"], check=True)
     box = tmp_path / "debian12.box"
     with tarfile.open(box, "w:gz") as tar:
         meta = json.dumps({"provider": "libvirt", "format": "qcow2", "virtual_size": 1}).encode()
-        for name, data in (("metadata.json", meta), ("Vagrantfile", b"Vagrant.configure('2') do |c| end\n")):
+        members = [("metadata.json", meta), ("Vagrantfile", b"Vagrant.configure('2') do |c| end\n")]
+        members += [("vagrant_private_key", key)] if key is not None else []
+        for name, data in members:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
@@ -89,7 +95,17 @@ def test_a_vagrant_box_without_context_is_reached_as_vagrant(ws: Workspace, tmp_
     assert made.seed == "none" and made.user == VAGRANT_USER and made.ssh_port
     spec = VMSpec.from_dict(ws.projects.get("boxed").load().spec)
     assert [d for d in spec.disks if d.label == "seed"] == []
-    assert ssh_access("boxed", check=False, ctx=ws).user == VAGRANT_USER
+    access = ssh_access("boxed", check=False, ctx=ws)
+    assert access.user == VAGRANT_USER and access.identity is None  # this box carried no key
+
+
+def test_the_key_a_box_carries_is_what_vml_ssh_uses(ws: Workspace, tmp_path: Path) -> None:
+    new_project_with_context("keyed", str(_box(tmp_path, key=BOX_KEY)), None, ctx=ws)
+    access = ssh_access("keyed", check=False, ctx=ws)
+    assert access.user == VAGRANT_USER and access.identity is not None
+    kept = Path(access.identity)
+    assert kept.read_bytes() == BOX_KEY and kept.stat().st_mode & 0o777 == 0o600
+    assert ["-i", str(kept)] == access.command("keyed")[-5:-3]
 
 
 def test_no_context_for_a_plain_image_is_refused(ws: Workspace, tmp_path: Path) -> None:

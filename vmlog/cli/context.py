@@ -42,7 +42,7 @@ def list_(json_output: JsonOption = False) -> None:
         print_json([row.to_dict() for row in rows])
         return
     width = max(20, *(len(row.name) for row in rows))
-    out.print(Text(f"  {'TEMPLATE':<{width}} {'KIND':<8} {'':<9} DESCRIPTION", style="dim"))
+    out.print(Text(f"  {'TEMPLATE':<{width}} {'KIND':<8} {'ORIGIN':<9} DESCRIPTION", style="dim"))
     for row in rows:
         origin = "built-in" if row.builtin else ""
         text = row.description if row.problem is None else f"(broken: {row.problem})"

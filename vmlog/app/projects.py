@@ -68,7 +68,7 @@ def new_project(
             raise AlreadyExists(f"a project called {name!r} exists", fix="choose another name")
         with registry.open_backend(backend, **(backend_options or {})) as hv:
             driver = driver_for(hv)  # refuses a backend whose snapshot model this vmlog cannot drive yet
-            stored = _base_image(ctx, image, progress)
+            stored = base_image(image, progress=progress, ctx=ctx)
             project = Project(
                 id=new_id(), name=name, backend=backend, backend_options=dict(backend_options or {}),
                 vm_name=vm_name_for(ctx.home, name), live={}, current=None, spec={},
@@ -104,13 +104,14 @@ def _discard_staged(ctx: Workspace, staged: ProjectFiles, stored: StoredImage, p
         ctx.images.remove_ref(stored.sha256, project_holder(project))
 
 
-def _base_image(ctx: Workspace, image: str, progress: Progress) -> StoredImage:
+def base_image(image: str, *, progress: Progress = no_progress, ctx: Workspace | None = None) -> StoredImage:
     """The store image ``image`` names, importing a local image file into the store first.
 
     A local file's format comes from its bytes (an Ubuntu ``*.img`` is qcow2; a ``.box`` or ``.ova``
     gives its system disk), never from its name. A store reference may be spelt as Vagrant does
     (``org/name:version``), and may name a version that shares another version's image.
     """
+    ctx = workspace(ctx)
     path = Path(image).expanduser()
     if not path.is_file():
         ref = store_ref(image)

@@ -9,6 +9,7 @@ is ready (:mod:`vmlog.context.readiness`).
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,17 +22,23 @@ from hypervisors.errors import HypervisorError
 from hypervisors.spec import VMSpec
 from vmlog.app import projects
 from vmlog.app.appliances import FoundAppliance, canonical_backend, store_name
+from vmlog.appliances.box import read_archive
+from vmlog.appliances.builtin import builtin_appliances
+from vmlog.appliances.model import Appliance, ApplianceVersion
 from vmlog.context import project_setup
-from vmlog.context.appliance_vm import SSH_GUEST_PORT, appliance_vm
+from vmlog.context.appliance_vm import MIN_MEMORY_MIB, SSH_GUEST_PORT, appliance_vm
 from vmlog.context.guest import VMLOG_AGENT, guest_agent_kind, open_guest
 from vmlog.context.model import Context, ExtraFile
 from vmlog.context.quiesce import sync_guest_clock
 from vmlog.context.readiness import GuestNotReady, GuestReadyCheck, console_has, ssh_banner, wait_until
-from vmlog.errors import AlreadyExists, NotFound
+from vmlog.errors import AlreadyExists, InvalidInput, NotFound, VmlogError
+from vmlog.fsutil import atomic_write_bytes
 from vmlog.logbook import Operation
 from vmlog.projects.backends import open_backend, vm_state
+from vmlog.projects.driver import Progress, no_progress
 from vmlog.projects.model import Project
 from vmlog.projects.names import check_project_name
+from vmlog.store.model import StoredImage
 from vmlog.testappliance.agent import GuestChannel
 from vmlog.workspace import Workspace, workspace
 
@@ -84,6 +91,9 @@ def ssh_access(project: str | None = None, *, check: bool = True, ctx: Workspace
         )
     stored = project_setup.read_stored_context(files.root) or {}
     key = project_setup.private_key_for(stored.get("ssh_public_key"))
+    box_key = project_setup.setup_dir(files.root) / BOX_KEY_FILE
+    if key is None and box_key.is_file():
+        key = box_key
     access = SshAccess(
         port=port,
         user=str(stored.get("user") or Context().user),
@@ -119,18 +129,24 @@ def create_setup_project(
     cpus: int | None,
     memory_mib: int | None,
     say: Say,
+    backend_options: dict[str, Any] | None = None,
+    scratch_size: str | None = None,
     ctx: Workspace | None = None,
 ) -> list[str]:
-    """Create and contextualise the project as one step (on any failure it is removed again); the warnings."""
+    """Create and contextualise the project as one step (on any failure it is removed again); the warnings.
+
+    ``scratch_size`` replaces the scratch disk the appliance asks for (``vml project new --disk-size``).
+    """
     ctx = workspace(ctx)
     appliance, version = found.appliance, found.version
     seed_path = project_setup.setup_dir(ctx.projects.files(name).root) / project_setup.SEED_FILE
     vm = appliance_vm(appliance, version, seed_path, cpus=cpus, memory_mib=memory_mib)
-    extra_text = f", scratch disk {vm.scratch_size}" if vm.scratch_size else ""
+    scratch = scratch_size or vm.scratch_size
+    extra_text = f", scratch disk {scratch}" if scratch else ""
     say("project", f"creating project {name} on {backend}{extra_text}")
     project = projects.new_project(
-        name, image_sha256, backend=backend, cpus=vm.cpus, memory_mib=vm.memory_mib, scratch_size=vm.scratch_size,
-        extra_disks=vm.extra_disks, nics=vm.nics, ctx=ctx,
+        name, image_sha256, backend=backend, backend_options=backend_options, cpus=vm.cpus, memory_mib=vm.memory_mib,
+        scratch_size=scratch, extra_disks=vm.extra_disks, nics=vm.nics, ctx=ctx,
     )  # fmt: skip
     say("project", f"{name} created on {backend}{extra_text}")
     try:
@@ -148,6 +164,113 @@ def create_setup_project(
         )
     return warnings
 
+
+VAGRANT_USER = "vagrant"  # the user every Vagrant box has (Vagrant's box conventions)
+BOX_KEY_MEMBER = "vagrant_private_key"  # what `vagrant package` puts in a box made from a machine with its own key
+BOX_KEY_FILE = "vagrant_private_key"
+_MAX_KEY_BYTES = 16 * 1024
+
+
+def keep_box_private_key(box: Path, setup_dir: Path) -> Path | None:
+    """Copy the private key a Vagrant box carries (``vagrant_private_key``) into ``setup_dir``; None if it has none.
+
+    The box is hostile input: the key is read through the box reader's checks, bounded, and must look
+    like a private key; it is kept readable by the user only, as ssh demands.
+    """
+    with tempfile.TemporaryDirectory(dir=setup_dir.parent) as work:
+        members = read_archive(
+            box, Path(work), wanted=lambda name, _read: _MAX_KEY_BYTES if name == BOX_KEY_MEMBER else None,
+            max_total=_MAX_KEY_BYTES, kinds=("tar", "gzip", "bzip2", "xz"), what="a Vagrant box",
+        )  # fmt: skip
+        if BOX_KEY_MEMBER not in members:
+            return None
+        data = members[BOX_KEY_MEMBER].path.read_bytes()
+    if not data.startswith(b"-----BEGIN ") or b"PRIVATE KEY-----" not in data:
+        return None
+    setup_dir.mkdir(parents=True, exist_ok=True)
+    return atomic_write_bytes(setup_dir / BOX_KEY_FILE, data, mode=0o600)
+
+
+@dataclass(frozen=True)
+class ContextualisedProject:
+    """A project made by ``vml project new`` with a context: how its guest is reached, what to look out for."""
+
+    project: Project
+    seed: str  # the seed kind written ("nocloud", "cernvm") or "none"
+    ssh_port: int | None
+    user: str
+    warnings: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"project": self.project.name, "seed": self.seed, "ssh_port": self.ssh_port, "user": self.user,
+                "warnings": list(self.warnings)}  # fmt: skip
+
+
+def is_vagrant_box(image: str) -> bool:
+    """True if ``image`` is a Vagrant box file (whose guests have the ``vagrant`` user)."""
+    path = Path(image).expanduser()
+    return path.suffix.lower() == ".box" and path.is_file()
+
+
+def _local_appliance(stored: StoredImage, kind: str, ctx: Workspace) -> FoundAppliance:
+    """A store image as setup sees a catalog appliance: a built-in appliance's boot facts if it is one."""
+    boot: dict[str, Any] = {"ssh": True}
+    min_memory = MIN_MEMORY_MIB
+    for known in builtin_appliances(ctx.home.config):
+        if known.store_name == stored.name and known.versions:
+            boot, min_memory = dict(known.versions[0].boot), known.versions[0].min_memory_mib
+    version = ApplianceVersion(
+        version=stored.version, images={}, min_memory_mib=min_memory, context=kind, boot={**boot, "ssh": True}
+    )
+    appliance = Appliance(name=stored.name, title=stored.name, description="", versions=(version,), catalog="local")
+    return FoundAppliance(appliance, version)
+
+
+def new_project_with_context(
+    name: str,
+    image: str,
+    context: Context | None,
+    *,
+    kind: str | None = None,
+    backend: str = "kvm",
+    backend_options: dict[str, Any] | None = None,
+    cpus: int = 1,
+    memory_mib: int = 512,
+    scratch_size: str | None = None,
+    progress: Progress = no_progress,
+    ctx: Workspace | None = None,
+) -> ContextualisedProject:
+    """``vml project new`` with a context: a local or store image gets a seed and an SSH forward as setup gives.
+
+    ``kind`` is the seed to write (a template's kind; ``nocloud`` by default). A Vagrant box without a
+    context gets no seed (boxes are not contextualised) and is logged into as ``vagrant``.
+    """
+    ctx = workspace(ctx)
+    check_project_name(name)
+    if name in ctx.projects.names():
+        raise AlreadyExists(f"a project called {name!r} exists", fix="choose another name")
+    if context is None:
+        if not is_vagrant_box(image):
+            raise InvalidInput("no context given for the new project", fix="name a template with --context NAME")
+        context, kind = Context(user=VAGRANT_USER, hostname=project_setup.hostname_for(name)), "none"
+    stored = projects.base_image(image, progress=progress, ctx=ctx)
+    found = _local_appliance(stored, kind or "nocloud", ctx)
+    warnings = create_setup_project(
+        name, found, stored.sha256, projects.check_backend(backend), context, cpus=cpus, memory_mib=memory_mib,
+        say=lambda _phase, message: progress(message, None), backend_options=backend_options,
+        scratch_size=scratch_size, ctx=ctx,
+    )  # fmt: skip
+    if kind == "none" and context.user == VAGRANT_USER:
+        warnings = [w for w in warnings if "no SSH public key" not in w]
+    files, project = projects.load(name, ctx)
+    if is_vagrant_box(image) and context.user == VAGRANT_USER:
+        try:
+            keep_box_private_key(Path(image).expanduser(), project_setup.setup_dir(files.root))
+        except VmlogError as exc:  # the project is whole; only the key is missing
+            warnings.append(f"the box's private key was not kept ({exc.message}): `vml ssh` offers your own keys")
+    meta = project_setup.read_setup_meta(files.root) or {}
+    port = meta.get("ssh_port")
+    return ContextualisedProject(project, kind or "nocloud", int(port) if port else None, context.user, warnings)
 
 def complete_setup_project(name: str, *, say: Say, ctx: Workspace | None = None) -> dict[str, Any]:
     """setup.json of an existing project (made up for one made by ``vml project new``); re-writes a lost seed."""

@@ -27,6 +27,88 @@ _VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._+-]{0,63}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
+# The context templates that come with the CernVM entry, each modelled on one file of CernVM's public contexts
+# (github.com/cernvm/public-contexts, what CernVM Online offered): the same CernVM-FS repositories, the same user
+# (but for cernvm-default, whose user is yours) and the same login environment. vmlog's differences: the user logs
+# in with an SSH key ({ssh_key}), never a password written in the context, and the proxy is DIRECT (no site squid
+# on a laptop). docs/contexts.md cites the source of each; `vml context list` offers them.
+_COMMON = """\
+hostname = "{hostname}"
+ssh_public_key = "{ssh_key}"
+cvmfs_http_proxy = "DIRECT"
+"""
+
+CERNVM_CONTEXT_TEMPLATES: dict[str, str] = {
+    "cernvm-default": f"""\
+# Modelled on cernvm/public-contexts default.context: the sft and grid repositories.
+kind = "cernvm"
+description = "CernVM with the SFT (LCG software) and grid repositories"
+user = "{{user}}"
+{_COMMON}cvmfs_repositories = ["sft.cern.ch", "grid.cern.ch"]
+""",
+    "cernvm-atlas": f"""\
+# Modelled on cernvm/public-contexts atlas.context: ATLAS repositories, ATLAS_LOCAL_ROOT_BASE, setupATLAS.
+kind = "cernvm"
+description = "CernVM for ATLAS: atlas, atlas-condb, atlas-nightlies, grid and sft; setupATLAS in the shell"
+user = "atlas"
+{_COMMON}cvmfs_repositories = [
+  "atlas.cern.ch", "atlas-condb.cern.ch", "atlas-nightlies.cern.ch", "grid.cern.ch", "sft.cern.ch",
+]
+
+[[extra_files]]
+path = "/etc/profile.d/atlas.sh"
+content = \"\"\"export ATLAS_LOCAL_ROOT_BASE=/cvmfs/atlas.cern.ch/repo/ATLASLocalRootBase
+alias setupATLAS='source ${{{{ATLAS_LOCAL_ROOT_BASE}}}}/user/atlasLocalSetup.sh'
+\"\"\"
+""",
+    "cernvm-cms-opendata": f"""\
+# Modelled on cernvm/public-contexts cms-opendata.context: the CMS repositories and cmsset_default.sh at login.
+kind = "cernvm"
+description = "CernVM for CMS open data: cms and cms-opendata-conddb; the CMS environment at login"
+user = "cms-opendata"
+{_COMMON}cvmfs_repositories = ["cms.cern.ch", "cms-opendata-conddb.cern.ch"]
+
+[[extra_files]]
+path = "/etc/profile.d/cms.sh"
+permissions = "0755"
+content = \"\"\"if [ -r /cvmfs/cms.cern.ch/cmsset_default.sh ]; then
+  . /cvmfs/cms.cern.ch/cmsset_default.sh
+fi
+\"\"\"
+""",
+    "cernvm-lhcb": f"""\
+# Modelled on cernvm/public-contexts lhcb.context: the LHCb repositories and LHCb's login.sh in interactive shells.
+kind = "cernvm"
+description = "CernVM for LHCb: lhcb, lhcbdev, grid and sft; the LHCb environment in interactive shells"
+user = "lhcb"
+{_COMMON}cvmfs_repositories = ["lhcb.cern.ch", "lhcbdev.cern.ch", "grid.cern.ch", "sft.cern.ch"]
+
+[[extra_files]]
+path = "/etc/profile.d/lhcb.sh"
+content = \"\"\"if [ "$PS1" ] && [ -z "$CERNVM_LHCB_ENV" ]; then
+  . /cvmfs/lhcb.cern.ch/etc/login.sh || true
+  export CERNVM_LHCB_ENV=1
+fi
+\"\"\"
+""",
+    "cernvm-alice": f"""\
+# Modelled on cernvm/public-contexts alice.context: the ALICE repositories and ALICE's login.sh.
+kind = "cernvm"
+description = "CernVM for ALICE: alice, alice-ocdb, grid and sft; the ALICE environment in interactive shells"
+user = "alice"
+{_COMMON}cvmfs_repositories = ["alice.cern.ch", "alice-ocdb.cern.ch", "grid.cern.ch", "sft.cern.ch"]
+
+[[extra_files]]
+path = "/etc/profile.d/alice.sh"
+content = \"\"\"if [ "$PS1" ] && [ -z "$CERNVM_ALICE_ENV" ]; then
+  . /cvmfs/alice.cern.ch/etc/login.sh || true
+  export CERNVM_ALICE_ENV=1
+fi
+\"\"\"
+""",
+}
+
+
 def cernvm_base_url(config_dir: Path) -> str:
     return (setting(config_dir, "cernvm_base_url", "VMLOG_CERNVM_BASE_URL") or CERNVM_BASE_URL).rstrip("/")
 
@@ -59,7 +141,11 @@ def cernvm_version(base_url: str, version: str, *, arch: str = "x86_64") -> Appl
         min_memory_mib=CERNVM_MIN_MEMORY_MIB,
         scratch_disk_gib=CERNVM_SCRATCH_GIB,
         context="cernvm",
-        boot={"firmware": "bios", "scratch_disk": "empty, >= 20 GB, formatted by CernVM at first boot"},
+        boot={
+            "firmware": "bios",
+            "scratch_disk": "empty, >= 20 GB, formatted by CernVM at first boot",
+            "context_templates": list(CERNVM_CONTEXT_TEMPLATES),
+        },
     )
 
 

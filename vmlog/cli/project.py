@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.text import Text
 
-from vmlog.app import projects
+from vmlog.app import contexts, projects, setup_project
 from vmlog.cli import appliance as appliance_cli
-from vmlog.cli.output import abort, info, out, print_json
+from vmlog.cli.context import ContextOption, SshKeyOption, UserOption, context_choice
+from vmlog.cli.output import abort, info, out, print_json, warn
 from vmlog.cli.progress import status
 
 app = typer.Typer(
@@ -56,10 +58,14 @@ def new(
     disk_size: Annotated[
         str | None, typer.Option("--disk-size", help="Add an empty scratch disk of this size (e.g. 20G).")
     ] = None,
+    context: ContextOption = None,
+    user: UserOption = None,
+    ssh_key: SshKeyOption = None,
 ) -> None:
     """Create a project on a base appliance; it becomes the current project.
 
-    An appliance that is only in a catalog is pulled (downloaded and verified) first.
+    An appliance that is only in a catalog is pulled (downloaded and verified) first. With --context
+    (or --user/--ssh-key) the VM gets a seed and an SSH forward, as `vml setup` gives; `vml ssh` logs in.
     """
     base = image or appliance
     if base is None or (image is not None and appliance is not None):
@@ -67,6 +73,10 @@ def new(
     backend = projects.check_backend(backend)
     _pull_if_only_in_a_catalog(base, backend)
     options = {key: value for key, value in (("uri", uri), ("accel", accel)) if value}
+    if context is not None or user is not None or ssh_key is not None or setup_project.is_vagrant_box(base):
+        _new_with_context(name, base, context, user, ssh_key, backend=backend, options=options, cpus=cpus,
+                          memory=memory, disk_size=disk_size)  # fmt: skip
+        return
     with status(f"Creating {name}") as progress:
         project = projects.new_project(
             name,
@@ -81,6 +91,32 @@ def new(
     info(
         f"created project {project.name} on {project.base.get('name')}:{project.base.get('version')}"
         f" ({project.backend}); start it with `vml up`"
+    )
+
+
+def _new_with_context(
+    name: str, base: str, context: str | None, user: str | None, ssh_key: Path | None, *, backend: str,
+    options: dict[str, str], cpus: int, memory: int, disk_size: str | None,
+) -> None:  # fmt: skip
+    template, context_file = context_choice(context)
+    filled = None
+    if context is not None or user is not None or ssh_key is not None:
+        filled = contexts.context_for_project(
+            name, template=template, context_file=context_file, user=user, ssh_key_file=ssh_key
+        )
+    with status(f"Creating {name}") as progress:
+        made = setup_project.new_project_with_context(
+            name, base, filled.context if filled else None, kind=filled.kind if filled else None, backend=backend,
+            backend_options=options, cpus=cpus, memory_mib=memory, scratch_size=disk_size, progress=progress,
+        )  # fmt: skip
+    for text in made.warnings:
+        warn(text)
+    project = made.project
+    seed = "no seed" if made.seed == "none" else f"a {made.seed} seed"
+    info(
+        f"created project {project.name} on {project.base.get('name')}:{project.base.get('version')}"
+        f" ({project.backend}) with {seed}, SSH forwarded from 127.0.0.1:{made.ssh_port} for {made.user};"
+        " start it with `vml up`, then `vml ssh`"
     )
 
 

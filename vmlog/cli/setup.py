@@ -15,12 +15,15 @@ from rich import filesize
 from rich.progress import BarColumn, Progress, ProgressColumn, SpinnerColumn, Task, TextColumn
 from rich.text import Text
 
+from vmlog.app.contexts import context_for_project
 from vmlog.app.projects import resolve_project
-from vmlog.app.setup_project import Context
+from vmlog.app.setup_project import Context, setup_project_name
+from vmlog.cli.context import ContextOption, SshKeyOption, UserOption, context_choice
 from vmlog.cli.output import abort, err, info, out, print_json, warn
 from vmlog.cli.progress import run_interruptible
 from vmlog.setup import SetupEvent, SetupResult, ssh_access
 from vmlog.setup import setup as run_setup
+from vmlog.setup.service import DEFAULT_APPLIANCE
 
 T = TypeVar("T")
 
@@ -141,9 +144,9 @@ def setup(
     backend: Annotated[str | None, typer.Option("--backend", help="kvm, virtualbox or vmware.")] = None,
     cpus: Annotated[int | None, typer.Option("--cpus", min=1, help="Virtual CPUs.")] = None,
     memory: Annotated[int | None, typer.Option("--memory", min=32, help="Memory in MiB.")] = None,
-    context: Annotated[
-        Path | None, typer.Option("--context", help="Context file (.toml/.json): user, SSH key, hostname...")
-    ] = None,
+    context: ContextOption = None,
+    user: UserOption = None,
+    ssh_key: SshKeyOption = None,
     insecure: Annotated[bool, typer.Option("--insecure", help="Allow plain HTTP to a remote host.")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the guest.")] = 900.0,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
@@ -152,7 +155,7 @@ def setup(
 
     Safe to run again: an existing project is started if stopped, and reported if it runs.
     """
-    ctx_obj: Context | None = Context.load(context) if context else None
+    ctx_obj = _context_for(appliance, name, context, user, ssh_key)
     with phase_display() as display:
         result = run_cancellable(
             lambda cancel: run_setup(
@@ -173,6 +176,18 @@ def setup(
         print_json(result.to_dict())
         return
     print_reach(result)
+
+
+def _context_for(
+    appliance: str | None, name: str | None, context: str | None, user: str | None, ssh_key: Path | None
+) -> Context | None:
+    """The context ``--context``/``--user``/``--ssh-key`` ask for, filled for the project setup makes; None if none."""
+    if context is None and user is None and ssh_key is None:
+        return None
+    project = setup_project_name(name, appliance or DEFAULT_APPLIANCE)
+    template, context_file = context_choice(context)
+    filled = context_for_project(project, template=template, context_file=context_file, user=user, ssh_key_file=ssh_key)
+    return filled.context
 
 
 def ssh(

@@ -100,6 +100,10 @@ COMMANDS: tuple[Lazy, ...] = (
             "Verify a .vmlstate file and show what it holds and who signed it (writes nothing).",
         ),
     )),
+    Lazy(
+        "check", "vmlog.cli.check:app",
+        "Reproduction checks: commands run in the guest and what they must print, checked on saved states.",
+    ),
     # Appliances, releases, settings
     Lazy(
         "appliance", "vmlog.cli.appliance:app",
@@ -109,6 +113,10 @@ COMMANDS: tuple[Lazy, ...] = (
     Lazy(
         "release", "vmlog.cli.release:app",
         "List, mount and unmount software releases (CernVM-FS repositories, HTTP release trees).",
+    ),
+    Lazy(
+        "context", "vmlog.cli.context:app",
+        "Context templates: named, reusable contextualisations (user, SSH key, CernVM-FS, files) for new VMs.",
     ),
     Lazy("config", "vmlog.cli.bundle:config_app", "Settings of this vmlog home."),
 )  # fmt: skip

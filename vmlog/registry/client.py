@@ -231,7 +231,7 @@ class RegistryClient:
             if reply.status_code != 200:
                 raise self._fail(reply, f"send blob {digest}")
             hasher, got = hashlib.sha256(), 0
-            for piece in reply.iter_raw(PIECE):
+            for piece in reply.iter_bytes(PIECE):
                 got += len(piece)
                 if got > size:
                     raise BlobMismatch(f"blob {digest} is larger than the {size} bytes its descriptor says")
@@ -267,7 +267,7 @@ class RegistryClient:
             if reply.status_code != 200:
                 raise self._fail(reply, f"send the manifest {target}")
             data = bytearray()
-            for piece in reply.iter_raw(PIECE):
+            for piece in reply.iter_bytes(PIECE):
                 data += piece
                 if len(data) > max_bytes:
                     raise BlobMismatch(f"the manifest {target} is over {max_bytes} bytes")

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import ssl
 import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -236,3 +241,43 @@ def test_a_layer_with_the_wrong_digest_is_refused_with_nothing_written(
         app_registry.pull_state(f"{sender.repo}:bad-digest", login=sender.login, ctx=c)
     assert refused.value.reason == "digest"
     assert home_listing(c) == before
+
+
+@contextmanager
+def serve_directory(directory: Path) -> Iterator[str]:
+    """``directory`` over plain HTTP on 127.0.0.1 (the base's URL in the manifest); yields the base URL."""
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(directory))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_a_base_the_registry_lost_comes_from_the_manifests_url(registry: RunningRegistry, tmp_path: Path) -> None:
+    www = tmp_path / "www"
+    www.mkdir()
+    base = www / "base.img"
+    base.write_bytes(b"\0" * BASE_SIZE)
+    write_pattern(base, 0x66, 0, 256 * 1024, fmt="raw")
+    a = context_at(tmp_path / "home-a")
+    login = login_for(registry)
+    repo = f"{registry.host}/group/url-fallback"
+    with serve_directory(www) as url:
+        image = a.images.add_file(base, name="served", version="1", format="raw", urls=[f"{url}/base.img"])
+        projects.new_project("served", image.sha256, ctx=a)
+        files = a.projects.get("served")
+        write_pattern(files.layers.path(files.load().live["system"]), 0x77, 0, 64 * 1024)
+        saved = states.save_state("served", "one", ctx=a)
+        app_registry.push_state(f"{repo}:one", "served", "one", login=login, ctx=a)
+        with raw_http(registry) as http:  # the registry's administrator removed the base
+            assert http.delete(f"https://{registry.host}/v2/group/url-fallback/blobs/sha256:{image.sha256}"
+                               ).status_code == 202
+        b = context_at(tmp_path / "home-b")
+        pulled = app_registry.pull_state(f"{repo}:one", trust=True, login=login, ctx=b)
+    assert not pulled.base_from_registry and pulled.imported.base_downloaded
+    assert qemu_img.compare(layer(b, pulled.imported.project, saved.id), "qcow2", layer(a, "served", saved.id), "qcow2")

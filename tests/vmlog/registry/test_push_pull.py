@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
+import io
 import json
+import os
 import ssl
 import subprocess
 import threading
@@ -281,3 +284,21 @@ def test_a_base_the_registry_lost_comes_from_the_manifests_url(registry: Running
         pulled = app_registry.pull_state(f"{repo}:one", trust=True, login=login, ctx=b)
     assert not pulled.base_from_registry and pulled.imported.base_downloaded
     assert qemu_img.compare(layer(b, pulled.imported.project, saved.id), "qcow2", layer(a, "served", saved.id), "qcow2")
+
+
+def test_a_chunked_upload_and_a_mount_from_another_repository(registry: RunningRegistry, tmp_path: Path) -> None:
+    """PATCH chunks then the closing PUT (for proxies that limit request sizes); a mount sends no bytes at all."""
+    from vmlog.registry.auth import Credentials
+    from vmlog.registry.client import RegistryClient
+
+    data = os.urandom(3 * 1024 * 1024 + 123)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    creds = Credentials(registry.user, registry.password, "test")
+    with RegistryClient(registry.host, credentials=creds, ca_file=registry.ca_file) as client:
+        client.upload_blob("group/chunked", digest, io.BytesIO(data), len(data), chunk_size=1 << 20)
+        sink = io.BytesIO()
+        client.download_blob("group/chunked", digest, sink, size=len(data))
+        assert sink.getvalue() == data
+        sent = client.transfer.bytes_up
+        assert client.mount_blob("group/mounted", digest, "group/chunked")
+        assert client.transfer.bytes_up == sent and client.blob_exists("group/mounted", digest)

@@ -231,7 +231,7 @@ class RegistryClient:
             if reply.status_code != 200:
                 raise self._fail(reply, f"send blob {digest}")
             hasher, got = hashlib.sha256(), 0
-            for piece in reply.iter_bytes(PIECE):
+            for piece in reply.iter_bytes():  # as the transport delivers them: no re-chunking copies
                 got += len(piece)
                 if got > size:
                     raise BlobMismatch(f"blob {digest} is larger than the {size} bytes its descriptor says")

@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vmlog import safejson
 from vmlog.app import exchange, projects
 from vmlog.app.refusals import refusal_logged
 from vmlog.app.session import session
 from vmlog.bundles import BundleRejected, VerifiedBundle
 from vmlog.errors import InvalidInput
+from vmlog.fsutil import atomic_write_text
 from vmlog.projects import refs
 from vmlog.projects.driver import Progress, no_progress, private_work_dir
 from vmlog.projects.model import State
@@ -198,6 +201,39 @@ def _unchanged(ctx: Workspace, project: str, where: Reference, state: State, the
     )
 
 
+class BasesPushed:
+    """Where this home pushed each base (``<cache>/registry-bases.json``), so a push to another repository of the
+    same registry mounts it from there instead of uploading it again. Only a hint: a failed mount uploads."""
+
+    MAX_REPOS = 16
+
+    def __init__(self, cache: Path) -> None:
+        self.path = cache / "registry-bases.json"
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            doc = safejson.loads(self.path.read_bytes(), what=str(self.path), max_bytes=1 << 20)
+        except (OSError, ValueError):
+            return {}
+        return doc if isinstance(doc, dict) else {}
+
+    def other_repo(self, host: str, sha256: str, repo: str) -> str | None:
+        repos = (self._load().get(host) or {}).get(sha256) or []
+        return next((r for r in reversed(repos) if isinstance(r, str) and r != repo), None)
+
+    def add(self, host: str, sha256: str, repo: str) -> None:
+        doc = self._load()
+        if not isinstance(doc.get(host), dict):
+            doc[host] = {}
+        by_base = doc[host]
+        repos = [r for r in by_base.get(sha256) or [] if r != repo][-(self.MAX_REPOS - 1):] + [repo]
+        by_base[sha256] = repos
+        try:
+            atomic_write_text(self.path, json.dumps(doc, indent=1) + "\n")
+        except OSError:
+            pass  # a hint not kept costs one upload next time
+
+
 def _send(
     client: RegistryClient, repo: str, parts: mapping.BundleParts, exported: exchange.ExportResult, *,
     since: str | None, mount_from: str | None, chunk_size: int | None, ctx: Workspace, progress: Progress, tag: str,
@@ -208,8 +244,11 @@ def _send(
     assert image is not None  # the export just read it
     progress(f"sending the base appliance to {client.host}/{repo} if it lacks it", 0.55)
     base = mapping.base_blob(image.path, image.sha256, image.size, image.qemu_format, image.path.name)
+    seen = BasesPushed(ctx.home.cache)
     base_manifest = transfer.push_base(client, repo, base, name=image.name, version=image.version,
-                                       mount_from=mount_from, chunk_size=chunk_size, say=say)
+                                       mount_from=mount_from or seen.other_repo(client.host, image.sha256, repo),
+                                       chunk_size=chunk_size, say=say)
+    seen.add(client.host, image.sha256, repo)
     parent = None
     if exported.since_id:
         parent = transfer.find_state(client, repo, exported.since_id)

@@ -132,6 +132,13 @@ def test_a_second_push_uploads_nothing(sender: Sender, registry: RunningRegistry
     assert registry.blob_puts() == before + len(other.uploaded)
 
 
+def test_a_base_pushed_before_is_mounted_into_another_repository(sender: Sender) -> None:
+    first = app_registry.push_state(f"{sender.repo}:s1", "analysis", "s1", login=sender.login, ctx=sender.ctx)
+    other = app_registry.push_state(f"{sender.repo}-copy:s1", "analysis", "s1", login=sender.login, ctx=sender.ctx)
+    base = "sha256:" + sender.ctx.images.list()[0].sha256
+    assert base in first.uploaded and other.mounted == [base] and base not in other.uploaded
+
+
 def test_a_pushed_artefact_follows_the_oci_artefact_layout(sender: Sender, registry: RunningRegistry) -> None:
     first, second = push_both(sender)
     repo = sender.repo.split("/", 1)[1]

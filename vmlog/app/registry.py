@@ -30,9 +30,15 @@ from vmlog.projects.driver import Progress, no_progress, private_work_dir
 from vmlog.projects.model import State
 from vmlog.projects.state_export import file_part
 from vmlog.registry import mapping, transfer
-from vmlog.registry.auth import Credentials, password_from_stdin, stored_credentials
+from vmlog.registry.auth import (
+    Credentials,
+    keyring_password,
+    password_from_stdin,
+    store_in_keyring,
+    stored_credentials,
+)
 from vmlog.registry.client import RegistryClient
-from vmlog.registry.errors import RegistryError
+from vmlog.registry.errors import RegistryAuthError, RegistryError
 from vmlog.registry.reference import Reference, check_tag, parse_reference
 from vmlog.workspace import Workspace, workspace
 
@@ -59,12 +65,30 @@ class Login:
             raise InvalidInput("--password-stdin needs --username", fix="pass --username NAME --password-stdin")
         return Login(username, password_from_stdin(stdin_text) if stdin_text is not None else None, **kwargs)
 
+    def credentials(self, host: str) -> Credentials | None:
+        """``--username`` with its password (given, else from the keyring), else what the auth files hold."""
+        if not self.username:
+            return stored_credentials(host)
+        if self.password is not None:
+            return Credentials(self.username, self.password, "--username")
+        kept = keyring_password(host, self.username)
+        if kept is not None:
+            return Credentials(self.username, kept, "the keyring")
+        raise RegistryAuthError(
+            f"no password for {self.username!r} at {host}: none on stdin, none in the keyring",
+            fix="pass the password on stdin with --password-stdin (add --remember-password to keep it in the keyring)",
+        )
+
     def client(self, host: str) -> RegistryClient:
-        if self.username:
-            creds: Credentials | None = Credentials(self.username, self.password or "", "--username")
-        else:
-            creds = stored_credentials(host)
-        return RegistryClient(host, credentials=creds, ca_file=self.ca_file, plain_http=self.plain_http)
+        return RegistryClient(host, credentials=self.credentials(host), ca_file=self.ca_file,
+                              plain_http=self.plain_http)
+
+    def remember(self, target: str) -> None:
+        """Keep the password given on stdin in the system keyring for the reference's host."""
+        if not self.username or self.password is None:
+            raise InvalidInput("--remember-password needs --username and --password-stdin",
+                               fix="pass --username NAME --password-stdin --remember-password")
+        store_in_keyring(parse_reference(target).host, self.username, self.password)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,9 @@ CaFileOption = Annotated[
     typer.Option("--ca-file", help="PEM file of the registry's CA (default: certs.d/HOST/ca.crt, then the system's).",
                  exists=True, dir_okay=False),
 ]
+RememberOption = Annotated[
+    bool, typer.Option("--remember-password", help="Keep the --password-stdin password in the system keyring.")
+]
 PlainHttpOption = Annotated[
     bool, typer.Option("--plain-http", help="Talk HTTP, not HTTPS (a registry on this machine only).")
 ]
@@ -60,6 +63,7 @@ def push(
     ] = None,
     username: UsernameOption = None,
     password_stdin: PasswordStdinOption = False,
+    remember_password: RememberOption = False,
     ca_file: CaFileOption = None,
     plain_http: PlainHttpOption = False,
     json_output: JsonOption = False,
@@ -71,6 +75,8 @@ def push(
             target, project, ref, since=since, sign=sign, login=login, mount_from=mount_from,
             chunk_size=chunk_mb << 20 if chunk_mb else None, progress=progress,
         )
+    if remember_password:
+        login.remember(target)
     if json_output:
         print_json(result.to_dict())
         return
@@ -108,6 +114,7 @@ def pull(
     ] = None,
     username: UsernameOption = None,
     password_stdin: PasswordStdinOption = False,
+    remember_password: RememberOption = False,
     ca_file: CaFileOption = None,
     plain_http: PlainHttpOption = False,
     json_output: JsonOption = False,
@@ -117,6 +124,8 @@ def pull(
     with status(f"Pulling {source}") as progress:
         result = app_registry.pull_state(source, project=project, trust=trust, confirm=_ask, login=login,
                                          insecure=insecure, backend=backend, progress=progress)
+    if remember_password:
+        login.remember(source)
     imported = result.imported
     if remember_signer and imported.signer is not None and not imported.signer.known:
         fp = exchange.remember_signer(Workspace.default(), imported.signer)

@@ -35,7 +35,7 @@ class Credentials:
 
     username: str
     password: str
-    source: str  # "--username", an auth file's path, or "docker-credential-NAME"
+    source: str  # "--username", "the keyring", an auth file's path, or "docker-credential-NAME"
 
     def __repr__(self) -> str:  # never the password in a traceback or a log
         return f"Credentials(username={self.username!r}, source={self.source!r})"
@@ -142,6 +142,42 @@ def stored_credentials(host: str, files: Sequence[Path] | None = None) -> Creden
     return None
 
 
+KEYRING_SERVICE = "vmlog-registry"
+
+
+def _keyring():  # type: ignore[no-untyped-def]
+    try:
+        import keyring
+        from keyring.errors import KeyringError
+    except ImportError:
+        return None, Exception
+    return keyring, KeyringError
+
+
+def keyring_password(host: str, username: str) -> str | None:
+    """The password ``--remember-password`` put in the system keyring for ``username`` at ``host``, if any."""
+    keyring, failure = _keyring()
+    if keyring is None:
+        return None
+    try:
+        return keyring.get_password(f"{KEYRING_SERVICE}:{host}", username)
+    except failure:
+        return None
+
+
+def store_in_keyring(host: str, username: str, password: str) -> None:
+    """Keep the password in the system keyring (service ``vmlog-registry:HOST``), or say why it cannot be."""
+    keyring, failure = _keyring()
+    if keyring is None:
+        raise RegistryAuthError("the keyring package is not installed, so the password cannot be kept",
+                                fix=f"pip install keyring, or log in with `podman login {host}`")
+    try:
+        keyring.set_password(f"{KEYRING_SERVICE}:{host}", username, password)
+    except failure as exc:
+        raise RegistryAuthError(f"no usable system keyring: {exc}",
+                                fix=f"unlock your keyring, or log in with `podman login {host}`") from None
+
+
 def ca_file_for(host: str, roots: Sequence[Path] | None = None) -> Path | None:
     """A private CA for ``host`` by the containers convention: ``certs.d/HOST[:PORT]/ca.crt`` (or any ``*.crt``)."""
     if roots is None:
@@ -197,5 +233,6 @@ def decode_json_auth(data: bytes) -> dict[str, object]:
 
 __all__ = [
     "Credentials", "auth_files", "ca_file_for", "decode_json_auth", "parse_challenge",
-    "password_from_stdin", "run_helper", "stored_credentials", "wrong_credentials",
+    "keyring_password", "password_from_stdin", "run_helper", "store_in_keyring", "stored_credentials",
+    "wrong_credentials",
 ]

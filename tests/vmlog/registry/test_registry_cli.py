@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import stat
+import sys
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,41 @@ def test_a_ca_in_certs_d_is_trusted(registry: RunningRegistry, tmp_path: Path, m
     monkeypatch.setenv("REGISTRY_AUTH_FILE", str(_auth_file(tmp_path / "auth.json", registry)))
     done = runner.invoke(cli, ["list-remote", f"{registry.host}/cli/empty"])
     assert done.exit_code == 0, done.output
+
+
+class MemoryKeyring:
+    """A stand-in for the ``keyring`` package (and its backend): passwords by (service, user)."""
+
+    def __init__(self) -> None:
+        self.kept: dict[tuple[str, str], str] = {}
+        self.errors = type("errors", (), {"KeyringError": RuntimeError})
+
+    def get_password(self, service: str, user: str) -> str | None:
+        return self.kept.get((service, user))
+
+    def set_password(self, service: str, user: str, password: str) -> None:
+        self.kept[(service, user)] = password
+
+
+def test_remember_password_keeps_it_in_the_keyring_for_the_next_command(
+    home_a: Workspace, registry: RunningRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = MemoryKeyring()
+    monkeypatch.setitem(sys.modules, "keyring", fake)
+    monkeypatch.setitem(sys.modules, "keyring.errors", fake.errors)
+    repo = f"{registry.host}/cli/keyring"
+    user = ["--username", registry.user, "--ca-file", str(registry.ca_file)]
+    without = runner.invoke(cli, ["list-remote", repo, *user])
+    assert isinstance(without.exception, RegistryAuthError) and "--remember-password" in without.exception.fix
+
+    failed = runner.invoke(cli, ["pull", f"{repo}:none", "--password-stdin", "--remember-password", *user],
+                           input=registry.password)
+    assert "has no none" in str(failed.exception) and fake.kept == {}  # kept only once a command succeeded
+
+    pushed = runner.invoke(cli, ["push", repo, "tuned", "--password-stdin", "--remember-password", *user],
+                           input=registry.password)
+    assert pushed.exit_code == 0, pushed.output
+    assert fake.kept == {(f"vmlog-registry:{registry.host}", registry.user): registry.password}
+    again = runner.invoke(cli, ["list-remote", repo, "--json", *user])
+    assert again.exit_code == 0, again.output
+    assert [e["tag"] for e in json.loads(again.stdout)["entries"] if e["kind"] == "state"] == ["tuned"]

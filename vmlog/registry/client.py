@@ -28,6 +28,7 @@ TIMEOUT = httpx.Timeout(60.0, connect=15.0)
 USER_AGENT = "vmlog-registry/1"
 MAX_TAGS = 10_000
 MAX_ERROR_BODY = 64 << 10
+MAX_SMALL_BODY = 4 << 20  # a token answer or one page of tags
 
 Sent = Callable[[int], None]
 
@@ -98,15 +99,17 @@ class RegistryClient:
         creds = self.credentials
         basic = httpx.BasicAuth(creds.username, creds.password) if creds is not None else None
         try:
-            answer = self._http.get(realm, params=params, auth=basic)
+            answer = self._http.send(self._http.build_request("GET", realm, params=params), auth=basic, stream=True)
+            status = answer.status_code
+            body = read_bounded(answer, MAX_SMALL_BODY)
         except httpx.TransportError as exc:
             raise self._unreachable(exc) from None
-        if answer.status_code in (401, 403):
-            raise auth.wrong_credentials(self.host, creds, answer.status_code)
-        if answer.status_code != 200:
-            raise RegistryError(f"the token service of {self.host} answered HTTP {answer.status_code}")
+        if status in (401, 403):
+            raise auth.wrong_credentials(self.host, creds, status)
+        if status != 200:
+            raise RegistryError(f"the token service of {self.host} answered HTTP {status}")
         try:
-            doc = auth.decode_json_auth(answer.content[: 1 << 20])
+            doc = auth.decode_json_auth(body)
         except ValueError:
             raise RegistryError(f"the token service of {self.host} did not answer JSON") from None
         token = doc.get("token") or doc.get("access_token")
@@ -159,11 +162,11 @@ class RegistryClient:
     def _fail(self, reply: httpx.Response, what: str) -> RegistryError:
         detail = ""
         try:
-            body = reply.read()[:MAX_ERROR_BODY] if not reply.is_closed else b""
+            body = read_bounded(reply, MAX_ERROR_BODY, cut=True)
             errors = auth.decode_json_auth(body).get("errors") if body else None
             if isinstance(errors, list) and errors and isinstance(errors[0], dict):
                 detail = f": {str(errors[0].get('code'))[:60]} {str(errors[0].get('message'))[:200]}"
-        except (ValueError, httpx.HTTPError):
+        except (ValueError, httpx.HTTPError, httpx.StreamError):
             pass
         reply.close()
         return RegistryError(f"{self.host} refused to {what} (HTTP {reply.status_code}{detail})")
@@ -280,19 +283,41 @@ class RegistryClient:
         found: list[str] = []
         url: str | None = f"/v2/{repo}/tags/list?n=1000"
         while url and len(found) < MAX_TAGS:
-            reply = self.request("GET", url, f"repository:{repo}:pull")
+            reply = self.request("GET", url, f"repository:{repo}:pull", stream=True)
             if reply.status_code == 404:
+                reply.close()
                 return []
             if reply.status_code != 200:
                 raise self._fail(reply, f"list the tags of {repo}")
             try:
-                doc = auth.decode_json_auth(reply.content)
+                doc = auth.decode_json_auth(read_bounded(reply, MAX_SMALL_BODY))
             except ValueError:
                 raise RegistryError(f"{self.host} answered the tag list of {repo} with something not JSON") from None
             found += [t for t in doc.get("tags") or [] if isinstance(t, str)]
             link = reply.headers.get("Link", "")
             url = str(reply.url.join(link.split(";")[0].strip(" <>"))) if 'rel="next"' in link else None
         return found[:MAX_TAGS]
+
+
+def read_bounded(reply: httpx.Response, limit: int, *, cut: bool = False) -> bytes:
+    """A small answer's body (a token, a tag list, an error) read up to ``limit`` bytes: a registry is untrusted.
+
+    Past the limit the body is cut (``cut``, for error texts) or refused; the response is closed either way.
+    """
+    data = bytearray()
+    try:
+        if reply.is_stream_consumed:
+            data += reply.content[:limit]
+        else:
+            for piece in reply.iter_bytes():
+                data += piece
+                if len(data) > limit:
+                    if cut:
+                        break
+                    raise RegistryError(f"{reply.url.host} sent an answer over {limit} bytes where a small one belongs")
+    finally:
+        reply.close()
+    return bytes(data[:limit])
 
 
 def _pieces(source: BinaryIO, size: int, transfer: Transfer, sent: Sent | None) -> Iterator[bytes]:

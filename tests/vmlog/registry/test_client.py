@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 
 import httpx
@@ -13,7 +14,7 @@ from vmlog.bundles import BundleRejected
 from vmlog.errors import InvalidInput
 from vmlog.registry import auth, mapping, transfer
 from vmlog.registry.client import RegistryClient
-from vmlog.registry.errors import RegistryAuthError
+from vmlog.registry.errors import RegistryAuthError, RegistryError
 from vmlog.registry.reference import parse_reference
 
 DIGEST = "sha256:" + "ab" * 32
@@ -129,3 +130,26 @@ def test_a_manifest_that_is_not_the_digest_asked_for_is_refused() -> None:
 def test_hostile_manifests_are_refused_before_any_blob_is_fetched(body: bytes) -> None:
     with pytest.raises(BundleRejected):
         mapping.parse_oci_manifest(body, "reg.lab/a:x")
+
+
+def test_an_endless_tag_list_is_cut_off() -> None:
+    def endless():
+        yield b'{"tags": ["'
+        while True:
+            yield b"a" * 65536
+
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=endless()))
+    with RegistryClient("reg.lab", transport=transport) as client, pytest.raises(RegistryError) as refused:
+        client.tags("a/b")
+    assert "over" in refused.value.message
+
+
+def test_a_refusal_names_the_registrys_error_code() -> None:
+    body = {"errors": [{"code": "TOOMANYREQUESTS", "message": "quota exceeded"}]}
+    transport = httpx.MockTransport(lambda request: httpx.Response(
+        429 if request.method == "POST" else 404, json=body))
+    with RegistryClient("reg.lab", transport=transport) as client:
+        assert not client.blob_exists("a/b", DIGEST)
+        with pytest.raises(RegistryError) as refused:
+            client.upload_blob("a/b", DIGEST, io.BytesIO(b""), 0)
+    assert "HTTP 429: TOOMANYREQUESTS quota exceeded" in refused.value.message

@@ -1,7 +1,8 @@
 """Dialogs for sharing states: export (with an incremental "since" choice), import (who signed it, where
-it goes), and share by mail (address and how to send).
+it goes), share by mail (address and how to send), and push to / pull from an OCI registry.
 
-They only collect choices; :mod:`ui.controllers.projects` hands them to ``vmlog.app.exchange``.
+They only collect choices; :mod:`ui.controllers.projects` hands them to ``vmlog.app.exchange`` and
+``vmlog.app.registry``.
 All open with ``open()`` and Qt's own file dialogs, so nothing blocks the event loop.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtWidgets import (
     QButtonGroup,
@@ -31,7 +32,12 @@ from PySide6.QtWidgets import (
 from ui.formatting import human_bytes
 from vmlog.app.exchange import BundleInfo
 
+if TYPE_CHECKING:
+    from vmlog.app.registry import Login
+
 BUNDLE_FILTER = "vmlog states (*.vmlstate)"
+PUSH_INSTEAD = 2  # ExportDialog's result when the user chose "Push to registry…" (QDialog.Accepted is 1)
+REFERENCE_EXAMPLE = "registry.example.org/group/states:after-calibration"
 
 
 def file_dialog(parent: QWidget | None, title: str, start: Path, *, save: bool) -> QFileDialog:
@@ -79,6 +85,8 @@ class ExportDialog(QDialog):
         form.addRow("", self.sign)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
         buttons.button(QDialogButtonBox.StandardButton.Save).setText("Export")
+        self.push = buttons.addButton("Push to registry…", QDialogButtonBox.ButtonRole.ActionRole)
+        self.push.clicked.connect(lambda: self.done(PUSH_INSTEAD))
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
@@ -224,3 +232,114 @@ class MailDialog(QDialog):
 
     def values(self) -> tuple[str, bool]:
         return self.to.text().strip(), self.client.isChecked()
+
+
+class RegistryLogin(QWidget):
+    """A registry reference and how to log in: the auth file (as ``podman login`` left it), or a user and password."""
+
+    def __init__(self, parent: QWidget | None, reference: str = "") -> None:
+        super().__init__(parent)
+        self.reference = QLineEdit(reference)
+        self.reference.setPlaceholderText(REFERENCE_EXAMPLE)
+        self.username = QLineEdit()
+        self.username.setPlaceholderText("from the Podman/Docker auth file")
+        self.password = QLineEdit()
+        self.password.setEchoMode(QLineEdit.EchoMode.Password)
+        self.ca_file = QLineEdit()
+        self.ca_file.setPlaceholderText("certs.d/HOST/ca.crt, else the system's CAs")
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        self.browser: QFileDialog | None = None
+        ca_row = QHBoxLayout()
+        ca_row.addWidget(self.ca_file, 1)
+        ca_row.addWidget(browse)
+        self.form = QFormLayout(self)
+        self.form.setContentsMargins(0, 0, 0, 0)
+        self.form.addRow("Reference:", self.reference)
+        self.form.addRow("User:", self.username)
+        self.form.addRow("Password:", self.password)
+        self.form.addRow("CA certificate:", ca_row)
+
+    def _browse(self) -> None:
+        self.browser = QFileDialog(self, "The registry's CA certificate", str(Path.home()), "PEM files (*.crt *.pem)")
+        self.browser.setOption(QFileDialog.Option.DontUseNativeDialog, True)
+        self.browser.setFileMode(QFileDialog.FileMode.ExistingFile)
+        self.browser.fileSelected.connect(self.ca_file.setText)
+        self.browser.open()
+
+    def login(self) -> Login:
+        from vmlog.app.registry import Login  # here: the HTTP client loads only when a registry is used
+
+        user = self.username.text().strip() or None
+        ca = self.ca_file.text().strip()
+        return Login(user, self.password.text() if user else None, ca_file=Path(ca).expanduser() if ca else None)
+
+
+class PushDialog(QDialog):
+    """Where in a registry a state goes (``HOST/REPO:TAG``), since which state, signed or not, and the login."""
+
+    def __init__(self, parent: QWidget | None, state: str, earlier: list[tuple[str, str]], reference: str = "") -> None:
+        """``earlier`` is (label, id) of the state's ancestors, nearest first (they must be in the repository)."""
+        super().__init__(parent)
+        self.setWindowTitle(f"Push {state} to a registry")
+        self.where = RegistryLogin(self, reference)
+        self.since = QComboBox()
+        self.since.addItem("the base appliance (sent once per repository)", None)
+        for label, state_id in earlier:
+            self.since.addItem(f"{label} (already pushed to this repository)", state_id)
+        self.sign = QCheckBox("Sign with my key")
+        self.sign.setChecked(True)
+        self.where.form.insertRow(1, "Changes since:", self.since)
+        self.where.form.insertRow(2, "", self.sign)
+        hint = QLabel("Only the blobs the repository lacks are sent; the tag defaults to the state's name.")
+        hint.setObjectName("muted")
+        hint.setWordWrap(True)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.ok = buttons.button(QDialogButtonBox.StandardButton.Ok)
+        self.ok.setText("Push")
+        self.ok.setEnabled(bool(reference))
+        self.where.reference.textChanged.connect(lambda text: self.ok.setEnabled(bool(text.strip())))
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.where)
+        layout.addWidget(hint)
+        layout.addWidget(buttons)
+        self.resize(560, self.sizeHint().height())
+
+    def values(self) -> dict[str, Any]:
+        """The keyword arguments of ``vmlog.app.registry.push_state`` (with ``target``)."""
+        return {"target": self.where.reference.text().strip(), "since": self.since.currentData(),
+                "sign": self.sign.isChecked(), "login": self.where.login()}
+
+
+class PullDialog(QDialog):
+    """Which state to pull (``HOST/REPO:TAG`` or ``@sha256:…``), the login, whether an unknown signer is accepted."""
+
+    def __init__(self, parent: QWidget | None, reference: str = "") -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Pull a state from a registry")
+        self.where = RegistryLogin(self, reference)
+        self.trust = QCheckBox("Import it even if its signer's key is not one I accepted")
+        self.where.form.addRow("", self.trust)
+        hint = QLabel("Everything is verified before anything is written, as for an imported file; a missing"
+                      " parent state and the base appliance come from the same repository.")
+        hint.setObjectName("muted")
+        hint.setWordWrap(True)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.ok = buttons.button(QDialogButtonBox.StandardButton.Ok)
+        self.ok.setText("Pull")
+        self.ok.setEnabled(bool(reference))
+        self.where.reference.textChanged.connect(lambda text: self.ok.setEnabled(bool(text.strip())))
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.where)
+        layout.addWidget(hint)
+        layout.addWidget(buttons)
+        self.resize(560, self.sizeHint().height())
+
+    def values(self) -> dict[str, Any]:
+        """The keyword arguments of ``vmlog.app.registry.pull_state`` (with ``source``)."""
+        return {"source": self.where.reference.text().strip(), "trust": self.trust.isChecked(),
+                "login": self.where.login()}

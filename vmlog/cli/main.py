@@ -99,6 +99,14 @@ COMMANDS: tuple[Lazy, ...] = (
             "inspect", "vmlog.cli.bundle:inspect",
             "Verify a .vmlstate file and show what it holds and who signed it (writes nothing).",
         ),
+        Lazy(
+            "push", "vmlog.cli.registry_cli:push",
+            "Push a state to an OCI registry; only the blobs the repository lacks are sent.",
+        ),
+        Lazy(
+            "pull", "vmlog.cli.registry_cli:pull",
+            "Pull a state from an OCI registry, verify it like `vml state import`, and rebuild it here.",
+        ),
     )),
     Lazy(
         "check", "vmlog.cli.check:app",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -52,8 +53,28 @@ def save(
 
 
 @app.command("list")
-def list_(project: ProjectOption = None, json_output: JsonOption = False) -> None:
-    """The states of a project, oldest first."""
+def list_(
+    project: ProjectOption = None,
+    json_output: JsonOption = False,
+    remote: Annotated[
+        str | None, typer.Option("--remote", help="List what a registry repository holds: HOST[:PORT]/REPOSITORY.")
+    ] = None,
+    username: Annotated[
+        str | None, typer.Option("--username", "-u", help="Registry user for --remote (default: the auth file).")
+    ] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the registry password for --username from stdin.")
+    ] = False,
+    ca_file: Annotated[
+        Path | None, typer.Option("--ca-file", help="PEM file of the registry's CA.", exists=True, dir_okay=False)
+    ] = None,
+) -> None:
+    """The states of a project, oldest first; with --remote, the states a registry repository holds."""
+    if remote is not None:
+        from vmlog.cli.registry_cli import list_remote  # here: only --remote pays for the HTTP client
+
+        list_remote(remote, username, password_stdin, ca_file, json_output=json_output)
+        return
     proj, states = app_states.states(project)
     ordered = sorted(states.values(), key=lambda s: (s.created, s.id))
     if json_output:

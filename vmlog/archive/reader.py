@@ -96,14 +96,20 @@ class _Counted:
         return data
 
 
+def _as_archive(exc: BundleRejected) -> ArchiveRejected:
+    return ArchiveRejected(exc.reason, exc.message.removeprefix("rejected state bundle: ").replace("bundle", "archive"))
+
+
 def _next(tf: tarfile.TarFile, whole: _WholeFile) -> tarfile.TarInfo | None:
-    check_extension_headers(whole, tf.offset, 64 << 10)  # type: ignore[arg-type]
     try:
+        check_extension_headers(whole, tf.offset, 64 << 10)  # type: ignore[arg-type]
         info = tf.next()
+        if info is not None:
+            check_member_header(info)
+    except BundleRejected as exc:
+        raise _as_archive(exc) from None
     except tarfile.TarError as exc:
         raise ArchiveRejected("truncated", f"the archive is truncated or corrupt ({exc})") from None
-    if info is not None:
-        check_member_header(info)
     return info
 
 
@@ -111,7 +117,10 @@ def _small(info: tarfile.TarInfo, tf: tarfile.TarFile, limit: int) -> tuple[byte
     if info.size > limit:
         raise ArchiveRejected("size", f"member {info.name!r} is {info.size} bytes (limit {limit})")
     src = _Counted(tf.extractfile(info))  # type: ignore[arg-type]
-    data = src.read()
+    try:
+        data = src.read()
+    except (tarfile.TarError, OSError) as exc:
+        raise ArchiveRejected("truncated", f"member {info.name!r} is truncated ({exc})") from None
     if len(data) != info.size:
         raise ArchiveRejected("truncated", f"member {info.name!r} is truncated")
     return data, src
@@ -158,10 +167,16 @@ def _stream(
         size, sha = decompress_stream(src, write, what=f"member {member.name!r}", declared_size=member.raw_size,
                                       limit=member.raw_size)
     except BundleRejected as exc:
-        raise ArchiveRejected(exc.reason, str(exc.message).removeprefix("rejected state bundle: ")) from None
-    except (tarfile.TarError, EOFError) as exc:
+        raise _as_archive(exc) from None
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise  # this machine's disk, not the archive
         raise ArchiveRejected("truncated", f"member {member.name!r} is truncated ({exc})") from None
-    if src.member.read(1):
+    try:
+        trailing = src.member.read(1)
+    except (tarfile.TarError, OSError) as exc:
+        raise ArchiveRejected("truncated", f"member {member.name!r} is truncated ({exc})") from None
+    if trailing:
         raise ArchiveRejected("corrupt", f"member {member.name!r} has data after its zstd stream")
     if src.size != info.size:
         raise ArchiveRejected("truncated", f"member {member.name!r} is truncated")
@@ -179,10 +194,12 @@ def read_archive(path: Path, *, sink: Sink | None = None, expect_manifest: str |
         raise ArchiveRejected("unreadable", f"cannot read {path}: {exc.strerror}") from None
     with fh:
         whole = _WholeFile(fh)
-        check_extension_headers(whole, 0, 64 << 10)  # type: ignore[arg-type]
-        whole.seek(0)
         try:
+            check_extension_headers(whole, 0, 64 << 10)  # type: ignore[arg-type]
+            whole.seek(0)
             tf = tarfile.open(fileobj=whole, mode="r:")  # type: ignore[call-overload]
+        except BundleRejected as exc:
+            raise _as_archive(exc) from None
         except tarfile.TarError as exc:
             raise ArchiveRejected("not-an-archive", f"{path.name} is not a vmlarchive ({exc})") from None
         return _walk(path, tf, whole, sink, expect_manifest, progress)

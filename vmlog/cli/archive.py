@@ -34,7 +34,7 @@ def archive(
         if json_output:
             print_json(check.to_dict())
             return
-        out(f"{verify}: intact, project {check.project!r}, {len(check.states)} states, {check.layers} layers")
+        out.print(f"{verify}: intact, project {check.project!r}, {len(check.states)} states, {check.layers} layers")
         for base in check.bases:
             info(f"  base {base['name']}:{base['version']} {base['format']} sha256 {base['sha256']}")
         info(f"  {check.size / 1e6:.1f} MB holding {check.raw_bytes / 1e6:.1f} MB of disks; sha256 {check.sha256}")
@@ -44,7 +44,7 @@ def archive(
     if json_output:
         print_json(result.to_dict())
         return
-    out(f"{result.path}: project {result.project!r}, {result.states} states, {result.layers} layers,"
+    out.print(f"{result.path}: project {result.project!r}, {result.states} states, {result.layers} layers,"
         f" {result.bases} base(s), {result.size / 1e6:.1f} MB")
     info(f"  sha256 {result.sha256}")
     for note in result.notes:
@@ -66,7 +66,7 @@ def unarchive(
     if json_output:
         print_json(result.to_dict())
         return
-    out(f"project {result.project!r} on {result.backend}: {result.states} states from {file.name}")
+    out.print(f"project {result.project!r} on {result.backend}: {result.states} states from {file.name}")
     if result.bases_added:
         info(f"  {len(result.bases_added)} base image(s) added to the store")
     for note in result.notes:

@@ -1,0 +1,67 @@
+"""The archive use cases: a name already taken, Ctrl-C while archiving, a full disk, a backend that cannot take it."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "archive"))
+from archive_fixtures import three_state_project  # noqa: E402
+
+from hypervisors.errors import Unsupported  # noqa: E402
+from vmlog.app.archive import archive_project, unarchive_project  # noqa: E402
+from vmlog.errors import AlreadyExists, VmlogError  # noqa: E402
+
+
+@pytest.fixture
+def made(vmlog_home: Path, tmp_path: Path):
+    return three_state_project(vmlog_home, tmp_path)
+
+
+def test_an_existing_name_needs_a_new_one(made, tmp_path: Path) -> None:
+    out = tmp_path / "a.vmlarchive"
+    archive_project("analysis", out, ctx=made.ctx)
+    with pytest.raises(AlreadyExists) as error:
+        unarchive_project(out, ctx=made.ctx)
+    assert "--name" in (error.value.fix or "")
+    result = unarchive_project(out, name="analysis-2012", ctx=made.ctx)
+    assert result.project == "analysis-2012" and result.bases_added == []  # the base was in the store already
+    assert set(made.ctx.projects.get("analysis-2012").states()) == set(made.state_ids.values())
+    assert made.ctx.projects.get("analysis-2012").load().vm_name != made.ctx.projects.get("analysis").load().vm_name
+
+
+def test_ctrl_c_while_archiving_leaves_no_file(made, tmp_path: Path) -> None:
+    out = tmp_path / "a.vmlarchive"
+    calls = []
+
+    def interrupt(message: str, fraction: float | None) -> None:
+        calls.append(message)
+        if message.startswith("archiving"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        archive_project("analysis", out, ctx=made.ctx, progress=interrupt)
+    assert calls and sorted(p.name for p in tmp_path.iterdir() if "vmlarchive" in p.name) == []
+    entries = made.ctx.logbook.entries(project="analysis")
+    (row,) = [e for e in entries if e.action == "project archive"]
+    assert row.outcome == "cancelled"
+
+
+def test_too_little_free_space_is_said_before_writing(made, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=1 << 20))
+    with pytest.raises(VmlogError, match="free"):
+        archive_project("analysis", tmp_path / "a.vmlarchive", ctx=made.ctx)
+    assert not list(tmp_path.glob("*vmlarchive*"))
+
+
+def test_a_native_snapshot_backend_is_refused_before_anything_is_written(made, tmp_path: Path) -> None:
+    out = tmp_path / "a.vmlarchive"
+    archive_project("analysis", out, ctx=made.ctx)
+    with pytest.raises(Unsupported) as error:
+        unarchive_project(out, name="elsewhere", backend="virtualbox", ctx=made.ctx)
+    assert "--backend kvm" in (error.value.fix or "")
+    assert "elsewhere" not in made.ctx.projects.names()

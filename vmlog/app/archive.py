@@ -247,7 +247,7 @@ def _build(ctx: Workspace, verified: VerifiedArchive, archived: Project, states:
         ctx.images.add_ref(sha, project_holder(local))
         op.on_rollback(lambda sha=sha: ctx.images.remove_ref(sha, project_holder(local)))
     ctx.projects.publish(staged, target)
-    op.message = f"from {verified.path.name} ({verified.sha256[:16]}): {len(states)} states"
+    op.message = f"from {verified.path.name} (sha256 {verified.sha256}): {len(states)} states"
     return UnarchiveResult(target, archived.name, backend, len(states), len(verified.manifest["layers"]),
                            sorted(unpacked.bases), local.current, [*_archived_notes(verified), *notes])
 

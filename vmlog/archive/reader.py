@@ -138,8 +138,6 @@ def _check_image_head(member: af.Member, head: bytes, layers: dict[str, dict[str
             base = bases[backing["base"]]
             name, fmt = "../" + af.base_file(base["sha256"], base["format"]), base["format"]
         check_head(head, member.name, backing=name, backing_format=fmt, virtual_size=layer["virtual_size"])
-        if member.raw_size > layer["virtual_size"] * 1.1 + (64 << 20):
-            raise ArchiveRejected("bomb", f"{member.name} claims more bytes than a layer of its size can hold")
     elif member.kind == "base":
         sha = member.name[len("base/") :].split(".")[0]
         is_qcow2 = head[:4] == MAGIC
@@ -149,6 +147,14 @@ def _check_image_head(member: af.Member, head: bytes, layers: dict[str, dict[str
             facts = parse_head(head, member.name)
             if facts.backing_name is not None:
                 raise ArchiveRejected("backing", f"{member.name} names a backing file")
+
+
+def _check_claim(member: af.Member, layers: dict[str, dict[str, Any]]) -> None:
+    """A layer may not claim more bytes than a qcow2 of its virtual size can hold (checked before decompressing)."""
+    if member.kind == "layer":
+        layer = layers[member.name[len("layers/") : -len(".zst")]]
+        if member.raw_size > layer["virtual_size"] * 1.1 + (64 << 20):
+            raise ArchiveRejected("bomb", f"{member.name} claims more bytes than a layer of its size can hold")
 
 
 def _stream(
@@ -234,6 +240,7 @@ def _walk(path: Path, tf: tarfile.TarFile, whole: _WholeFile, sink: Sink | None,
             if sum(len(v) for v in small.values()) > MAX_SMALL_TOTAL:
                 raise ArchiveRejected("size", "the archive's project files are too large together")
         else:
+            _check_claim(member, layers)
             out = sink(member) if sink else None
             try:
                 counted, head = _stream(info, tf, member, out)

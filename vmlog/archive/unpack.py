@@ -8,19 +8,23 @@ cross-checked with the manifest, and rewritten (name, VM name, disk and console 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from hypervisors import qemu_img
+from hypervisors.spec import VMSpec
 from vmlog import fsutil, safejson
 from vmlog.archive import format as af
 from vmlog.archive.errors import ArchiveRejected
 from vmlog.archive.reader import VerifiedArchive, read_archive
 from vmlog.projects.model import ChainRoot, Project, State
+from vmlog.projects.state_import import spec_numbers
 from vmlog.projects.store import ProjectFiles
 
+_MACHINE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,39}$")
 PROJECT_RECORD = af.project_member("project.json")
 DISK_FILES_KEY = "disk_files"  # manifest: spec disks that are project files (a seed), label -> relative path
 
@@ -130,8 +134,19 @@ def localise(project: Project, verified: VerifiedArchive, *, name: str, vm_name:
             notes.append(f"disk {label!r} was a file outside the project; it is not in the archive")
     if spec.get("shared_folders"):
         notes.append("shared folders name the archiving machine's directories; they were left out")
+    extra = spec.get("extra") if isinstance(spec.get("extra"), dict) else {}
+    machine = extra.get("machine")
+    kept = {"machine": machine} if isinstance(machine, str) and _MACHINE.match(machine) else {}
+    if set(extra) - set(kept):  # a kernel or initrd here would be a path on the archiving machine (or this one)
+        notes.append(f"VM settings naming host files were left out: {', '.join(sorted(set(extra) - set(kept)))}")
+    cpus, memory_mib = spec_numbers(spec)
     spec.update(name=vm_name, disks=disks, shared_folders=[], serial_log=str(run_dir / "serial.log"),
-                channel_socket=str(run_dir / "channel.sock"))
+                channel_socket=str(run_dir / "channel.sock"), extra=kept, cpus=cpus, memory_mib=memory_mib,
+                firmware=spec.get("firmware") if spec.get("firmware") in ("bios", "efi") else "bios")
+    try:
+        VMSpec.from_dict(spec)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise ArchiveRejected("manifest", f"the archived VM spec is malformed ({exc})") from None
     roots = {label: ChainRoot(root_.format, root_.image_sha256, root_.file) for label, root_ in project.roots.items()}
     local = Project(id=project.id, name=name, backend=backend, backend_options={}, vm_name=vm_name, roots=roots,
                     live={}, current=project.current, spec=spec, created=project.created, base=dict(project.base))

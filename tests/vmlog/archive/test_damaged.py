@@ -159,3 +159,55 @@ def test_a_member_the_format_does_not_have_is_refused(archived, tmp_path: Path) 
         members["manifest.json"] = json.dumps(manifest).encode()
 
     _refused(_rewrite(path, tmp_path / "odd.vmlarchive", rename), ctx, home, "traversal")
+
+
+def test_a_symbolic_link_member_is_refused(archived, tmp_path: Path) -> None:
+    path, ctx, home = archived
+    evil = tmp_path / "link.vmlarchive"
+    with tarfile.open(path) as src, tarfile.open(evil, "w", format=tarfile.GNU_FORMAT) as dst:
+        for info in src:
+            data = src.extractfile(info).read()  # type: ignore[union-attr]
+            if info.name == "logbook.json":
+                link = tarfile.TarInfo("logbook.json")
+                link.type, link.linkname = tarfile.SYMTYPE, "/etc/shadow"
+                dst.addfile(link)
+                continue
+            dst.addfile(info, io.BytesIO(data))
+    _refused(evil, ctx, home, "link")
+
+
+def test_a_layer_claiming_more_than_its_disk_can_hold_is_refused_before_decompressing(archived, tmp_path: Path) -> None:
+    path, ctx, home = archived
+
+    def inflate(members: dict[str, bytes]) -> None:
+        name = next(n for n in members if n.startswith("layers/"))
+        members[name] = members[name] + bytes(200 << 20)  # zeroes: a few KB once compressed
+
+    _refused(_rewrite(path, tmp_path / "bomb.vmlarchive", inflate), ctx, home, "bomb")
+
+
+def test_an_archive_from_a_future_vmlog_says_to_update(archived, tmp_path: Path) -> None:
+    path, ctx, home = archived
+
+    def future(members: dict[str, bytes]) -> None:
+        manifest = json.loads(members["manifest.json"])
+        manifest["format_version"] = 7
+        members["manifest.json"] = json.dumps(manifest).encode()
+
+    error = _refused(_rewrite(path, tmp_path / "future.vmlarchive", future), ctx, home, "future-version")
+    assert "update vmlog" in (error.fix or "")
+
+
+def test_host_paths_in_the_archived_vm_spec_are_left_out(archived, tmp_path: Path) -> None:
+    path, ctx, _home = archived
+
+    def kernel(members: dict[str, bytes]) -> None:
+        record = json.loads(members["project/project.json"])
+        record["spec"]["extra"] = {"kernel": "/etc/shadow", "machine": "q35"}
+        record["spec"]["cpus"] = 10_000
+        members["project/project.json"] = json.dumps(record).encode()
+
+    result = unarchive_project(_rewrite(path, tmp_path / "kernel.vmlarchive", kernel), ctx=ctx)
+    spec = ctx.projects.get(result.project).load().spec
+    assert spec["extra"] == {"machine": "q35"} and spec["cpus"] == 1
+    assert any("kernel" in note for note in result.notes)

@@ -33,6 +33,11 @@ def test_archive_unarchives_in_a_new_home_with_every_state_identical(
     assert names[0] == "manifest.json" and names[-1] == "digests.json"
     layers = [n for n in names if n.startswith("layers/")]
     assert len(layers) == len(set(layers)) == result.layers == 3  # one layer per state; s2 and s3 share s1's
+    with tarfile.open(out) as tf:
+        manifest = json.loads(tf.extractfile("manifest.json").read())  # type: ignore[union-attr]
+    s1_layer = manifest["states"][0]["disks"][SYSTEM_DISK]
+    children = [layer for layer in manifest["layers"] if layer["backing"] == {"layer": s1_layer}]
+    assert len(children) == 2  # s2 and s3 both build on s1's layer, which is stored once
     check = verify_archive(out)
     assert check.sha256 == result.sha256 and len(check.states) == 3
 

@@ -230,6 +230,7 @@ def _build(ctx: Workspace, verified: VerifiedArchive, archived: Project, states:
             ctx.images.add_file(file, name=base["name"], version=base["version"], format=base["store_format"],
                                 urls=tuple(u for u in base.get("urls") or () if isinstance(u, str)),
                                 expected_sha256=sha, move=True)
+            op.on_rollback(lambda sha=sha: _forget_base(ctx, sha))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     progress("checking every layer's chain", 0.95)
@@ -258,6 +259,14 @@ def _archived_notes(verified: VerifiedArchive) -> list[str]:
     if not isinstance(notes, list):
         return []
     return ["".join(c if c.isprintable() else "?" for c in n[:300]) for n in notes[:50] if isinstance(n, str)]
+
+
+def _forget_base(ctx: Workspace, sha: str) -> None:
+    """Undo a base this unarchive added to the store, unless something came to hold it meanwhile."""
+    try:
+        ctx.images.remove(sha)
+    except VmlogError:
+        pass
 
 
 def _live_layers(staged: ProjectFiles, project: Project, states: dict[str, State]) -> dict[str, str]:

@@ -65,3 +65,25 @@ def test_a_native_snapshot_backend_is_refused_before_anything_is_written(made, t
         unarchive_project(out, name="elsewhere", backend="virtualbox", ctx=made.ctx)
     assert "--backend kvm" in (error.value.fix or "")
     assert "elsewhere" not in made.ctx.projects.names()
+
+
+def test_a_failure_after_the_base_entered_the_store_takes_it_out_again(
+    made, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "a.vmlarchive"
+    archive_project("analysis", out, ctx=made.ctx)
+    monkeypatch.setenv("VMLOG_HOME", str(tmp_path / "new-home"))
+    (tmp_path / "new-home").mkdir()
+    from vmlog.app import archive as app_archive
+    from vmlog.workspace import Workspace
+
+    other = Workspace.default()
+
+    def broken(*args, **kwargs):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(app_archive, "attach_layers", broken)
+    with pytest.raises(OSError):
+        unarchive_project(out, ctx=other)
+    assert other.images.list() == [] and other.projects.names() == []
+    assert not [p for p in (tmp_path / "new-home").rglob("*.qcow2")]

@@ -27,7 +27,7 @@ from vmlog.archive.pack import write_archive
 from vmlog.archive.plan import make_plan
 from vmlog.archive.reader import VerifiedArchive, read_archive
 from vmlog.archive.unpack import archived_records, attach_layers, localise, unpack
-from vmlog.errors import AlreadyExists, InvalidInput, VmlogError
+from vmlog.errors import AlreadyExists, InvalidInput, NotFound, VmlogError
 from vmlog.projects import current as current_project
 from vmlog.projects.backends import is_native_project
 from vmlog.projects.driver import Progress, no_progress
@@ -138,6 +138,9 @@ def archive_project(name: str | None, out: Path | None = None, *, ctx: Workspace
     out = Path(out) if out is not None else Path.cwd() / f"{name}{SUFFIX}"
     if out.is_dir():
         out = out / f"{name}{SUFFIX}"
+    if not out.parent.is_dir():
+        raise NotFound(f"there is no directory {out.parent} to write the archive in", fix="give -o a file in an"
+                       " existing directory")
     if out.exists():
         raise AlreadyExists(f"{out} exists", fix="give another file with -o, or remove that one first")
     with session(ctx, name, "project archive", file=str(out)) as op:

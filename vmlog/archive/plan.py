@@ -120,7 +120,11 @@ def _project_files(files: ProjectFiles, states: dict[str, State], plan: ArchiveP
             if size > af.MAX_SMALL_MEMBER:
                 plan.notes.append(f"left out {rel}: {size} bytes, over the {af.MAX_SMALL_MEMBER} of a project file")
                 continue
-            plan.small[member] = path.read_bytes()
+            data = path.read_bytes()
+            if b"PRIVATE KEY-----" in data[:200]:  # an archive is for others to read years later: never a secret
+                plan.notes.append(f"left out {rel}: a private key")
+                continue
+            plan.small[member] = data
     if memory:
         plan.notes.append(f"left out {len(memory)} memory image(s): tied to this machine's hypervisor")
 

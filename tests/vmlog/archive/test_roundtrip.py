@@ -53,3 +53,16 @@ def test_archive_unarchives_in_a_new_home_with_every_state_identical(
     files = other.projects.get("analysis")
     assert files.load().current == made.ctx.projects.get("analysis").load().current
     assert json.loads((files.root / "archived-logbook.json").read_text())
+
+
+def test_a_private_key_in_the_project_stays_out(vmlog_home: Path, tmp_path: Path) -> None:
+    made = three_state_project(vmlog_home, tmp_path)
+    setup = made.ctx.projects.get("analysis").root / "setup"
+    setup.mkdir()
+    (setup / "id_ed25519").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn...\n")
+    (setup / "id_ed25519.pub").write_text("ssh-ed25519 AAAA user@host\n")
+    out = tmp_path / "keys.vmlarchive"
+    result = archive_project("analysis", out, ctx=made.ctx)
+    names = [m.name for m in tarfile.open(out)]
+    assert "project/setup/id_ed25519.pub" in names and "project/setup/id_ed25519" not in names
+    assert any("private key" in note for note in result.notes)

@@ -26,6 +26,7 @@ from vmlog.archive import format as af
 from vmlog.archive.pack import write_archive
 from vmlog.archive.plan import make_plan
 from vmlog.archive.reader import VerifiedArchive, read_archive
+from vmlog.archive.releases import install_objects
 from vmlog.archive.unpack import archived_records, attach_layers, localise, unpack
 from vmlog.errors import AlreadyExists, InvalidInput, NotFound, VmlogError
 from vmlog.projects import current as current_project
@@ -34,6 +35,7 @@ from vmlog.projects.driver import Progress, no_progress
 from vmlog.projects.model import Project, State
 from vmlog.projects.names import check_project_name, project_holder, vm_name_for
 from vmlog.projects.store import ProjectFiles
+from vmlog.releases.mounts import default_cache_dir
 from vmlog.store.model import QEMU_FORMATS
 from vmlog.workspace import Workspace, workspace
 
@@ -154,7 +156,8 @@ def archive_project(name: str | None, out: Path | None = None, *, ctx: Workspace
             raise InvalidInput(f"project {name!r} has no saved state to archive",
                                fix=f"save one first: `vml state save NAME --project {name}`")
         progress("finding every layer of every state", 0.01)
-        plan = make_plan(files, project, states, _logbook_rows(ctx, name), lambda sha: ctx.images.get(sha))
+        plan = make_plan(files, project, states, _logbook_rows(ctx, name), lambda sha: ctx.images.get(sha),
+                         release_cache=default_cache_dir(ctx.home))
         if any(files.layers.has_changes(layer) for layer in project.live.values()):
             plan.notes.append("the VM's unsaved changes (its live disk) are not archived; save a state to keep them")
         _check_space(out.parent, plan.source_bytes(), "the archive")
@@ -206,7 +209,8 @@ def unarchive_project(path: Path, *, name: str | None = None, backend: str | Non
                             fix=f"unarchive under another name: `vml project unarchive {Path(path).name} --name NEW`")
     chosen = _target_backend(backend, archived)
     missing = [b for b in verified.manifest["bases"] if ctx.images.find(b["sha256"]) is None]
-    _check_space(ctx.home.data, verified.raw_bytes(("layer",)) + sum(b["size"] for b in missing), "unarchiving")
+    _check_space(ctx.home.data, verified.raw_bytes(("layer", "release")) + sum(b["size"] for b in missing),
+                 "unarchiving")
     for base in missing:
         if QEMU_FORMATS.get(str(base.get("store_format"))) != base["format"]:
             raise InvalidInput(f"base {base['sha256'][:12]} has an unknown store format")
@@ -234,6 +238,9 @@ def _build(ctx: Workspace, verified: VerifiedArchive, archived: Project, states:
                                 urls=tuple(u for u in base.get("urls") or () if isinstance(u, str)),
                                 expected_sha256=sha, move=True)
             op.on_rollback(lambda sha=sha: _forget_base(ctx, sha))
+        if unpacked.releases:
+            progress(f"putting {len(unpacked.releases)} release objects into the release cache", 0.93)
+            install_objects(unpacked.releases, default_cache_dir(ctx.home))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     progress("checking every layer's chain", 0.95)

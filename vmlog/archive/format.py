@@ -32,6 +32,8 @@ _STATE_ID = re.compile(r"^[0-9a-f]{8,64}$")
 _LAYER = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\.qcow2$")
 _PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$")
 _BASE = re.compile(r"^base/([0-9a-f]{64})\.([a-z0-9]{2,5})\.zst$")
+_RELEASE_OBJECT = re.compile(r"^releases/[A-Za-z0-9][A-Za-z0-9_-]{0,159}\.zst$")
+MAX_RELEASE_OBJECT = 4 << 30
 
 
 def base_member(sha256: str, fmt: str) -> str:
@@ -41,6 +43,14 @@ def base_member(sha256: str, fmt: str) -> str:
 def base_file(sha256: str, fmt: str) -> str:
     """The base's path once unpacked and decompressed: what the lowest layers name as backing file."""
     return f"base/{sha256}.{fmt}"
+
+
+def release_member(key: str) -> str:
+    return f"releases/{key}.zst"
+
+
+def release_key(member: str) -> str:
+    return member[len("releases/") : -len(".zst")]
 
 
 def layer_member(name: str) -> str:
@@ -67,6 +77,8 @@ def check_member_name(name: str) -> str:
         return name
     if _BASE.match(name):
         return "base"
+    if _RELEASE_OBJECT.match(name):
+        return "release"
     head, _, rest = name.partition("/")
     if head == "layers" and rest.endswith(".zst") and _LAYER.match(rest[:-4]):
         return "layer"
@@ -158,12 +170,13 @@ def _members(raw: object) -> dict[str, Member]:
         if name in members or name in (MANIFEST, DIGESTS):
             raise ArchiveRejected("duplicate", f"member {name!r} is announced twice")
         compression = item.get("compression")
-        wanted = "zstd" if kind in ("base", "layer") else "none"
+        wanted = "zstd" if kind in ("base", "layer", "release") else "none"
         if compression != wanted:
             raise ArchiveRejected("manifest", f"member {name!r} must be stored with compression {wanted}")
         size = _int(item.get("raw_size"), f"the size of {name!r}")
-        if wanted == "none" and size > MAX_SMALL_MEMBER:
-            raise ArchiveRejected("size", f"member {name!r} is {size} bytes (limit {MAX_SMALL_MEMBER})")
+        limit = MAX_SMALL_MEMBER if wanted == "none" else MAX_RELEASE_OBJECT if kind == "release" else 1 << 50
+        if size > limit:
+            raise ArchiveRejected("size", f"member {name!r} is {size} bytes (limit {limit})")
         members[name] = Member(name, kind, compression, size, _hex(item.get("raw_sha256"), f"digest of {name!r}"))
     return members
 

@@ -73,6 +73,7 @@ def _manifest(plan: ArchivePlan, members: list[af.Member]) -> bytes:
         "states": plan.states,
         "members": [{"name": m.name, **m.to_dict()} for m in members],
         "disk_files": plan.disk_files,
+        "releases": plan.releases,
         "notes": plan.notes,
     }
     return (json.dumps(doc, indent=1) + "\n").encode()
@@ -87,6 +88,10 @@ def _announce(plan: ArchivePlan) -> list[af.Member]:
     for layer in plan.layers.values():
         size, sha = _hash_layer(layer)
         members.append(af.Member(af.layer_member(layer.name), "layer", "zstd", size, sha))
+    for key, path in plan.release_objects.items():
+        data = path.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        members.append(af.Member(af.release_member(key), "release", "zstd", len(data), digest))
     return members
 
 
@@ -99,6 +104,9 @@ def _stream_member(tar: TarStream, member: af.Member, plan: ArchivePlan, tick: C
         layer = plan.layers[member.name[len("layers/"):-len(".zst")]]
         with open(layer.path, "rb") as fh:
             return tar.add(member.name, file_chunks(fh, _layer_head(layer)), compress=True, progress=tick)
+    if member.kind == "release":
+        with open(plan.release_objects[af.release_key(member.name)], "rb") as fh:
+            return tar.add(member.name, file_chunks(fh), compress=True, progress=tick)
     return tar.add_bytes(member.name, plan.small[member.name])
 
 
@@ -106,7 +114,7 @@ def write_archive(plan: ArchivePlan, out: Path, *, progress: ByteProgress | None
                   threads: int | None = None) -> PackedArchive:
     """Write ``plan`` to ``out`` (replacing nothing until it is complete); the finished archive."""
     members = _announce(plan)
-    total = sum(m.raw_size for m in members if m.kind in ("base", "layer"))
+    total = sum(m.raw_size for m in members if m.kind in ("base", "layer", "release"))
     done = 0
 
     def tick(n: int) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from vmlog.archive import format as af
 from vmlog.archive.ovf2 import ChainFile, state_descriptor
+from vmlog.archive.releases import pinned_releases, release_objects
 from vmlog.errors import InvalidInput
 from vmlog.projects import qcow2_peek
 from vmlog.projects.model import Project, State
@@ -46,10 +47,14 @@ class ArchivePlan:
     states: list[dict[str, Any]] = field(default_factory=list)
     small: dict[str, bytes] = field(default_factory=dict)  # member name -> content (project files, OVFs, logbook)
     disk_files: dict[str, str] = field(default_factory=dict)  # spec disks that are project files: label -> relpath
+    releases: list[dict[str, Any]] = field(default_factory=list)  # the pinned releases the states use
+    release_objects: dict[str, Path] = field(default_factory=dict)  # release cache key -> its file
     notes: list[str] = field(default_factory=list)
 
     def source_bytes(self) -> int:
-        return sum(b.image.size for b in self.bases.values()) + sum(s.path.stat().st_size for s in self.layers.values())
+        layers = sum(s.path.stat().st_size for s in self.layers.values())
+        objects = sum(p.stat().st_size for p in self.release_objects.values())
+        return sum(b.image.size for b in self.bases.values()) + layers + objects
 
 
 def _walk_chain(files: ProjectFiles, project: Project, plan: ArchivePlan, label: str, top: str,
@@ -130,9 +135,13 @@ def _project_files(files: ProjectFiles, states: dict[str, State], plan: ArchiveP
 
 
 def make_plan(files: ProjectFiles, project: Project, states: dict[str, State], logbook_rows: list[dict[str, Any]],
-              resolve: Callable[[str], StoredImage]) -> ArchivePlan:
-    """Everything the archive of ``project`` holds, with each layer and base once."""
+              resolve: Callable[[str], StoredImage], release_cache: Path | None = None) -> ArchivePlan:
+    """Everything the archive of ``project`` holds, with each layer and base once (and the releases' objects)."""
     plan = ArchivePlan(project)
+    plan.releases = pinned_releases(states)
+    if plan.releases and release_cache is not None:
+        plan.release_objects, notes = release_objects(plan.releases, release_cache)
+        plan.notes.extend(notes)
     _project_files(files, states, plan)
     for state in sorted(states.values(), key=lambda s: (s.created, s.id)):
         chains: dict[str, list[ChainFile]] = {}

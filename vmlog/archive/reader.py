@@ -39,7 +39,7 @@ class VerifiedArchive:
     sha256: str
     manifest_sha256: str
 
-    def raw_bytes(self, kinds: tuple[str, ...] = ("base", "layer")) -> int:
+    def raw_bytes(self, kinds: tuple[str, ...] = ("base", "layer", "release")) -> int:
         return sum(m.raw_size for m in self.members.values() if m.kind in kinds)
 
 

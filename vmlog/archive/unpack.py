@@ -34,6 +34,7 @@ class Unpacked:
     """What the second walk wrote: base files to enter the store, and the notes for the user."""
 
     bases: dict[str, Path] = field(default_factory=dict)
+    releases: dict[str, Path] = field(default_factory=dict)  # release cache key -> its file in the work directory
     notes: list[str] = field(default_factory=list)
 
 
@@ -47,6 +48,10 @@ def unpack(verified: VerifiedArchive, staged: ProjectFiles, work: Path, *, have_
     def sink(member: af.Member) -> BinaryIO | None:
         if member.kind == "layer":
             return open(staged.layers.dir / member.name[len("layers/") : -len(".zst")], "xb")
+        if member.kind == "release":
+            (work / "releases").mkdir(exist_ok=True)
+            result.releases[af.release_key(member.name)] = target = work / "releases" / af.release_key(member.name)
+            return open(target, "xb")
         sha = member.name[len("base/") :].split(".")[0]
         if have_base(sha):
             return None

@@ -26,7 +26,7 @@ from vmlog.archive import format as af
 from vmlog.archive.pack import write_archive
 from vmlog.archive.plan import make_plan
 from vmlog.archive.reader import VerifiedArchive, read_archive
-from vmlog.archive.releases import install_objects
+from vmlog.archive.releases import configure_sources, install_objects
 from vmlog.archive.unpack import archived_records, attach_layers, localise, unpack
 from vmlog.errors import AlreadyExists, InvalidInput, NotFound, VmlogError
 from vmlog.projects import current as current_project
@@ -241,6 +241,7 @@ def _build(ctx: Workspace, verified: VerifiedArchive, archived: Project, states:
         if unpacked.releases:
             progress(f"putting {len(unpacked.releases)} release objects into the release cache", 0.93)
             install_objects(unpacked.releases, default_cache_dir(ctx.home))
+        unpacked.notes.extend(configure_sources(verified.manifest.get("releases"), ctx.home))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     progress("checking every layer's chain", 0.95)
@@ -260,7 +261,7 @@ def _build(ctx: Workspace, verified: VerifiedArchive, archived: Project, states:
     ctx.projects.publish(staged, target)
     op.message = f"from {verified.path.name} (sha256 {verified.sha256}): {len(states)} states"
     return UnarchiveResult(target, archived.name, backend, len(states), len(verified.manifest["layers"]),
-                           sorted(unpacked.bases), local.current, [*_archived_notes(verified), *notes])
+                           sorted(unpacked.bases), local.current, [*_archived_notes(verified), *unpacked.notes, *notes])
 
 
 def _archived_notes(verified: VerifiedArchive) -> list[str]:

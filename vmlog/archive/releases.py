@@ -18,10 +18,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vmlog.errors import VmlogError
+from vmlog.paths import VmlogHome
 from vmlog.projects.model import State
 from vmlog.releases.model import Release, ReleaseTree
 from vmlog.releases.object_cache import DEFAULT_LIMIT, ObjectCache
-from vmlog.releases.sources import source_from_config
+from vmlog.releases.sources import add_source, load_sources, source_from_config
 
 OBJECT_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,159}$")
 _CLOCK_SLACK_NS = 50_000_000  # file times are coarser than the clock: count objects touched just before
@@ -82,3 +84,34 @@ def install_objects(objects: dict[str, Path], cache_dir: Path) -> None:
     for key, path in objects.items():
         if key not in cache:
             cache.put(key, path.read_bytes())
+
+
+def configure_sources(items: object, where: VmlogHome) -> list[str]:
+    """Configure here the sources of the archived pinned releases that this home does not know yet.
+
+    A restored state mounts only releases whose source is configured (the sources list is what the
+    user trusts); unarchiving is the user's choice to trust this project, its disks and its sources.
+    A source whose URL is already configured is left as it is, whatever key the archive gives.
+    """
+    notes: list[str] = []
+    if not isinstance(items, list):
+        return notes
+    known = load_sources(where)
+    for item in items[:64]:
+        try:
+            config = item["source"]
+            source = source_from_config(config)
+        except (KeyError, TypeError, ValueError, VmlogError):
+            continue
+        url = str(config.get("url", "")).rstrip("/")
+        if any(s.kind == source.kind and s.url.rstrip("/") == url for s in known):
+            continue
+        taken = {s.name for s in known}
+        name, n = source.name, 2
+        while name in taken:
+            name, n = f"{source.name}-{n}", n + 1
+        source.name = name
+        add_source(source, where)
+        known.append(source)
+        notes.append(f"added the release source {name} ({url}) the archived states use")
+    return notes

@@ -184,21 +184,21 @@ def _check_of(verified: VerifiedArchive) -> ArchiveCheck:
                         str(doc.get("generator", "")))
 
 
-def _target_backend(backend: str | None, archived: Project) -> str:
-    """The backend of the new project; one whose states are native snapshots cannot take an archive yet."""
+def _target_backend(backend: str | None, archived: Project) -> tuple[str, bool]:
+    """The backend of the new project, and whether its states are native snapshots (reached through bundles)."""
     name = registry.canonical_name(backend or archived.backend or "kvm")
-    if registry.backend_class(name).snapshot_model is SnapshotModel.NATIVE_TREE:
-        raise Unsupported(
-            f"unarchiving onto {name} is not supported yet: its states are native snapshots",
-            fix="unarchive onto kvm (`--backend kvm`), then move states with `vml state export REF` and"
-            f" `vml state import FILE --backend {name}`",
-        )
-    return name
+    return name, registry.backend_class(name).snapshot_model is SnapshotModel.NATIVE_TREE
 
 
 def unarchive_project(path: Path, *, name: str | None = None, backend: str | None = None,
-                      ctx: Workspace | None = None, progress: Progress = no_progress) -> UnarchiveResult:
-    """Check an archive end to end, then rebuild its project here (``name``, default the archived name)."""
+                      backend_options: dict[str, Any] | None = None, ctx: Workspace | None = None,
+                      progress: Progress = no_progress) -> UnarchiveResult:
+    """Check an archive end to end, then rebuild its project here (``name``, default the archived name).
+
+    On a backend whose states are native snapshots (VirtualBox, VMware) the project is rebuilt on kvm
+    under a hidden name first, then each state travels as a state bundle, parents first, through the
+    same import that `vml state import --backend` runs (:func:`_onto_native`).
+    """
     ctx = workspace(ctx)
     progress("verifying the archive (nothing is written yet)", 0.0)
     verified = read_archive(Path(path), progress=_byte_progress(progress, "verifying", 0.0, 0.45))
@@ -207,7 +207,9 @@ def unarchive_project(path: Path, *, name: str | None = None, backend: str | Non
     if target in ctx.projects.names():
         raise AlreadyExists(f"a project called {target!r} exists here",
                             fix=f"unarchive under another name: `vml project unarchive {Path(path).name} --name NEW`")
-    chosen = _target_backend(backend, archived)
+    chosen, native = _target_backend(backend, archived)
+    if native:
+        return _onto_native(Path(path), target, chosen, backend_options or {}, ctx, progress)
     missing = [b for b in verified.manifest["bases"] if ctx.images.find(b["sha256"]) is None]
     _check_space(ctx.home.data, verified.raw_bytes(("layer", "release")) + sum(b["size"] for b in missing),
                  "unarchiving")
@@ -219,6 +221,51 @@ def unarchive_project(path: Path, *, name: str | None = None, backend: str | Non
     current_project.set_(ctx.home.data, target)
     progress("unarchived", 1.0)
     return result
+
+
+def _onto_native(path: Path, target: str, backend: str, options: dict[str, Any], ctx: Workspace,
+                 progress: Progress) -> UnarchiveResult:
+    """The archive as a kvm project under a hidden name, then its states as bundles onto ``backend``, parents first."""
+    from vmlog.app import exchange, projects, states
+
+    staging = f"{target}-unarchiving-{secrets.token_hex(3)}"
+    on_kvm = unarchive_project(path, name=staging, backend="kvm", ctx=ctx,
+                               progress=lambda m, f: progress(m, None if f is None else f * 0.5))
+    work = ctx.home.cache / f"vmlarchive-bundles-{os.getpid()}-{secrets.token_hex(4)}"
+    work.mkdir(parents=True, mode=0o700)
+    created = False
+    try:
+        records = ctx.projects.get(staging).states()
+        order = sorted(records.values(), key=lambda s: (len(_ancestry(records, s.id)), s.created, s.id))
+        for index, state in enumerate(order):
+            progress(f"moving state {state.label()} onto {backend}", 0.5 + 0.45 * index / len(order))
+            bundle = exchange.export_state(staging, state.id, work, since=state.parent, ctx=ctx)
+            exchange.import_state(bundle.path, project=target, trust=True, backend=None if created else backend,
+                                  backend_options=options, ctx=ctx)
+            created = True
+            bundle.path.unlink()
+        if on_kvm.current is not None:
+            states.restore_state(target, on_kvm.current, discard=True, ctx=ctx)
+        current_project.set_(ctx.home.data, target)
+    except BaseException:
+        if created:
+            projects.remove_project(target, ctx=ctx)
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        projects.remove_project(staging, ctx=ctx)
+    return UnarchiveResult(target, on_kvm.archived_name, backend, on_kvm.states, on_kvm.layers, on_kvm.bases_added,
+                           on_kvm.current, [*on_kvm.notes, f"states moved onto {backend} as state bundles"])
+
+
+def _ancestry(records: dict[str, State], state_id: str) -> list[str]:
+    chain, seen = [], set()
+    current: str | None = state_id
+    while current is not None and current in records and current not in seen:
+        seen.add(current)
+        chain.append(current)
+        current = records[current].parent
+    return chain
 
 
 def _build(ctx: Workspace, verified: VerifiedArchive, archived: Project, states: dict[str, State], target: str,

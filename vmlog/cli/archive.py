@@ -56,7 +56,7 @@ def unarchive(
     name: Annotated[str | None, typer.Option("--name", help="Name of the new project (default: the archived one).")]
     = None,
     backend: Annotated[
-        str | None, typer.Option("--backend", help="Hypervisor of the new project (default: kvm).")
+        str | None, typer.Option("--backend", help="Hypervisor of the new project: kvm (default), virtualbox, vmware.")
     ] = None,
     json_output: JsonOption = False,
 ) -> None:

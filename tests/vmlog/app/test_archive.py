@@ -10,10 +10,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "archive"))
 from archive_fixtures import three_state_project  # noqa: E402
+from simulators.disk_files import content_format  # noqa: E402
+from simulators.fixtures import simulated_tools  # noqa: E402, F401 - fixture
 
-from hypervisors.errors import Unsupported  # noqa: E402
+from hypervisors import qemu_img  # noqa: E402
 from vmlog.app.archive import archive_project, unarchive_project  # noqa: E402
 from vmlog.errors import AlreadyExists, VmlogError  # noqa: E402
+from vmlog.projects.backends import open_backend  # noqa: E402
 
 
 @pytest.fixture
@@ -58,13 +61,27 @@ def test_too_little_free_space_is_said_before_writing(made, tmp_path: Path, monk
     assert not list(tmp_path.glob("*vmlarchive*"))
 
 
-def test_a_native_snapshot_backend_is_refused_before_anything_is_written(made, tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["virtualbox", "vmware"])
+def test_unarchived_onto_a_native_snapshot_backend_every_state_matches(
+    backend: str, made, tmp_path: Path, simulated_tools: Path  # noqa: F811
+) -> None:
     out = tmp_path / "a.vmlarchive"
     archive_project("analysis", out, ctx=made.ctx)
-    with pytest.raises(Unsupported) as error:
-        unarchive_project(out, name="elsewhere", backend="virtualbox", ctx=made.ctx)
-    assert "--backend kvm" in (error.value.fix or "")
-    assert "elsewhere" not in made.ctx.projects.names()
+    options = ({"machine_folder": str(simulated_tools / "machines")} if backend == "virtualbox"
+               else {"vm_root": str(simulated_tools / "vms")})
+    result = unarchive_project(out, name="elsewhere", backend=backend, backend_options=options, ctx=made.ctx)
+    assert result.backend == backend and result.states == 3
+    assert sorted(made.ctx.projects.names()) == ["analysis", "elsewhere"]  # the kvm stand-in is gone
+    files = made.ctx.projects.get("elsewhere")
+    project = files.load()
+    assert project.backend == backend and set(files.states()) == set(made.state_ids.values())
+    assert project.current == made.ctx.projects.get("analysis").load().current
+    with open_backend(project) as hv:
+        top = Path(hv.disk_tops(project.vm_name)["system"])
+    shown = qemu_img.convert(top, tmp_path / "shown.raw", src_format=content_format(top), dest_format="raw")
+    original = made.ctx.projects.get("analysis")
+    current = original.states()[project.current]
+    assert qemu_img.compare(shown, "raw", original.layers.path(current.layers["system"]), "qcow2")
 
 
 def test_a_failure_after_the_base_entered_the_store_takes_it_out_again(

@@ -228,7 +228,7 @@ def _onto_native(path: Path, target: str, backend: str, options: dict[str, Any],
     """The archive as a kvm project under a hidden name, then its states as bundles onto ``backend``, parents first."""
     from vmlog.app import exchange, projects, states
 
-    staging = f"{target}-unarchiving-{secrets.token_hex(3)}"
+    staging = f"{target[:40]}-unarchiving-{secrets.token_hex(3)}"
     on_kvm = unarchive_project(path, name=staging, backend="kvm", ctx=ctx,
                                progress=lambda m, f: progress(m, None if f is None else f * 0.5))
     work = ctx.home.cache / f"vmlarchive-bundles-{os.getpid()}-{secrets.token_hex(4)}"

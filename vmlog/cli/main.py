@@ -81,6 +81,15 @@ COMMANDS: tuple[Lazy, ...] = (
             "set", "vmlog.cli.vm_settings:set_settings",
             "Show or change the VM's settings. CPUs and memory apply at the next boot; shares live where possible.",
         ),
+        Lazy(
+            "archive", "vmlog.cli.archive:archive",
+            "Freeze a project into one verifiable .vmlarchive: bases, every state's layer once, "
+            "records, logbook, OVFs.",
+        ),
+        Lazy(
+            "unarchive", "vmlog.cli.archive:unarchive",
+            "Check a .vmlarchive end to end, then rebuild its project here with every state (writes nothing if bad).",
+        ),
     )),
     Lazy("state", "vmlog.cli.state:app", "Saved states of a project: a tree you can go back to and branch from.", (
         Lazy(

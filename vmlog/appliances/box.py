@@ -24,6 +24,7 @@ from vmlog import safejson
 from vmlog.appliances.ovf import parse_ovf
 from vmlog.appliances.ovf_disks import parse_descriptor
 from vmlog.errors import IntegrityError, InvalidInput
+from vmlog.store.expansion import ExpansionBudget
 from vmlog.store.image_gate import ARCHIVE_KINDS, HostileImage, detect_format, printable
 
 MAX_DISK_BYTES = 256 << 30
@@ -86,23 +87,37 @@ def member_name(member: tarfile.TarInfo) -> str | None:
     return "/".join(parts)
 
 
-def copy_sparse(src: IO[bytes], dest: Path, limit: int, what: str, hashers: tuple[Any, ...] = ()) -> int:
-    """Copy ``src`` into the new file ``dest`` leaving zero blocks as holes; at most ``limit`` bytes."""
+def copy_sparse(
+    src: IO[bytes], dest: Path, limit: int, what: str, hashers: tuple[Any, ...] = (), *,
+    budget: ExpansionBudget | None = None, declared: int | None = None, sparse: bool = False,
+) -> int:  # fmt: skip
+    """Copy ``src`` into the new file ``dest`` leaving zero blocks as holes; at most ``limit`` bytes.
+
+    With ``budget`` (a member of a box or OVA whose tar header says ``declared`` bytes), the member is checked
+    against its own image header and the free space before its first write, and its data against the archive's
+    expansion ratio while it is written (:mod:`vmlog.store.expansion`).
+    """
     written = 0
     with open(dest, "xb") as out:
-        while chunk := src.read(COPY_CHUNK):
+        while chunk := src.read(COPY_CHUNK if written else HOLE):  # the first block alone: the header is checked
+            if budget is not None and written == 0:
+                limit = budget.start_member(what, limit if declared is None else declared, chunk, dest, limit, sparse)
             written += len(chunk)
             if written > limit:
                 raise IntegrityError(f"{what} exceeds the {limit} byte limit")
             for hasher in hashers:
                 hasher.update(chunk)
             view = memoryview(chunk)
+            data = 0
             for start in range(0, len(view), HOLE):
                 block = view[start : start + HOLE]
                 if len(block) == HOLE and block == _ZEROS:
                     out.seek(HOLE, 1)
                 else:
                     out.write(block)
+                    data += len(block)
+            if budget is not None:
+                budget.count_data(data, what)
         out.truncate(written)
     return written
 
@@ -150,7 +165,8 @@ def read_archive(
     members: dict[str, ArchiveMember] = {}
     total = 0
     try:
-        with tarfile.open(archive, mode="r|*") as tar:
+        with open(archive, "rb") as raw, tarfile.open(fileobj=raw, mode="r|*") as tar:
+            budget = ExpansionBudget(archive.name, archive.stat().st_size, kind not in ("tar", "ova"), raw.tell)
             for count, member in enumerate(tar):
                 if count >= MAX_MEMBERS:
                     raise IntegrityError(f"{archive.name} holds more than {MAX_MEMBERS} members; refused")
@@ -161,13 +177,13 @@ def read_archive(
                 if name in members:
                     raise IntegrityError(f"{archive.name} holds {printable(name)} twice; refused")
                 limit = min(limit, max_total - total)
-                if member.size > limit:
-                    raise IntegrityError(f"member {printable(name)} is {member.size} bytes, over the limit")
+                budget.check_header(f"member {printable(name)}", member.size, member.sparse is not None)
                 src = tar.extractfile(member)
                 assert src is not None
                 target = dest_dir / f"member-{len(members):04d}{PurePosixPath(name).suffix.lower()[:8]}"
                 hashers = tuple(hashlib.new(algo) for algo in hash_algos)
-                total += copy_sparse(src, target, limit, f"member {printable(name)}", hashers)
+                total += copy_sparse(src, target, limit, f"member {printable(name)}", hashers, budget=budget,
+                                     declared=member.size, sparse=member.sparse is not None)  # fmt: skip
                 digests = {algo: h.hexdigest() for algo, h in zip(hash_algos, hashers, strict=True)}
                 members[name] = ArchiveMember(target, digests)
     except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as exc:

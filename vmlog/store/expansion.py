@@ -92,13 +92,13 @@ class ExpansionBudget:
         return limit
 
     def _check_free_space(self, what: str, needed: int, dest: Path) -> None:
+        """Refuse as a full disk would, naming the file system's mount point (the work directory goes with the
+        refusal, so the fix's `df -h` must name something that stays)."""
         free = shutil.disk_usage(dest.parent).free
         if needed > free:
-            raise OSError(
-                errno.ENOSPC,
-                f"{os.strerror(errno.ENOSPC)}: {what} needs {_size(needed)}, {_size(free)} free",
-                str(dest.parent),
-            )
+            mount = next((p for p in dest.parents if os.path.ismount(p)), Path("/"))
+            raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)}: {what} needs {_size(needed)}, {_size(free)}"
+                          " free", str(mount))  # fmt: skip
 
     def count_data(self, count: int, what: str) -> None:
         """Account ``count`` more data bytes (not holes) of member ``what``; refuse a bomb as soon as it shows."""

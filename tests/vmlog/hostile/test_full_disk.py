@@ -118,7 +118,7 @@ def test_a_box_whose_disk_the_disk_cannot_hold_is_refused_before_it_is_unpacked(
     code, err = run_vml(monkeypatch, capsys, "appliance", "pull", "big", "--format", "box/libvirt")
     assert code == NO_SPACE_EXIT_CODE, err
     lines = [line for line in err.splitlines() if line.startswith(("error: ", "  fix: "))]
-    assert len(lines) == 2 and "no space left" in lines[0] and "df -h" in lines[1], err
+    assert len(lines) == 2 and "no space left" in lines[0] and f"df -h {home}" in lines[1], err  # before a write
     left = {k: v for k, v in home_files(home).items() if k not in before and not k.startswith("cache/downloads/")}
     assert left == {}, left  # no box, no disk, no staging entry in the store
     assert not list(home.rglob("*.part"))

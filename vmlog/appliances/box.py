@@ -151,13 +151,15 @@ def read_archive(
     kinds: tuple[str, ...],
     what: str,
     hash_algos: tuple[str, ...] = (),
+    virtual_size: Callable[[dict[str, ArchiveMember]], tuple[str, int] | None] | None = None,
 ) -> dict[str, ArchiveMember]:
     """Read the members ``wanted`` gives a byte limit for out of the tar ``archive``, in one pass.
 
     ``wanted(name, members_read_so_far)`` returns the member's byte limit, or None to skip it.
 
     Every member is checked (names, kinds, count) even when it is skipped; ``kinds`` are the formats
-    the archive's bytes may show (``tar``, ``gzip``...).
+    the archive's bytes may show (``tar``, ``gzip``...); ``virtual_size(members_read_so_far)`` is what the
+    archive's metadata declares as a disk's virtual size, for disks whose own header says none (raw).
     """
     kind = detect_format(archive)
     if kind not in kinds:
@@ -178,6 +180,7 @@ def read_archive(
                     raise IntegrityError(f"{archive.name} holds {printable(name)} twice; refused")
                 limit = min(limit, max_total - total)
                 budget.check_header(f"member {printable(name)}", member.size, member.sparse is not None)
+                budget.declared_virtual = virtual_size(members) if virtual_size is not None else None
                 src = tar.extractfile(member)
                 assert src is not None
                 target = dest_dir / f"member-{len(members):04d}{PurePosixPath(name).suffix.lower()[:8]}"
@@ -197,9 +200,22 @@ def read_members(box: Path, dest_dir: Path, *, max_disk_bytes: int = MAX_DISK_BY
     """Read the members vmlog may use out of ``box`` (a tar, maybe gzip/bzip2/xz) into ``dest_dir``."""
     members = read_archive(
         box, dest_dir, wanted=_wanted, max_total=max_disk_bytes, kinds=("tar", "ova", "gzip", "bzip2", "xz"),
-        what="a Vagrant box",
+        what="a Vagrant box", virtual_size=_metadata_virtual_size,
     )  # fmt: skip
     return {name: member.path for name, member in members.items()}
+
+
+def _metadata_virtual_size(read: dict[str, ArchiveMember]) -> tuple[str, int] | None:
+    """The disk size metadata.json declares (vagrant-libvirt's ``virtual_size``, in GiB), once it has been read."""
+    if "metadata.json" not in read:
+        return None
+    try:
+        size = safejson.loads(read["metadata.json"].path.read_bytes(), what="metadata.json").get("virtual_size")
+    except (ValueError, AttributeError):
+        return None  # refused, with the reason, once the box is read
+    if isinstance(size, bool) or not isinstance(size, int | float) or not 0 < size < 1 << 20:
+        return None
+    return "metadata.json", int(size * (1 << 30))
 
 
 def _metadata(box: Path, members: dict[str, Path], provider: str | None) -> dict[str, Any]:

@@ -53,6 +53,9 @@ class ExpansionBudget:
     compressed: bool  # False for a plain tar: nothing expands, a header must not declare more than the file holds
     position: Callable[[], int]  # how many bytes of the archive file have been read
     data: int = 0
+    # the virtual size the archive's own metadata declares for a disk without a size in its header (a raw disk of
+    # a box whose metadata.json says virtual_size), and where it says so; set before each member
+    declared_virtual: tuple[str, int] | None = None
 
     def data_ceiling(self) -> int:
         """The most data the whole archive may produce."""
@@ -75,19 +78,22 @@ class ExpansionBudget:
         is written to ``dest``; returns the length it may reach. ``sparse``: a GNU sparse member, whose header
         declares its length with the holes."""
         image = declared_virtual_size(head)
+        if image is None and self.declared_virtual is not None:
+            image = self.declared_virtual
         if image is not None:
             fmt, virtual = image
             bound = image_length_bound(virtual)
             if declared > bound:
                 raise HostileImage(
-                    f"{self.archive}: {what} declares {_size(declared)} in its tar header but its {fmt} header a"
-                    f" virtual size of {_size(virtual)}; a decompression bomb", reason="member-size",
+                    f"{self.archive}: {what} declares {_size(declared)} in its tar header but "
+                    f"{fmt if fmt.endswith('.json') else f'its {fmt} header'} a virtual size of {_size(virtual)};"
+                    " a decompression bomb", reason="member-size",
                 )  # fmt: skip
             limit = min(limit, bound)
         if declared > limit:
             raise IntegrityError(f"member {what} is {declared} bytes, over the {limit} byte limit")
         rest = self.archive_size - self.position()
-        dense = image is not None and image[0] in DENSE_FORMATS
+        dense = image is not None and image[0] in DENSE_FORMATS  # not the metadata's hint: a raw disk may be sparse
         self._check_free_space(what, min(declared if dense else min(declared, rest), self.data_ceiling()), dest)
         return limit
 

@@ -160,6 +160,9 @@ def _bomb_boxes(d: Path) -> dict[str, tuple[Callable[[Path], Path], str]]:
         # 128 MiB of zeros (holes, but still a bomb) behind a qcow2 of 1 MiB virtual size
         "box-img-zero-run-bomb": (lambda p: write_box(p, [("metadata.json", meta, None), (
             "box.img", repeated(b"\0", 128 * MIB, head=small), 128 * MIB)]), "virtual size of 1.0 MiB"),
+        # a raw disk whose tar header claims 4 GiB where metadata.json says 1 GiB (cut after 128 KiB of zeros)
+        "box-raw-beyond-metadata-virtual-size": (lambda p: write_box(p, [("metadata.json", raw_meta, None), (
+            "box.img", bytes(128 << 10), 4 << 30)]), "metadata.json a virtual size of 1.0 GiB"),
         # an OVA (a plain tar) whose disk's header claims 8 GiB for the 4 KiB that follow
         "ova-disk-tar-header-declares-8gib": (lambda p: write_box(p, [(f"{RAGGED}.ovf", ragged, None), (
             f"{RAGGED}-disk001.vmdk", qemu_create(d / "d.vmdk", "vmdk").read_bytes()[:4096], 8 << 30)],
@@ -168,7 +171,7 @@ def _bomb_boxes(d: Path) -> dict[str, tuple[Callable[[Path], Path], str]]:
 
 
 BOMB_CASES = ["box-img-data-bomb-1000x", "box-img-tar-header-declares-1tib", "box-plain-tar-header-declares-8gib",
-              "box-img-zero-run-bomb", "ova-disk-tar-header-declares-8gib"]
+              "box-img-zero-run-bomb", "box-raw-beyond-metadata-virtual-size", "ova-disk-tar-header-declares-8gib"]
 REAL_OVA = Path(__file__).resolve().parents[2] / "fixtures" / "real" / "ova"
 OVF_FILE, RAGGED = "virtualbox-ragged-edge-box-ovf10.ovf", "RAGged Edge Box"  # the disk it names: RAGGED-disk001
 BOX_CASES = ["box-img-backing-host-file", "box-img-data-file", "box-img-gzip-bomb-stand-in", "box-img-raw-not-qcow2",

@@ -122,3 +122,28 @@ def test_a_box_whose_disk_the_disk_cannot_hold_is_refused_before_it_is_unpacked(
     left = {k: v for k, v in home_files(home).items() if k not in before and not k.startswith("cache/downloads/")}
     assert left == {}, left  # no box, no disk, no staging entry in the store
     assert not list(home.rglob("*.part"))
+
+
+def test_vml_state_export_and_import_onto_a_full_disk_exit_74_with_the_fix(sender: Workspace, small_disk,
+                                                                          tmp_path: Path, monkeypatch,
+                                                                          capsys) -> None:
+    """What the user sees: `vml` exits 74 (EX_IOERR, a full disk) with one line and the `df -h` fix; the output
+    directory and the receiving home hold nothing of the failed command."""
+    monkeypatch.setenv("VMLOG_HOME", str(tmp_path / "home-a"))
+    out = small_disk("out-cli", "1M")
+    code, err = run_vml(monkeypatch, capsys, "state", "export", "s1", "-p", "analysis", "-o", str(out))
+    lines = [line for line in err.splitlines() if line.startswith(("error: ", "  fix: "))]
+    assert code == NO_SPACE_EXIT_CODE and len(lines) == 2 and "df -h" in lines[1], err
+    assert list(out.iterdir()) == []
+    bundle = exchange.export_state("analysis", "s1", tmp_path, ctx=sender).path
+    receiver_root = small_disk("home-cli", "6M")
+    receiver = workspace_at(receiver_root)
+    receiver.images.add_file(sender.images.list()[0].path, name="testbase", version="1", format="raw")
+    before = home_files(receiver_root)
+    monkeypatch.setenv("VMLOG_HOME", str(receiver_root))
+    code, err = run_vml(monkeypatch, capsys, "state", "import", str(bundle), "--trust")
+    lines = [line for line in err.splitlines() if line.startswith(("error: ", "  fix: "))]
+    assert code == NO_SPACE_EXIT_CODE and len(lines) == 2 and "df -h" in lines[1], err
+    assert "truncated" not in err
+    assert {k for k in home_files(receiver_root) if k not in before} <= {"data/home-id"}
+    assert receiver.projects.names() == []

@@ -328,7 +328,7 @@ def _kill_repeatedly(forks: VmlForks, operations: list[Operation], rng: random.R
         os.kill(pid, signal.SIGKILL)  # the vml process alone, as `kill -9 PID`: its helpers must die by themselves
         code = forks.wait(pid)
         landed[op.name] += ran
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 15  # a helper killed inside an fsync ends when the write does
         while helpers_of(op.home, pid) and time.monotonic() < deadline:
             time.sleep(0.02)
         assert helpers_of(op.home, pid) == [], f"a helper outlived kill {attempt} of {op.name}"

@@ -36,19 +36,43 @@ def binary() -> str:
 
 
 def version() -> str:
-    out = subprocess.run([binary(), "--version"], capture_output=True, text=True, check=False).stdout
+    out = subprocess.run([binary(), "--version"], capture_output=True, text=True, check=False,
+                         preexec_fn=die_with_parent).stdout
     return out.splitlines()[0].removeprefix("qemu-img version ").split()[0] if out else "unknown"
 
 
 _PR_SET_PDEATHSIG = 1
+_forking_pid = [os.getpid()]  # the process about to fork, written just before each fork (see below)
+
+
+def _remember_forking_pid() -> None:
+    _forking_pid[0] = os.getpid()
+
+
+os.register_at_fork(before=_remember_forking_pid)  # runs before a subprocess with a preexec_fn forks
+
+
+def _load_prctl() -> Any:
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux: the child may outlive a killed parent
+        return None
+
+
+_prctl = _load_prctl()  # loaded here, not in the child: the child's window before prctl stays short
 
 
 def die_with_parent() -> None:
-    """In a child before exec: the kernel sends SIGKILL when the process that started it dies (even by kill -9)."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: the child may outlive a killed parent
-        pass
+    """In a child before exec: the kernel sends SIGKILL when the process that started it dies (even by kill -9).
+
+    A parent killed between the fork and the prctl would be missed, so the child then checks that its parent is
+    still the process that forked it, and ends itself if not.
+    """
+    if _prctl is None:
+        return
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != _forking_pid[0]:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _limit_resources() -> None:

@@ -53,3 +53,11 @@ def test_wrong_explicit_format_fails_instead_of_probing(tmp_path: Path) -> None:
     raw = qemu_img.create(tmp_path / "disk.raw", "raw", "1M")
     with pytest.raises(OperationFailed, match="qemu-img info failed"):
         qemu_img.info(raw, "qcow2")
+
+
+def test_a_helper_whose_parent_died_before_its_death_signal_was_set_ends_itself(monkeypatch) -> None:
+    """The window between fork and prctl: a child whose parent is no longer the process that forked it (its
+    parent was killed meanwhile) would never get the parent-death signal, so it ends itself before exec."""
+    assert subprocess.run(["true"], preexec_fn=qemu_img.die_with_parent).returncode == 0
+    monkeypatch.setattr(os, "getppid", lambda: 1)  # in the child: as if re-parented to init
+    assert subprocess.run(["true"], preexec_fn=qemu_img.die_with_parent).returncode == -9

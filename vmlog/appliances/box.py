@@ -24,6 +24,7 @@ from vmlog import safejson
 from vmlog.appliances.ovf import parse_ovf
 from vmlog.appliances.ovf_disks import parse_descriptor
 from vmlog.errors import IntegrityError, InvalidInput
+from vmlog.store.expansion import ExpansionBudget
 from vmlog.store.image_gate import ARCHIVE_KINDS, HostileImage, detect_format, printable
 
 MAX_DISK_BYTES = 256 << 30
@@ -86,23 +87,37 @@ def member_name(member: tarfile.TarInfo) -> str | None:
     return "/".join(parts)
 
 
-def copy_sparse(src: IO[bytes], dest: Path, limit: int, what: str, hashers: tuple[Any, ...] = ()) -> int:
-    """Copy ``src`` into the new file ``dest`` leaving zero blocks as holes; at most ``limit`` bytes."""
+def copy_sparse(
+    src: IO[bytes], dest: Path, limit: int, what: str, hashers: tuple[Any, ...] = (), *,
+    budget: ExpansionBudget | None = None, declared: int | None = None, sparse: bool = False,
+) -> int:  # fmt: skip
+    """Copy ``src`` into the new file ``dest`` leaving zero blocks as holes; at most ``limit`` bytes.
+
+    With ``budget`` (a member of a box or OVA whose tar header says ``declared`` bytes), the member is checked
+    against its own image header and the free space before its first write, and its data against the archive's
+    expansion ratio while it is written (:mod:`vmlog.store.expansion`).
+    """
     written = 0
     with open(dest, "xb") as out:
-        while chunk := src.read(COPY_CHUNK):
+        while chunk := src.read(COPY_CHUNK if written else HOLE):  # the first block alone: the header is checked
+            if budget is not None and written == 0:
+                limit = budget.start_member(what, limit if declared is None else declared, chunk, dest, limit, sparse)
             written += len(chunk)
             if written > limit:
                 raise IntegrityError(f"{what} exceeds the {limit} byte limit")
             for hasher in hashers:
                 hasher.update(chunk)
             view = memoryview(chunk)
+            data = 0
             for start in range(0, len(view), HOLE):
                 block = view[start : start + HOLE]
                 if len(block) == HOLE and block == _ZEROS:
                     out.seek(HOLE, 1)
                 else:
                     out.write(block)
+                    data += len(block)
+            if budget is not None:
+                budget.count_data(data, what)
         out.truncate(written)
     return written
 
@@ -136,13 +151,15 @@ def read_archive(
     kinds: tuple[str, ...],
     what: str,
     hash_algos: tuple[str, ...] = (),
+    virtual_size: Callable[[dict[str, ArchiveMember]], tuple[str, int] | None] | None = None,
 ) -> dict[str, ArchiveMember]:
     """Read the members ``wanted`` gives a byte limit for out of the tar ``archive``, in one pass.
 
     ``wanted(name, members_read_so_far)`` returns the member's byte limit, or None to skip it.
 
     Every member is checked (names, kinds, count) even when it is skipped; ``kinds`` are the formats
-    the archive's bytes may show (``tar``, ``gzip``...).
+    the archive's bytes may show (``tar``, ``gzip``...); ``virtual_size(members_read_so_far)`` is what the
+    archive's metadata declares as a disk's virtual size, for disks whose own header says none (raw).
     """
     kind = detect_format(archive)
     if kind not in kinds:
@@ -150,7 +167,8 @@ def read_archive(
     members: dict[str, ArchiveMember] = {}
     total = 0
     try:
-        with tarfile.open(archive, mode="r|*") as tar:
+        with open(archive, "rb") as raw, tarfile.open(fileobj=raw, mode="r|*") as tar:
+            budget = ExpansionBudget(archive.name, archive.stat().st_size, kind not in ("tar", "ova"), raw.tell)
             for count, member in enumerate(tar):
                 if count >= MAX_MEMBERS:
                     raise IntegrityError(f"{archive.name} holds more than {MAX_MEMBERS} members; refused")
@@ -161,13 +179,14 @@ def read_archive(
                 if name in members:
                     raise IntegrityError(f"{archive.name} holds {printable(name)} twice; refused")
                 limit = min(limit, max_total - total)
-                if member.size > limit:
-                    raise IntegrityError(f"member {printable(name)} is {member.size} bytes, over the limit")
+                budget.check_header(f"member {printable(name)}", member.size, member.sparse is not None)
+                budget.declared_virtual = virtual_size(members) if virtual_size is not None else None
                 src = tar.extractfile(member)
                 assert src is not None
                 target = dest_dir / f"member-{len(members):04d}{PurePosixPath(name).suffix.lower()[:8]}"
                 hashers = tuple(hashlib.new(algo) for algo in hash_algos)
-                total += copy_sparse(src, target, limit, f"member {printable(name)}", hashers)
+                total += copy_sparse(src, target, limit, f"member {printable(name)}", hashers, budget=budget,
+                                     declared=member.size, sparse=member.sparse is not None)  # fmt: skip
                 digests = {algo: h.hexdigest() for algo, h in zip(hash_algos, hashers, strict=True)}
                 members[name] = ArchiveMember(target, digests)
     except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as exc:
@@ -181,9 +200,22 @@ def read_members(box: Path, dest_dir: Path, *, max_disk_bytes: int = MAX_DISK_BY
     """Read the members vmlog may use out of ``box`` (a tar, maybe gzip/bzip2/xz) into ``dest_dir``."""
     members = read_archive(
         box, dest_dir, wanted=_wanted, max_total=max_disk_bytes, kinds=("tar", "ova", "gzip", "bzip2", "xz"),
-        what="a Vagrant box",
+        what="a Vagrant box", virtual_size=_metadata_virtual_size,
     )  # fmt: skip
     return {name: member.path for name, member in members.items()}
+
+
+def _metadata_virtual_size(read: dict[str, ArchiveMember]) -> tuple[str, int] | None:
+    """The disk size metadata.json declares (vagrant-libvirt's ``virtual_size``, in GiB), once it has been read."""
+    if "metadata.json" not in read:
+        return None
+    try:
+        size = safejson.loads(read["metadata.json"].path.read_bytes(), what="metadata.json").get("virtual_size")
+    except (ValueError, AttributeError):
+        return None  # refused, with the reason, once the box is read
+    if isinstance(size, bool) or not isinstance(size, int | float) or not 0 < size < 1 << 20:
+        return None
+    return "metadata.json", int(size * (1 << 30))
 
 
 def _metadata(box: Path, members: dict[str, Path], provider: str | None) -> dict[str, Any]:

@@ -10,7 +10,6 @@ file (``vml project new NAME FILE``) enters the store the same way.
 from __future__ import annotations
 
 import json
-import secrets
 import shutil
 import threading
 from dataclasses import dataclass, field
@@ -193,8 +192,7 @@ def unpack_file(
     provider: str | None = None,
 ) -> StoredDisks:
     """Take the disks out of the box or OVA file ``path`` and store them (system disk first)."""
-    work = store.root / ".staging" / f"unpack-{secrets.token_hex(6)}"
-    work.mkdir(parents=True)
+    work = store.staging_dir("unpack")
     stored: list[StoredImage] = []
     try:
         if kind == "box":
@@ -273,8 +271,7 @@ _DECOMPRESS = {"gzip": "gunzip", "xz": "unxz", "zstd": "unzstd", "bzip2": "bunzi
 
 def _import_split_vmdk(store: ImageStore, descriptor: Path, name: str, version: str) -> StoredDisks:
     """A local VMDK split into extents: copy the descriptor and the extents it names (beside it only)."""
-    work = store.root / ".staging" / f"vmdk-{secrets.token_hex(6)}"
-    work.mkdir(parents=True)
+    work = store.staging_dir("vmdk")
     try:
         members = {descriptor.name: work / "descriptor.vmdk"}
         shutil.copyfile(descriptor, members[descriptor.name])

@@ -82,6 +82,20 @@ def is_vmdk_descriptor(head: bytes) -> bool:
     )
 
 
+def declared_virtual_size(head: bytes) -> tuple[str, int] | None:
+    """(format, virtual size) as the first bytes of a qcow2, sparse VMDK or VDI declare it; None for others.
+
+    Read from a member's first block while it is unpacked, before the rest is written (no file yet).
+    """
+    if head[:4] == QCOW2_MAGIC and len(head) >= 32:
+        return "qcow2", struct.unpack(">Q", head[24:32])[0]
+    if head[:4] == VMDK4_MAGIC and len(head) >= 20:
+        return "vmdk", struct.unpack("<Q", head[12:20])[0] * 512
+    if len(head) >= 0x178 and struct.unpack("<I", head[0x40:0x44])[0] == VDI_SIGNATURE:
+        return "vdi", struct.unpack("<Q", head[0x170:0x178])[0]
+    return None
+
+
 def qcow2_facts(path: Path) -> HeaderFacts:
     """Refuse a backing file, an external data file, unknown features; return the virtual size."""
     head = read_head(path, 4096)

@@ -6,7 +6,7 @@ Layout under the store root (``paths.home().images``)::
     <sha256>/meta.json                   name, version, format, size, urls, arch, added
     <sha256>/refs/<holder>               one empty file per project/state that uses the image
     <sha256>/converted/<name>-<version>.<fmt>   qemu-img conversions, made once, read-only
-    .staging/                            entries being assembled; renamed into place whole
+    .staging/KIND-PID-TOKEN              entries being assembled, renamed into place whole (or swept once PID is gone)
     .locks/<sha256>.lock                 serialises add/remove/ref changes of one image
 
 An entry appears by renaming a complete staging directory, so a crash never leaves a half-written
@@ -16,6 +16,7 @@ the image gate (``image_gate.check_entering``) before it becomes an entry: a ref
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -49,6 +50,16 @@ def _check_part(what: str, value: str) -> str:
     return value
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -63,6 +74,7 @@ class ImageStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self.sweep_staging()  # like a journal rolled back on open: a killed writer's work goes first
 
     # -- layout -------------------------------------------------------------------------------
 
@@ -76,6 +88,28 @@ class ImageStore:
         staging = self.root / ".staging"
         staging.mkdir(parents=True, exist_ok=True)
         return staging
+
+    def staging_dir(self, kind: str) -> Path:
+        """A new directory ``.staging/KIND-PID-TOKEN`` for work of this process (an add, an unpacked box) that
+        is renamed into the store whole or removed; once the process is gone, :meth:`sweep_staging` removes it."""
+        path = self._staging() / f"{kind}-{os.getpid()}-{secrets.token_hex(6)}"
+        path.mkdir()
+        return path
+
+    def sweep_staging(self) -> list[str]:
+        """Remove the staging directories of processes that are gone (killed mid-add or mid-unpack); their names.
+
+        Entries of live processes, and entries not named by :meth:`staging_dir`, are left alone (``vml doctor``
+        removes those once they are old)."""
+        staging = self.root / ".staging"
+        removed = []
+        with contextlib.suppress(OSError):
+            for entry in staging.iterdir() if staging.is_dir() else ():
+                parts = entry.name.split("-")
+                if len(parts) == 3 and parts[1].isdigit() and not _process_alive(int(parts[1])):
+                    shutil.rmtree(entry, ignore_errors=True)
+                    removed.append(entry.name)
+        return removed
 
     def _ensure(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -176,8 +210,7 @@ class ImageStore:
         if not src.is_file():
             raise NotFound(f"image file {src} does not exist")
         self._ensure()
-        stage = Path(os.fspath(self._staging() / f"add-{secrets.token_hex(6)}"))
-        stage.mkdir()
+        stage = self.staging_dir("add")
         file_name = f"{name}-{version}.{format}"
         staged = stage / file_name
         try:
@@ -247,8 +280,7 @@ class ImageStore:
                 self._merge_urls(existing, urls)
             src.unlink(missing_ok=True)
             return self.find(sha256) or existing
-        stage = self._staging() / f"adopt-{secrets.token_hex(6)}"
-        stage.mkdir()
+        stage = self.staging_dir("adopt")
         file_name = f"{name}-{version}.{format}"
         try:
             try:
@@ -396,7 +428,7 @@ class ImageStore:
 
     def _discard(self, path: Path) -> None:
         """Rename out of the way first (atomic), then delete; read-only files are fine on POSIX."""
-        trash = self._staging() / f"trash-{secrets.token_hex(6)}"
+        trash = self._staging() / f"trash-{os.getpid()}-{secrets.token_hex(6)}"
         os.rename(path, trash)
         shutil.rmtree(trash, ignore_errors=True)
 

@@ -272,3 +272,42 @@ def make_box(path: Path, members: dict[str, bytes], *, compress: bool = True) ->
             tf.addfile(info, io.BytesIO(data))
     path.write_bytes(gzip.compress(buf.getvalue(), 1) if compress else buf.getvalue())
     return path
+
+
+def write_box(path: Path, members: list[tuple[str, Iterator[bytes] | bytes, int | None]], *,
+              compress: bool = True) -> Path:
+    """A box streamed to ``path`` (gzip unless not ``compress``) from ``(name, bytes or chunks, declared size)``.
+
+    A member's tar header says its ``declared`` size (None: its real length, known only for bytes); a member whose
+    chunks stop short of it is the archive's last (the archive is then cut there, as a lying header leaves it).
+    """
+    raw = open(path, "wb")  # noqa: SIM115 - closed below, after the gzip stream on it
+    out: io.RawIOBase | gzip.GzipFile = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9) if compress else raw
+    try:
+        for name, data, declared in members:
+            chunks = [data] if isinstance(data, bytes) else data
+            info = tarfile.TarInfo(name)
+            info.size = declared if declared is not None else len(data)  # type: ignore[arg-type]
+            out.write(info.tobuf(tarfile.GNU_FORMAT))
+            length = 0
+            for chunk in chunks:
+                out.write(chunk)
+                length += len(chunk)
+            if length < info.size:
+                return path
+            out.write(bytes(-length % 512))
+        out.write(bytes(1024))
+    finally:
+        out.close()
+        raw.close()
+    return path
+
+
+def repeated(byte: bytes, size: int, head: bytes = b"") -> Iterator[bytes]:
+    """``head`` then ``byte`` repeated up to ``size`` bytes in all, in 1 MiB chunks (never all in memory)."""
+    yield head
+    left = size - len(head)
+    block = byte * MIB
+    while left > 0:
+        yield block[: min(left, MIB)]
+        left -= MIB

@@ -9,12 +9,27 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from hostile_inputs import IMAGES, assert_refused, home_files, make_box, make_image, qemu_create, run_vml, watch_opens
+from hostile_inputs import (
+    IMAGES,
+    MIB,
+    assert_refused,
+    home_files,
+    make_box,
+    make_image,
+    qemu_create,
+    repeated,
+    run_vml,
+    watch_opens,
+    write_box,
+)
 
 from vmlog.errors import IntegrityError, InvalidInput
+from vmlog.store.expansion import EXPANSION_RATIO
 from vmlog.store.image_gate import HostileImage
 
 CATALOG_FORMATS = ("qcow2", "raw", "hdd", "img", "iso", "vmdk", "vdi")
@@ -124,10 +139,45 @@ def _box_cases(d: Path, canary: Path) -> dict[str, tuple[dict[str, bytes], str, 
     }
 
 
+def _bomb_boxes(d: Path) -> dict[str, tuple[Callable[[Path], Path], str]]:
+    """Boxes (and an OVA) that would expand beyond what they hold or declare: (maker(path) -> file, reason)."""
+    d.mkdir(parents=True, exist_ok=True)
+    meta = json.dumps({"provider": "libvirt", "format": "qcow2", "virtual_size": 1}).encode()
+    raw_meta = json.dumps({"provider": "libvirt", "format": "raw", "virtual_size": 1}).encode()
+    small = qemu_create(d / "small.qcow2", "qcow2").read_bytes()  # 1 MiB virtual
+    ragged = (REAL_OVA / OVF_FILE).read_bytes()
+    gib_header = qemu_create(d / "gib.qcow2", "qcow2", size="1G").read_bytes()[:4096]  # 1 GiB virtual
+    return {
+        # 100 MiB of non-zero data in 100 KiB of gzip (1000x), behind a qcow2 header that would allow its length
+        "box-img-data-bomb-1000x": (lambda p: write_box(p, [("metadata.json", meta, None), (
+            "box.img", repeated(b"\x01", 100 * MIB, head=gib_header), 100 * MIB)]), "expands to more than"),
+        # a tar header claiming 1 TiB for a 1 MiB qcow2 (the archive ends after the image)
+        "box-img-tar-header-declares-1tib": (lambda p: write_box(p, [("metadata.json", meta, None), (
+            "box.img", small, 1 << 40)]), "1024.0 GiB in its tar header"),
+        # an uncompressed box whose header claims 8 GiB for 4 KiB
+        "box-plain-tar-header-declares-8gib": (lambda p: write_box(p, [("metadata.json", raw_meta, None), (
+            "box.img", b"\x01" * 4096, 8 << 30)], compress=False), "left in the archive"),
+        # 128 MiB of zeros (holes, but still a bomb) behind a qcow2 of 1 MiB virtual size
+        "box-img-zero-run-bomb": (lambda p: write_box(p, [("metadata.json", meta, None), (
+            "box.img", repeated(b"\0", 128 * MIB, head=small), 128 * MIB)]), "virtual size of 1.0 MiB"),
+        # a raw disk whose tar header claims 4 GiB where metadata.json says 1 GiB (cut after 128 KiB of zeros)
+        "box-raw-beyond-metadata-virtual-size": (lambda p: write_box(p, [("metadata.json", raw_meta, None), (
+            "box.img", bytes(128 << 10), 4 << 30)]), "metadata.json a virtual size of 1.0 GiB"),
+        # an OVA (a plain tar) whose disk's header claims 8 GiB for the 4 KiB that follow
+        "ova-disk-tar-header-declares-8gib": (lambda p: write_box(p, [(f"{RAGGED}.ovf", ragged, None), (
+            f"{RAGGED}-disk001.vmdk", qemu_create(d / "d.vmdk", "vmdk").read_bytes()[:4096], 8 << 30)],
+            compress=False), "left in the archive"),
+    }
+
+
+BOMB_CASES = ["box-img-data-bomb-1000x", "box-img-tar-header-declares-1tib", "box-plain-tar-header-declares-8gib",
+              "box-img-zero-run-bomb", "box-raw-beyond-metadata-virtual-size", "ova-disk-tar-header-declares-8gib"]
+REAL_OVA = Path(__file__).resolve().parents[2] / "fixtures" / "real" / "ova"
+OVF_FILE, RAGGED = "virtualbox-ragged-edge-box-ovf10.ovf", "RAGged Edge Box"  # the disk it names: RAGGED-disk001
 BOX_CASES = ["box-img-backing-host-file", "box-img-data-file", "box-img-gzip-bomb-stand-in", "box-img-raw-not-qcow2",
              "box-img-vmdk-descriptor", "box-img-huge-virtual-size", "box-virtualbox-flat-extent",
              "box-virtualbox-parent", "box-metadata-nested", "box-metadata-not-object", "box-without-metadata",
-             "box-member-traversal", "box-not-an-archive"]
+             "box-member-traversal", "box-not-an-archive", *BOMB_CASES]
 
 
 @pytest.mark.parametrize("case", BOX_CASES)
@@ -136,11 +186,15 @@ def test_a_hostile_box_is_refused_and_not_stored(case: str, vmlog_home: Path, tm
     if case == "box-not-an-archive":
         box, key, expected, reason = qemu_create(tmp_path / "x.box", "qcow2"), "box/libvirt", HostileImage.exit_code, \
             "declared a Vagrant box"
+    elif case in BOMB_CASES:
+        maker, reason = _bomb_boxes(tmp_path / "made")[case]
+        key = "ova" if case.startswith("ova-") else "box/libvirt"
+        box, expected = maker(tmp_path / f"evil.{key[:3]}"), HostileImage.exit_code
     else:
         members, key, expected, reason = _box_cases(tmp_path / "made", canary)[case]
         box = make_box(tmp_path / "evil.box", members)
-    provider = key.split("/")[1]
-    register_catalog(vmlog_home, served, "evilbox", "box", box, box_provider=provider)
+    kind, _, provider = key.partition("/")
+    register_catalog(vmlog_home, served, "evilbox", kind, box, **({"box_provider": provider} if provider else {}))
     before = home_files(vmlog_home)
     with watch_opens(canary) as opens:
         code, err = run_vml(monkeypatch, capsys, "appliance", "pull", "evilbox", "--format", key)
@@ -148,9 +202,32 @@ def test_a_hostile_box_is_refused_and_not_stored(case: str, vmlog_home: Path, tm
 
 
 # -- controls: the harness sees an open, and a benign image of each kind goes through -------------------------
-def test_the_canary_watch_sees_an_open_by_a_child_process(canary: Path) -> None:
-    import subprocess
+def test_a_highly_compressible_sparse_box_is_accepted(vmlog_home: Path, tmp_path: Path, served: tuple[Path, str],
+                                                      monkeypatch, capsys) -> None:
+    """A raw ext4 disk of 256 MiB holding a few MiB of files: it expands far more than the ratio limit allows data
+    to, but its zero runs are holes, counted against its length, not as data."""
+    disk = tmp_path / "disk.raw"
+    subprocess.run(["truncate", "-s", "256M", str(disk)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-d", str(Path(__file__).resolve().parents[3] / "vmlog"), str(disk)],
+                   check=True, capture_output=True)
+    meta = json.dumps({"provider": "libvirt", "format": "raw", "virtual_size": 1}).encode()
 
+    def chunks() -> Iterator[bytes]:
+        with open(disk, "rb") as fh:
+            while chunk := fh.read(MIB):
+                yield chunk
+
+    box = write_box(tmp_path / "sparse.box", [("metadata.json", meta, None), ("box.img", chunks(), 256 * MIB)])
+    assert disk.stat().st_size > EXPANSION_RATIO * box.stat().st_size  # it expands more than data may
+    register_catalog(vmlog_home, served, "sparse", "box", box, box_provider="libvirt")
+    code, err = run_vml(monkeypatch, capsys, "appliance", "pull", "sparse", "--format", "box/libvirt")
+    assert code == 0, err
+    stored = list((vmlog_home / "data" / "images").glob("*/sparse-*.raw"))
+    assert [p.stat().st_size for p in stored] == [256 * MIB], stored
+    assert stored[0].stat().st_blocks * 512 < 64 * MIB  # stored sparse
+
+
+def test_the_canary_watch_sees_an_open_by_a_child_process(canary: Path) -> None:
     with watch_opens(canary) as opens:
         subprocess.run(["cat", str(canary)], check=True, capture_output=True)
     assert opens

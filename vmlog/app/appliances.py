@@ -50,8 +50,11 @@ class PullEvent:
     total: int | None = None
 
 
+CATALOG_CACHE = "catalogs"  # under the home's cache: the last good copy of each remote catalog
+
+
 def _catalogs(ctx: Workspace, insecure: bool = False) -> Catalogs:
-    return Catalogs(ctx.home.config, insecure=insecure)
+    return Catalogs(ctx.home.config, insecure=insecure, cache_dir=ctx.home.cache / CATALOG_CACHE)
 
 
 # -- catalogs ----------------------------------------------------------------------------------
@@ -94,6 +97,7 @@ class ApplianceListing:
 
     appliances: list[ApplianceRow]
     problems: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)  # catalogs listed from their kept copy, with its date
 
     def to_dict(self) -> list[dict[str, Any]]:
         return [row.to_dict() for row in self.appliances]
@@ -106,7 +110,7 @@ def list_appliances(search: str | None = None, *, ctx: Workspace | None = None) 
     found = catalogs.search(search) if search else catalogs.appliances()
     pulled = stored_versions(ctx.images)
     rows = [ApplianceRow(a, sorted(v for (n, v) in pulled if n == store_name(a.name))) for a in found]
-    return ApplianceListing(rows, list(catalogs.problems))
+    return ApplianceListing(rows, list(catalogs.problems), list(catalogs.notes))
 
 
 @dataclass(frozen=True)

@@ -107,22 +107,46 @@ class GapMeter:
 
 
 class CollectorPauses:
-    """The longest garbage collection that ran on the UI thread once the window was up (it holds the GIL)."""
+    """The longest garbage collection once the window was up: on the UI thread, and on any thread (a pool
+    thread's collection holds the GIL too, so the UI thread waits for it all the same)."""
 
     def __init__(self) -> None:
-        self.began = 0.0
+        self.began: dict[int, float] = {}
         self.worst = 0.0
+        self.worst_anywhere = 0.0
         self.count = 0
         gc.callbacks.append(self._event)
 
     def _event(self, phase: str, _info: dict) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
+        thread = threading.get_ident()
         if phase == "start":
-            self.began = time.perf_counter()
-        else:
-            self.count += 1
-            self.worst = max(self.worst, time.perf_counter() - self.began)
+            self.began[thread] = time.perf_counter()
+            return
+        took = time.perf_counter() - self.began.pop(thread, time.perf_counter())
+        self.count += 1
+        self.worst_anywhere = max(self.worst_anywhere, took)
+        if thread == threading.main_thread().ident:
+            self.worst = max(self.worst, took)
+
+
+def run_until(done, timeout_ms: int = 300_000) -> None:
+    """Run Qt's event loop (as the window's would run) until ``done()`` holds, checked every 5 ms."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    check = QTimer()
+    check.setInterval(5)
+    check.timeout.connect(lambda: done() and loop.quit())
+    check.start()
+    QTimer.singleShot(timeout_ms, loop.quit)
+    if not done():
+        loop.exec()
+    check.stop()
+
+
+def run_for(ms: int) -> None:
+    began = time.perf_counter()
+    run_until(lambda: time.perf_counter() - began >= ms / 1000)
 
 
 def main() -> None:
@@ -135,7 +159,6 @@ def main() -> None:
         name = make_home(Path(tmp), count, project_count)
         print(f"wrote {project_count} projects and {count} states in {time.perf_counter() - t:.1f} s")
 
-        from PySide6.QtWidgets import QApplication
 
         from ui.app import IdleCollector, make_application, settle_garbage_collector
         from ui.controllers import wire
@@ -151,11 +174,7 @@ def main() -> None:
         window.show()
         meter.enter("sidebar")
         controller = window.projects_controller
-        deadline = time.monotonic() + 300
-        while (controller._reading or window.projects_page.projects.count() < project_count) and \
-                time.monotonic() < deadline:
-            app.processEvents()
-            time.sleep(0.005)
+        run_until(lambda: not controller._reading and window.projects_page.projects.count() >= project_count)
 
         ui_time: list[float] = []
         shown = controller._show_view
@@ -169,22 +188,16 @@ def main() -> None:
         meter.enter("showing the project")
         t_read = time.perf_counter()
         controller.select_project(name)
-        while not ui_time and time.monotonic() < deadline:
-            app.processEvents()
-            time.sleep(0.001)
+        run_until(lambda: bool(ui_time))
         began = time.perf_counter()
         window.repaint()  # the first paint of the tree, an event of its own in the running window
         paint = time.perf_counter() - began
         t_shown = time.perf_counter()
-        for _ in range(20):
-            app.processEvents()
-            time.sleep(0.01)
+        run_for(200)
         meter.enter("periodic reads")
         for _ in range(2):  # what the window's refresh timer does every few seconds
             controller.refresh()
-            while (controller._reading or len(ui_time) < 2) and time.monotonic() < deadline:
-                app.processEvents()
-                time.sleep(0.005)
+            run_until(lambda: not controller._reading)
         meter.enter("done")
         rows = window.projects_page.tree.model().rowCount()
         sidebar = window.projects_page.projects.count()
@@ -205,10 +218,11 @@ def main() -> None:
         worst = max(w for p, w in meter.phase_worst.items() if p not in ("start-up", "done"))
         print(f"UI thread, longest block:          {1000 * worst:8.1f} ms   (target < 100 ms, once the window is up;"
               " includes the model + page step and waits for the GIL while the pool thread reads)")
-        print(f"longest collection on the UI thread: {1000 * pauses.worst:6.1f} ms   ({pauses.count} collections)")
+        print(f"longest collection, UI thread:     {1000 * pauses.worst:8.1f} ms   (any thread:"
+              f" {1000 * pauses.worst_anywhere:.1f} ms; {pauses.count} collections)")
         if collector is not None:
             collector.stop()
-        QApplication.processEvents()
+        app.processEvents()
         window.runner.wait(60_000)
 
 

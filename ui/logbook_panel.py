@@ -79,6 +79,11 @@ def logbook_rows(
     return rows
 
 
+def lines_key(rows: list[LogbookRow]) -> int:
+    """A fingerprint of the panel's lines: equal keys, the same logbook on screen."""
+    return hash((len(rows), tuple(rows)))
+
+
 class LogbookModel(QAbstractTableModel):
     """The lines that pass the search text and the kind filter, cells given on demand.
 
@@ -92,13 +97,16 @@ class LogbookModel(QAbstractTableModel):
         self.shown: list[LogbookRow] = []
         self.kind = "Everything"
         self.text = ""
+        self.key: int | None = None  # the lines_key of all_rows, when known
         self._italic = QFont()
         self._italic.setItalic(True)
 
-    def set_rows(self, rows: list[LogbookRow]) -> None:
-        if rows == self.all_rows:
+    def set_rows(self, rows: list[LogbookRow], key: int | None = None) -> None:
+        """``key`` (:func:`lines_key`, worked out off the UI thread) spares comparing the lines here."""
+        if (key is not None and key == self.key) or (key is None and rows == self.all_rows):
             return  # a periodic read found the same logbook: nothing to redraw
         self.all_rows = rows
+        self.key = key
         self._filter()
 
     def set_kind(self, kind: str) -> None:
@@ -213,9 +221,9 @@ class LogbookPanel(QWidget):
         """
         self.set_rows(logbook_rows(items, state_names))
 
-    def set_rows(self, rows: list[LogbookRow]) -> None:
-        """Show lines :func:`logbook_rows` made (in a read job)."""
-        self.proxy.set_rows(rows)
+    def set_rows(self, rows: list[LogbookRow], key: int | None = None) -> None:
+        """Show lines :func:`logbook_rows` made (in a read job); ``key`` is their :func:`lines_key`."""
+        self.proxy.set_rows(rows, key)
 
     def visible_rows(self) -> list[list[str]]:
         return [

@@ -53,3 +53,20 @@ def test_the_same_lines_again_are_not_redrawn(qtbot) -> None:
     assert not resets
     panel.set_rows(logbook_rows(HISTORY[:2]))
     assert resets and len(panel.visible_rows()) == 2
+
+
+def test_a_fingerprint_made_off_the_ui_thread_spares_comparing_the_lines(qtbot) -> None:
+    from ui.logbook_panel import lines_key
+
+    panel = LogbookPanel()
+    qtbot.addWidget(panel)
+    lines = logbook_rows(HISTORY)
+    panel.set_rows(lines, lines_key(lines))
+    resets: list[bool] = []
+    panel.proxy.modelReset.connect(lambda: resets.append(True))
+    again = logbook_rows(HISTORY)
+    panel.set_rows(again, lines_key(again))
+    assert not resets
+    fewer = logbook_rows(HISTORY[1:])
+    panel.set_rows(fewer, lines_key(fewer))
+    assert resets and len(panel.visible_rows()) == 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ui.logbook_panel import LogbookRow, logbook_rows
+from ui.logbook_panel import LogbookRow, lines_key, logbook_rows
 from ui.project_list import ProjectSummary
 from ui.statetree.layout import StateNode, TreeRow, lay_out
 from ui.statetree.model import index_rows, layout_key, max_lanes
@@ -30,6 +30,7 @@ class ProjectView:
     names: dict[str, str] = field(default_factory=dict)  # what the logbook calls each state
     history_rows: list[LogbookRow] | None = None  # the logbook panel's lines, made off the UI thread
     sizes_known: bool | None = None  # some state has a known layer size (the size column is shown)
+    history_key: int | None = None  # fingerprint of ``history_rows``
 
     @property
     def vm(self) -> VMStatus:
@@ -78,6 +79,7 @@ def read_project(name: str, ctx: Workspace | None) -> ProjectView:
     current = page.details.project.current
     rows = lay_out(nodes, current, dirty=bool(page.details.unsaved_changes))
     names = {n.id: (n.name or n.id[:8]) for n in nodes}
+    lines = logbook_rows(page.history, names)
     return ProjectView(name, page.details, nodes, current, page.history, rows, max_lanes(rows), index_rows(rows),
-                       layout_key(rows), names, logbook_rows(page.history, names),
-                       not nodes or any(n.layer_bytes is not None for n in nodes))
+                       layout_key(rows), names, lines, not nodes or any(n.layer_bytes is not None for n in nodes),
+                       lines_key(lines))

@@ -211,7 +211,7 @@ class ProjectsController(StateActions, ExchangeActions, DisplayActions, ProjectA
             if wanted[1]:
                 page.tree.select_state(wanted[1])
         if view.history_rows is not None:
-            page.logbook.set_rows(view.history_rows)
+            page.logbook.set_rows(view.history_rows, view.history_key)
         else:
             page.logbook.set_history(view.history, view.names or {n.id: (n.name or n.id[:8]) for n in view.nodes})
         self._update_buttons()

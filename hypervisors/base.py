@@ -346,6 +346,12 @@ class Hypervisor(ABC):
             backend=self.name,
         )
 
+    # -- every display server of the VM ----------------------------------------------------------
+    def display_endpoints(self, vm_name: str) -> list[DisplayEndpoint]:
+        """Every server showing the running VM's screen (VNC first, then SPICE where the backend runs one);
+        the first is :meth:`display_endpoint`'s."""
+        return [self.display_endpoint(vm_name)]
+
 
 @dataclass(frozen=True)
 class DisplayEndpoint:

@@ -6,12 +6,15 @@ going while it is up; the caller connects to ``accepted``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
     QFormLayout,
     QLabel,
+    QLayout,
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
@@ -19,6 +22,38 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+
+def lay_out_form(
+    dialog: QDialog,
+    rows: Sequence[tuple[str, QWidget | QLayout]],
+    *,
+    ok: QDialogButtonBox.StandardButton = QDialogButtonBox.StandardButton.Ok,
+    ok_text: str | None = None,
+    above: Sequence[QWidget] = (),
+    below: Sequence[QWidget] = (),
+    width: int = 460,
+) -> QDialogButtonBox:
+    """The shape every form dialog has: lines ``above``, the labelled fields, lines ``below``, then ``ok``
+    (Ok or Save, renamed ``ok_text``) and Cancel wired to accept and reject. Returns the buttons, for a
+    dialog that enables its OK button as the fields change."""
+    form = QFormLayout()
+    for label, field in rows:
+        form.addRow(label, field)
+    buttons = QDialogButtonBox(ok | QDialogButtonBox.StandardButton.Cancel)
+    if ok_text is not None:
+        buttons.button(ok).setText(ok_text)
+    buttons.accepted.connect(dialog.accept)
+    buttons.rejected.connect(dialog.reject)
+    layout = QVBoxLayout(dialog)
+    for widget in above:
+        layout.addWidget(widget)
+    layout.addLayout(form)
+    for widget in below:
+        layout.addWidget(widget)
+    layout.addWidget(buttons)
+    dialog.resize(width, dialog.sizeHint().height())
+    return buttons
 
 
 class SaveStateDialog(QDialog):
@@ -32,16 +67,7 @@ class SaveStateDialog(QDialog):
         self.message = QPlainTextEdit()
         self.message.setPlaceholderText("What is in this state? (shown in the tree and the logbook)")
         self.message.setFixedHeight(90)
-        form = QFormLayout()
-        form.addRow("Name:", self.name)
-        form.addRow("Message:", self.message)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(buttons)
-        self.resize(460, self.sizeHint().height())
+        lay_out_form(self, [("Name:", self.name), ("Message:", self.message)], ok=QDialogButtonBox.StandardButton.Save)
 
     def values(self) -> tuple[str | None, str]:
         return (self.name.text().strip() or None, self.message.toPlainText().strip())
@@ -54,15 +80,7 @@ class TextDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle(title)
         self.edit = QLineEdit(text)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        form = QFormLayout()
-        form.addRow(label, self.edit)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(buttons)
-        self.resize(420, self.sizeHint().height())
+        lay_out_form(self, [(label, self.edit)], width=420)
 
     def value(self) -> str:
         return self.edit.text().strip()
@@ -84,21 +102,11 @@ class BranchDialog(QDialog):
         about.setWordWrap(True)
         self.problem = QLabel("")
         self.problem.setObjectName("muted")
-        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.buttons = lay_out_form(self, [("Branch name:", self.edit)], ok_text="Branch", above=[about],
+                                    below=[self.problem])
         self.ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
-        self.ok.setText("Branch")
         self.ok.setEnabled(False)
-        self.buttons.accepted.connect(self.accept)
-        self.buttons.rejected.connect(self.reject)
         self.edit.textChanged.connect(self._check)
-        form = QFormLayout()
-        form.addRow("Branch name:", self.edit)
-        layout = QVBoxLayout(self)
-        layout.addWidget(about)
-        layout.addLayout(form)
-        layout.addWidget(self.problem)
-        layout.addWidget(self.buttons)
-        self.resize(460, self.sizeHint().height())
 
     def _check(self, text: str) -> None:
         name = text.strip()
@@ -196,25 +204,13 @@ class NewProjectDialog(QDialog):
         self.memory.setSingleStep(256)
         self.memory.setSuffix(" MiB")
         self.memory.setValue(512)
-        form = QFormLayout()
-        form.addRow("Name:", self.name)
-        form.addRow("Appliance:", self.image)
-        form.addRow("Hypervisor:", self.backend)
-        form.addRow("CPUs:", self.cpus)
-        form.addRow("Memory:", self.memory)
         hint = QLabel("Appliances not in the store yet: use Set up, which downloads and verifies them.")
         hint.setObjectName("muted")
         hint.setWordWrap(True)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Create")
+        rows = [("Name:", self.name), ("Appliance:", self.image), ("Hypervisor:", self.backend), ("CPUs:", self.cpus),
+                ("Memory:", self.memory)]
+        buttons = lay_out_form(self, rows, ok_text="Create", below=[hint])
         buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(bool(images))
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(hint)
-        layout.addWidget(buttons)
-        self.resize(460, self.sizeHint().height())
 
     def values(self) -> dict[str, object]:
         return {

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from PySide6.QtCore import QSortFilterProxyModel, Qt, Signal
-from PySide6.QtGui import QColor, QStandardItem, QStandardItemModel
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -39,35 +40,125 @@ def _when(iso: str | None) -> str:
     return (iso or "")[:16].replace("T", " ")
 
 
-class LogbookFilter(QSortFilterProxyModel):
-    """Text search over every column plus a kind filter (notes, operations, failures)."""
+@dataclass(frozen=True, slots=True)
+class LogbookRow:
+    """One line of the panel, its texts worked out off the UI thread (:func:`logbook_rows`)."""
+
+    kind: str  # "note" or "operation"
+    cells: tuple[str, str, str, str, str]
+    haystack: str  # every cell, lower-cased, for the search box
+
+    @property
+    def failed(self) -> bool:
+        return self.cells[3] in ("failed", "interrupted", "cancelled")
+
+
+def logbook_rows(
+    items: Sequence[dict[str, Any] | HasDict], state_names: dict[str, str] | None = None
+) -> list[LogbookRow]:
+    """The panel's lines for ``items`` (oldest first, as the service gives them), newest on top; plain Python, so
+    a read job makes them and the UI thread only swaps them in."""
+    names = state_names or {}
+    rows: list[LogbookRow] = []
+    for record in reversed(items):
+        item = record if isinstance(record, dict) else record.to_dict()
+        state = item.get("state")
+        on = f" {names.get(state, state[:8])}" if state else ""
+        who = item.get("who", "") + (" (sender's logbook)" if item.get("from_sender") else "")
+        if item.get("kind") == "note":
+            cells = (_when(item.get("created")), who, f"note{on}", "", item.get("text", ""))
+            kind = "note"
+        else:
+            detail = item.get("message") or ""
+            took = item.get("duration")
+            if took is not None and item.get("outcome") != "running":
+                detail = f"{detail} ({duration(took)})" if detail else duration(took)
+            cells = (_when(item.get("started")), who, item.get("action", "") + on, item.get("outcome", ""), detail)
+            kind = "operation"
+        rows.append(LogbookRow(kind, cells, "\n".join(cells).lower()))
+    return rows
+
+
+def lines_key(rows: list[LogbookRow]) -> int:
+    """A fingerprint of the panel's lines: equal keys, the same logbook on screen."""
+    return hash((len(rows), tuple(rows)))
+
+
+class LogbookModel(QAbstractTableModel):
+    """The lines that pass the search text and the kind filter, cells given on demand.
+
+    Filtering is one pass over plain rows in Python rather than a proxy asking Python about each row:
+    a logbook of thousands of lines is one model reset, whatever its length.
+    """
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
+        self.all_rows: list[LogbookRow] = []
+        self.shown: list[LogbookRow] = []
         self.kind = "Everything"
-        self.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
-        self.setFilterKeyColumn(-1)
+        self.text = ""
+        self.key: int | None = None  # the lines_key of all_rows, when known
+        self._italic = QFont()
+        self._italic.setItalic(True)
+
+    def set_rows(self, rows: list[LogbookRow], key: int | None = None) -> None:
+        """``key`` (:func:`lines_key`, worked out off the UI thread) spares comparing the lines here."""
+        if (key is not None and key == self.key) or (key is None and rows == self.all_rows):
+            return  # a periodic read found the same logbook: nothing to redraw
+        self.all_rows = rows
+        self.key = key
+        self._filter()
 
     def set_kind(self, kind: str) -> None:
-        if hasattr(self, "beginFilterChange"):  # Qt 6.9+: invalidateRowsFilter() is deprecated there
-            self.beginFilterChange()
-            self.kind = kind
-            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
-        else:
-            self.kind = kind
-            self.invalidateRowsFilter()
+        self.kind = kind
+        self._filter()
 
-    def filterAcceptsRow(self, source_row: int, source_parent) -> bool:
-        item = self.sourceModel().index(source_row, 0, source_parent)
-        kind = item.data(KIND_ROLE)
-        outcome = self.sourceModel().index(source_row, 3, source_parent).data()
-        if self.kind == "Notes" and kind != "note":
-            return False
-        if self.kind == "Operations" and kind != "operation":
-            return False
-        if self.kind == "Failures" and outcome not in ("failed", "interrupted", "cancelled"):
-            return False
-        return super().filterAcceptsRow(source_row, source_parent)
+    def setFilterFixedString(self, text: str) -> None:  # noqa: N802 - the name QSortFilterProxyModel gives it
+        self.text = text.lower()
+        self._filter()
+
+    def _filter(self) -> None:
+        kind, text = self.kind, self.text
+        shown = self.all_rows
+        if kind == "Notes":
+            shown = [r for r in shown if r.kind == "note"]
+        elif kind == "Operations":
+            shown = [r for r in shown if r.kind == "operation"]
+        elif kind == "Failures":
+            shown = [r for r in shown if r.failed]
+        if text:
+            shown = [r for r in shown if text in r.haystack]
+        self.beginResetModel()
+        self.shown = shown
+        self.endResetModel()
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.shown)
+
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return COLUMNS[section]
+        return None
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        row, column = self.shown[index.row()], index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            return row.cells[column]
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return row.cells[4] or None
+        if role == KIND_ROLE:
+            return row.kind
+        if role == Qt.ItemDataRole.ForegroundRole and column == 3:
+            colour = OUTCOME_COLOURS.get(row.cells[3])
+            return QColor(colour) if colour else None
+        if role == Qt.ItemDataRole.FontRole and column == 4 and row.kind == "note":
+            return self._italic
+        return None
 
 
 class LogbookPanel(QWidget):
@@ -77,10 +168,7 @@ class LogbookPanel(QWidget):
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
-        self.source = QStandardItemModel(0, len(COLUMNS), self)
-        self.source.setHorizontalHeaderLabels(list(COLUMNS))
-        self.proxy = LogbookFilter(self)
-        self.proxy.setSourceModel(self.source)
+        self.proxy = LogbookModel(self)  # what the table shows: the filtered lines
         self.search = QLineEdit()
         self.search.setPlaceholderText("Filter the logbook")
         self.search.setClearButtonEnabled(True)
@@ -131,36 +219,11 @@ class LogbookPanel(QWidget):
         Rows an imported state arrived with (``from_sender``) say so in the Who column: they are what
         the sender did and noted, not what happened here.
         """
-        names = state_names or {}
-        self.source.removeRows(0, self.source.rowCount())
-        for record in reversed(items):
-            item = record if isinstance(record, dict) else record.to_dict()
-            state = item.get("state")
-            on = f" {names.get(state, state[:8])}" if state else ""
-            who = item.get("who", "") + (" (sender's logbook)" if item.get("from_sender") else "")
-            if item.get("kind") == "note":
-                cells = [_when(item.get("created")), who, f"note{on}", "", item.get("text", "")]
-                kind = "note"
-            else:
-                detail = item.get("message") or ""
-                took = item.get("duration")
-                if took is not None and item.get("outcome") != "running":
-                    detail = f"{detail} ({duration(took)})" if detail else duration(took)
-                cells = [_when(item.get("started")), who, item.get("action", "") + on,
-                         item.get("outcome", ""), detail]
-                kind = "operation"
-            row = [QStandardItem(text) for text in cells]
-            row[0].setData(kind, KIND_ROLE)
-            if kind == "note":
-                font = row[4].font()
-                font.setItalic(True)
-                row[4].setFont(font)
-            colour = OUTCOME_COLOURS.get(cells[3])
-            if colour:
-                row[3].setForeground(QColor(colour))
-            for cell in row:
-                cell.setToolTip(cells[4])
-            self.source.appendRow(row)
+        self.set_rows(logbook_rows(items, state_names))
+
+    def set_rows(self, rows: list[LogbookRow], key: int | None = None) -> None:
+        """Show lines :func:`logbook_rows` made (in a read job); ``key`` is their :func:`lines_key`."""
+        self.proxy.set_rows(rows, key)
 
     def visible_rows(self) -> list[list[str]]:
         return [

@@ -8,7 +8,6 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
-    QFormLayout,
     QLabel,
     QLineEdit,
     QSpinBox,
@@ -16,6 +15,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ui.dialogs import lay_out_form
 from ui.formatting import human_bytes
 from vmlog.app import mail
 
@@ -41,19 +41,9 @@ class MailSettingsDialog(QDialog):
         self.user = QLineEdit(current.user or "" if current else "")
         self.sender = QLineEdit(current.sender or "" if current else "")
         self.sender.setPlaceholderText("the user, if empty")
-        form = QFormLayout()
-        form.addRow("SMTP server:", self.host)
-        form.addRow("Port:", self.port)
-        form.addRow("Security:", self.security)
-        form.addRow("User:", self.user)
-        form.addRow("From address:", self.sender)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(buttons)
-        self.resize(440, self.sizeHint().height())
+        rows = [("SMTP server:", self.host), ("Port:", self.port), ("Security:", self.security), ("User:", self.user),
+                ("From address:", self.sender)]
+        lay_out_form(self, rows, ok=QDialogButtonBox.StandardButton.Save, width=440)
 
     def settings(self) -> mail.SmtpSettings | None:
         host = self.host.text().strip()

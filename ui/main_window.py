@@ -171,6 +171,7 @@ STYLE = """
 #nav::item:selected { background: palette(highlight); color: palette(highlighted-text); }
 #page-title { font-size: 20px; font-weight: 700; }
 #page-subtitle, #muted { color: palette(placeholder-text); }
+#catalog-note { color: #b9770e; }
 #section { font-weight: 700; font-size: 13px; padding-top: 4px; }
 #tile-title { font-size: 15px; font-weight: 600; }
 QToolButton { padding: 4px 10px; }

@@ -21,6 +21,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ui.dialogs import lay_out_form
+
 MIB_PER_GIB = 1024
 
 
@@ -125,25 +127,14 @@ class VMSettingsDialog(QDialog):
         share_buttons.addStretch(1)
         share_buttons.addWidget(add)
         share_buttons.addWidget(remove)
-        form = QFormLayout()
-        form.addRow("CPUs:", self.cpus)
-        form.addRow("Memory:", self.memory)
-        form.addRow("System disk:", self.disk_gib)
-        form.addRow("Shared folders:", self.shares)
-        form.addRow("", share_buttons)
         when = QLabel("The machine is on: CPUs and memory change at its next boot; shared folders at once where"
                       " the hypervisor can." if running else "Changes apply when the machine next starts.")
         when.setObjectName("muted")
         when.setWordWrap(True)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(when)
-        layout.addWidget(buttons)
         self.browser: QFileDialog | None = None
-        self.resize(520, self.sizeHint().height())
+        rows = [("CPUs:", self.cpus), ("Memory:", self.memory), ("System disk:", self.disk_gib),
+                ("Shared folders:", self.shares), ("", share_buttons)]
+        lay_out_form(self, rows, ok=QDialogButtonBox.StandardButton.Save, below=[when], width=520)
 
     def _add_row(self, host_path: str, tag: str, readonly: bool) -> None:
         item = QListWidgetItem(f"{tag}: {host_path}" + (" (read-only)" if readonly else ""))

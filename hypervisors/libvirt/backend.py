@@ -7,6 +7,8 @@ the probe, state events and the console command.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import shutil
 from collections.abc import Callable
 
@@ -75,15 +77,27 @@ class LibvirtHypervisor(SharedFolderHotplug, DiskChain, MemoryImages):
     def capabilities(self) -> Capability:
         return super().capabilities | Capability.DISPLAY  # every domain vmlog defines has a VNC screen
 
+    def _options(self, uuid: str | None = None) -> domain_xml.DomainOptions:
+        return dataclasses.replace(super()._options(uuid), spice=self.offers_spice)
+
+    @functools.cached_property
+    def offers_spice(self) -> bool:
+        """The host's QEMU can serve a screen by SPICE (an optional QEMU module; asked of libvirt once)."""
+        return domain_xml.offers_graphics(self._domain_capabilities(self.accelerator.domain_type), "spice")
+
     @maps_libvirt_errors("find the screen of")
     def display_endpoint(self, vm_name: str) -> DisplayEndpoint:
+        return self.display_endpoints(vm_name)[0]
+
+    @maps_libvirt_errors("find the screens of")
+    def display_endpoints(self, vm_name: str) -> list[DisplayEndpoint]:
         dom = self._domain(vm_name)
         if self.state(vm_name) not in (VMState.RUNNING, VMState.PAUSED):
             raise Unsupported(f"VM {vm_name!r} is not running, so it has no screen to show",
                               fix="start the VM first", backend=self.name)
-        endpoint = domain_xml.display_endpoint(dom.XMLDesc(0))
-        if endpoint is None:
+        endpoints = domain_xml.display_endpoints(dom.XMLDesc(0))
+        if not endpoints:
             raise Unsupported(f"VM {vm_name!r} has no display server (defined before vmlog gave VMs a screen,"
                               " or on a driver without one)", fix="shut the VM down and start it again",
                               backend=self.name)
-        return endpoint
+        return endpoints

@@ -37,6 +37,7 @@ class DomainOptions:
     domain_type: str = "qemu"  # "kvm", "qemu" (TCG), or the type of another driver ("test")
     dac_label: str | None = None  # "+UID:+GID": QEMU runs as this user (local system daemon)
     uuid: str | None = None  # kept on redefine, else libvirt refuses the new definition
+    spice: bool = False  # the host's QEMU has SPICE: the screen is served by SPICE too (for remote-viewer)
 
 
 def disk_targets(spec: VMSpec) -> list[tuple[DiskSpec, str, str]]:
@@ -170,7 +171,7 @@ def build_domain_xml(spec: VMSpec, options: DomainOptions) -> str:
     _sub(agent, "target", type_="virtio", name=GUEST_AGENT_CHANNEL)
     console = _sub(devices, "console", type_=serial0.get("type", "pty"))
     _sub(console, "target", type_="serial", port="0")
-    add_display(devices)
+    add_display(devices, spice=options.spice)
     _sub(devices, "memballoon", model="none")
     if spec.nics:
         _add_user_nics(domain, spec.name, spec.nics, machine)
@@ -178,15 +179,21 @@ def build_domain_xml(spec: VMSpec, options: DomainOptions) -> str:
     return ET.tostring(domain, encoding="unicode")
 
 
-def add_display(devices: ET.Element) -> None:
+def add_display(devices: ET.Element, *, spice: bool = False) -> None:
     """The VM's screen: a standard VGA card shown by a VNC server on 127.0.0.1 (a free port from 5900 up).
 
     VNC is built into every QEMU, so the definition never depends on optional QEMU modules; the
     loopback address keeps the screen off the network (viewers on this host, or through SSH). A USB
     tablet gives the guest absolute pointer positions, so a viewer's mouse and the guest's agree.
+    With ``spice`` (only where the host's QEMU has it: it is an optional module), a SPICE server shows
+    the same screen as well, for ``remote-viewer``; VNC stays first, the one the window embeds. A
+    display server is no guest device, so a memory image restores whichever servers the definition has.
     """
     graphics = _sub(devices, "graphics", type_="vnc", port="-1", autoport="yes", listen=DISPLAY_LISTEN)
     _sub(graphics, "listen", type_="address", address=DISPLAY_LISTEN)
+    if spice:
+        graphics = _sub(devices, "graphics", type_="spice", port="-1", autoport="yes", listen=DISPLAY_LISTEN)
+        _sub(graphics, "listen", type_="address", address=DISPLAY_LISTEN)
     tablet = _sub(devices, "input", type_="tablet", bus="usb")
     # Its address given, as libvirt would assign it: a memory image restores only into a definition whose
     # USB addresses match the saved one, and libvirt fills USB addresses in at start, not on define.
@@ -197,7 +204,15 @@ def add_display(devices: ET.Element) -> None:
 
 def display_endpoint(domain_xml: str) -> DisplayEndpoint | None:
     """Where the running domain's (live XML's) first VNC or SPICE server listens; None if it has none yet."""
+    found = display_endpoints(domain_xml)
+    return found[0] if found else None
+
+
+def display_endpoints(domain_xml: str) -> list[DisplayEndpoint]:
+    """Every VNC and SPICE server of the running domain (live XML), in definition order; those not started
+    (or on a driver that runs no server, like libvirt's test driver) are left out."""
     root = ET.fromstring(domain_xml)
+    found: list[DisplayEndpoint] = []
     for graphics in root.findall("devices/graphics"):
         protocol = graphics.get("type", "")
         if protocol not in ("vnc", "spice"):
@@ -205,13 +220,24 @@ def display_endpoint(domain_xml: str) -> DisplayEndpoint | None:
         listen = graphics.find("listen")
         socket = graphics.get("socket") or (listen.get("socket") if listen is not None else None)
         if socket:
-            return DisplayEndpoint(protocol, socket=Path(socket))
+            found.append(DisplayEndpoint(protocol, socket=Path(socket)))
+            continue
         port = int(graphics.get("port", "-1") or -1)
         if port <= 0:
-            return None  # not started yet (or a driver that runs no server, like libvirt's test driver)
+            continue
         host = graphics.get("listen") or (listen.get("address") if listen is not None else None) or DISPLAY_LISTEN
-        return DisplayEndpoint(protocol, host=host, port=port)
-    return None
+        found.append(DisplayEndpoint(protocol, host=host, port=port))
+    return found
+
+
+def offers_graphics(domain_capabilities: ET.Element | None, protocol: str) -> bool:
+    """Whether QEMU's domain capabilities (``virsh domcapabilities``) list ``protocol`` among its graphics."""
+    if domain_capabilities is None:
+        return False
+    graphics = domain_capabilities.find("devices/graphics")
+    if graphics is None or graphics.get("supported") != "yes":
+        return False
+    return protocol in [value.text for value in graphics.findall("enum[@name='type']/value")]
 
 
 def filesystem_element(folder: SharedFolder) -> ET.Element:

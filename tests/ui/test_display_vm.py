@@ -7,6 +7,8 @@ client (:mod:`ui.rfb`) and then through the window's Screen action.
 from __future__ import annotations
 
 import shutil
+import socket
+import struct
 import tempfile
 import threading
 import time
@@ -74,6 +76,26 @@ def test_the_screen_shows_the_guest_and_takes_typed_keys(booted: GuestChannel) -
         assert after != pixels  # the terminal echoed what was typed
     finally:
         client.close()
+
+
+def test_the_screen_is_served_by_spice_too_where_qemu_has_it(booted: GuestChannel) -> None:
+    """A SPICE server answers a client's link message (magic ``REDQ``, protocol 2) at the address the viewer gets."""
+    shown = display.display(PROJECT)
+    if "spice" not in shown.protocols:
+        pytest.skip("this host's QEMU has no SPICE")
+    spice = display.display(PROJECT, protocol="spice")
+    assert spice.uri.startswith("spice://127.0.0.1:") and spice.endpoint.port != shown.endpoint_for("vnc").port
+    # SpiceLinkMess: connection id, channel type (1: main), channel id, no capabilities, caps offset = its size
+    message = struct.pack("<IBBIII", 0, 1, 0, 0, 0, 18)
+    with socket.create_connection((spice.endpoint.host, spice.endpoint.port), timeout=30) as link:
+        link.sendall(struct.pack("<4sIII", b"REDQ", 2, 2, len(message)) + message)
+        reply = b""
+        while len(reply) < 16:
+            chunk = link.recv(16 - len(reply))
+            assert chunk, "the SPICE server closed the link"
+            reply += chunk
+    magic, major, _minor, size = struct.unpack("<4sIII", reply)
+    assert (magic, major) == (b"REDQ", 2) and size > 0
 
 
 def test_the_window_shows_the_screen(qtbot, booted: GuestChannel) -> None:

@@ -68,3 +68,37 @@ def test_view_rows_show_name_time_author_message_and_layer_size(qtbot) -> None:
     view.show()
     qtbot.waitExposed(view)
     assert not view.grab().isNull()
+
+
+def test_a_periodic_read_of_the_same_tree_leaves_the_view_alone(qtbot) -> None:
+    from ui.statetree.model import index_rows, layout_key
+
+    view = StateTreeView()
+    qtbot.addWidget(view)
+    rows = lay_out(TREE, "b")
+    view.set_states(TREE, "b", rows=rows, row_of=index_rows(rows), key=layout_key(rows))
+    view.select_state("c")
+    resets: list[bool] = []
+    view.model().modelReset.connect(lambda: resets.append(True))
+    again = lay_out(TREE, "b")  # read again: equal rows, new objects
+    view.set_states(TREE, "b", rows=again, row_of=index_rows(again), key=layout_key(again))
+    assert not resets and view.selected_state() == "c"
+    moved = lay_out(TREE, "c")
+    view.set_states(TREE, "c", rows=moved, key=layout_key(moved))
+    assert resets and view.selected_state() == "c"
+
+
+def test_names_stay_readable_when_the_graph_has_more_lanes_than_the_column_holds(qtbot) -> None:
+    # a fork from every state of a main line: each branch's lane passes every row below its fork
+    main = [node(f"m{i}", f"m{i - 1}" if i else None, i, f"main-{i}") for i in range(60)]
+    forks = [node(f"f{i}", f"m{i}", 100 + i, f"fork-{i}") for i in range(59)]
+    view = StateTreeView()
+    qtbot.addWidget(view)
+    view.resize(900, 400)
+    view.set_states(main + forks, "m59")
+    assert view.graph.graph_lanes > 40
+    width = view.columnWidth(0)
+    assert view.graph.lanes_shown(width) * 18 + 10 < width - 100  # room for the name
+    view.show()
+    qtbot.waitExposed(view)
+    view.grab()  # paints every visible row without error

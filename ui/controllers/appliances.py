@@ -14,8 +14,8 @@ from PySide6.QtCore import QObject, Signal
 from ui.dialogs import NewProjectDialog
 from ui.formatting import human_bytes
 from ui.pages.appliances import ApplianceCard
-from ui.settings_dialogs import SetupDialog
-from ui.workers import Job
+from ui.pages.setup_dialog import ContextSetupDialog as SetupDialog
+from ui.workers import Job, when_alive
 from vmlog.app import appliances, projects
 from vmlog.setup import SetupResult, setup
 
@@ -24,10 +24,17 @@ if TYPE_CHECKING:
     from vmlog.app.setup_project import Workspace
 
 
-def read_cards() -> list[ApplianceCard]:
+def read_page() -> tuple[list[ApplianceCard], list[str]]:
+    """The cards and what the page says about the catalogs: those that could not be read, those shown
+    from their kept copy (with its date) while their server is down."""
+    listing = appliances.list_appliances()
+    return read_cards(listing), list(listing.problems)
+
+
+def read_cards(listing: appliances.ApplianceListing | None = None) -> list[ApplianceCard]:
     """Catalog entries as cards; built-ins first. Never touches the network for online-only versions."""
     cards = []
-    for row in appliances.list_appliances().appliances:
+    for row in (listing or appliances.list_appliances()).appliances:
         appliance = row.appliance
         versions = sorted(appliance.versions, key=lambda v: v.version)
         newest = versions[-1] if versions else None
@@ -78,9 +85,14 @@ class AppliancesController(QObject):
         self.refresh()
 
     def refresh(self) -> None:
-        job = Job(lambda progress=None: read_cards(), title="Reading catalogs", pass_cancel=False)
-        job.signals.finished.connect(self.page.set_cards)
+        job = Job(lambda progress=None: read_page(), title="Reading catalogs", pass_cancel=False)
+        job.signals.finished.connect(when_alive(self, self._show_page))
         self.runner.start_quiet(job)
+
+    def _show_page(self, page: tuple[list[ApplianceCard], list[str]]) -> None:
+        cards, notes = page
+        self.page.set_cards(cards)
+        self.page.set_catalog_notes(notes)
 
     def ask_set_up(self, key: str) -> SetupDialog:
         """Ask the new project's name, CPUs and memory; an existing project's name is refused, never reused."""

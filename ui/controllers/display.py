@@ -26,11 +26,11 @@ class DisplayActions:
             windows[name].activateWindow()
 
         def connect(progress=None) -> tuple[app_display.Display, RfbClient]:
-            shown = app_display.display(name, ctx=ctx)
-            end = shown.endpoint
-            if end.protocol != "vnc":
-                raise app_display.Unsupported(f"the screen is served by {end.protocol}, which only the viewer shows",
-                                              fix="open it with Open in viewer")
+            shown = app_display.display(name, ctx=ctx)  # the viewer gets the preferred server; the view, VNC
+            end = shown.endpoint_for("vnc")
+            if end is None:
+                raise app_display.Unsupported(f"the screen is served by {shown.endpoint.protocol} only, which only"
+                                              " the viewer shows", fix=f"`vml display {name}`")
             return shown, RfbClient.connect(end.host, end.port, unix_socket=end.socket)
 
         job = Job(connect, title=f"Connecting to the screen of {name}", pass_cancel=False)
@@ -41,7 +41,11 @@ class DisplayActions:
         windows = self.display_windows
         window = windows.get(name)
         if window is None:
-            window = DisplayWindow(self.window, name, shown.uri, shown.viewer)
+            ctx = self.ctx
+            viewers = {protocol: shown.viewer_for(protocol) for protocol in shown.protocols}
+            here = (shown.endpoint_for("vnc") or shown.endpoint).uri
+            window = DisplayWindow(self.window, name, here, shown.viewer, viewers, preferred=shown.endpoint.protocol,
+                                   on_choice=lambda protocol: app_display.set_preferred_protocol(protocol, ctx=ctx))
             windows[name] = window
         window.attach(client)
         window.show()

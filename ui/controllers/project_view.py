@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ui.logbook_panel import LogbookRow, lines_key, logbook_rows
 from ui.project_list import ProjectSummary
 from ui.statetree.checks import CheckMark, read_check_marks
 from ui.statetree.layout import StateNode, TreeRow, lay_out
-from ui.statetree.model import max_lanes
+from ui.statetree.model import index_rows, layout_key, max_lanes
 from vmlog.app import logbook, projects, watch
 from vmlog.app.types import VMState, VMStatus, Workspace
 
@@ -25,6 +26,12 @@ class ProjectView:
     history: list[logbook.HistoryItem] = field(default_factory=list)
     rows: list[TreeRow] | None = None  # the tree laid out already (None: lay it out when shown)
     lanes: int | None = None  # the widest row of ``rows``
+    row_of: dict[str, int] | None = None  # the row number of each state id in ``rows``
+    rows_key: int | None = None  # fingerprint of ``rows``: the same key, nothing to redraw
+    names: dict[str, str] = field(default_factory=dict)  # what the logbook calls each state
+    history_rows: list[LogbookRow] | None = None  # the logbook panel's lines, made off the UI thread
+    sizes_known: bool | None = None  # some state has a known layer size (the size column is shown)
+    history_key: int | None = None  # fingerprint of ``history_rows``
     check_marks: dict[str, CheckMark] = field(default_factory=dict)  # state id -> its last check results
 
     @property
@@ -73,6 +80,8 @@ def read_project(name: str, ctx: Workspace | None) -> ProjectView:
     ]
     current = page.details.project.current
     rows = lay_out(nodes, current, dirty=bool(page.details.unsaved_changes))
-    return ProjectView(
-        name, page.details, nodes, current, page.history, rows, max_lanes(rows), read_check_marks(name, ctx)
-    )
+    names = {n.id: (n.name or n.id[:8]) for n in nodes}
+    lines = logbook_rows(page.history, names)
+    return ProjectView(name, page.details, nodes, current, page.history, rows, max_lanes(rows), index_rows(rows),
+                       layout_key(rows), names, lines, not nodes or any(n.layer_bytes is not None for n in nodes),
+                       lines_key(lines), read_check_marks(name, ctx))

@@ -206,14 +206,17 @@ class ProjectsController(StateActions, ExchangeActions, DisplayActions, ProjectA
             "unsaved changes" if dirty else "",
         )
         page.set_heading(view.name, " · ".join(p for p in facts if p))
-        page.tree.set_states(view.nodes, view.current, dirty=dirty, rows=view.rows, lanes=view.lanes)
+        page.tree.set_states(view.nodes, view.current, dirty=dirty, rows=view.rows, lanes=view.lanes,
+                             row_of=view.row_of, key=view.rows_key, sizes_known=view.sizes_known)
         show_check_marks(page.tree.state_model, view.check_marks, CHECKS_COLUMN)
         if wanted is not None and wanted[0] == view.name:
             self._select = None
             if wanted[1]:
                 page.tree.select_state(wanted[1])
-        names = {n.id: (n.name or n.id[:8]) for n in view.nodes}
-        page.logbook.set_history(view.history, names)
+        if view.history_rows is not None:
+            page.logbook.set_rows(view.history_rows, view.history_key)
+        else:
+            page.logbook.set_history(view.history, view.names or {n.id: (n.name or n.id[:8]) for n in view.nodes})
         self._update_buttons()
 
     def _update_buttons(self) -> None:

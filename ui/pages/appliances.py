@@ -164,6 +164,11 @@ class AppliancesPage(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setWidget(inner)
+        self.catalog_note = QLabel()  # a catalog shown from its kept copy, or not readable at all
+        self.catalog_note.setObjectName("catalog-note")
+        self.catalog_note.setWordWrap(True)
+        self.catalog_note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.catalog_note.setVisible(False)
         self.empty = QLabel("No catalog entries yet. Add a catalog with File ▸ Add catalog…")
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty.setObjectName("muted")
@@ -172,6 +177,7 @@ class AppliancesPage(QWidget):
         layout.setSpacing(12)
         layout.addLayout(header)
         layout.addWidget(subtitle)
+        layout.addWidget(self.catalog_note)
         layout.addLayout(self.progress_area)
         layout.addWidget(self.empty)
         layout.addWidget(scroll, 1)
@@ -189,6 +195,11 @@ class AppliancesPage(QWidget):
             self.tiles[card.key] = tile
             self.grid.addWidget(tile, i // 2, i % 2)
         self.empty.setVisible(not cards)
+
+    def set_catalog_notes(self, notes: list[str]) -> None:
+        """Say which catalogs could not be reached (their appliances shown from the copy kept, of that date)."""
+        self.catalog_note.setText("\n".join(f"\u26a0 {note}" for note in notes))
+        self.catalog_note.setVisible(bool(notes))
 
     def show_setup(self, key: str, job: Job) -> SetupProgress:
         card = self.tiles[key].card if key in self.tiles else None

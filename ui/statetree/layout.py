@@ -14,7 +14,7 @@ from dataclasses import dataclass
 NOW_ID = ""  # the id of the pseudo node that stands for the live layer
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: 5,000 of them are 5,000 objects for the collector, not 10,000
 class StateNode:
     """One saved state as the tree shows it."""
 
@@ -28,7 +28,7 @@ class StateNode:
     memory: bool = False  # the state holds the running machine's memory: restoring it resumes the VM
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TreeRow:
     """One row of the drawn tree: the node and the lines around it."""
 

@@ -52,11 +52,12 @@ class StateTreeModel(QAbstractTableModel):
     def set_states(self, nodes: list[StateNode], current: str | None, *, dirty: bool = False) -> None:
         self.set_rows(lay_out(nodes, current, dirty=dirty))
 
-    def set_rows(self, rows: list[TreeRow], lanes: int | None = None) -> None:
-        """Show laid-out ``rows``; ``lanes`` (their widest row) when worked out already, off the UI thread."""
+    def set_rows(self, rows: list[TreeRow], lanes: int | None = None, row_of: dict[str, int] | None = None) -> None:
+        """Show laid-out ``rows``; ``lanes`` (their widest row) and ``row_of`` (:func:`index_rows`) when worked
+        out already, off the UI thread, so the UI thread's part is the reset alone."""
         self.beginResetModel()
         self.rows = rows
-        self._row_of = {("" if r.node is None else r.node.id): i for i, r in enumerate(rows)}
+        self._row_of = row_of if row_of is not None else index_rows(rows)
         self._texts = {}
         self._lanes = lanes if lanes is not None else max_lanes(rows)
         self.endResetModel()
@@ -102,6 +103,16 @@ class StateTreeModel(QAbstractTableModel):
 
     def max_lanes(self) -> int:
         return self._lanes
+
+
+def index_rows(rows: list[TreeRow]) -> dict[str, int]:
+    """The row number of each state id ("" for the now row)."""
+    return {("" if r.node is None else r.node.id): i for i, r in enumerate(rows)}
+
+
+def layout_key(rows: list[TreeRow]) -> int:
+    """A fingerprint of laid-out rows (worked out off the UI thread): equal keys, the same tree on screen."""
+    return hash((len(rows), tuple(rows)))
 
 
 def max_lanes(rows: list[TreeRow]) -> int:

@@ -7,7 +7,7 @@ at a glance even when the history is thousands of states long.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QLineF, QModelIndex, QPersistentModelIndex, QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPainterPath, QPalette, QPen
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -27,8 +27,17 @@ ROW_HEIGHT = 28
 LANE_COLOURS = ("#3874cb", "#2e9a5d", "#c0392b", "#8e44ad", "#d68910", "#16a085", "#7f8c8d")
 
 
+NAME_ROOM = 150  # px of the tree column kept for a state's name however many lanes the graph has
+
+
 def lane_colour(lane: int) -> QColor:
     return QColor(LANE_COLOURS[lane % len(LANE_COLOURS)])
+
+
+def _lane_pen(colour: QColor) -> QPen:
+    pen = QPen(colour, 2)
+    pen.setCapStyle(Qt.PenCapStyle.FlatCap)
+    return pen
 
 
 class StateGraphDelegate(QStyledItemDelegate):
@@ -40,11 +49,16 @@ class StateGraphDelegate(QStyledItemDelegate):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.graph_lanes = 1
+        self.pens = tuple(_lane_pen(QColor(colour)) for colour in LANE_COLOURS)  # made once, not per line
 
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> QSize:
         hint = super().sizeHint(option, index)
         width = hint.width() + self.graph_lanes * LANE + 8
         return QSize(width, max(hint.height(), ROW_HEIGHT))
+
+    def lanes_shown(self, width: float) -> int:
+        """Lanes drawn in a column ``width`` wide: the graph leaves room for the names (far lanes are cut)."""
+        return max(1, min(self.graph_lanes, int((width - NAME_ROOM) // LANE)))
 
     def paint(
         self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
@@ -57,11 +71,12 @@ class StateGraphDelegate(QStyledItemDelegate):
         opt.text = ""
         if style is not None:  # background and selection the way the platform draws them
             style.drawControl(QStyle.ControlElement.CE_ItemViewItem, opt, painter, opt.widget)
-        graph_width = self.graph_lanes * LANE + 10
         rect = QRectF(opt.rect)
+        shown = self.lanes_shown(rect.width())
+        graph_width = shown * LANE + 10
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-        self._paint_graph(painter, rect, row, opt.palette)
+        self._paint_graph(painter, rect, row, opt.palette, shown)
         painter.restore()
 
         text_rect = rect.adjusted(graph_width, 0, -4, 0)
@@ -81,27 +96,35 @@ class StateGraphDelegate(QStyledItemDelegate):
         painter.drawText(text_rect, int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft), elided)
         painter.restore()
 
-    @staticmethod
-    def _paint_graph(painter: QPainter, rect: QRectF, row: TreeRow, palette: QPalette) -> None:
+    def _paint_graph(self, painter: QPainter, rect: QRectF, row: TreeRow, palette: QPalette, shown: int) -> None:
         top, bottom = rect.top(), rect.bottom() + 1
         mid = rect.center().y()
+        pens = self.pens
 
         def x_of(lane: int) -> float:
             return rect.left() + 6 + lane * LANE + LANE / 2
 
         def pen(lane: int) -> QPen:
-            p = QPen(lane_colour(lane), 2)
-            p.setCapStyle(Qt.PenCapStyle.FlatCap)
-            return p
+            return pens[lane % len(pens)]
 
+        # lines passing the row, one drawLines call per colour: a deep history can pass a hundred lanes
+        passing: dict[int, list[QLineF]] = {}
         for lane in row.through:
-            painter.setPen(pen(lane))
-            painter.drawLine(QPointF(x_of(lane), top), QPointF(x_of(lane), bottom))
+            if lane < shown:
+                x = x_of(lane)
+                passing.setdefault(lane % len(pens), []).append(QLineF(x, top, x, bottom))
+        for colour_number, lines in passing.items():
+            painter.setPen(pens[colour_number])
+            painter.drawLines(lines)
+        if row.lane >= shown:
+            return  # the dot is on a lane cut off at the column's edge
         x = x_of(row.lane)
         if row.from_above:
             painter.setPen(pen(row.lane))
             painter.drawLine(QPointF(x, top), QPointF(x, mid))
         for lane in row.down:
+            if lane >= shown:
+                continue
             painter.setPen(pen(lane))
             if lane == row.lane:
                 painter.drawLine(QPointF(x, mid), QPointF(x, bottom))
@@ -141,6 +164,7 @@ class StateTreeView(QTreeView):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.state_model = StateTreeModel(self)
+        self._shown_key: int | None = None  # the layout_key of the rows on show
         self.setModel(self.state_model)
         self.graph = StateGraphDelegate(self)
         self.setItemDelegateForColumn(0, self.graph)
@@ -162,17 +186,27 @@ class StateTreeView(QTreeView):
         self.doubleClicked.connect(lambda index: self.state_activated.emit(index.data(STATE_ID_ROLE)))
 
     def set_states(self, nodes, current, *, dirty: bool = False, rows: list[TreeRow] | None = None,
-                   lanes: int | None = None) -> None:
-        """Show ``nodes``; ``rows`` (and ``lanes``) are their layout if it was done already, off the UI thread."""
+                   lanes: int | None = None, row_of: dict[str, int] | None = None, key: int | None = None,
+                   sizes_known: bool | None = None) -> None:
+        """Show ``nodes``; ``rows`` (``lanes``, ``row_of``) are their layout if it was done already, off the UI thread.
+
+        ``key`` identifies the layout (:func:`ui.statetree.model.layout_key`): a periodic read that finds the same
+        tree again costs the UI thread nothing, not a model reset of thousands of rows.
+        """
         keep = self.selected_state()
+        if key is not None and key == self._shown_key:
+            return
+        self._shown_key = key
         if rows is None:
             self.state_model.set_states(nodes, current, dirty=dirty)
         else:
-            self.state_model.set_rows(rows, lanes)
+            self.state_model.set_rows(rows, lanes, row_of)
         self.graph.graph_lanes = self.state_model.max_lanes()
         self.setColumnWidth(0, max(220, min(520, self.graph.graph_lanes * LANE + 170)))
         # the size column only appears once the service reports layer sizes
-        self.setColumnHidden(4, all(n.layer_bytes is None for n in nodes) and bool(nodes))
+        if sizes_known is None:
+            sizes_known = not nodes or any(n.layer_bytes is not None for n in nodes)
+        self.setColumnHidden(4, not sizes_known)
         target = keep if keep is not None and self.state_model.row_of(keep) is not None else ""
         self.select_state(target)
 

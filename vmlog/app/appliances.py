@@ -17,6 +17,7 @@ from hypervisors.errors import BackendUnavailable
 from vmlog.app.doctor import diagnose
 from vmlog.app.refusals import refusal_logged
 from vmlog.appliances.catalog import CATALOG_FORMAT, Appliance, ApplianceVersion, CatalogEntry, Catalogs, store_name
+from vmlog.appliances.catalog_cache import CACHE_DIR_NAME
 from vmlog.appliances.pull import PulledAppliance, choose_image, pull, stored_versions
 from vmlog.errors import InvalidInput
 from vmlog.store.images import StoredImage
@@ -50,8 +51,11 @@ class PullEvent:
     total: int | None = None
 
 
+CATALOG_CACHE = CACHE_DIR_NAME
+
+
 def _catalogs(ctx: Workspace, insecure: bool = False) -> Catalogs:
-    return Catalogs(ctx.home.config, insecure=insecure)
+    return Catalogs(ctx.home.config, insecure=insecure, cache_dir=ctx.home.cache / CATALOG_CACHE)
 
 
 # -- catalogs ----------------------------------------------------------------------------------
@@ -94,6 +98,7 @@ class ApplianceListing:
 
     appliances: list[ApplianceRow]
     problems: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)  # catalogs listed from their kept copy, with its date
 
     def to_dict(self) -> list[dict[str, Any]]:
         return [row.to_dict() for row in self.appliances]
@@ -106,7 +111,7 @@ def list_appliances(search: str | None = None, *, ctx: Workspace | None = None) 
     found = catalogs.search(search) if search else catalogs.appliances()
     pulled = stored_versions(ctx.images)
     rows = [ApplianceRow(a, sorted(v for (n, v) in pulled if n == store_name(a.name))) for a in found]
-    return ApplianceListing(rows, list(catalogs.problems))
+    return ApplianceListing(rows, list(catalogs.problems), list(catalogs.notes))
 
 
 @dataclass(frozen=True)

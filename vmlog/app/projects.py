@@ -15,6 +15,7 @@ from hypervisors.spec import DiskSpec, NicSpec, VMSpec
 from vmlog.app.results import MappingResult, VMStatus
 from vmlog.app.session import session
 from vmlog.appliances.catalog import Catalogs
+from vmlog.appliances.catalog_cache import CACHE_DIR_NAME
 from vmlog.appliances.model import store_ref
 from vmlog.appliances.pull import find_stored, import_local_image
 from vmlog.errors import AlreadyExists, InvalidInput, NotFound
@@ -154,7 +155,7 @@ def base_to_pull(ref: str, backend: str, ctx: Workspace | None = None) -> str | 
     except NotFound:
         pass
     try:
-        Catalogs(ctx.home.config).get(ref)
+        Catalogs(ctx.home.config, cache_dir=ctx.home.cache / CACHE_DIR_NAME).get(ref)
     except NotFound:
         return None
     try:

@@ -1,7 +1,9 @@
 """The user's appliance catalogs: the ones added (recorded in ``<config>/catalogs.json``) and the built-ins.
 
 The built-in CernVM and vmlog-test appliances are always there; a catalog the user added may
-serve an appliance of the same name instead.
+serve an appliance of the same name instead. A remote catalog's last good copy is kept
+(:mod:`vmlog.appliances.catalog_cache`): while its server is down its appliances stay listed, and
+``notes`` says the copy's date.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from vmlog.appliances.builtin import builtin_appliances, vagrant_server_appliance
-from vmlog.appliances.catalog_format import CATALOG_FORMAT, SAFE_NAME, load_document, parse_catalog
+from vmlog.appliances.catalog_cache import CatalogCache, parse_json
+from vmlog.appliances.catalog_format import CATALOG_FORMAT, MAX_CATALOG_BYTES, SAFE_NAME, load_document, parse_catalog
 from vmlog.appliances.model import Appliance, ApplianceVersion, store_name
 from vmlog.appliances.settings import CATALOG_FILE
 from vmlog.errors import AlreadyExists, InvalidInput, NotFound, VmlogError
@@ -42,10 +45,12 @@ class CatalogEntry:
 class Catalogs:
     """The catalogs a user added (recorded in the config dir) plus the built-in appliances."""
 
-    def __init__(self, config_dir: Path, *, insecure: bool = False) -> None:
+    def __init__(self, config_dir: Path, *, insecure: bool = False, cache_dir: Path | None = None) -> None:
         self.config_dir = Path(config_dir)
         self.insecure = insecure
-        self.problems: list[str] = []  # catalogs that could not be read, for the CLI to warn about
+        self.cache = CatalogCache(cache_dir) if cache_dir is not None else None
+        self.problems: list[str] = []  # catalogs that could not be read (or only a kept copy), for the CLI to warn
+        self.notes: list[str] = []  # the catalogs read from their kept copy, and its date (also in ``problems``)
 
     @property
     def file(self) -> Path:
@@ -70,7 +75,7 @@ class Catalogs:
         """Read the catalog once to check it, then record it under ``name``."""
         if "://" not in location:
             location = str(Path(location).expanduser().resolve())
-        appliances = parse_catalog(load_document(location, insecure=self.insecure), source=location)
+        appliances = self._read_catalog(location, location, keep_going=False)
         if name is None:
             base = appliances[0].name if len(appliances) == 1 else Path(location.rstrip("/")).stem
             name = store_name(base)
@@ -85,20 +90,37 @@ class Catalogs:
 
     def remove(self, name: str) -> None:
         data = self._read()
-        kept = [e for e in data.get("catalogs", []) if e["name"] != name]
-        if len(kept) == len(data.get("catalogs", [])):
+        gone = [e for e in data.get("catalogs", []) if e["name"] == name]
+        if not gone:
             raise NotFound(f"no catalog named {name!r}", fix="see `vml catalog list`")
-        data["catalogs"] = kept
+        data["catalogs"] = [e for e in data.get("catalogs", []) if e["name"] != name]
         self._write(data)
+        if self.cache is not None:
+            self.cache.forget(gone[0]["location"])
+
+    def _read_catalog(self, location: str, source: str, *, keep_going: bool = True) -> list[Appliance]:
+        """A catalog's appliances: a file as it is, a URL through the kept copy when there is a cache."""
+        if self.cache is None or "://" not in location:
+            return parse_catalog(load_document(location, insecure=self.insecure), source=source)
+        read_json = parse_json(location, MAX_CATALOG_BYTES)
+        copy = self.cache.load(location, parse=lambda data: parse_catalog(read_json(data), source=source),
+                               insecure=self.insecure, limit=MAX_CATALOG_BYTES)  # fmt: skip
+        if copy.cached:
+            note = f"catalog {source}: {copy.reason}; using the cached copy from {copy.fetched_label}"
+            self.notes.append(note)
+            if keep_going:
+                self.problems.append(note)
+        return copy.document
 
     def appliances(self) -> list[Appliance]:
-        """Built-ins first, then every readable catalog; unreadable ones go to ``problems``."""
+        """Built-ins first, then every readable catalog (a remote one's kept copy while its server is down);
+        unreadable ones go to ``problems``."""
         found: dict[str, Appliance] = {a.name: a for a in builtin_appliances(self.config_dir, insecure=self.insecure)}
         self.problems = []
+        self.notes = []
         for entry in self.entries():
             try:
-                doc = load_document(entry.location, insecure=self.insecure)
-                for appliance in parse_catalog(doc, source=entry.name):
+                for appliance in self._read_catalog(entry.location, entry.name):
                     found[appliance.name] = appliance  # a user's catalog may serve vmlog-test
             except VmlogError as exc:
                 self.problems.append(f"catalog {entry.name}: {exc.message}")

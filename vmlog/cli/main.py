@@ -64,7 +64,7 @@ COMMANDS: tuple[Lazy, ...] = (
     ),
     Lazy(
         "display", "vmlog.cli.display:display",
-        "Show the VM's screen: opens remote-viewer when installed, else prints the VNC address for any viewer.",
+        "Show the VM's screen: opens remote-viewer when installed, else prints the address for any viewer.",
     ),
     Lazy(
         "ssh", "vmlog.cli.setup:ssh",

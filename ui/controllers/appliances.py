@@ -97,7 +97,7 @@ class AppliancesController(QObject):
     def ask_set_up(self, key: str) -> SetupDialog:
         """Ask the new project's name, CPUs and memory; an existing project's name is refused, never reused."""
         taken = set(self.window.projects_page.projects.names())
-        dialog = SetupDialog(self.window, key, taken)
+        dialog = SetupDialog(self.window, key, taken, ctx=self.ctx)
         self.active_dialog = dialog
         dialog.accepted.connect(lambda: self.set_up(key, **dialog.values()))
         dialog.finished.connect(lambda _code: setattr(self, "active_dialog", None))

@@ -68,10 +68,20 @@ def default_uri() -> str:
     return "qemu:///system" if os.geteuid() == 0 else "qemu:///session"
 
 
+# Transports that reach the daemon through a network protocol: its files are the far side's, even on localhost.
+NETWORK_TRANSPORTS = ("ssh", "libssh", "libssh2", "tcp", "tls", "ext")
+
+
 def is_remote(uri: str) -> bool:
-    """True if the URI names another machine (``qemu+ssh://host/system``, ``qemu+tcp://host/...``)."""
+    """True if the URI names another machine or goes through a network transport (``qemu+ssh://...``).
+
+    vmlog then reaches the host's files only through libvirt's storage API, never by path.
+    """
     parts = urlsplit(uri)
     host = parts.hostname or ""
+    scheme = parts.scheme.split("+")
+    if len(scheme) > 1 and scheme[1] in NETWORK_TRANSPORTS:
+        return True
     return bool(host) and host not in ("localhost", "127.0.0.1", "::1")
 
 

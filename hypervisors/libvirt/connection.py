@@ -24,6 +24,7 @@ from hypervisors.errors import (
     Unsupported,
     VMNotFound,
 )
+from hypervisors.libvirt.remote_fixes import connect_fix
 
 BACKEND = "kvm"
 URI_ENV = "VMLOG_LIBVIRT_URI"
@@ -126,7 +127,7 @@ def _open(libvirt: ModuleType, uri: str) -> Any:
         text = str(exc)
         fix = START_DAEMON_HINT
         if is_remote(uri):
-            fix = f"check that libvirtd runs on the remote host and that `virsh -c {uri} version` works"
+            fix = connect_fix(uri, text)
         elif "ermission denied" in text:
             fix = "add your user to the libvirt group (`adduser $USER libvirt`) or use qemu:///session"
         raise BackendUnavailable(f"cannot connect to libvirt at {uri}: {text}", fix=fix, backend=BACKEND) from exc

@@ -30,8 +30,11 @@ def test_a_reachable_host_reports_versions_kvm_and_a_pool_not_made_yet(remote_ho
     assert checks["versions"].details["driver"] == "QEMU"
     assert checks["kvm"].details["accelerator"] in ("kvm", "tcg")
     assert "not made yet" in checks["pool"].summary
-    assert remote_pool.find_pool(connection.open_connection(connection.import_libvirt(), remote_host.uri),
-                                 remote_pool.pool_name("never-used-home")) is None  # a check makes nothing
+    conn = connection.open_connection(connection.import_libvirt(), remote_host.uri)
+    try:
+        assert remote_pool.find_pool(conn, remote_pool.pool_name("never-used-home")) is None  # a check makes nothing
+    finally:
+        conn.close()
 
 
 def test_an_existing_pool_reports_its_free_space(remote_host: RemoteHost) -> None:

@@ -2,11 +2,11 @@
 
 Nothing here opens a path of the host: a volume's ``path`` is the host's name for it, used only inside libvirt
 XML (a backing store). Uploads are checked before they count: the sha256 of the file is computed here while it
-is sent, the host's file must then have exactly the file's length (``virStorageVolGetInfoFlags`` with
-``GET_PHYSICAL``), and ``verify=True`` reads the volume back and compares digests. The length check is the
-default because SSH already protects the bytes in flight (every packet carries a MAC) and libvirt reports a
-failed write on the host when the stream finishes; what is left, a volume cut short or replaced in between, the
-length shows for the price of one call, where reading back would double the traffic.
+is sent; the volume is made empty and the host's file must then have exactly the file's length
+(``virStorageVolGetInfoFlags`` with ``GET_PHYSICAL``); ``verify=True`` also reads the volume back and compares
+digests. The length check is the default because SSH already protects the bytes in flight (every packet carries
+a MAC) and libvirt reports a failed write on the host when the stream finishes; what is left, a volume cut short
+(a killed upload leaves one), the length shows for the price of one call, where reading back doubles the traffic.
 """
 
 from __future__ import annotations
@@ -137,8 +137,9 @@ class RemoteStorage:
         so layers uploaded under the names their overlays give them chain up as they did here.
         """
         size = source.stat().st_size
-        xml = (f"<volume><name>{escape(name)}</name><capacity unit='B'>{size}</capacity>"
-               "<allocation unit='B'>0</allocation><target><format type='raw'/></target></volume>")
+        # Made empty (not at the file's length), so the host's file is as long as what arrived: a cut upload shows.
+        xml = (f"<volume><name>{escape(name)}</name><capacity unit='B'>0</capacity>"
+               "<target><format type='raw'/></target></volume>")
         vol = self._create(xml, name)
         try:
             flags = self._libvirt.VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM if sparse else 0

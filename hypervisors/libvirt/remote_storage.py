@@ -155,6 +155,27 @@ class RemoteStorage:
         self._pool.refresh(0)  # the host re-reads the file and sees a qcow2 with its backing store
         return sent
 
+    def ensure_copy(self, source: Path, name: str, sha256: str, *, progress: Progress | None = None) -> RemoteVolume:
+        """Volume ``name`` holding ``source``, whose sha256 the caller knows (a base image, once per host).
+
+        An existing volume of the right length is taken as it is: a name is only ever given to one content, and a
+        killed upload leaves a shorter file, which is replaced. A new upload is read back and checked in full.
+        """
+        size = source.stat().st_size
+        if self.exists(name):
+            vol = self._call("find the volume", name, lambda: self._lookup(name))
+            physical = self._call("read the size of", name,
+                                  lambda: vol.infoFlags(self._libvirt.VIR_STORAGE_VOL_GET_PHYSICAL))[2]
+            if int(physical) == size:
+                return self.volume(name)
+            self.delete(name)  # what an interrupted upload left
+        sent = self.upload(source, name, verify=True, progress=progress)
+        if sent.sha256 != sha256:
+            self.delete(name)
+            raise OperationFailed(f"{source} has sha256 {sent.sha256}, not the {sha256} expected of it",
+                                  fix="check the image store (`vml doctor`)", backend=connection.BACKEND)
+        return self.volume(name)
+
     def _check_length(self, vol: Any, name: str, size: int) -> None:
         physical = self._call("read the size of", name,
                               lambda: vol.infoFlags(self._libvirt.VIR_STORAGE_VOL_GET_PHYSICAL))[2]

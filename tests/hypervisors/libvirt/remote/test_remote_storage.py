@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hypervisors import qemu_img
-from hypervisors.errors import InvalidState, VMExists
+from hypervisors.errors import InvalidState, OperationFailed, VMExists
 from hypervisors.libvirt import connection, remote_pool
 from hypervisors.libvirt.remote_storage import RemoteStorage
 
@@ -134,6 +134,24 @@ def test_a_layer_made_here_chains_onto_its_base_on_the_host(storage: RemoteStora
     assert qemu_img.compare(back, "qcow2", layer, "qcow2")
     assert not qemu_img.compare(back, "qcow2", base_image, "raw")  # the layer's write is there
     storage.delete("layer.qcow2")
+
+
+def test_a_base_goes_to_the_host_once_and_a_cut_copy_is_replaced(storage: RemoteStorage, base_image: Path,
+                                                                 tmp_path: Path) -> None:
+    digest = _sha256(base_image)
+    short = tmp_path / "short.raw"
+    short.write_bytes(base_image.read_bytes()[: 3 * MIB])  # what a killed upload leaves under the name
+    storage.upload(short, "base-copy.raw")
+    moved: list[int] = []
+    vol = storage.ensure_copy(base_image, "base-copy.raw", digest, progress=lambda done, _total: moved.append(done))
+    assert moved and vol.capacity == 8 * MIB
+    moved.clear()
+    assert storage.ensure_copy(base_image, "base-copy.raw", digest, progress=lambda d, _t: moved.append(d)) == vol
+    assert moved == []  # already there: nothing travelled
+    storage.delete("base-copy.raw")
+    with pytest.raises(OperationFailed, match="not the"):
+        storage.ensure_copy(base_image, "base-copy.raw", "0" * 64)
+    assert not storage.exists("base-copy.raw")
 
 
 def test_deleting_the_last_volumes_empties_the_pool(storage: RemoteStorage, base_image: Path) -> None:

@@ -25,8 +25,9 @@ CONNECT_FIXES: tuple[tuple[tuple[str, ...], str], ...] = (
     (("Host key verification failed",),
      "the host's SSH key is not known here: log in once with `ssh {login}` and accept it"),
     (("virt-ssh-helper", "nc: not found", "nc: command not found", "netcat", "No such file or directory: nc"),
-     "the host has neither libvirt's `virt-ssh-helper` nor `nc`: install libvirt-daemon there (it has"
-     " virt-ssh-helper) or netcat-openbsd; `?proxy=native` or `?proxy=netcat` in the URI picks one"),
+     "the host lacks the program libvirt's ssh transport runs there (`virt-ssh-helper`, else `nc`): install"
+     " libvirt-daemon there (it has virt-ssh-helper) or netcat-openbsd; `?proxy=native` (virt-ssh-helper) or"
+     " `?proxy=netcat` in the URI picks one"),
     (("Connection refused", "Connection timed out", "No route to host", "Could not resolve hostname"),
      "no SSH server answers: check the host name and port, and that sshd runs there (`ssh {login} true`)"),
     (("Failed to connect socket", "libvirt-sock", "Connection reset by peer", "End of file while reading data"),

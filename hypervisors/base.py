@@ -87,6 +87,18 @@ class Probe:
         }
 
 
+
+@dataclass
+class HostCheck:
+    """One thing vmlog needs of the host behind a connection (``vml doctor --uri``), with the fix when it fails."""
+
+    name: str
+    ok: bool
+    summary: str
+    fix: str | None = None
+    details: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
 @dataclass(frozen=True)
 class SnapshotDisk:
     """One disk as a native snapshot froze it, in a form qemu-img can read.
@@ -351,6 +363,17 @@ class Hypervisor(ABC):
         """Every server showing the running VM's screen (VNC first, then SPICE where the backend runs one);
         the first is :meth:`display_endpoint`'s."""
         return [self.display_endpoint(vm_name)]
+
+    # -- the host behind the connection ----------------------------------------------------------
+    def check_host(self, storage_owner: str) -> list[HostCheck]:
+        """What vmlog needs of this connection's host, each failing check with its fix (``vml doctor --uri``).
+
+        ``storage_owner`` names the vmlog home whose storage on the host is looked at. Backends with
+        remote hosts say more; the default is the backend's own probe.
+        """
+        probe = self.probe()
+        return [HostCheck(self.name, probe.available, probe.summary, fix=probe.fix, details=dict(probe.details),
+                          warnings=list(probe.warnings))]
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,11 @@ from hypervisors.libvirt import accel, connection, domain_xml, events
 from hypervisors.libvirt.core import maps_libvirt_errors, version_text
 from hypervisors.libvirt.disks import DiskChain
 from hypervisors.libvirt.memory import MemoryImages
+from hypervisors.libvirt.remote_host import RemoteHostChecks
 from hypervisors.libvirt.shares import SharedFolderHotplug
 
 
-class LibvirtHypervisor(SharedFolderHotplug, DiskChain, MemoryImages):
+class LibvirtHypervisor(RemoteHostChecks, SharedFolderHotplug, DiskChain, MemoryImages):
     """One libvirt connection; VMs are libvirt domains whose VMSpec lives in their metadata.
 
     Any libvirt URI works (``$VMLOG_LIBVIRT_URI``); on a driver other than QEMU's, such as the

@@ -24,6 +24,7 @@ from hypervisors.errors import (
     Unsupported,
     VMNotFound,
 )
+from hypervisors.libvirt.remote_fixes import connect_fix
 
 BACKEND = "kvm"
 URI_ENV = "VMLOG_LIBVIRT_URI"
@@ -68,10 +69,20 @@ def default_uri() -> str:
     return "qemu:///system" if os.geteuid() == 0 else "qemu:///session"
 
 
+# Transports that reach the daemon through a network protocol: its files are the far side's, even on localhost.
+NETWORK_TRANSPORTS = ("ssh", "libssh", "libssh2", "tcp", "tls", "ext")
+
+
 def is_remote(uri: str) -> bool:
-    """True if the URI names another machine (``qemu+ssh://host/system``, ``qemu+tcp://host/...``)."""
+    """True if the URI names another machine or goes through a network transport (``qemu+ssh://...``).
+
+    vmlog then reaches the host's files only through libvirt's storage API, never by path.
+    """
     parts = urlsplit(uri)
     host = parts.hostname or ""
+    scheme = parts.scheme.split("+")
+    if len(scheme) > 1 and scheme[1] in NETWORK_TRANSPORTS:
+        return True
     return bool(host) and host not in ("localhost", "127.0.0.1", "::1")
 
 
@@ -116,7 +127,7 @@ def _open(libvirt: ModuleType, uri: str) -> Any:
         text = str(exc)
         fix = START_DAEMON_HINT
         if is_remote(uri):
-            fix = f"check that libvirtd runs on the remote host and that `virsh -c {uri} version` works"
+            fix = connect_fix(uri, text)
         elif "ermission denied" in text:
             fix = "add your user to the libvirt group (`adduser $USER libvirt`) or use qemu:///session"
         raise BackendUnavailable(f"cannot connect to libvirt at {uri}: {text}", fix=fix, backend=BACKEND) from exc

@@ -66,6 +66,37 @@ class Report:
         }
 
 
+@dataclass
+class RemoteReport:
+    """``vml doctor --uri``: what vmlog needs of a libvirt host, checked over the connection."""
+
+    uri: str
+    checks: list[Check]
+
+    @property
+    def ok(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"uri": self.uri, "ok": self.ok, "checks": [c.to_dict() for c in self.checks]}
+
+
+def diagnose_remote(uri: str, *, ctx: Workspace | None = None) -> RemoteReport:
+    """Connect to ``uri`` and check the host: versions, KVM, this home's storage pool and its space.
+
+    Nothing is changed on the host: a pool not made yet is reported, not made.
+    """
+    ctx = workspace(ctx)
+    try:
+        hv = registry.open_backend("kvm", uri=uri)
+    except HypervisorError as exc:
+        return RemoteReport(uri, [Check("connect", False, exc.message, fix=exc.fix)])
+    with hv:
+        found = hv.check_host(ctx.home.home_id)
+    return RemoteReport(uri, [Check(c.name, c.ok, c.summary, fix=c.fix, details=dict(c.details),
+                                    warnings=list(c.warnings)) for c in found])
+
+
 def check_qemu_img() -> Check:
     try:
         ver = qemu_img.version()

@@ -53,6 +53,8 @@ def build_menus(window: MainWindow) -> None:
                                 tip="Delete an appliance image no project uses from the store"))
     file_menu.addAction(_action(window, "mail-settings", "&Mail settings…",
                                 tip="The SMTP server states are shared through"))
+    file_menu.addAction(_action(window, "context-templates", "Context &templates…",
+                                tip="The templates Set up can contextualise a new VM with"))
     file_menu.addSeparator()
     quit_action = _action(window, "quit", "&Quit", QKeySequence("Ctrl+Q"))
     quit_action.triggered.connect(window.close)

@@ -8,10 +8,24 @@ a refusal (credentials, an unknown signer) reaches the jobs panel's failure box 
 
 from __future__ import annotations
 
+from typing import Any
+
+from PySide6.QtWidgets import QMessageBox
+
 from ui.bundle_dialogs import PullDialog, PushDialog
 from ui.formatting import human_bytes
 from ui.workers import Job
-from vmlog.app import registry
+from vmlog.app import exchange, registry
+
+
+def pull_or_untrusted(**values: Any) -> registry.PullResult | exchange.Untrusted:
+    """The pulled state, or the refusal of a signer the user has not accepted (the window asks, then pulls again)."""
+    try:
+        return registry.pull_state(**values)
+    except exchange.Untrusted as refusal:
+        if values.get("trust"):
+            raise
+        return refusal
 
 
 class RegistryActions:
@@ -46,9 +60,13 @@ class RegistryActions:
     def pull_state(self, **values) -> Job:
         """``values`` are :meth:`PullDialog.values`: ``source``, ``trust`` and ``login``."""
         self.last_reference = str(values.get("source") or "")
-        return self.run("Pulling a state", registry.pull_state, on_result=self._pulled, **values)
+        return self.run("Pulling a state", pull_or_untrusted, on_result=lambda got: self._pulled(got, values),
+                        **values)
 
-    def _pulled(self, result: registry.PullResult) -> None:
+    def _pulled(self, result: registry.PullResult | exchange.Untrusted, values: dict[str, Any]) -> None:
+        if isinstance(result, exchange.Untrusted):
+            self.ask_trust(result, values)
+            return
         self.last_pull = result
         imported = result.imported
         self.select_project(imported.project, state=imported.state_id)
@@ -56,3 +74,18 @@ class RegistryActions:
         base = " and its base appliance" if result.base_from_registry else ""
         self.notify("State pulled", f"{imported.state_name or imported.state_id[:12]} is in {imported.project}"
                     f"{parents}{base} ({human_bytes(result.bytes_downloaded)} downloaded).", result.reference)
+
+    def ask_trust(self, refusal: exchange.Untrusted, values: dict[str, Any]) -> QMessageBox:
+        """Who signed the state is not known here: pull it anyway only if the user says so (Cancel is the default)."""
+        box = QMessageBox(QMessageBox.Icon.Warning, "Pull a state", refusal.message,
+                          QMessageBox.StandardButton.Cancel, self.window)
+        box.setInformativeText("Nothing was written. Only pull it if you know who pushed it: check the signer's"
+                               " fingerprint with them.")
+        anyway = box.addButton("Pull anyway", QMessageBox.ButtonRole.AcceptRole)
+        cancel = box.button(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(cancel)
+        box.setEscapeButton(cancel)
+        self.active_dialog = box
+        box.buttonClicked.connect(lambda button: button is anyway and self.pull_state(**{**values, "trust": True}))
+        box.open()
+        return box

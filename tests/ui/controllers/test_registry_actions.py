@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox
 
 from ui.bundle_dialogs import PUSH_INSTEAD, ExportDialog, PullDialog, PushDialog
-from vmlog.app import projects, registry
+from vmlog.app import exchange, projects, registry
 from vmlog.app import states as app_states
 from vmlog.registry.errors import RegistryAuthError
 
@@ -125,3 +126,30 @@ def test_pull_beside_import_and_a_refused_login_shows_its_fix(
     assert "refused the credentials" in box.text()
     assert "podman login registry.lab:5000" in box.informativeText()
     box.close()
+
+
+def test_an_unknown_signer_is_asked_about_and_pulled_again_only_if_accepted(
+    qtbot, window, project: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[dict[str, Any]] = []
+    fresh = _fresh(window)
+
+    def fake_pull(**kwargs: Any) -> registry.PullResult:
+        calls.append(kwargs)
+        if not kwargs["trust"]:
+            raise exchange.Untrusted("fresh.vmlstate is signed by an unknown key; it was not imported")
+        imported = exchange.ImportResult(PROJECT, fresh, "fresh", False, False, None, None, "anna@lab")
+        return registry.PullResult(REFERENCE, imported, True, 8192)
+
+    monkeypatch.setattr(registry, "pull_state", fake_pull)
+    controller = window.projects_controller
+    controller.pull_state(source=REFERENCE, trust=False, login=registry.Login())
+    qtbot.waitUntil(lambda: isinstance(controller.active_dialog, QMessageBox), timeout=20_000)
+    box = controller.active_dialog
+    assert "unknown key" in box.text() and box.defaultButton() is box.button(QMessageBox.StandardButton.Cancel)
+    assert window.jobs.last_failure_box is None  # a question, not a failure
+    next(b for b in box.buttons() if b.text() == "Pull anyway").click()
+    wait_idle(qtbot, window)
+    assert [c["trust"] for c in calls] == [False, True]
+    assert controller.last_pull.reference == REFERENCE
+    assert controller.last_notice.windowTitle() == "State pulled"

@@ -153,3 +153,21 @@ def test_an_unknown_signer_is_asked_about_and_pulled_again_only_if_accepted(
     assert [c["trust"] for c in calls] == [False, True]
     assert controller.last_pull.reference == REFERENCE
     assert controller.last_notice.windowTitle() == "State pulled"
+
+
+def test_the_real_use_cases_take_the_dialogs_arguments(qtbot, window, project: str) -> None:
+    """No fake: the real push and pull get what the dialogs give; a registry nobody answers on says how to fix it."""
+    controller = window.projects_controller
+    for start in (lambda: controller.ask_push(_fresh(window)), controller.ask_pull):
+        dialog = start()
+        dialog.where.reference.clear()  # the pull offers the reference pushed to before
+        qtbot.keyClicks(dialog.where.reference, "127.0.0.1:9/group/states:fresh")
+        window.jobs.last_failure_box = None
+        dialog.ok.click()
+        qtbot.waitUntil(lambda: window.jobs.last_failure_box is not None, timeout=30_000)
+        wait_idle(qtbot, window)
+        box = window.jobs.last_failure_box
+        assert "TypeError" not in box.detailedText(), box.detailedText()
+        assert "cannot reach the registry 127.0.0.1:9" in box.text()
+        assert box.informativeText().startswith("To fix it: check the host name"), box.informativeText()
+        box.close()

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QFileDialog
 
 from ui.dialogs import TextDialog
 from vmlog.app import archive, projects
+from vmlog.app import states as app_states
 from vmlog.errors import AlreadyExists
 
 PROJECT = "lab"
@@ -91,3 +92,22 @@ def test_unarchive_asks_a_new_name_when_the_archived_one_is_taken(
     assert window.jobs.last_failure_box is None, window.jobs.last_failure_box.text()
     assert calls == [None, "lab-1999"]
     assert window.projects_controller.last_unarchive.project == "lab-1999"
+
+
+def test_the_real_archive_and_unarchive_round_trip(qtbot, window, project: str, tmp_path: Path) -> None:
+    """No fake: the window's archive and unarchive reach the real use cases, and the unarchived project shows."""
+    app_states.save_state(PROJECT, "fresh", message="as set up")  # an archive holds states
+    controller = window.projects_controller
+    dest = tmp_path / "lab.vmlarchive"
+    controller.archive_project(PROJECT, dest)
+    wait_idle(qtbot, window)
+    assert window.jobs.last_failure_box is None, window.jobs.last_failure_box.informativeText()
+    assert dest.is_file() and controller.last_archive.path == dest
+    controller.unarchive(dest)  # "lab" exists: the window asks for another name
+    qtbot.waitUntil(lambda: isinstance(controller.active_dialog, TextDialog), timeout=30_000)
+    controller.active_dialog.accept()  # the free name it offers
+    qtbot.waitUntil(lambda: getattr(controller, "last_unarchive", None) is not None, timeout=60_000)
+    wait_idle(qtbot, window)
+    assert window.jobs.last_failure_box is None, window.jobs.last_failure_box.text()
+    assert controller.last_unarchive.project == "lab-2"
+    qtbot.waitUntil(lambda: "lab-2" in window.projects_page.projects.names(), timeout=20_000)

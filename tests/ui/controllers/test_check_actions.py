@@ -111,3 +111,15 @@ def test_run_checks_on_every_state_says_which_diverged(
     title, text = window.notifier.sent[-1]
     assert title == f"{PROJECT}: checks diverged" and project["shifted"][:8] in text
     assert "diverged" in window.statusBar().currentMessage()
+
+
+def test_the_real_run_checks_takes_the_arguments(qtbot, window, project: dict[str, str], vmlog_home: Path) -> None:
+    """No fake: a project whose checks are all removed says how to add one (the call itself fits the use case)."""
+    checks.remove_check("mtop", PROJECT)
+    window.projects_page.tree.select_state(project["nominal"])
+    window.projects_page.actions_by_key["check-state"].trigger()
+    qtbot.waitUntil(lambda: window.jobs.last_failure_box is not None, timeout=20_000)
+    wait_idle(qtbot, window)
+    box = window.jobs.last_failure_box
+    assert "has no checks" in box.text() and "vml check add" in box.informativeText()
+    box.close()

@@ -7,7 +7,9 @@ a terminal) from the backends' state events where they have them (:mod:`ui.state
 reads that one project again; a timer still reads everything, every ``refresh_ms`` while some
 project's backend has no events, and not at all once all do. Reads run one
 at a time, in order, so the last one shown is never older than the last event. The state actions
-live in :mod:`ui.controllers.states`, export, import and mail in :mod:`ui.controllers.exchange`.
+live in :mod:`ui.controllers.states`, export, import and mail in :mod:`ui.controllers.exchange`, registry
+push and pull in :mod:`ui.controllers.registry_actions`, reproduction checks in :mod:`ui.controllers.check_actions`
+and archiving in :mod:`ui.controllers.archive_actions`.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ from vmlog import __version__
 
 MainWindow = Any  # ui.main_window.MainWindow, which imports this module
 
-EDIT_KEYS = ("save", "restore", "branch", "rename", "delete", None, "export", "mail", "import", None,
-             "rename-project", "delete-project")
+EDIT_KEYS = ("save", "restore", "branch", "rename", "delete", None, "export", "mail", "import", "push", "pull", None,
+             "check-state", "check-project", None, "rename-project", "delete-project", "archive-project")
 VM_KEYS = ("start", "shutdown", "suspend", "switch", None, "display", "console", "settings")
 ABOUT = (
     "<b>vmlog {version}</b><br>The Virtual Machine Logbook: one VM per project, a tree of saved states you can go"
@@ -45,12 +45,16 @@ def build_menus(window: MainWindow) -> None:
     file_menu.addAction(_action(window, "new-project", "&New project…", QKeySequence("Ctrl+N"),
                                 "Make a project on an appliance image already in the store"))
     file_menu.addAction(window.projects_page.actions_by_key["import"])
+    file_menu.addAction(window.projects_page.actions_by_key["pull"])
+    file_menu.addAction(window.projects_page.actions_by_key["unarchive"])
     file_menu.addSeparator()
     file_menu.addAction(_action(window, "add-catalog", "Add &catalog…", tip="Add a catalog of appliances by URL"))
     file_menu.addAction(_action(window, "remove-image", "&Remove stored image…",
                                 tip="Delete an appliance image no project uses from the store"))
     file_menu.addAction(_action(window, "mail-settings", "&Mail settings…",
                                 tip="The SMTP server states are shared through"))
+    file_menu.addAction(_action(window, "context-templates", "Context &templates…",
+                                tip="The templates Set up can contextualise a new VM with"))
     file_menu.addSeparator()
     quit_action = _action(window, "quit", "&Quit", QKeySequence("Ctrl+Q"))
     quit_action.triggered.connect(window.close)

@@ -12,7 +12,7 @@ from typing import Any
 
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-from ui.bundle_dialogs import ExportDialog, ImportDialog, MailDialog, file_dialog
+from ui.bundle_dialogs import PUSH_INSTEAD, ExportDialog, ImportDialog, MailDialog, file_dialog
 from ui.formatting import human_bytes
 from ui.workers import Job, when_alive
 from vmlog.app import exchange, mail
@@ -34,7 +34,10 @@ class ExchangeActions:
     def ask_export(self, state_id: str) -> ExportDialog:
         default = Path.home() / f"{self.project}-{self._label(state_id)}{exchange.SUFFIX}"
         dialog = ExportDialog(self.window, self._label(state_id), default, self._ancestors(state_id), has_memory=True)
-        return self._open(dialog, lambda: self.export_state(state_id, **dialog.values()))
+        self._open(dialog, lambda: self.export_state(state_id, **dialog.values()))
+        # after _open's own finished slot, so the push dialog stays the active one
+        dialog.finished.connect(lambda code: code == PUSH_INSTEAD and self.ask_push(state_id))
+        return dialog
 
     def export_state(
         self, state_id: str, dest: Path, *, since: str | None = None, with_memory: bool = False, sign: bool = True

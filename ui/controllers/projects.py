@@ -7,7 +7,9 @@ a terminal) from the backends' state events where they have them (:mod:`ui.state
 reads that one project again; a timer still reads everything, every ``refresh_ms`` while some
 project's backend has no events, and not at all once all do. Reads run one
 at a time, in order, so the last one shown is never older than the last event. The state actions
-live in :mod:`ui.controllers.states`, export, import and mail in :mod:`ui.controllers.exchange`.
+live in :mod:`ui.controllers.states`, export, import and mail in :mod:`ui.controllers.exchange`, registry
+push and pull in :mod:`ui.controllers.registry_actions`, reproduction checks in :mod:`ui.controllers.check_actions`
+and archiving in :mod:`ui.controllers.archive_actions`.
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import QMessageBox
 
+from ui.controllers.archive_actions import ArchiveActions
+from ui.controllers.check_actions import CheckActions
 from ui.controllers.display import DisplayActions
 from ui.controllers.exchange import ExchangeActions
 from ui.controllers.project_actions import ProjectActions
 from ui.controllers.project_view import BUSY_STATES, ProjectView, read_project, read_projects, summary_of
+from ui.controllers.registry_actions import RegistryActions
 from ui.controllers.states import StateActions
 from ui.project_list import ProjectSummary
 from ui.state_events import StateEvents
@@ -37,7 +42,10 @@ if TYPE_CHECKING:
 __all__ = ["BUSY_STATES", "ProjectView", "ProjectsController", "read_project", "read_projects"]
 
 
-class ProjectsController(StateActions, ExchangeActions, DisplayActions, ProjectActions, QObject):
+class ProjectsController(
+    StateActions, ExchangeActions, RegistryActions, CheckActions, ArchiveActions, DisplayActions, ProjectActions,
+    QObject,
+):
     """Owns no state of its own beyond what the page shows; the use cases are the truth."""
 
     refreshed = Signal()  # the sidebar and the selected project were read again
@@ -242,6 +250,12 @@ class ProjectsController(StateActions, ExchangeActions, DisplayActions, ProjectA
                 "export": on_state,
                 "mail": on_state,
                 "import": has_project,
+                "push": on_state,
+                "pull": True,
+                "check-state": on_state,
+                "check-project": has_project,
+                "archive-project": has_project,
+                "unarchive": True,
                 "rename-project": has_project and view is not None and view.vm.state in (VMState.STOPPED, None),
                 "delete-project": has_project and not busy,
             }
@@ -260,6 +274,10 @@ class ProjectsController(StateActions, ExchangeActions, DisplayActions, ProjectA
         return self.runner.start(job)
 
     def on_action(self, key: str) -> None:
+        anywhere: dict[str, Callable[[], Any]] = {"pull": self.ask_pull, "unarchive": self.ask_unarchive}
+        if key in anywhere:  # these make a project: no project needs to be selected
+            anywhere[key]()
+            return
         name = self.project
         if name is None:
             return
@@ -280,6 +298,10 @@ class ProjectsController(StateActions, ExchangeActions, DisplayActions, ProjectA
             "export": lambda: state and self.ask_export(state),
             "mail": lambda: state and self.ask_mail(state),
             "import": self.ask_import,
+            "push": lambda: state and self.ask_push(state),
+            "check-state": lambda: state and self.run_checks(state),
+            "check-project": lambda: self.run_checks(None),
+            "archive-project": self.ask_archive_project,
             "rename-project": self.ask_rename_project,
             "delete-project": self.ask_delete_project,
         }

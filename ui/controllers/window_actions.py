@@ -1,4 +1,5 @@
-"""The menu bar's window-wide actions: a new project, catalogs, stored images, mail settings, refreshing.
+"""The menu bar's window-wide actions: a new project, catalogs, stored images, mail settings, context templates,
+refreshing.
 
 Each is the use case the matching ``vml`` command calls (``project new``, ``catalog add``, ``appliance rm``,
 the mail settings), in a job; failures reach the jobs panel like every other job's.
@@ -10,6 +11,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject
 
+from ui.context_templates import ContextTemplatesDialog
 from ui.dialogs import TextDialog
 from ui.mail_dialog import MailSettingsDialog, RemoveImageDialog
 from ui.workers import Job, when_alive
@@ -29,6 +31,7 @@ class WindowActions(QObject):
         actions["add-catalog"].triggered.connect(self.ask_add_catalog)
         actions["remove-image"].triggered.connect(self.ask_remove_image)
         actions["mail-settings"].triggered.connect(self.ask_mail_settings)
+        actions["context-templates"].triggered.connect(self.show_context_templates)
         actions["refresh"].triggered.connect(self.refresh)
 
     def _open(self, dialog: Any, on_accept: Any) -> Any:
@@ -51,6 +54,12 @@ class WindowActions(QObject):
     def refresh(self) -> None:
         self.window.projects_controller.refresh()
         self.window.appliances_controller.refresh()
+
+    def show_context_templates(self) -> ContextTemplatesDialog:
+        dialog = ContextTemplatesDialog(self.window, ctx=self.ctx)
+        self.active_dialog = dialog
+        dialog.open()
+        return dialog
 
     def ask_add_catalog(self) -> TextDialog:
         dialog = TextDialog(self.window, "Add a catalog", "Catalog URL:")

@@ -41,6 +41,15 @@ STATE_ACTIONS = (
     ("export", "Export…", "Write the selected state to a .vmlstate file"),
     ("mail", "Share by mail…", "Send the selected state as a .vmlstate attachment"),
     ("import", "Import…", "Add the state in a .vmlstate file to this project"),
+    ("pull", "Pull from registry…", "Add a state from an OCI registry (verified before anything is written)"),
+)
+# actions of the menus only (no button): the state tree's and the sidebar's context menus, Edit and File
+MENU_ACTIONS = (
+    ("push", "Push to registry…", "Send the selected state to an OCI registry"),
+    ("check-state", "Run checks", "Boot the selected state in a throw-away clone and run the project's checks"),
+    ("check-project", "Run checks on all states", "Run the project's checks on every one of its states"),
+    ("archive-project", "Archive project…", "Freeze the project, every state and its bases, in one .vmlarchive"),
+    ("unarchive", "Unarchive…", "Make a project from a .vmlarchive file (checked before anything is written)"),
 )
 PROJECT_ACTIONS = (
     ("rename-project", "Rename project…", "Give the project another name"),
@@ -50,9 +59,10 @@ PROJECT_ACTIONS = (
 TREE_SHORTCUTS = {"delete": QKeySequence(Qt.Key.Key_Delete), "restore": QKeySequence(Qt.Key.Key_Return),
                   "rename": QKeySequence(Qt.Key.Key_F2)}
 WINDOW_SHORTCUTS = {"save": QKeySequence("Ctrl+S")}  # spelled out: some platform themes bind no Quit or Save
-STATE_MENU = ("restore", "branch", "rename", "delete", None, "export", "mail")
-PROJECT_MENU = ("start", "shutdown", "suspend", "switch", "display", "settings", None, "rename-project",
-                "delete-project")
+STATE_MENU = ("restore", "branch", "rename", "delete", None, "export", "mail", "push", None, "check-state")
+PROJECT_MENU = ("start", "shutdown", "suspend", "switch", "display", "settings", None, "check-project", None,
+                "rename-project", "delete-project", "archive-project", "unarchive")
+MENU_ONLY = {key for key, _text, _tip in (*PROJECT_ACTIONS, *MENU_ACTIONS)}
 
 
 def _button(action: QAction, parent: QWidget) -> QToolButton:
@@ -81,7 +91,7 @@ class ProjectsPage(QWidget):
         self.subtitle.setObjectName("page-subtitle")
         self.buttons: dict[str, QToolButton] = {}
         self.actions_by_key: dict[str, QAction] = {}
-        for key, text, tip in (*MACHINE_ACTIONS, *STATE_ACTIONS, *PROJECT_ACTIONS):
+        for key, text, tip in (*MACHINE_ACTIONS, *STATE_ACTIONS, *PROJECT_ACTIONS, *MENU_ACTIONS):
             self._make(key, text, tip)
         machine_bar = self._bar("machine-bar", [key for key, _text, _tip in MACHINE_ACTIONS])
         state_bar = self._bar("state-bar", [key for key, _text, _tip in STATE_ACTIONS])
@@ -150,7 +160,7 @@ class ProjectsPage(QWidget):
         action.setStatusTip(tip)
         action.triggered.connect(lambda: self.action.emit(key))
         self.actions_by_key[key] = action
-        if key not in dict((k, t) for k, t, _tip in PROJECT_ACTIONS):  # those live in menus only
+        if key not in MENU_ONLY:  # those live in menus only
             self.buttons[key] = _button(action, self)
         return action
 
@@ -194,11 +204,12 @@ class ProjectsPage(QWidget):
         if self.tree.selected_state():
             self._menu(STATE_MENU, at, self.tree.viewport())
         else:
-            self._menu(("save", "import"), at, self.tree.viewport())
+            self._menu(("save", "import", "pull"), at, self.tree.viewport())
 
     def _project_menu(self, at: QPoint) -> None:
         item = self.projects.itemAt(at)
-        if item is None:
+        if item is None:  # the sidebar's empty space: what makes a project without one selected
+            self._menu(("unarchive",), at, self.projects.viewport())
             return
         self.projects.setCurrentItem(item)
         self._menu(PROJECT_MENU, at, self.projects.viewport())

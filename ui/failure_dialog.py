@@ -23,6 +23,9 @@ GUI_FIXES: tuple[tuple[str, str], ...] = (
     (r"`vml catalog add[^`]*`", "File ▸ Add catalog…"),
     (r"use `vml console [^`]*`.*", "use Console on the Projects page"),
     (r"list the projects with `vml project list`", "pick one of the projects in the sidebar"),
+    (r"pass --ca-file[^,;]*", "choose the registry's CA certificate in the dialog"),
+    (r",? or pass --username NAME", ", or fill in User and Password in the dialog"),
+    (r"pass the password on stdin with --password-stdin.*", "fill in the password in the dialog"),
 )
 
 

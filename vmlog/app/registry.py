@@ -23,6 +23,7 @@ from vmlog.app import exchange, projects
 from vmlog.app.refusals import refusal_logged
 from vmlog.app.session import session
 from vmlog.bundles import BundleRejected, VerifiedBundle
+from vmlog.bundles.errors import Untrusted
 from vmlog.errors import InvalidInput
 from vmlog.fsutil import atomic_write_text
 from vmlog.projects import refs
@@ -343,7 +344,11 @@ def _pull_one(
             transfer.write_bundle(client, remote, bundle, say=say)
         reader = exchange.open_bundle(bundle, ctx=ctx)
         verified = reader.verify()
-        exchange.check_trust(verified, trust=trust, confirm=confirm, ctx=ctx)
+        try:
+            exchange.check_trust(verified, trust=trust, confirm=confirm, ctx=ctx)
+        except Untrusted as exc:  # the import's fix names the temporary bundle; name the pull instead
+            raise Untrusted(exc.message, fix=f"check who signed it, then pull with `vml state pull {ref} --trust`"
+                            " (or make the signer known first)") from None
         base_file, from_registry = None, False
         base = verified.base
         if ctx.images.find(base["sha256"]) is None:

@@ -23,9 +23,11 @@ FORMAT_VERSION = 2  # 2: disks as 4 KiB block lists with references; 1 (qcow2 de
 MANIFEST_NAME = "manifest.json"
 SIGNATURE_NAME = "manifest.sig"
 LOGBOOK_NAME = "logbook.json"
+CHECKS_NAME = "checks.json"  # optional: the project's reproduction checks, so the receiver can rerun them
 MEMORY_NAME = "memory.zst"
 MAX_MANIFEST_SIZE = 1 << 20
 MAX_LOGBOOK_SIZE = 16 << 20
+MAX_CHECKS_SIZE = 1 << 20
 MAX_DISKS = 16
 MAX_JSON_DEPTH = 16
 MAX_CREATED = 7258118400.0  # 2200-01-01: a creation time past it (or before 1970) is refused
@@ -233,6 +235,8 @@ def parse(data: bytes) -> dict[str, Any]:
         if FEATURE_MEMORY not in required:
             raise _fail("a bundle with a memory image must require the 'memory-image' feature")
         expected_members.add(MEMORY_NAME)
+    if CHECKS_NAME in members:
+        expected_members.add(CHECKS_NAME)
     if set(members) != expected_members:
         raise _fail("members must list exactly " + ", ".join(sorted(expected_members)))
     for name, entry in members.items():

@@ -55,6 +55,7 @@ class VerifiedBundle:
     manifest_sha256: str
     signer: SignerInfo | None
     logbook: list[dict[str, Any]]
+    checks: bytes | None = None  # the checks.json member as sent (validated by the importer before use)
 
     @property
     def base(self) -> dict[str, Any]:
@@ -117,7 +118,7 @@ class BundleReader:
 
     def _walk_checked(
         self, sink: Callable[[str], Callable[[bytes], object] | None] | None
-    ) -> tuple[dict[str, Any], bytes, SignerInfo | None, list[dict[str, Any]]]:
+    ) -> tuple[dict[str, Any], bytes, SignerInfo | None, list[dict[str, Any]], bytes | None]:
         """One pass over the archive: manifest first, then every member checked against it."""
         with walk_members(self.path, self.limits) as members:
             first = next(members, None)
@@ -130,6 +131,7 @@ class BundleReader:
             entries = doc["members"]
             signer = None
             logbook: list[dict[str, Any]] = []
+            checks: bytes | None = None
             seen: set[str] = set()
             for info, member in members:
                 name = info.name
@@ -152,21 +154,29 @@ class BundleReader:
                     if not isinstance(logbook, list) or not all(isinstance(r, dict) for r in logbook):
                         raise BundleRejected("logbook", "logbook.json must be a list of objects")
                     continue
+                if name == mf.CHECKS_NAME:
+                    if entries[name]["stored_size"] > mf.MAX_CHECKS_SIZE:
+                        raise BundleRejected("checks", "checks.json is too large")
+                    data = bytearray()
+                    stream_member(info, member, entries[name], doc, data.extend, self.limits)
+                    checks = bytes(data)
+                    continue
                 stream_member(info, member, entries[name], doc, sink(name) if sink else None, self.limits)
             missing = sorted(set(entries) - seen)
             if missing:
                 raise BundleRejected(
                     "truncated", f"the archive ends before member(s) {', '.join(missing)}: it is truncated"
                 )
-        return doc, manifest_bytes, signer, logbook
+        return doc, manifest_bytes, signer, logbook, checks
 
     # -- public API -----------------------------------------------------------------------------------
 
     def verify(self) -> VerifiedBundle:
         """Check everything that can be checked without the base; write nothing."""
         if self._verified is None:
-            doc, manifest_bytes, signer, logbook = self._walk_checked(None)
-            self._verified = VerifiedBundle(self.path, doc, hashlib.sha256(manifest_bytes).hexdigest(), signer, logbook)
+            doc, manifest_bytes, signer, logbook, checks = self._walk_checked(None)
+            self._verified = VerifiedBundle(self.path, doc, hashlib.sha256(manifest_bytes).hexdigest(), signer, logbook,
+                                            checks)
         return self._verified
 
     def _check_references(
@@ -275,7 +285,7 @@ class BundleReader:
 
         try:
             appliers.update(_block_appliers(bundle, targets, refs, base))
-            doc, manifest_bytes, _signer, _logbook = self._walk_checked(sink)
+            doc, manifest_bytes, _signer, _logbook, _checks = self._walk_checked(sink)
             if hashlib.sha256(manifest_bytes).hexdigest() != bundle.manifest_sha256:
                 raise BundleRejected("changed", "the bundle file changed while it was being imported")
             for fh in open_files:

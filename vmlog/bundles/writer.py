@@ -139,8 +139,10 @@ class BundleWriter:
         zstd_level: int = DEFAULT_LEVEL,
         workdir: Path | None = None,
         block_index_dir: Path | None = None,
+        checks: bytes | None = None,
     ) -> None:
         self.base = base
+        self.checks = checks  # the project's checks.json, carried as its own member when there are checks
         self.state = state
         self.vm_spec = vm_spec
         self.logbook = logbook or []
@@ -175,6 +177,8 @@ class BundleWriter:
             disks_doc, stats = self._prepare_disks(work, members, files, say)
             logbook_bytes = json.dumps(self.logbook, indent=1, default=str).encode()
             members[mf.LOGBOOK_NAME] = _plain_entry(logbook_bytes)
+            if self.checks is not None:
+                members[mf.CHECKS_NAME] = _plain_entry(self.checks)
             features = [mf.FEATURE_BLOCK_LIST, mf.FEATURE_ZSTD]
             if self.since is not None:
                 features.append(mf.FEATURE_INCREMENTAL)
@@ -285,6 +289,8 @@ class BundleWriter:
                         sig = self.signing_key.sign(manifest_bytes)
                         _tar_add(tf, mf.SIGNATURE_NAME, len(sig), io.BytesIO(sig))
                     _tar_add(tf, mf.LOGBOOK_NAME, len(logbook_bytes), io.BytesIO(logbook_bytes))
+                    if self.checks is not None:
+                        _tar_add(tf, mf.CHECKS_NAME, len(self.checks), io.BytesIO(self.checks))
                     for name, path in files.items():
                         with open(path, "rb") as src:
                             _tar_add(tf, name, path.stat().st_size, src)

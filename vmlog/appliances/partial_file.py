@@ -32,11 +32,12 @@ from vmlog.appliances.http_get import (
 )
 from vmlog.fsutil import fsync_dir
 
-# Bytes gathered from the socket before one write and one hash update. Small enough that a buffer is
-# still in the CPU cache when it is written and hashed (with 4 MiB buffers every byte went through
-# main memory three times and a pull ran at 0.5-0.6x `curl -o && sync`; at 256 KiB it keeps pace),
-# large enough that the Python work per buffer is negligible (about 1,200 buffers for 300 MiB).
-CHUNK = 256 << 10
+# Bytes received from the socket before they are written: small enough to be still in the CPU cache
+# when they are written (with 4 MiB receives every byte went through main memory once more, and a
+# pull ran at 0.5-0.6x `curl -o && sync`). CHUNK is what one hand-off to the hashing thread carries:
+# larger, so that the two threads wake each other up rarely on a loaded machine.
+RECEIVE = 256 << 10
+CHUNK = 1 << 20
 FLUSH_EVERY = 64 << 20  # start writeback of what arrived so the final fsync has little left to do
 BUFFERS = 8  # chunks in flight between the network reader and the hashing thread
 SPACE_CHECK_EVERY = 64 << 20  # with no size announced, how often the free space is looked at
@@ -169,6 +170,30 @@ def _check_space_for_unknown_size(partial: Path, done: int, limits: TransferLimi
         raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (a download of unknown size stopped)", str(partial))
 
 
+def _fill_and_write(
+    reader: BodyReader, buf: bytearray, fd: int, partial: Path, check: Callable[[int], None]
+) -> tuple[int, BaseException | None]:
+    """Fill ``buf`` from the socket one :data:`RECEIVE` slice at a time, each written as soon as it arrived.
+
+    A slice is written while it is still in the CPU cache; the whole buffer then goes to the hashing
+    thread in one hand-off. Returns early (bytes so far, and what stopped the body if anything did)
+    when the body ends, stops or the server pauses, so progress and the limits keep their pace.
+    """
+    got = 0
+    with memoryview(buf) as whole:
+        while got < len(whole):
+            with whole[got : got + RECEIVE] as part:
+                n, stopped = reader.fill(part, check)
+                asked = len(part)
+                if n:
+                    with part[:n] as arrived:
+                        write_all(fd, arrived, partial)  # what arrived is kept, also when the body stopped early
+            got += n
+            if stopped is not None or n < asked:
+                return got, stopped
+    return got, None
+
+
 def _receive(
     reader: BodyReader,
     fd: int,
@@ -188,14 +213,12 @@ def _receive(
     try:
         while True:
             buf = hashers.buffer()
-            n, stopped = reader.fill(buf, lambda got: watch.check(got, cancel))
+            try:
+                n, stopped = _fill_and_write(reader, buf, fd, partial, lambda got: watch.check(got, cancel))
+            except BaseException:
+                hashers.give_back(buf)
+                raise
             if n:
-                with memoryview(buf) as whole, whole[:n] as view:
-                    try:
-                        write_all(fd, view, partial)  # what arrived is kept, also when the body stopped early
-                    except BaseException:
-                        hashers.give_back(buf)
-                        raise
                 hashers.feed(buf, n)
                 done += n
             else:

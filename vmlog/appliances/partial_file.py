@@ -289,7 +289,9 @@ def stream_into(
     finally:
         if not finished:
             hashers.abandon()
-        if fd >= 0:
+        if fd >= 0 and finished:
+            os.close(fd)  # complete, matching and synced: the store links it in and makes that durable
+        elif fd >= 0:
             _keep(fd, partial)
 
 

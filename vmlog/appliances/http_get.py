@@ -292,7 +292,7 @@ class BodyReader:
                 raise TimeoutError(f"no data for {self.stall_timeout:g} s")
         return True
 
-    def fill(self, buf: bytearray, check: Callable[[int], None]) -> tuple[int, BaseException | None]:
+    def fill(self, buf: bytearray | memoryview, check: Callable[[int], None]) -> tuple[int, BaseException | None]:
         """Receive into ``buf`` until it is full, the body ends, the socket falls silent or :attr:`FILL_FOR` passed.
 
         Returns the bytes received (0 at the end of the body) and what stopped the body early (a

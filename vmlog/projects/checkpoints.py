@@ -27,7 +27,7 @@ from pathlib import Path
 
 from hypervisors import qemu_img
 from vmlog import fsutil
-from vmlog.projects import qcow2_peek
+from vmlog.projects import disk_usage, qcow2_peek
 
 MAX_CHAIN_FILES = 40  # files a live layer's chain may have, the live layer and the root included
 RUNNING_CHAIN_LIMIT = 190  # a running VM's save refuses beyond this (libvirt refuses 201 files at its next start)
@@ -86,6 +86,8 @@ def bound_chain(
     checkpoint = _make_checkpoint(checkpoint_dir, chain[1], under_source_format, base, base_format)
     qemu_img.rebase_unsafe(top, checkpoint, "qcow2")  # same content: the checkpoint shows what chain[1] showed
     fsutil.fsync_file(top)
+    if top.parent.resolve() == Path(layers_dir).resolve():
+        disk_usage.forget_layers(Path(layers_dir).parent, [top.name])
     after = len(chain_files(top)) + 1
     return Consolidation(top.name, checkpoint.name, len(chain) + 1, after)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from hypervisors import qemu_img
 from vmlog import fsutil
-from vmlog.projects import qcow2_peek
+from vmlog.projects import disk_usage, qcow2_peek
 
 CLUSTER_SIZE = 65536
 
@@ -105,6 +105,7 @@ class LayerStore:
             ["rebase", "-q", "-f", "qcow2", "-b", rel, "-F", backing_format, str(target)], cwd=target.parent
         )
         fsutil.fsync_file(target)
+        disk_usage.forget_layers(self.dir.parent, [name])
 
     def remove(self, name: str) -> None:
         self.path(name).unlink(missing_ok=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 from hypervisors.spec import VMSpec
 from vmlog import fsutil
 from vmlog.errors import NotFound
+from vmlog.projects.disk_usage import USAGE_FILE, Usage, read_usage
 from vmlog.projects.layers import LayerStore
 from vmlog.projects.model import Project, State
 from vmlog.projects.state_index import INDEX_FILE, StateIndex
@@ -61,6 +62,10 @@ class ProjectFiles:
         """Bytes the project's files take on the host disk (layers are sparse: allocated blocks count)."""
         return tree_bytes(self.root)
 
+    def usage(self, project: Project) -> Usage:
+        """Disk use and state count as a listing shows them, from the cache kept beside the records."""
+        return read_usage(self.root, set(project.live.values()))
+
     # -- states -----------------------------------------------------------------------------
     def state_dir(self, state_id: str) -> Path:
         return self.states_dir / state_id
@@ -70,7 +75,12 @@ class ProjectFiles:
         return self.index.load()
 
     def _scan_states(self) -> dict[str, State]:
-        """Every ``state.json``, one by one: what the index is built from."""
+        """Every ``state.json``, one by one: what the index is built from.
+
+        The usage cache goes with a rebuilt index: whatever left the index stale (a crash, another
+        writer, a repair) may have changed files the cache has sizes for.
+        """
+        (self.root / USAGE_FILE).unlink(missing_ok=True)
         result: dict[str, State] = {}
         if not self.states_dir.is_dir():
             return result

@@ -123,8 +123,9 @@ class OverlayChain(StateDriver):
                 self._bound_chain(files, project, label, files.layers.path(old))
         progress("creating the new live layer", 0.1)
         new_live = {label: files.layers.new_name(label) for label in project.live}
-        for label, old in project.live.items():
-            files.layers.create_overlay(new_live[label], files.layers.path(old), "qcow2")
+        files.layers.create_overlays(
+            {new_live[label]: (files.layers.path(old), "qcow2") for label, old in project.live.items()}
+        )
         memory_name = self._save_memory(files, project, state_id, progress) if memory else None
         for old in project.live.values():
             fsutil.fsync_file(files.layers.path(old))

@@ -50,7 +50,7 @@ class Usage:
     states: int  # state directories holding a ``state.json``
 
 
-def _stamp(path: Path) -> list[int] | None:
+def _stamp(path: str) -> list[int] | None:
     try:
         st = os.stat(path)
     except OSError:
@@ -89,8 +89,8 @@ def _tree_allocated(root: str) -> int:
 class DirectoryCache:
     """The cached entries of one directory: name -> bytes (None: measure again every time)."""
 
-    def __init__(self, path: Path, record: dict[str, Any] | None) -> None:
-        self.path = path
+    def __init__(self, path: str, record: dict[str, Any] | None) -> None:
+        self.path = path  # a string: a listing of fifty projects builds no Path objects here
         record = record or {}
         self.stamp: list[int] | None = record.get("stamp")
         self.entries: dict[str, int | None] = dict(record.get("entries", {}))
@@ -148,20 +148,22 @@ def _measure_file(path: str) -> int | None:
     return _allocated(path) if os.path.isfile(path) else 0
 
 
-def read_usage(root: Path, live_layers: set[str]) -> Usage:
+def read_usage(root: str | os.PathLike[str], live_layers: set[str]) -> Usage:
     """Disk use and state count of the project in ``root``; ``live_layers`` are the file names of its live layers."""
-    root = Path(root)
-    cache_path = root / USAGE_FILE
+    top = os.fspath(root)
+    cache_path = os.path.join(top, USAGE_FILE)
     try:
-        record = json.loads(cache_path.read_text(encoding="utf-8"))
+        with open(cache_path, encoding="utf-8") as f:
+            record = json.load(f)
         if record.get("format") != USAGE_FORMAT:
             record = {}
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):
         record = {}
+    layers = os.path.join(top, LAYERS_DIR)
     dirs = {
-        "layers": DirectoryCache(root / LAYERS_DIR, record.get("layers")),
-        "checkpoints": DirectoryCache(root / LAYERS_DIR / CHECKPOINTS_DIR, record.get("checkpoints")),
-        "states": DirectoryCache(root / STATES_DIR, record.get("states")),
+        "layers": DirectoryCache(layers, record.get("layers")),
+        "checkpoints": DirectoryCache(os.path.join(layers, CHECKPOINTS_DIR), record.get("checkpoints")),
+        "states": DirectoryCache(os.path.join(top, STATES_DIR), record.get("states")),
     }
     dirs["layers"].refresh(_measure_file, volatile=set(live_layers))
     dirs["checkpoints"].refresh(_measure_file, set())
@@ -174,10 +176,10 @@ def read_usage(root: Path, live_layers: set[str]) -> Usage:
     if any(d.changed for d in dirs.values()):
         try:
             record = {"format": USAGE_FORMAT, **{key: d.to_dict() for key, d in dirs.items()}}
-            fsutil.atomic_write_text(cache_path, json.dumps(record, separators=(",", ":")))
+            fsutil.atomic_write_text(Path(cache_path), json.dumps(record, separators=(",", ":")))
         except OSError:
             pass  # a home that cannot be written: the right figures, measured again next time
-    total += _top_level_bytes(root)  # after the cache is written: it is one of the project's files
+    total += _top_level_bytes(top)  # after the cache is written: it is one of the project's files
     return Usage(disk_bytes=total, states=len(states.entries) - len(pending))
 
 
@@ -198,7 +200,7 @@ def forget_layers(root: Path, names: list[str]) -> None:
         cache_path.unlink(missing_ok=True)
 
 
-def _top_level_bytes(root: Path) -> int:
+def _top_level_bytes(root: str) -> int:
     """The project's own files and any directory other than layers and states, measured every time (a few)."""
     total = 0
     try:

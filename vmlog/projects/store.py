@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
 
 from hypervisors.spec import VMSpec
@@ -35,10 +36,20 @@ class ProjectFiles:
 
     def __init__(self, root: Path, resolve_image: ImageResolver) -> None:
         self.root = Path(root)
-        self.layers = LayerStore(self.root / "layers")
-        self.states_dir = self.root / "states"
         self.resolve_image = resolve_image
-        self.index = StateIndex(self.root / INDEX_FILE, self.states_dir, self._scan_states)
+
+    # made when first used: a listing of many projects reads only ``project.json`` and the usage cache
+    @cached_property
+    def layers(self) -> LayerStore:
+        return LayerStore(self.root / "layers")
+
+    @cached_property
+    def states_dir(self) -> Path:
+        return self.root / "states"
+
+    @cached_property
+    def index(self) -> StateIndex:
+        return StateIndex(self.root / INDEX_FILE, self.states_dir, self._scan_states)
 
     @property
     def project_file(self) -> Path:
@@ -185,10 +196,14 @@ class ProjectStore:
         return ProjectFiles(self.root / name, self.resolve_image)
 
     def names(self) -> list[str]:
-        if not self.root.is_dir():
+        try:
+            entries = os.listdir(self.root)
+        except (FileNotFoundError, NotADirectoryError):
             return []
+        root = os.fspath(self.root)
         return sorted(
-            p.name for p in self.root.iterdir() if not p.name.startswith(".") and (p / PROJECT_FILE).is_file()
+            name for name in entries
+            if not name.startswith(".") and os.path.isfile(os.path.join(root, name, PROJECT_FILE))
         )
 
     def get(self, name: str) -> ProjectFiles:

@@ -106,7 +106,8 @@ class OverlayChain(StateDriver):
         progress: Progress = no_progress,
     ) -> State:
         project = files.load()
-        vm_state = self.check_save(project, files.states(), name, memory)
+        # the records are read only to refuse a taken name: an unnamed save costs the same at any history
+        vm_state = self.check_save(project, files.states() if name else {}, name, memory)
         running = vm_state in (VMState.RUNNING, VMState.PAUSED)
         if memory or running:
             assert self.backend is not None

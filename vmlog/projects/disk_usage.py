@@ -180,7 +180,9 @@ def read_usage(root: str | os.PathLike[str], live_layers: set[str]) -> Usage:
         except OSError:
             pass  # a home that cannot be written: the right figures, measured again next time
     total += _top_level_bytes(top)  # after the cache is written: it is one of the project's files
-    return Usage(disk_bytes=total, states=len(states.entries) - len(pending))
+    # a directory seen before its record was written (its own stamp moved, not that of states/) counts once it has one
+    completed = sum(1 for name in pending if os.path.isfile(os.path.join(states.path, name, STATE_RECORD)))
+    return Usage(disk_bytes=total, states=len(states.entries) - len(pending) + completed)
 
 
 def forget_layers(root: Path, names: list[str]) -> None:

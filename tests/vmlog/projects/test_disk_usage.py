@@ -84,3 +84,13 @@ def test_an_index_rebuild_drops_the_cache(ctx: Workspace, project_files: Project
     project_files.index.rebuild()
     assert not cache.exists()
     _check(ctx, project_files)
+
+
+def test_a_state_seen_before_its_record_counts_once_written(ctx: Workspace, project_files: ProjectFiles) -> None:
+    state = app_states.save_state("alpha", "one", ctx=ctx)
+    record = project_files.state_dir(state.id) / "state.json"
+    text = record.read_text()
+    record.unlink()  # as a listing between the directory and its record would see it
+    _row(ctx)
+    record.write_text(text)
+    _check(ctx, project_files)

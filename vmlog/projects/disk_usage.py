@@ -34,8 +34,9 @@ from vmlog import fsutil
 
 Measure = Callable[[str], "int | None"]
 
-USAGE_FILE = "usage.json"
-USAGE_FORMAT = 1
+USAGE_FILE = "usage.json"  # the sums: all a listing reads while nothing changed
+ENTRIES_FILE = "usage-entries.json"  # each entry's bytes: read only when a directory moved
+USAGE_FORMAT = 2
 STATE_RECORD = "state.json"
 LAYERS_DIR = "layers"
 CHECKPOINTS_DIR = "checkpoints"
@@ -151,7 +152,10 @@ def _measure_file(path: str) -> int | None:
 def read_usage(root: str | os.PathLike[str], live_layers: set[str]) -> Usage:
     """Disk use and state count of the project in ``root``; ``live_layers`` are the file names of its live layers."""
     top = os.fspath(root)
-    cache_path = os.path.join(top, USAGE_FILE)
+    quick = _read_summary(top, live_layers)
+    if quick is not None:
+        return quick
+    cache_path = os.path.join(top, ENTRIES_FILE)
     try:
         with open(cache_path, encoding="utf-8") as f:
             record = json.load(f)
@@ -168,26 +172,72 @@ def read_usage(root: str | os.PathLike[str], live_layers: set[str]) -> Usage:
     dirs["layers"].refresh(_measure_file, volatile=set(live_layers))
     dirs["checkpoints"].refresh(_measure_file, set())
     dirs["states"].refresh(_measure_state_dir, set())
-    total = dirs["layers"].total(set(live_layers)) + dirs["checkpoints"].total(set())
-    states = dirs["states"]
-    total += sum(size for size in states.entries.values() if size is not None)
-    pending = [name for name, size in states.entries.items() if size is None]
-    total += sum(_tree_allocated(os.path.join(states.path, name)) for name in pending)
-    if any(d.changed for d in dirs.values()):
-        try:
-            record = {"format": USAGE_FORMAT, **{key: d.to_dict() for key, d in dirs.items()}}
-            fsutil.atomic_write_text(Path(cache_path), json.dumps(record, separators=(",", ":")))
-        except OSError:
-            pass  # a home that cannot be written: the right figures, measured again next time
-    total += _top_level_bytes(top)  # after the cache is written: it is one of the project's files
-    # a directory seen before its record was written (its own stamp moved, not that of states/) counts once it has one
-    completed = sum(1 for name in pending if os.path.isfile(os.path.join(states.path, name, STATE_RECORD)))
-    return Usage(disk_bytes=total, states=len(states.entries) - len(pending) + completed)
+    summary: dict[str, Any] = {"format": USAGE_FORMAT}
+    for key, cache in dirs.items():
+        volatile = set(live_layers) if key == "layers" else set()
+        unknown = sorted(name for name, size in cache.entries.items() if size is None or name in volatile)
+        known = sum(size for name, size in cache.entries.items() if size is not None and name not in volatile)
+        summary[key] = {"stamp": cache.stamp, "sum": known, "unknown": unknown, "count": len(cache.entries)}
+    try:
+        if any(d.changed for d in dirs.values()) or not os.path.isfile(cache_path):
+            entries = {"format": USAGE_FORMAT, **{key: d.to_dict() for key, d in dirs.items()}}
+            fsutil.atomic_write_text(Path(cache_path), json.dumps(entries, separators=(",", ":")))
+        fsutil.atomic_write_text(Path(top) / USAGE_FILE, json.dumps(summary, separators=(",", ":")))
+    except OSError:
+        pass  # a home that cannot be written: the right figures, measured again next time
+    return _from_summary(top, summary)
+
+
+def _read_summary(top: str, live_layers: set[str]) -> Usage | None:
+    """The figures from the small summary file alone, if no directory moved since it was written."""
+    try:
+        with open(os.path.join(top, USAGE_FILE), encoding="utf-8") as f:
+            summary = json.load(f)
+        if summary.get("format") != USAGE_FORMAT:
+            return None
+        paths = {"layers": os.path.join(top, LAYERS_DIR), "states": os.path.join(top, STATES_DIR)}
+        paths["checkpoints"] = os.path.join(paths["layers"], CHECKPOINTS_DIR)
+        for key, path in paths.items():
+            stamp = summary[key]["stamp"]
+            if _stamp(path) != stamp or (stamp is None and summary[key]["count"]):
+                return None
+        if not live_layers <= set(summary["layers"]["unknown"]):
+            return None  # a layer measured before it became live
+        return _from_summary(top, summary)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _from_summary(top: str, summary: dict[str, Any]) -> Usage:
+    """Cached sums plus what is measured every time: live layers, files still being written, the project's own files."""
+    total = 0
+    states = 0
+    for key, base in (("layers", LAYERS_DIR), ("checkpoints", os.path.join(LAYERS_DIR, CHECKPOINTS_DIR)),
+                      ("states", STATES_DIR)):
+        part = summary[key]
+        directory = os.path.join(top, base)
+        total += part["sum"]
+        if key == "states":
+            unknown = [os.path.join(directory, name) for name in part["unknown"]]
+            total += sum(_tree_allocated(path) for path in unknown)
+            # a directory seen before its record was written (its own stamp moved, not states/'s) counts once it has one
+            written = sum(1 for path in unknown if os.path.isfile(os.path.join(path, STATE_RECORD)))
+            states = part["count"] - len(unknown) + written
+        else:
+            total += sum(_allocated(os.path.join(directory, name)) for name in part["unknown"])
+    return Usage(disk_bytes=total + _top_level_bytes(top), states=states)
+
+
+def drop(root: Path) -> None:
+    """Forget every cached figure of the project in ``root`` (the next reading measures all its files)."""
+    for name in (USAGE_FILE, ENTRIES_FILE):
+        (Path(root) / name).unlink(missing_ok=True)
 
 
 def forget_layers(root: Path, names: list[str]) -> None:
     """Measure these layers again at the next reading: they were rewritten in place (a rebase copies data in)."""
-    cache_path = Path(root) / USAGE_FILE
+    cache_path = Path(root) / ENTRIES_FILE
+    (Path(root) / USAGE_FILE).unlink(missing_ok=True)  # the sums include them: the next reading redoes them
     try:
         record = json.loads(cache_path.read_text(encoding="utf-8"))
         entries = record["layers"]["entries"]

@@ -18,7 +18,8 @@ from pathlib import Path
 from hypervisors.spec import VMSpec
 from vmlog import fsutil
 from vmlog.errors import NotFound
-from vmlog.projects.disk_usage import USAGE_FILE, Usage, read_usage
+from vmlog.projects import disk_usage
+from vmlog.projects.disk_usage import Usage, read_usage
 from vmlog.projects.layers import LayerStore
 from vmlog.projects.model import Project, State
 from vmlog.projects.state_index import INDEX_FILE, StateIndex
@@ -91,7 +92,7 @@ class ProjectFiles:
         The usage cache goes with a rebuilt index: whatever left the index stale (a crash, another
         writer, a repair) may have changed files the cache has sizes for.
         """
-        (self.root / USAGE_FILE).unlink(missing_ok=True)
+        disk_usage.drop(self.root)
         result: dict[str, State] = {}
         if not self.states_dir.is_dir():
             return result

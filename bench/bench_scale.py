@@ -12,7 +12,7 @@ its VM defined in libvirt but stopped; then, median of ``--rounds``:
 * ``tree``, ``list``, ``log``: ``vml state tree`` / ``state list`` / ``log`` in-process against
   ``git log --oneline`` of a repository with as many commits;
 * ``status``: ``vml status`` in-process against ``virsh list --all``;
-* ``project list``: 50 projects against ``virsh list --all``.
+* ``project list``: 50 projects (the grown one and 49 small ones) against ``virsh list --all``.
 
 The ``cli`` column runs the ``vml`` command itself (its start-up included) for the read-only ones.
 
@@ -41,6 +41,7 @@ from vmlog.projects.overlay_chain import OverlayChain
 from vmlog.workspace import Workspace
 
 NAME = "bench"
+OTHERS = 49  # small projects beside the grown one: 50 in the project list
 
 
 def timed(fn: Callable[[], object], rounds: int) -> float:
@@ -123,6 +124,7 @@ def measure(ctx: Workspace, size: int, rounds: int, with_running: bool, work: Pa
                  timed(vml("log", NAME), rounds)))
     rows.append(("status", timed(lambda: running.status(NAME, ctx=ctx), rounds), timed(virsh_list, rounds),
                  timed(vml("status", NAME), rounds)))
+    rows.append(project_list(ctx, rounds))
     if with_running:
         rows.append(running_save(ctx, rounds, work, uri))
     return rows
@@ -148,11 +150,10 @@ def running_save(ctx: Workspace, rounds: int, work: Path, uri: str) -> Row:
     return ("save (running)", ours, theirs, None)
 
 
-def project_list(ctx: Workspace, base: Path, rounds: int) -> Row:
-    for i in range(50):
-        projects.new_project(f"p{i:02d}", str(base), ctx=ctx)
+def project_list(ctx: Workspace, rounds: int) -> Row:
+    """All projects (the grown one and :data:`OTHERS` small ones) against ``virsh list --all``."""
     uri = default_uri()
-    return ("project list (50)", timed(lambda: projects.list_projects(ctx), rounds),
+    return (f"project list ({len(ctx.projects.names())})", timed(lambda: projects.list_projects(ctx), rounds),
             timed(lambda: run_quiet(["virsh", "-q", "-c", uri, "list", "--all"]), rounds),
             timed(vml("project", "list"), rounds))
 
@@ -184,6 +185,8 @@ def main() -> None:
         os.environ["VMLOG_HOME"] = str(work / "home")
         ctx = Workspace.default()
         projects.new_project(NAME, str(base), scratch_size="16M", ctx=ctx)
+        for i in range(OTHERS):
+            projects.new_project(f"p{i:02d}", str(base), ctx=ctx)
         files = ctx.projects.get(NAME)
         from hypervisors import registry
 
@@ -198,7 +201,6 @@ def main() -> None:
                 results[size] = measure(ctx, size, args.rounds, args.running, work)
                 print_table({size: results[size]}, file=sys.stderr)  # as it goes; the whole table at the end
                 grown += args.rounds * (2 if args.running else 1)  # the measured saves are states too
-            results[0] = [project_list(ctx, base, args.rounds)]
         finally:
             for name in ctx.projects.names():
                 projects.remove_project(name, ctx=ctx)

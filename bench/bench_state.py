@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from vmlog.app import projects, states
+from vmlog.app import projects, running, states
 from vmlog.workspace import Workspace
 
 
@@ -29,6 +29,22 @@ def timed(fn, *args, **kwargs) -> float:  # type: ignore[no-untyped-def]
     start = time.perf_counter()
     fn(*args, **kwargs)
     return time.perf_counter() - start
+
+
+def raw_stopped_save(files, work: Path) -> None:  # type: ignore[no-untyped-def]
+    """What a user would type by hand for a stopped VM: one ``qemu-img create -b`` per disk."""
+    for label, layer in files.load().live.items():
+        new = work / f"raw-{label}-{time.monotonic_ns()}.qcow2"
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(files.layers.path(layer)),
+                        "-F", "qcow2", str(new)], check=True, capture_output=True)
+
+
+def raw_running_save(uri: str, vm: str, work: Path) -> None:
+    """What a user would type by hand for a running VM: one atomic disk-only snapshot of both disks."""
+    n = time.monotonic_ns()
+    subprocess.run(["virsh", "-q", "-c", uri, "snapshot-create-as", vm, "--disk-only", "--no-metadata", "--atomic",
+                    "--diskspec", f"vda,file={work}/raw-a{n}.qcow2", "--diskspec", f"vdb,file={work}/raw-b{n}.qcow2"],
+                   check=True, capture_output=True)
 
 
 def virsh_switch(uri: str, src_vm: str, dst_vm: str) -> None:
@@ -43,10 +59,10 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-state-", dir=os.environ.get("TMPDIR", "/var/tmp")) as tmp:
         os.environ["VMLOG_HOME"] = str(Path(tmp) / "home")
-        run(args.rounds)
+        run(args.rounds, Path(tmp))
 
 
-def run(rounds: int) -> None:
+def run(rounds: int, work: Path) -> None:
     from hypervisors.libvirt.connection import default_uri
     from vmlog.testappliance.agent import GuestChannel
     from vmlog.testappliance.build import build_test_appliance
@@ -70,24 +86,36 @@ def run(rounds: int) -> None:
             )
         # -- save time vs disk size ----------------------------------------------------------
         results: dict[str, dict[str, list[float]]] = {}
+        raw: dict[str, list[float]] = {"stopped": [], "running": []}
         for size, name in names.items():
-            stopped, running = [], []
+            files = ctx.projects.get(name)
+            stopped, live = [], []
             for i in range(rounds):
                 stopped.append(timed(states.save_state, name, f"stopped-{i}", ctx=ctx))
+                raw["stopped"].append(timed(raw_stopped_save, files, work))
             running.up(name, ctx=ctx)
             with guest(name) as g:
                 g.check_output("dd if=/dev/urandom of=/dev/vdb bs=1M count=32 2>/dev/null; sync")
                 for i in range(rounds):
-                    running.append(timed(states.save_state, name, f"running-{i}", ctx=ctx))
+                    live.append(timed(states.save_state, name, f"running-{i}", ctx=ctx))
                     g.check_output("dd if=/dev/urandom of=/dev/vdb bs=1M count=4 2>/dev/null; sync")
-            results[size] = {"stopped": stopped, "running": running}
+            results[size] = {"stopped": stopped, "running": live}
+        vm_b = ctx.projects.get(names["20GiB"]).load().vm_name
+        for _ in range(rounds):  # last: the raw snapshots leave the VM writing into files vmlog does not know
+            raw["running"].append(timed(raw_running_save, uri, vm_b, work))
+        running.down(names["20GiB"], mode="poweroff", ctx=ctx)
+        states.restore_state(names["20GiB"], f"running-{rounds - 1}", discard=True, ctx=ctx)
+        running.up(names["20GiB"], ctx=ctx)
+        guest(names["20GiB"]).close()
         print(f"save time (median of {rounds})")
         for mode in ("stopped", "running"):
             small = statistics.median(results["1GiB"][mode])
             large = statistics.median(results["20GiB"][mode])
+            theirs = statistics.median(raw[mode])
+            tool = "qemu-img create x2" if mode == "stopped" else "virsh snapshot-create-as"
             print(
-                f"  {mode:<8} 1 GiB {small:6.3f} s   20 GiB {large:6.3f} s"
-                f"   ratio 20G/1G {large / small:5.2f}"
+                f"  {mode:<8} 1 GiB {small:6.3f} s   20 GiB {large:6.3f} s   ratio 20G/1G {large / small:5.2f}"
+                f"   {tool} {theirs:6.3f} s   ratio {statistics.median([small, large]) / theirs:5.2f}"
             )
 
         # -- switch vs virsh ------------------------------------------------------------------

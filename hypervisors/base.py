@@ -375,6 +375,15 @@ class Hypervisor(ABC):
         return [HostCheck(self.name, probe.available, probe.summary, fix=probe.fix, details=dict(probe.details),
                           warnings=list(probe.warnings))]
 
+    # -- shorter chains under a running VM ----------------------------------------------------
+    def repoint_disks(self, name: str, new_tops: dict[str, Path]) -> None:
+        """Move each labelled disk onto ``new_top``, a file whose chain shows what the disk's top shows now.
+
+        The guest sees the same bytes; the hypervisor reads a shorter chain. Backends that cannot
+        do it while the VM runs raise ``Unsupported`` (then a running VM's chain only grows).
+        """
+        raise Unsupported(f"{self.name} cannot move a running VM's disks onto other files", backend=self.name)
+
 
 @dataclass(frozen=True)
 class DisplayEndpoint:

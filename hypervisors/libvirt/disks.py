@@ -2,22 +2,26 @@
 
 A running VM's disks move in one disk-only external snapshot (``snapshotCreateXML`` with all of
 them): one call, and every disk freezes at the same instant. :meth:`DiskChain._take_live_snapshot`
-is that call's only site, so a guest filesystem freeze can wrap it.
+is that call's only site, so a guest filesystem freeze can wrap it. A running VM's chain is shortened
+by :meth:`DiskChain.repoint_disks`: a shallow block copy onto a new top over a checkpoint, then a pivot.
 """
 
 from __future__ import annotations
 
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 from hypervisors.base import VMState
 from hypervisors.errors import InvalidState, VMNotFound
-from hypervisors.libvirt import domain_xml
+from hypervisors.libvirt import connection, domain_xml
 from hypervisors.libvirt.core import maps_libvirt_errors
 from hypervisors.libvirt.lifecycle import Lifecycle
 from hypervisors.libvirt.states import NOSTATE, map_state
 from hypervisors.spec import VMSpec
+
+PIVOT_TIMEOUT = 60.0  # seconds a shallow copy may take to be ready before it is cancelled
 
 
 class DiskChain(Lifecycle):
@@ -54,14 +58,7 @@ class DiskChain(Lifecycle):
 
     def _swap_live(self, dom: Any, spec: VMSpec, new_spec: VMSpec, new_tops: dict[str, Path]) -> None:
         self._take_live_snapshot(dom, spec.name, live_snapshot_xml(spec, new_tops))
-        # libvirt moved the disks in the live and persistent definitions; the spec follows.
-        lv = self._libvirt
-        persistent = self._call("read the definition of", spec.name, dom.isPersistent)
-        modify = lv.VIR_DOMAIN_AFFECT_LIVE | (lv.VIR_DOMAIN_AFFECT_CONFIG if persistent else 0)
-        self._call(
-            "record the new disk of", spec.name, dom.setMetadata, lv.VIR_DOMAIN_METADATA_ELEMENT,
-            domain_xml.metadata_element(new_spec), domain_xml.VMLOG_PREFIX, domain_xml.VMLOG_NS, modify,
-        )
+        self._record_spec(dom, new_spec)  # libvirt moved the disks in the live and persistent definitions
 
     def _take_live_snapshot(self, dom: Any, name: str, xml: str) -> None:
         """The one ``snapshotCreateXML`` of a live save: all disks at once, atomically, no libvirt metadata.
@@ -76,6 +73,60 @@ class DiskChain(Lifecycle):
             | lv.VIR_DOMAIN_SNAPSHOT_CREATE_REUSE_EXT
         )
         self._call("swap the disks of", name, dom.snapshotCreateXML, xml, flags)
+
+    @maps_libvirt_errors("move the disks of")
+    def repoint_disks(self, name: str, new_tops: dict[str, Path]) -> None:
+        """Move each labelled disk onto a new top whose chain shows what its current top shows.
+
+        On a running VM each disk is a shallow block copy onto the pre-made file (only the current
+        top's own clusters are copied, guest writes are mirrored meanwhile), then a pivot: the guest
+        sees the same disk, QEMU the new, shorter chain. A stopped VM is redefined.
+        """
+        dom = self._domain(name)
+        spec = self._stored_spec(dom, name)
+        if not self._is_active(dom, name):
+            for label, top in new_tops.items():
+                spec = domain_xml.with_disk_path(spec, label, top)
+            self.redefine(spec)
+            return
+        targets = {disk.label: dev for disk, dev, _bus in domain_xml.disk_targets(spec) if disk.label}
+        for label, top in new_tops.items():
+            if label not in targets:
+                raise VMNotFound(f"VM {name!r} has no disk labelled {label!r}", backend=self.name)
+            self._shallow_copy_and_pivot(dom, name, targets[label], Path(top))
+            spec = domain_xml.with_disk_path(spec, label, top)
+            self._record_spec(dom, spec)
+
+    def _shallow_copy_and_pivot(self, dom: Any, name: str, dev: str, top: Path) -> None:
+        lv = self._libvirt
+        disk = ET.Element("disk", type="file")
+        ET.SubElement(disk, "driver", type="qcow2")
+        ET.SubElement(disk, "source", file=str(top.absolute()))
+        flags = (
+            lv.VIR_DOMAIN_BLOCK_COPY_SHALLOW | lv.VIR_DOMAIN_BLOCK_COPY_REUSE_EXT
+            | lv.VIR_DOMAIN_BLOCK_COPY_TRANSIENT_JOB
+        )
+        self._call("copy a disk of", name, dom.blockCopy, dev, ET.tostring(disk, encoding="unicode"), None, flags)
+        deadline = time.monotonic() + PIVOT_TIMEOUT
+        while True:
+            try:
+                dom.blockJobAbort(dev, lv.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT)
+                return
+            except lv.libvirtError as exc:
+                if time.monotonic() > deadline:
+                    self._call("cancel the copy of a disk of", name, dom.blockJobAbort, dev, 0)
+                    raise connection.map_error(exc, "move a disk of", name) from exc
+            time.sleep(0.01)  # the copy is not ready yet: a top holds seconds of guest writes, not more
+
+    def _record_spec(self, dom: Any, spec: VMSpec) -> None:
+        """The spec in the domain's metadata follows the disks libvirt moved (live and persistent)."""
+        lv = self._libvirt
+        persistent = self._call("read the definition of", spec.name, dom.isPersistent)
+        modify = lv.VIR_DOMAIN_AFFECT_LIVE | (lv.VIR_DOMAIN_AFFECT_CONFIG if persistent else 0)
+        self._call(
+            "record the new disk of", spec.name, dom.setMetadata, lv.VIR_DOMAIN_METADATA_ELEMENT,
+            domain_xml.metadata_element(spec), domain_xml.VMLOG_PREFIX, domain_xml.VMLOG_NS, modify,
+        )
 
     @maps_libvirt_errors("list the VMs")
     def vm_states(self, names: list[str]) -> dict[str, VMState | None]:

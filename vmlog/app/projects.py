@@ -14,10 +14,6 @@ from hypervisors.errors import HypervisorError, VMNotFound
 from hypervisors.spec import DiskSpec, NicSpec, VMSpec
 from vmlog.app.results import MappingResult, VMStatus
 from vmlog.app.session import session
-from vmlog.appliances.catalog import Catalogs
-from vmlog.appliances.catalog_cache import CACHE_DIR_NAME
-from vmlog.appliances.model import store_ref
-from vmlog.appliances.pull import find_stored, import_local_image
 from vmlog.errors import AlreadyExists, InvalidInput, NotFound
 from vmlog.projects import current as current_project
 from vmlog.projects.backends import driver_for, open_backend, unsaved_changes, vm_state
@@ -112,6 +108,9 @@ def base_image(image: str, *, progress: Progress = no_progress, ctx: Workspace |
     gives its system disk), never from its name. A store reference may be spelt as Vagrant does
     (``org/name:version``), and may name a version that shares another version's image.
     """
+    from vmlog.appliances.model import store_ref  # imported here: listings never pay for the appliance modules
+    from vmlog.appliances.pull import find_stored, import_local_image
+
     ctx = workspace(ctx)
     path = Path(image).expanduser()
     if not path.is_file():
@@ -145,6 +144,10 @@ def base_to_pull(ref: str, backend: str, ctx: Workspace | None = None) -> str | 
     A local file or an appliance already in the image store needs no pull, and neither does a
     name no catalog knows (``new_project`` then says so, with how to find one).
     """
+    from vmlog.appliances.catalog import Catalogs  # imported here: listings never pay for the catalogs
+    from vmlog.appliances.catalog_cache import CACHE_DIR_NAME
+    from vmlog.appliances.model import store_ref
+
     ctx = workspace(ctx)
     backend = check_backend(backend)
     if Path(ref).expanduser().exists():
@@ -215,20 +218,31 @@ class ProjectDetails(MappingResult):
 
 
 def summarize(
-    files: ProjectFiles, current: str | None, *, with_vm_state: bool = True, vm: VMStatus | None = None
+    files: ProjectFiles,
+    current: str | None,
+    *,
+    with_vm_state: bool = True,
+    vm: VMStatus | None = None,
+    project: Project | None = None,
 ) -> ProjectSummary:
-    """One project's summary; ``vm`` when the caller already knows its VM's state (one listing for many)."""
-    project = files.load()
+    """One project's summary; ``vm`` when the caller already knows its VM's state (one listing for many).
+
+    Reads ``project.json`` once (not at all if the caller gives ``project``) and the small usage
+    cache, never every state record or every layer file.
+    """
+    if project is None:
+        project = files.load()
     if vm is None and with_vm_state:
         vm = vm_status(project)
+    usage = files.usage(project)
     return ProjectSummary(
         name=project.name,
         current=project.name == current,
         backend=project.backend,
         base=project.base,
-        states=len(files.states()),
+        states=usage.states,
         head=project.current,
-        disk_bytes=files.disk_bytes(),
+        disk_bytes=usage.disk_bytes,
         vm=vm if with_vm_state else None,
     )
 
@@ -237,10 +251,10 @@ def list_projects(ctx: Workspace | None = None, *, with_vm_state: bool = True) -
     """Every project; the VMs' states come from one listing per backend, not one connection per project."""
     ctx = workspace(ctx)
     current = current_project.get(ctx.home.data)
-    loaded = [(ctx.projects.files(name), ctx.projects.files(name).load()) for name in ctx.projects.names()]
+    loaded = [(files, files.load()) for files in map(ctx.projects.files, ctx.projects.names())]
     statuses = _vm_statuses([project for _files, project in loaded]) if with_vm_state else {}
     return [
-        summarize(files, current, with_vm_state=with_vm_state, vm=statuses.get(project.name))
+        summarize(files, current, with_vm_state=with_vm_state, vm=statuses.get(project.name), project=project)
         for files, project in loaded
     ]
 

@@ -14,7 +14,9 @@ The base of a new checkpoint is the nearest checkpoint already under ``top`` whi
 checkpoints stays shorter than :data:`MAX_CHECKPOINT_STACK` (so each holds only what changed since
 the one below it: shared, not duplicated per state), else the chain's root. Checkpoints live in
 ``layers/checkpoints/``; one that no layer backs onto any more is deleted by :func:`collect`.
-Callers hold the project's lock, so no state is being read meanwhile.
+A running VM's chain is bounded the same way without touching a file QEMU holds
+(:func:`running_checkpoint`): the checkpoint shows what the live layer backs onto, and the disk
+moves onto a new overlay on it. Callers hold the project's lock, so no state is being read meanwhile.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ from pathlib import Path
 
 from hypervisors import qemu_img
 from vmlog import fsutil
-from vmlog.projects import qcow2_peek
+from vmlog.projects import disk_usage, qcow2_peek
 
 MAX_CHAIN_FILES = 40  # files a live layer's chain may have, the live layer and the root included
-RUNNING_CHAIN_LIMIT = 190  # a running VM's save refuses beyond this (libvirt refuses 201 files at its next start)
+RUNNING_CHAIN_LIMIT = 190  # where the hypervisor cannot move a running disk: a save refuses beyond this
+# (libvirt refuses 201 files at the VM's next start)
 MAX_CHECKPOINT_STACK = 12  # checkpoints stacked on each other before a new one starts from the root
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -80,14 +83,37 @@ def bound_chain(
     chain = chain_files(top)
     if len(chain) + 1 <= (limit or MAX_CHAIN_FILES) or len(chain) < 3:
         return None
+    checkpoint = _checkpoint_of(layers_dir, chain, root_format)
+    qemu_img.rebase_unsafe(top, checkpoint, "qcow2")  # same content: the checkpoint shows what chain[1] showed
+    fsutil.fsync_file(top)
+    if top.parent.resolve() == Path(layers_dir).resolve():
+        disk_usage.forget_layers(Path(layers_dir).parent, [top.name])
+    after = len(chain_files(top)) + 1
+    return Consolidation(top.name, checkpoint.name, len(chain) + 1, after)
+
+
+def running_checkpoint(
+    layers_dir: Path, live: Path, root_format: str, *, limit: int | None = None
+) -> tuple[Path, int] | None:
+    """A checkpoint showing what a running VM's ``live`` layer backs onto, once its chain has reached the bound.
+
+    QEMU holds ``live`` and reads the files under it, so nothing of that chain changes: the caller
+    puts a new overlay on the checkpoint and has the hypervisor move the disk onto it (a shallow
+    copy of ``live``'s own clusters, then a pivot). Returns the checkpoint and the files of the
+    chain before, or None while the chain is within ``limit`` (default :data:`MAX_CHAIN_FILES`).
+    """
+    chain = chain_files(live)
+    if len(chain) < (limit or MAX_CHAIN_FILES) or len(chain) < 3:
+        return None
+    return _checkpoint_of(layers_dir, chain, root_format), len(chain)
+
+
+def _checkpoint_of(layers_dir: Path, chain: list[Path], root_format: str) -> Path:
+    """A new checkpoint showing what ``chain[1]`` shows, on a short base (the files of ``chain`` stay as they are)."""
     checkpoint_dir = Path(layers_dir) / CHECKPOINT_DIR
     base, base_format = _checkpoint_base(chain, checkpoint_dir, root_format)
     under_source_format = root_format if len(chain) == 3 else "qcow2"  # chain[2] is the root only in a 3-file chain
-    checkpoint = _make_checkpoint(checkpoint_dir, chain[1], under_source_format, base, base_format)
-    qemu_img.rebase_unsafe(top, checkpoint, "qcow2")  # same content: the checkpoint shows what chain[1] showed
-    fsutil.fsync_file(top)
-    after = len(chain_files(top)) + 1
-    return Consolidation(top.name, checkpoint.name, len(chain) + 1, after)
+    return _make_checkpoint(checkpoint_dir, chain[1], under_source_format, base, base_format)
 
 
 def _checkpoint_base(chain: list[Path], checkpoint_dir: Path, root_format: str) -> tuple[Path, str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from hypervisors import qemu_img
 from vmlog import fsutil
-from vmlog.projects import qcow2_peek
+from vmlog.projects import disk_usage, qcow2_peek
 
 CLUSTER_SIZE = 65536
 
@@ -66,6 +66,35 @@ class LayerStore:
             raise
         return self._publish(tmp, name)
 
+    def create_overlays(self, overlays: dict[str, tuple[Path, str]]) -> None:
+        """:meth:`create_overlay` for several layers (name -> backing, its format) at once, one qemu-img each.
+
+        The qemu-img processes run side by side: a save of a two-disk VM waits for one, not two.
+        """
+        if len(overlays) <= 1:
+            for name, (backing, backing_format) in overlays.items():
+                self.create_overlay(name, backing, backing_format)
+            return
+        import threading
+
+        failures: list[BaseException] = []
+
+        def make(name: str, backing: Path, backing_format: str) -> None:
+            try:
+                self.create_overlay(name, backing, backing_format)
+            except BaseException as exc:  # re-raised by the caller's thread
+                failures.append(exc)
+
+        threads = [threading.Thread(target=make, args=(name, *spec)) for name, spec in overlays.items()]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if failures:
+            for name in overlays:
+                self.remove(name)
+            raise failures[0]
+
     def create_blank(self, name: str, size: int | str) -> Path:
         """A blank qcow2 disk (the root of a scratch disk's chain)."""
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -105,6 +134,7 @@ class LayerStore:
             ["rebase", "-q", "-f", "qcow2", "-b", rel, "-F", backing_format, str(target)], cwd=target.parent
         )
         fsutil.fsync_file(target)
+        disk_usage.forget_layers(self.dir.parent, [name])
 
     def remove(self, name: str) -> None:
         self.path(name).unlink(missing_ok=True)

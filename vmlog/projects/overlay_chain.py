@@ -21,7 +21,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from hypervisors.base import Capability, Hypervisor, VMState
-from hypervisors.errors import InvalidState
+from hypervisors.errors import InvalidState, Unsupported
 from hypervisors.spec import DiskSpec
 from vmlog import fsutil
 from vmlog.context.quiesce import QuiesceResult, quiesced
@@ -53,14 +53,14 @@ class OverlayChain(StateDriver):
             self.consolidations.append(done)
 
     def _check_live_depth(self, files: ProjectFiles, project: Project) -> None:
-        """A running VM's chain cannot be consolidated: refuse to grow it to what libvirt would refuse."""
+        """Where a running disk cannot be moved onto a shorter chain, refuse to grow it to what libvirt would refuse."""
         for label, layer in project.live.items():
             files_now = len(checkpoints.chain_files(files.layers.path(layer)))
             if files_now + 1 > checkpoints.RUNNING_CHAIN_LIMIT:
                 raise InvalidInput(
                     f"the {label} disk of {project.name!r} is a chain of {files_now} files; a running VM's chain"
                     " cannot be shortened and libvirt refuses more than 200",
-                    fix="`vml down`, then save again (a stopped VM's save consolidates the chain)",
+                    fix="`vml down`, then `vml state save` (a stopped VM's save consolidates the chain)",
                 )
 
     def live_has_changes(self, files: ProjectFiles) -> bool:
@@ -106,7 +106,8 @@ class OverlayChain(StateDriver):
         progress: Progress = no_progress,
     ) -> State:
         project = files.load()
-        vm_state = self.check_save(project, files.states(), name, memory)
+        # the records are read only to refuse a taken name: an unnamed save costs the same at any history
+        vm_state = self.check_save(project, files.states() if name else {}, name, memory)
         running = vm_state in (VMState.RUNNING, VMState.PAUSED)
         if memory or running:
             assert self.backend is not None
@@ -123,8 +124,9 @@ class OverlayChain(StateDriver):
                 self._bound_chain(files, project, label, files.layers.path(old))
         progress("creating the new live layer", 0.1)
         new_live = {label: files.layers.new_name(label) for label in project.live}
-        for label, old in project.live.items():
-            files.layers.create_overlay(new_live[label], files.layers.path(old), "qcow2")
+        files.layers.create_overlays(
+            {new_live[label]: (files.layers.path(old), "qcow2") for label, old in project.live.items()}
+        )
         memory_name = self._save_memory(files, project, state_id, progress) if memory else None
         for old in project.live.values():
             fsutil.fsync_file(files.layers.path(old))
@@ -152,6 +154,8 @@ class OverlayChain(StateDriver):
         project.current = state_id
         project.live = new_live
         files.write(project)  # commit point
+        if running and not memory:
+            self._bound_running_chains(files, project, progress)
         if memory and resume:
             assert self.backend is not None
             progress("resuming the VM", 0.8)
@@ -161,6 +165,36 @@ class OverlayChain(StateDriver):
             self.backend.redefine(files.vm_spec(project))
         progress("saved", 1.0)
         return state
+
+    def _bound_running_chains(self, files: ProjectFiles, project: Project, progress: Progress) -> None:
+        """Keep a running VM's chains within the bound: each long one moved onto a new layer over a checkpoint.
+
+        The checkpoint shows what the live layer backs onto (the state just saved), the disk moves
+        there by a shallow copy and pivot, and the empty-but-for-seconds-of-writes live layer it
+        left is deleted once ``project.json`` names the new one. No file of a state changes. A
+        backend that cannot move a running disk leaves the chain to grow (:meth:`_check_live_depth`).
+        """
+        assert self.backend is not None
+        for label, live in list(project.live.items()):
+            live_path = files.layers.path(live)
+            found = checkpoints.running_checkpoint(files.layers.dir, live_path, project.roots[label].format)
+            if found is None:
+                continue
+            checkpoint, before = found
+            progress(f"moving the {label} disk onto a checkpoint", 0.7)
+            moved = files.layers.new_name(label)
+            files.layers.create_overlay(moved, checkpoint, "qcow2")
+            try:
+                self.backend.repoint_disks(project.vm_name, {label: files.layers.path(moved)})
+            except Unsupported:
+                files.layers.remove(moved)
+                checkpoints.collect(files.layers.dir)
+                return
+            project.live[label] = moved
+            files.write(project)  # the VM writes into ``moved`` now
+            files.layers.remove(live)
+            after = len(checkpoints.chain_files(files.layers.path(moved)))
+            self.consolidations.append(checkpoints.Consolidation(moved, checkpoint.name, before, after))
 
     def _save_memory(self, files: ProjectFiles, project: Project, state_id: str, progress: Progress) -> str:
         """The running VM's memory, durable in the new state's directory (the VM stops); its file name."""

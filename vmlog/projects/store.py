@@ -12,11 +12,14 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
 
 from hypervisors.spec import VMSpec
 from vmlog import fsutil
 from vmlog.errors import NotFound
+from vmlog.projects import disk_usage
+from vmlog.projects.disk_usage import Usage, read_usage
 from vmlog.projects.layers import LayerStore
 from vmlog.projects.model import Project, State
 from vmlog.projects.state_index import INDEX_FILE, StateIndex
@@ -34,10 +37,20 @@ class ProjectFiles:
 
     def __init__(self, root: Path, resolve_image: ImageResolver) -> None:
         self.root = Path(root)
-        self.layers = LayerStore(self.root / "layers")
-        self.states_dir = self.root / "states"
         self.resolve_image = resolve_image
-        self.index = StateIndex(self.root / INDEX_FILE, self.states_dir, self._scan_states)
+
+    # made when first used: a listing of many projects reads only ``project.json`` and the usage cache
+    @cached_property
+    def layers(self) -> LayerStore:
+        return LayerStore(self.root / "layers")
+
+    @cached_property
+    def states_dir(self) -> Path:
+        return self.root / "states"
+
+    @cached_property
+    def index(self) -> StateIndex:
+        return StateIndex(self.root / INDEX_FILE, self.states_dir, self._scan_states)
 
     @property
     def project_file(self) -> Path:
@@ -61,6 +74,10 @@ class ProjectFiles:
         """Bytes the project's files take on the host disk (layers are sparse: allocated blocks count)."""
         return tree_bytes(self.root)
 
+    def usage(self, project: Project) -> Usage:
+        """Disk use and state count as a listing shows them, from the cache kept beside the records."""
+        return read_usage(self.root, set(project.live.values()))
+
     # -- states -----------------------------------------------------------------------------
     def state_dir(self, state_id: str) -> Path:
         return self.states_dir / state_id
@@ -70,7 +87,12 @@ class ProjectFiles:
         return self.index.load()
 
     def _scan_states(self) -> dict[str, State]:
-        """Every ``state.json``, one by one: what the index is built from."""
+        """Every ``state.json``, one by one: what the index is built from.
+
+        The usage cache goes with a rebuilt index: whatever left the index stale (a crash, another
+        writer, a repair) may have changed files the cache has sizes for.
+        """
+        disk_usage.drop(self.root)
         result: dict[str, State] = {}
         if not self.states_dir.is_dir():
             return result
@@ -175,10 +197,14 @@ class ProjectStore:
         return ProjectFiles(self.root / name, self.resolve_image)
 
     def names(self) -> list[str]:
-        if not self.root.is_dir():
+        try:
+            entries = os.listdir(self.root)
+        except (FileNotFoundError, NotADirectoryError):
             return []
+        root = os.fspath(self.root)
         return sorted(
-            p.name for p in self.root.iterdir() if not p.name.startswith(".") and (p / PROJECT_FILE).is_file()
+            name for name in entries
+            if not name.startswith(".") and os.path.isfile(os.path.join(root, name, PROJECT_FILE))
         )
 
     def get(self, name: str) -> ProjectFiles:

@@ -8,10 +8,11 @@ import pytest
 from chain_helpers import same_content, snapshot_raw, write_pattern
 
 from hypervisors.base import VMState
+from hypervisors.errors import Unsupported
 from vmlog.app import projects
 from vmlog.app import states as app_states
 from vmlog.errors import InvalidInput
-from vmlog.projects import checkpoints
+from vmlog.projects import checkpoints, qcow2_peek
 from vmlog.projects.overlay_chain import OverlayChain
 from vmlog.projects.store import ProjectFiles
 from vmlog.workspace import Workspace
@@ -111,6 +112,25 @@ class RunningVM:
     def swap_disks(self, name: str, new_tops: dict[str, Path]) -> None:
         self.swaps.append(dict(new_tops))
 
+    def repoint_disks(self, name: str, new_tops: dict[str, Path]) -> None:
+        raise Unsupported("this backend cannot move a running disk", backend="fake")
+
+
+class RepointingVM(RunningVM):
+    """A running VM whose disks can move onto shorter chains (as libvirt's shallow copy and pivot do)."""
+
+    def __init__(self, files: ProjectFiles) -> None:
+        super().__init__()
+        self.files = files
+        self.moves: list[dict[str, Path]] = []
+
+    def repoint_disks(self, name: str, new_tops: dict[str, Path]) -> None:
+        for label, top in new_tops.items():
+            current = self.files.layers.path(self.files.load().live[label])
+            assert not self.files.layers.has_changes(current.name)  # nothing written since the save: nothing to copy
+            assert checkpoints.shown_layer(qcow2_peek.read_header(top).backing_name or "") is not None
+        self.moves.append(dict(new_tops))
+
 
 def test_a_running_save_swaps_all_disks_at_once_and_stops_before_libvirt_would_refuse(
     ctx: Workspace, base_image: Path, monkeypatch: pytest.MonkeyPatch
@@ -128,3 +148,26 @@ def test_a_running_save_swaps_all_disks_at_once_and_stops_before_libvirt_would_r
     assert saved == 3  # root + 3 frozen layers + live = 5 files: one more would pass the limit
     assert len(vm.swaps) == 3 and all(set(swap) == {"system", "scratch"} for swap in vm.swaps)
     assert not driver.consolidations  # nothing rewrites the files a running QEMU holds
+
+
+def test_running_saves_past_the_bound_move_the_disks_and_keep_every_state(
+    ctx: Workspace, base_image: Path, tmp_path: Path
+) -> None:
+    projects.new_project("run", str(base_image), scratch_size="4M", ctx=ctx)
+    files = ctx.projects.get("run")
+    vm = RepointingVM(files)
+    driver = OverlayChain(vm)  # type: ignore[arg-type]
+    references: dict[str, Path] = {}
+    for i in range(3 * BOUND):
+        write_pattern(_live(files), 0x40 + i, (i % 60) * 65536, 4096)
+        state = driver.save(files, name=None, message=f"s{i}", author="me", memory=False)
+        references[state.id] = snapshot_raw(files.layers.path(state.layers["system"]), tmp_path / f"ref-{i}.raw")
+        for label, layer in files.load().live.items():
+            assert len(checkpoints.chain_files(files.layers.path(layer))) < BOUND, label
+    assert vm.moves and all(set(move) <= {"system", "scratch"} for move in vm.moves)
+    assert driver.consolidations and all(c.files_after < BOUND for c in driver.consolidations)
+    for state_id, reference in references.items():  # no state's bytes changed
+        layer = files.layers.path(files.states()[state_id].layers["system"])
+        assert same_content(layer, reference), state_id
+    live_names = set(files.load().live.values())
+    assert all(files.layers.path(name).is_file() for name in live_names)

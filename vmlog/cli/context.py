@@ -13,8 +13,11 @@ import typer
 from rich.text import Text
 
 from vmlog.app import contexts
+from vmlog.cli.context_options import ContextOption, SshKeyOption, UserOption, context_choice
 from vmlog.cli.output import abort, info, out, print_json, warn
 from vmlog.errors import InvalidInput
+
+__all__ = ["ContextOption", "SshKeyOption", "UserOption", "app", "context_choice"]
 
 app = typer.Typer(
     help="Context templates: named, reusable contextualisations (user, SSH key, CernVM-FS, files) for new VMs.",
@@ -22,15 +25,6 @@ app = typer.Typer(
 )
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-# the options `vml setup` and `vml project new` share
-ContextOption = Annotated[
-    str | None,
-    typer.Option("--context", help="Context template name (`vml context list`) or context file (.toml/.json)."),
-]
-UserOption = Annotated[str | None, typer.Option("--user", help="The guest user to make (fills {user}).")]
-SshKeyOption = Annotated[
-    Path | None, typer.Option("--ssh-key", help="SSH public key file to give the user (default: ~/.ssh/id_*.pub).")
-]
 NameArgument = Annotated[str, typer.Argument(help="Template name.")]
 
 
@@ -75,15 +69,6 @@ def new(
     """Create a template: a commented skeleton of KIND, or a copy of another one (--from)."""
     details = contexts.new_template(name, kind=kind, copy_from=copy_from, description=description)
     info(f"created context template {name} at {details.summary.path}; change it with `vml context edit {name}`")
-
-
-def context_choice(value: str | None) -> tuple[str | None, Path | None]:
-    """(template name, context file) a ``--context`` value names: an existing file, else a template."""
-    if value is None:
-        return None, None
-    path = Path(value).expanduser()
-    looks_like_file = path.suffix in (".toml", ".json") or "/" in value
-    return (None, path) if path.is_file() or looks_like_file else (value, None)
 
 
 def _editor() -> list[str]:

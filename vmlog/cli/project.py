@@ -9,9 +9,8 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from vmlog.app import contexts, projects, setup_project
-from vmlog.cli import appliance as appliance_cli
-from vmlog.cli.context import ContextOption, SshKeyOption, UserOption, context_choice
+from vmlog.app import projects
+from vmlog.cli.context_options import ContextOption, SshKeyOption, UserOption, context_choice
 from vmlog.cli.output import abort, info, out, print_json, warn
 from vmlog.cli.progress import status
 
@@ -37,6 +36,8 @@ def _pull_if_only_in_a_catalog(ref: str, backend: str) -> None:
     """Pull ``ref`` (with the pull's progress bar) when it names a catalog appliance not in the store yet."""
     disk_format = projects.base_to_pull(ref, backend)  # refuses an unknown backend before anything is pulled
     if disk_format is not None:
+        from vmlog.cli import appliance as appliance_cli  # here: other project commands never pay for it
+
         appliance_cli.pull(ref, disk_format=disk_format)
 
 
@@ -73,6 +74,8 @@ def new(
     backend = projects.check_backend(backend)
     _pull_if_only_in_a_catalog(base, backend)
     options = {key: value for key, value in (("uri", uri), ("accel", accel)) if value}
+    from vmlog.app import setup_project  # here: listings never pay for the set-up modules
+
     if context is not None or user is not None or ssh_key is not None or setup_project.is_vagrant_box(base):
         _new_with_context(name, base, context, user, ssh_key, backend=backend, options=options, cpus=cpus,
                           memory=memory, disk_size=disk_size)  # fmt: skip
@@ -98,6 +101,8 @@ def _new_with_context(
     name: str, base: str, context: str | None, user: str | None, ssh_key: Path | None, *, backend: str,
     options: dict[str, str], cpus: int, memory: int, disk_size: str | None,
 ) -> None:  # fmt: skip
+    from vmlog.app import contexts, setup_project
+
     template, context_file = context_choice(context)
     filled = None
     if context is not None or user is not None or ssh_key is not None:

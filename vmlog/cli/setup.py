@@ -18,7 +18,7 @@ from rich.text import Text
 from vmlog.app.contexts import context_for_project
 from vmlog.app.projects import resolve_project
 from vmlog.app.setup_project import Context, setup_project_name
-from vmlog.cli.context import ContextOption, SshKeyOption, UserOption, context_choice
+from vmlog.cli.context_options import ContextOption, SshKeyOption, UserOption, context_choice
 from vmlog.cli.output import abort, err, info, out, print_json, warn
 from vmlog.cli.progress import run_interruptible
 from vmlog.setup import SetupEvent, SetupResult, ssh_access

@@ -119,8 +119,15 @@ def write_project_releases(files: ProjectFiles, items: list[ProjectRelease]) -> 
 
 def state_releases(state: State) -> list[ProjectRelease]:
     """The releases a state recorded (records that cannot be read are skipped: they came from a bundle)."""
-    found = []
-    for item in state.release_mounts:
+    return releases_of_records(state.release_mounts)
+
+
+def releases_of_records(records: object) -> list[ProjectRelease]:
+    """The readable releases among ``release_mounts`` records (a state's, or a bundle's untrusted ones)."""
+    found: list[ProjectRelease] = []
+    for item in records if isinstance(records, list) else []:
+        if not isinstance(item, dict):
+            continue
         try:
             found.append(ProjectRelease.from_dict(item))
         except InvalidInput:

@@ -54,6 +54,7 @@ from vmlog.projects.release_records import (
     public_source,
     record_in_state,
     refuse_memory_save,
+    releases_of_records,
     shares_memory_block,
     state_releases,
     with_release_shares,
@@ -89,6 +90,7 @@ __all__ = [
     "refuse_memory_save",
     "shares_memory_block",
     "state_releases",
+    "unconfigured_releases",
     "with_release_shares",
     "write_cernvm_seed",
     "write_project_releases",
@@ -128,6 +130,15 @@ def ensure_host_mounts(
             continue
         mounted.append(item)
     return mounted, warnings
+
+
+def unconfigured_releases(records: object, where: VmlogHome | None = None) -> list[ProjectRelease]:
+    """The releases among a state's ``release_mounts`` records whose source is not configured here.
+
+    They cannot be re-mounted here until the user adds their source; an import says which they are
+    (records that cannot be read are skipped, as :func:`state_releases` does).
+    """
+    return [item for item in releases_of_records(records) if configured_source(item, where) is None]
 
 
 def _mkdir_share_dirs(project: Project) -> None:

@@ -93,7 +93,8 @@ class ReleaseOutcome:
     """What mounting, unmounting or restoring releases did, for the CLI and the GUI to say."""
 
     releases: list[ProjectRelease] = field(default_factory=list)
-    guest: str = ""  # "mounted", "next boot", "seed", "unmounted", "" (nothing to do in the guest)
+    # "mounted" (checked in the guest), "attached" (in the VM, not mounted there), "next boot", "seed", "unmounted", ""
+    guest: str = ""
     messages: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 

@@ -42,6 +42,8 @@ from vmlog.projects.release_guest import (
     guest_run,
     hotplug_share,
     missing_source_warning,
+    mount_in_guest,
+    umount_in_guest,
 )
 from vmlog.projects.release_records import (
     GUEST,
@@ -84,12 +86,14 @@ __all__ = [
     "host_mountpoints",
     "hotplug_share",
     "missing_source_warning",
+    "mount_in_guest",
     "project_releases",
     "public_source",
     "record_in_state",
     "refuse_memory_save",
     "shares_memory_block",
     "state_releases",
+    "umount_in_guest",
     "unconfigured_releases",
     "with_release_shares",
     "write_cernvm_seed",

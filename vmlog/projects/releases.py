@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hypervisors.errors import ReportableError
 from hypervisors.spec import VMSpec
 from vmlog.errors import VmlogError
 from vmlog.paths import VmlogHome
@@ -162,18 +161,22 @@ def before_boot(files: ProjectFiles, project: Project, where: VmlogHome | None =
 
 
 def after_boot(files: ProjectFiles, project: Project) -> list[str]:
-    """After a cold boot: mount the shared releases in the guest (through the agent, if it has one)."""
+    """After a cold boot: mount the shared releases in the guest (through the agent, if it has one).
+
+    Each mount is checked in the guest's mount table, and a real guest gets it in its fstab, as
+    ``vml release mount`` on a running guest does (:func:`mount_in_guest`).
+    """
     items = [item for item in project_releases(files) if item.guest == "share"]
     if not items:
         return []
-    commands = guest_mount_commands(items)
     if not guest_facts(files, project)["agent"]:
-        return ["mount the releases in the guest: " + "; ".join(commands)]
-    try:
-        guest_run(files, project, commands, timeout=AGENT_BOOT_TIMEOUT)
-    except ReportableError as exc:  # the agent did not answer, or a mount failed in the guest
-        return [f"the releases could not be mounted in the guest: {exc.message}"]
-    return []
+        return ["mount the releases in the guest: " + "; ".join(guest_mount_commands(items))]
+    warnings = []
+    for item in items:
+        why = mount_in_guest(files, project, item, timeout=AGENT_BOOT_TIMEOUT)
+        if why is not None:  # the agent did not answer, or a mount failed in the guest
+            warnings.append(f"release {item.name} could not be mounted in the guest: {why}")
+    return warnings
 
 
 def apply_state(

@@ -144,3 +144,17 @@ def test_mount_says_mounted_in_the_guest_only_once_checked(guest: RecordingAgent
     assert outcome.guest == "attached" and not any("mounted in the guest" in m for m in outcome.messages)
     (warning,) = outcome.warnings
     assert "not mounted in the guest" in warning and "mount -t virtiofs" in warning
+
+
+def test_after_a_boot_each_release_is_mounted_and_checked(
+    guest: RecordingAgent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vmlog.projects import releases
+
+    monkeypatch.setattr(releases, "project_releases", lambda _files: [ITEM])
+    monkeypatch.setattr(releases, "guest_facts", lambda _files, _project: {"agent": True, "agent_kind": "standard"})
+    assert releases.after_boot(None, PROJECT) == []  # type: ignore[arg-type]
+    assert guest.commands[-1].endswith("/proc/mounts") and any("/etc/fstab" in c for c in guest.commands)
+    guest.mounts = False
+    (warning,) = releases.after_boot(None, PROJECT)  # type: ignore[arg-type]
+    assert warning.startswith("release 24.0.3 could not be mounted in the guest: the guest's /proc/mounts")

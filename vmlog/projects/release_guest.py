@@ -2,7 +2,10 @@
 
 A guest with shared folders sees the host's mount of a release under a ``rel-*`` tag; one with a
 guest agent vmlog reaches (the standard agent of a real guest, or the test appliance's serial one)
-mounts it at once, others at boot (the command is shown).
+mounts it at once, checked in the guest's ``/proc/mounts``, and a real guest keeps it in its
+``/etc/fstab`` for later boots; others get the command to run. It is unmounted in the guest before
+its share is detached, since a guest left with a mount of a vanished share gets "Transport endpoint
+is not connected".
 """
 
 from __future__ import annotations

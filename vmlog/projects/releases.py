@@ -7,8 +7,9 @@ the state; restoring a state mounts the same revisions again and shares them int
 How a release reaches the guest depends on the guest:
 
 * a guest with shared folders (virtiofs with libvirt) sees the host's FUSE mount of the release
-  under a ``rel-*`` tag; a guest with the vmlog agent (the test appliance) mounts it at its mount
-  path at once, others at boot (the command is shown);
+  under a ``rel-*`` tag; a guest with an agent vmlog reaches (a real guest's standard agent, the
+  test appliance's serial one) mounts it at its mount path at once and after every boot, others
+  get the command to run;
 * a CernVM guest (catalog context ``cernvm``) with a CernVM-FS source runs its own client: the
   client configuration, pinned to the revision's root catalog, goes into the contextualisation
   seed and takes effect at the next boot.

@@ -290,3 +290,43 @@ def test_a_release_in_the_real_guest_is_mounted_checked_and_unmounted_first(gues
     _ask("pkill -f '^sleep 600$'; sleep 1; echo killed")
     _vml(env, "release", "umount", RELEASE, "--project", PROJECT)
     _timed("release umount + live mount + busy refusal + umount in the real guest", started)
+
+
+IMPORTER = "bob"
+
+
+def test_an_imported_state_is_logged_into_as_the_importer(guest: dict[str, Any], debian_image: Path) -> None:
+    """Export, import in a second home with another user and key, boot: the seed's new instance-id brings the key."""
+    env = guest["env"]
+    home_b = guest["home"] / "importer"
+    (home_b / "user" / ".ssh").mkdir(parents=True)
+    key_b = home_b / "user" / ".ssh" / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key_b)], check=True)
+    env_b = {**env, "VMLOG_HOME": str(home_b / "vmlog"), "HOME": str(home_b / "user"), "USER": IMPORTER,
+             "LOGNAME": IMPORTER}  # fmt: skip
+    started = time.monotonic()
+    _vml(env, "down", PROJECT, "--timeout", "300")  # one TCG guest at a time on this machine
+    _vml(env, "state", "save", "to-send", "--project", PROJECT)
+    _vml(env, "state", "export", "to-send", "--project", PROJECT, "--output", str(home_b))
+    (bundle,) = home_b.glob("*.vmlstate")
+    base = _qcow2(debian_image)  # the base the sender pulled, so nothing is downloaded
+    imported = json.loads(_vml(env_b, "state", "import", str(bundle), "--trust", "--base", str(base), "--json").stdout)
+    name = imported["project"]
+    try:
+        _vml(env_b, "up", name)
+        deadline, seen = time.monotonic() + 900, None
+        while time.monotonic() < deadline:
+            seen = subprocess.run(
+                [sys.executable, "-m", "vmlog.cli.main", "ssh", name, "--", "id", "-un", "&&", "cat",
+                 "/etc/vmlog-written.txt"], env=env_b, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                timeout=120,
+            )  # fmt: skip
+            if seen.returncode == 0:
+                break
+            time.sleep(10)
+        assert seen is not None and seen.returncode == 0, seen and seen.stderr
+        assert seen.stdout.split() == [IMPORTER, "written", "by", "write_files"]  # the sender's disk, our login
+        _timed("down + export + import in a second home + boot + vml ssh as the importer", started)
+    finally:
+        subprocess.run([sys.executable, "-m", "vmlog.cli.main", "project", "rm", name, "--yes"], env=env_b,
+                       capture_output=True, timeout=300, stdin=subprocess.DEVNULL)  # fmt: skip

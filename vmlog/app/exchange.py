@@ -248,7 +248,8 @@ def import_state(
         if target.create:
             cpus, memory_mib = spec_numbers(verified.manifest.get("vm_spec") or {})
             made = create_imported_project(target.name, image, sid, backend=backend or "kvm",
-                                           backend_options=backend_options, cpus=cpus, memory_mib=memory_mib, ctx=ctx)
+                                           backend_options=backend_options, cpus=cpus, memory_mib=memory_mib,
+                                           with_memory=verified.manifest.get("memory") is not None, ctx=ctx)
         missing = releases_not_mounted(verified.state.get("release_mounts"), ctx)
         try:
             memory_note = None

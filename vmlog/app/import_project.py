@@ -72,18 +72,25 @@ def create_imported_project(
     cpus: int,
     memory_mib: int,
     context: Context | None = None,
+    with_memory: bool = False,
     ctx: Workspace,
 ) -> ImportedProject:
     """Make project ``name`` on ``image`` as setup would, seeded with ``context`` (default: :func:`import_context`).
 
     A backend without per-VM port forwards (VMware) gets the plain project an import always made,
-    and a warning: there is no forward for ``vml ssh`` to use.
+    and a warning: there is no forward for ``vml ssh`` to use. So does a bundle with a memory image
+    (``with_memory``): QEMU resumes it only into a VM with the sender's devices, and a seed drive or
+    another NIC would make the restore fail.
     """
-    if not _forwards_ports(backend, backend_options):
+    why_plain = None
+    if with_memory:
+        why_plain = "the state resumes from its memory image, which needs the sender's devices"
+    elif not _forwards_ports(backend, backend_options):
+        why_plain = f"the {backend} backend has no per-VM port forwards"
+    if why_plain is not None:
         projects.new_project(name, image.sha256, backend=backend, backend_options=backend_options, cpus=cpus,
                              memory_mib=memory_mib, ctx=ctx)  # fmt: skip
-        warning = (f"the {backend} backend has no per-VM port forwards, so the imported project has no SSH forward"
-                   f" or seed: log in with `vml console {name}`")  # fmt: skip
+        warning = f"{why_plain}, so the imported project has no SSH forward or seed: log in with `vml console {name}`"
         return ImportedProject(None, None, SEED_NONE, [warning])
     made = new_project_with_context(
         name, image.sha256, context or import_context(name, state_id), kind=seed_kind_for(image, ctx),

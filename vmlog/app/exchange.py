@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from vmlog.app import projects, states
+from vmlog.app.import_project import create_imported_project, releases_not_mounted
 from vmlog.app.refusals import refusal_logged
 from vmlog.app.session import session
 from vmlog.appliances import download
@@ -91,6 +92,10 @@ class ImportResult:
     sender: str
     memory_skipped: bool = False
     memory_note: str | None = None  # why the memory image was not imported
+    releases_not_mounted: list[str] = field(default_factory=list)  # the state's releases whose source is missing
+    ssh_port: int | None = None  # a new project's forwarded SSH port
+    user: str | None = None  # the user a new project's seed gives the importer
+    warnings: list[str] = field(default_factory=list)  # what the importer must know (shown with the result)
 
 
 @dataclass(frozen=True)
@@ -239,10 +244,13 @@ def import_state(
             if target.create:  # every check of the layers runs before the project exists
                 progress("checking the layers", 0.15)
                 reader = stack.enter_context(prepared_layers(reader, image, ctx.home.cache, target.name))
+        made = None
         if target.create:
             cpus, memory_mib = spec_numbers(verified.manifest.get("vm_spec") or {})
-            projects.new_project(target.name, image.sha256, backend=backend or "kvm",
-                                 backend_options=backend_options, cpus=cpus, memory_mib=memory_mib, ctx=ctx)
+            made = create_imported_project(target.name, image, sid, backend=backend or "kvm",
+                                           backend_options=backend_options, cpus=cpus, memory_mib=memory_mib,
+                                           with_memory=verified.manifest.get("memory") is not None, ctx=ctx)
+        missing = releases_not_mounted(verified.state.get("release_mounts"), ctx)
         try:
             memory_note = None
             if verified.manifest.get("memory") is not None:
@@ -250,7 +258,7 @@ def import_state(
                 memory_note = memory_fits(ctx.projects.get(target.name), verified.manifest["memory"])
             incoming = IncomingState(reader, verified, image, describe_signer(verified.signer),
                                      memory=verified.manifest.get("memory") is not None and memory_note is None)
-            state = _record_import(ctx, target.name, incoming, progress)
+            state = _record_import(ctx, target.name, incoming, progress, missing)
             if target.create:
                 states.restore_state(target.name, sid, discard=True, ctx=ctx)
         except BaseException:
@@ -265,7 +273,9 @@ def import_state(
         project=target.name, state_id=sid, state_name=state.name, new_project=target.create,
         base_downloaded=downloaded, signer=verified.signer, sender=_sender(verified),
         since_id=verified.since["state_id"] if verified.since else None,
-        memory_skipped=memory_note is not None, memory_note=memory_note,
+        memory_skipped=memory_note is not None, memory_note=memory_note, releases_not_mounted=missing,
+        ssh_port=made.ssh_port if made else None, user=made.user if made else None,
+        warnings=[*(made.warnings if made else []), *(f"release {line} was not re-mounted" for line in missing)],
     )
 
 
@@ -273,12 +283,19 @@ def _sender(bundle: VerifiedBundle) -> str:
     return str(bundle.state.get("author") or "unknown")
 
 
-def _record_import(ctx: Workspace, name: str, incoming: IncomingState, progress: Progress) -> State:
-    """The bundle's state recorded in project ``name`` in one logbook row, under the project's lock."""
+def _record_import(
+    ctx: Workspace, name: str, incoming: IncomingState, progress: Progress, missing: list[str]
+) -> State:
+    """The bundle's state recorded in project ``name`` in one logbook row, under the project's lock.
+
+    ``missing`` are the state's releases that cannot be re-mounted here: the row names them.
+    """
     bundle = incoming.bundle
     args: dict[str, Any] = {
         "file": bundle.path.name, "sender": _sender(bundle), "signer": bundle.signer.name if bundle.signer else None,
     }
+    if missing:
+        args["releases_not_mounted"] = missing
     if bundle.signer is not None:
         args.update(fingerprint=bundle.signer.fingerprint, signer_known=bundle.signer.known)
     with session(ctx, name, "state import", **args) as op:
@@ -288,7 +305,7 @@ def _record_import(ctx: Workspace, name: str, incoming: IncomingState, progress:
             state = add_bundle_state(files, driver, incoming, work=work, progress=progress)
         op.message = f"imported {state.label()} from {_sender(bundle)} ({incoming.describe})" + (
             f", on top of {bundle.since['state_id'][:8]}" if bundle.since else ""
-        )
+        ) + "".join(f"; release {line} was not re-mounted" for line in missing)
     return state
 
 

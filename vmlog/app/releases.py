@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +22,12 @@ from vmlog.projects.releases import (
     guest_facts,
     guest_kind_for,
     guest_mount_commands,
-    guest_run,
     host_mountpoints,
     hotplug_share,
+    mount_in_guest,
     project_releases,
     public_source,
+    umount_in_guest,
     with_release_shares,
     write_cernvm_seed,
     write_project_releases,
@@ -39,6 +39,8 @@ from vmlog.releases.mounts import MountHandle
 from vmlog.releases.object_cache import DEFAULT_LIMIT as DEFAULT_CACHE_LIMIT
 from vmlog.releases.sources import add_source, get_source, load_sources, make_source, remove_source
 from vmlog.workspace import Workspace, workspace
+
+GUEST_MOUNT_TIMEOUT = 60.0  # the agent of a running guest answers at once; after --restart it booted already
 
 
 def _share_into_running_vm(
@@ -63,14 +65,20 @@ def _share_into_running_vm(
             outcome.messages.append(f"hot-plug refused ({why}); restarting the VM to share the release")
             backend.shutdown(project.vm_name)
             outcome.warnings += start_vm(backend, files, files.load()) or []
-            outcome.guest = "mounted"
-            return
     if not guest_facts(files, project)["agent"]:
-        outcome.guest = "next boot"
-        outcome.warnings.append("mount it in the guest: " + guest_mount_commands([item])[0])
+        outcome.guest = "attached"
+        outcome.warnings.append("the share is in the VM; mount it in the guest: " + guest_mount_commands([item])[0])
         return
-    guest_run(files, project, guest_mount_commands([item]), timeout=60)
+    not_mounted = mount_in_guest(files, project, item, timeout=GUEST_MOUNT_TIMEOUT)
+    if not_mounted is not None:
+        outcome.guest = "attached"
+        outcome.warnings.append(
+            f"the share is in the VM but it is not mounted in the guest ({not_mounted}); mount it there: "
+            + guest_mount_commands([item])[0]
+        )
+        return
     outcome.guest = "mounted"
+    outcome.messages.append(f"mounted in the guest at {item.guest_path} (checked in its /proc/mounts)")
 
 
 def mount_in_project(
@@ -150,8 +158,7 @@ def umount_in_project(project_name: str | None, release_name: str, *, ctx: Works
                 running_vm = vm_state(backend, project.vm_name) in (VMState.RUNNING, VMState.PAUSED)
                 if running_vm:
                     if guest_facts(files, project)["agent"]:
-                        path = shlex.quote(item.guest_path)
-                        guest_run(files, project, [f"! mountpoint -q {path} || umount {path}"], timeout=30)
+                        umount_in_guest(files, project, item)  # Busy (nothing detached) if the guest holds it
                     folder = SharedFolder(item.tag, host_mountpoints(name, ctx.home).get(item.name, Path("/")))
                     why = hotplug_share(backend, project.vm_name, folder, attach=False)
                     if why is not None:

@@ -57,7 +57,8 @@ def open_guest(backend: Hypervisor, vm_name: str, kind: str | None, channel_sock
         return backend.guest_agent(vm_name)
     raise Unsupported(
         f"VM {vm_name!r} has no guest agent vmlog can reach",
-        fix="install the platform's guest agent in the guest (qemu-guest-agent under libvirt), or use `vml ssh`",
+        fix="install the platform's guest agent in the guest (qemu-guest-agent under libvirt; VirtualBox Guest"
+        " Additions or open-vm-tools with VMLOG_GUEST_USER and VMLOG_GUEST_PASSWORD set), or use `vml ssh`",
     )
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hypervisors.base import Hypervisor
-from hypervisors.errors import OperationFailed, ReportableError
+from hypervisors.errors import OperationFailed, ReportableError, Unsupported
 from hypervisors.guest import GuestAgent
 from vmlog.context.guest import STANDARD_AGENT, open_guest
 
@@ -107,17 +107,42 @@ def quiesced(
     if result.thaw_error is not None and not body_failed:
         raise OperationFailed(
             f"the guest's filesystems may still be frozen: {result.thaw_error}",
-            fix=f"thaw them by hand: `virsh domfsthaw {vm_name}`",
+            fix=thaw_fix(backend, vm_name),
         )
+
+
+def thaw_fix(backend: Hypervisor, vm_name: str) -> str:
+    """How to thaw a guest by hand: libvirt's own command, else ``fsfreeze -u`` from the guest's console."""
+    by_hand = "or run `fsfreeze -u` on each frozen mount point as root from the guest's console (`vml console`)"
+    if backend.name == "kvm":
+        return f"thaw them by hand: `virsh domfsthaw {vm_name}`, {by_hand}"
+    return f"restart the guest's {backend.name} agent, {by_hand}"
+
+
+def _keeps_its_own_clock(agent: GuestAgent) -> bool:
+    """True for an agent whose own ``set_time`` refuses because the guest's services set the clock.
+
+    The contract's default ``set_time`` means "cannot"; VirtualBox Guest Additions and VMware Tools
+    override it to say their services resynchronise the clock after a resume.
+    """
+    return type(agent).set_time is not GuestAgent.set_time
 
 
 def sync_guest_clock(
     backend: Hypervisor, vm_name: str, *, kind: str | None = STANDARD_AGENT, channel_socket: Path | None = None
 ) -> str | None:
-    """Set the guest clock to the host's after a resume (it stood still while saved); None, or why not."""
+    """Set the guest clock to the host's after a resume (it stood still while saved); None, or why not.
+
+    None too where the agent's guest sets its clock itself (Guest Additions, VMware Tools).
+    """
     try:
         with open_guest(backend, vm_name, kind, channel_socket) as agent:
-            agent.set_time()
+            try:
+                agent.set_time()
+            except Unsupported:
+                if _keeps_its_own_clock(agent):
+                    return None
+                raise
     except ReportableError as exc:
         return f"the guest clock was not set: {exc.message}"
     return None

@@ -94,9 +94,17 @@ def wait_until(
 class GuestReadyCheck:
     """Ready when the guest agent answers and cloud-init finished; ``seen`` says how far it got."""
 
-    def __init__(self, agent: GuestAgent, *, cloud_init: bool = True) -> None:
+    def __init__(
+        self, agent: GuestAgent, *, cloud_init: bool = True, fallback: Callable[[], bool] | None = None
+    ) -> None:
+        """``fallback`` (e.g. an SSH banner check) decides where the agent cannot ask the guest about cloud-init.
+
+        Without one, an agent that answers but runs no guest commands (Guest Additions or VMware
+        Tools without a guest login) counts as ready.
+        """
         self.agent = agent
         self.cloud_init = cloud_init
+        self.fallback = fallback
         self.seen = "no answer from the guest agent yet"
 
     def __call__(self) -> bool:
@@ -112,6 +120,13 @@ class GuestReadyCheck:
             return True
         try:
             done = cloud_init_finished(self.agent)
+        except Unsupported as exc:  # the agent has no guest login to run commands with
+            if self.fallback is None:
+                self.seen = f"the guest agent answers (cloud-init not checked: {exc.message})"
+                return True
+            done = self.fallback()
+            self.seen = "ready" if done else f"the guest agent answers; cloud-init cannot be asked ({exc.message})"
+            return done
         except ReportableError as exc:
             self.seen = f"the guest agent answers, but asking it about cloud-init failed ({exc.message})"
             return False

@@ -2,7 +2,10 @@
 
 A guest with shared folders sees the host's mount of a release under a ``rel-*`` tag; one with a
 guest agent vmlog reaches (the standard agent of a real guest, or the test appliance's serial one)
-mounts it at once, others at boot (the command is shown).
+mounts it at once, checked in the guest's ``/proc/mounts``, and a real guest keeps it in its
+``/etc/fstab`` for later boots; others get the command to run. It is unmounted in the guest before
+its share is detached, since a guest left with a mount of a vanished share gets "Transport endpoint
+is not connected".
 """
 
 from __future__ import annotations
@@ -12,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from hypervisors.base import Capability, Hypervisor
-from hypervisors.errors import HypervisorError
+from hypervisors.errors import HypervisorError, ReportableError
 from hypervisors.spec import SharedFolder
 from vmlog.context import project_setup
-from vmlog.context.guest import guest_agent_kind, open_guest
-from vmlog.errors import NotFound, VmlogError
+from vmlog.context.guest import STANDARD_AGENT, guest_agent_kind, open_guest
+from vmlog.errors import Busy, NotFound, VmlogError
 from vmlog.paths import VmlogHome
 from vmlog.projects.backends import open_backend
 from vmlog.projects.model import Project
@@ -90,8 +93,16 @@ def hotplug_share(backend: Hypervisor, vm_name: str, folder: SharedFolder, *, at
     return None
 
 
+def as_root(command: str, runs_as_root: bool) -> str:
+    """``command`` as root: as it is where the agent runs commands as root, else through ``sudo -n`` (no prompt)."""
+    return command if runs_as_root else f"sudo -n sh -c {shlex.quote(command)}"
+
+
 def guest_run(files: ProjectFiles, project: Project, commands: list[str], *, timeout: float) -> None:
-    """Run ``commands`` as root in the guest through its agent, waiting up to ``timeout`` for the agent."""
+    """Run ``commands`` as root in the guest through its agent, waiting up to ``timeout`` for the agent.
+
+    Guest Additions and VMware Tools run commands as the login user: there each goes through ``sudo -n``.
+    """
     kind = guest_facts(files, project)["agent_kind"]
     if kind is None:
         raise NotFound(f"project {project.name!r} has no guest agent", fix="mount it in the guest by hand")
@@ -100,7 +111,38 @@ def guest_run(files: ProjectFiles, project: Project, commands: list[str], *, tim
         with open_guest(backend, project.vm_name, kind, Path(socket) if socket else None) as guest:
             guest.wait_ready(timeout)
             for command in commands:
-                guest.check_shell(command, timeout=120)
+                guest.check_shell(as_root(command, guest.runs_as_root), timeout=120)
+
+
+def mounted_in_guest_check(item: ProjectRelease) -> str:
+    """A command that succeeds only if the guest's kernel has ``item``'s share mounted at its path."""
+    return f"grep -qF {shlex.quote(f'{item.tag} {item.guest_path} virtiofs ')} /proc/mounts"
+
+
+def fstab_entry(item: ProjectRelease) -> str:
+    """The guest's ``/etc/fstab`` line that mounts the share at every boot; ``nofail``: a boot without it goes on."""
+    return f"{item.tag} {item.guest_path} virtiofs ro,nofail 0 0"
+
+
+def fstab_add_command(item: ProjectRelease) -> str:
+    """Add :func:`fstab_entry` to the guest's fstab once (the guest then mounts it at boot on its own)."""
+    prefix = shlex.quote(f"{item.tag} {item.guest_path} ")
+    return f"grep -qF {prefix} /etc/fstab 2>/dev/null || printf '%s\\n' {shlex.quote(fstab_entry(item))} >> /etc/fstab"
+
+
+def fstab_remove_command(item: ProjectRelease) -> str:
+    """Remove ``item``'s line from the guest's fstab (the file is rewritten in place, keeping its owner and mode)."""
+    prefix = shlex.quote(f"{item.tag} {item.guest_path} ")
+    return (
+        f"if grep -qF {prefix} /etc/fstab 2>/dev/null; then {{ grep -vF {prefix} /etc/fstab || true; }}"
+        " > /etc/fstab.vmlog && cat /etc/fstab.vmlog > /etc/fstab && rm -f /etc/fstab.vmlog; fi"
+    )
+
+
+def guest_umount_command(item: ProjectRelease) -> str:
+    """Unmount ``item`` in the guest if it is mounted (``umount`` fails, and says why, while it is busy)."""
+    path = shlex.quote(item.guest_path)
+    return f"! mountpoint -q {path} || umount {path}"
 
 
 def guest_mount_commands(items: list[ProjectRelease]) -> list[str]:
@@ -110,3 +152,45 @@ def guest_mount_commands(items: list[ProjectRelease]) -> list[str]:
         for item in items
         if item.guest == "share"
     ]
+
+
+def mount_in_guest(files: ProjectFiles, project: Project, item: ProjectRelease, *, timeout: float) -> str | None:
+    """Mount ``item``'s share in the running guest through its agent and check the guest's mount table.
+
+    None once the guest's kernel shows the share mounted, else why not. A real guest (the platform's
+    agent) also gets the share in its ``/etc/fstab`` (``nofail``), so it mounts it at every boot on its
+    own; cloud-init's ``mounts`` module would do the same, but only for a new instance-id.
+    """
+    commands = guest_mount_commands([item])
+    if guest_facts(files, project)["agent_kind"] == STANDARD_AGENT:
+        commands.append(fstab_add_command(item))
+    try:
+        guest_run(files, project, commands, timeout=timeout)
+    except ReportableError as exc:  # the agent did not answer, or mount failed in the guest
+        return exc.message
+    try:
+        guest_run(files, project, [mounted_in_guest_check(item)], timeout=timeout)
+    except ReportableError:
+        return f"the guest's /proc/mounts does not show {item.tag} mounted at {item.guest_path}"
+    return None
+
+
+def umount_in_guest(files: ProjectFiles, project: Project, item: ProjectRelease) -> None:
+    """Unmount ``item`` in the running guest (and take it out of its fstab) before its share is detached.
+
+    A detached share under a guest that still has it mounted leaves the guest with "Transport
+    endpoint is not connected"; so a failed unmount (busy, or an agent that does not answer) is
+    ``Busy``, and nothing is detached.
+    """
+    commands = [guest_umount_command(item)]
+    if guest_facts(files, project)["agent_kind"] == STANDARD_AGENT:
+        commands.append(fstab_remove_command(item))
+    try:
+        guest_run(files, project, commands, timeout=30)
+    except ReportableError as exc:
+        raise Busy(
+            f"release {item.name} could not be unmounted in the guest at {item.guest_path}: {exc.message};"
+            " its share stays in the VM",
+            fix=f"close what uses {item.guest_path} in the guest (`fuser -vm {item.guest_path}` lists it), then"
+            f" `vml release umount {item.name} --project {project.name}` again; or `vml down {project.name}` first",
+        ) from exc

@@ -93,7 +93,8 @@ class ReleaseOutcome:
     """What mounting, unmounting or restoring releases did, for the CLI and the GUI to say."""
 
     releases: list[ProjectRelease] = field(default_factory=list)
-    guest: str = ""  # "mounted", "next boot", "seed", "unmounted", "" (nothing to do in the guest)
+    # "mounted" (checked in the guest), "attached" (in the VM, not mounted there), "next boot", "seed", "unmounted", ""
+    guest: str = ""
     messages: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -119,8 +120,15 @@ def write_project_releases(files: ProjectFiles, items: list[ProjectRelease]) -> 
 
 def state_releases(state: State) -> list[ProjectRelease]:
     """The releases a state recorded (records that cannot be read are skipped: they came from a bundle)."""
-    found = []
-    for item in state.release_mounts:
+    return releases_of_records(state.release_mounts)
+
+
+def releases_of_records(records: object) -> list[ProjectRelease]:
+    """The readable releases among ``release_mounts`` records (a state's, or a bundle's untrusted ones)."""
+    found: list[ProjectRelease] = []
+    for item in records if isinstance(records, list) else []:
+        if not isinstance(item, dict):
+            continue
         try:
             found.append(ProjectRelease.from_dict(item))
         except InvalidInput:

@@ -7,8 +7,9 @@ the state; restoring a state mounts the same revisions again and shares them int
 How a release reaches the guest depends on the guest:
 
 * a guest with shared folders (virtiofs with libvirt) sees the host's FUSE mount of the release
-  under a ``rel-*`` tag; a guest with the vmlog agent (the test appliance) mounts it at its mount
-  path at once, others at boot (the command is shown);
+  under a ``rel-*`` tag; a guest with an agent vmlog reaches (a real guest's standard agent, the
+  test appliance's serial one) mounts it at its mount path at once and after every boot, others
+  get the command to run;
 * a CernVM guest (catalog context ``cernvm``) with a CernVM-FS source runs its own client: the
   client configuration, pinned to the revision's root catalog, goes into the contextualisation
   seed and takes effect at the next boot.
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hypervisors.errors import ReportableError
 from hypervisors.spec import VMSpec
 from vmlog.errors import VmlogError
 from vmlog.paths import VmlogHome
@@ -42,6 +42,8 @@ from vmlog.projects.release_guest import (
     guest_run,
     hotplug_share,
     missing_source_warning,
+    mount_in_guest,
+    umount_in_guest,
 )
 from vmlog.projects.release_records import (
     GUEST,
@@ -54,6 +56,7 @@ from vmlog.projects.release_records import (
     public_source,
     record_in_state,
     refuse_memory_save,
+    releases_of_records,
     shares_memory_block,
     state_releases,
     with_release_shares,
@@ -83,12 +86,15 @@ __all__ = [
     "host_mountpoints",
     "hotplug_share",
     "missing_source_warning",
+    "mount_in_guest",
     "project_releases",
     "public_source",
     "record_in_state",
     "refuse_memory_save",
     "shares_memory_block",
     "state_releases",
+    "umount_in_guest",
+    "unconfigured_releases",
     "with_release_shares",
     "write_cernvm_seed",
     "write_project_releases",
@@ -130,6 +136,15 @@ def ensure_host_mounts(
     return mounted, warnings
 
 
+def unconfigured_releases(records: object, where: VmlogHome | None = None) -> list[ProjectRelease]:
+    """The releases among a state's ``release_mounts`` records whose source is not configured here.
+
+    They cannot be re-mounted here until the user adds their source; an import says which they are
+    (records that cannot be read are skipped, as :func:`state_releases` does).
+    """
+    return [item for item in releases_of_records(records) if configured_source(item, where) is None]
+
+
 def _mkdir_share_dirs(project: Project) -> None:
     """An unmounted release's share still needs its directory, or the VM cannot start at all."""
     for folder in VMSpec.from_dict(project.spec).shared_folders:
@@ -147,18 +162,22 @@ def before_boot(files: ProjectFiles, project: Project, where: VmlogHome | None =
 
 
 def after_boot(files: ProjectFiles, project: Project) -> list[str]:
-    """After a cold boot: mount the shared releases in the guest (through the agent, if it has one)."""
+    """After a cold boot: mount the shared releases in the guest (through the agent, if it has one).
+
+    Each mount is checked in the guest's mount table, and a real guest gets it in its fstab, as
+    ``vml release mount`` on a running guest does (:func:`mount_in_guest`).
+    """
     items = [item for item in project_releases(files) if item.guest == "share"]
     if not items:
         return []
-    commands = guest_mount_commands(items)
     if not guest_facts(files, project)["agent"]:
-        return ["mount the releases in the guest: " + "; ".join(commands)]
-    try:
-        guest_run(files, project, commands, timeout=AGENT_BOOT_TIMEOUT)
-    except ReportableError as exc:  # the agent did not answer, or a mount failed in the guest
-        return [f"the releases could not be mounted in the guest: {exc.message}"]
-    return []
+        return ["mount the releases in the guest: " + "; ".join(guest_mount_commands(items))]
+    warnings = []
+    for item in items:
+        why = mount_in_guest(files, project, item, timeout=AGENT_BOOT_TIMEOUT)
+        if why is not None:  # the agent did not answer, or a mount failed in the guest
+            warnings.append(f"release {item.name} could not be mounted in the guest: {why}")
+    return warnings
 
 
 def apply_state(

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pytest
 
 from hypervisors.base import Capability
-from hypervisors.errors import OperationFailed, OperationTimeout
+from hypervisors.errors import OperationFailed, OperationTimeout, Unsupported
 from hypervisors.guest import ExecResult, GuestAgent
 from vmlog.context import quiesce
 from vmlog.context.quiesce import quiesced, sync_guest_clock
@@ -91,8 +91,15 @@ def test_a_thaw_is_retried_and_a_lasting_failure_is_reported() -> None:
     with pytest.raises(OperationFailed, match="may still be frozen") as failure:
         with quiesced(FakeBackend(stuck), "vm"):  # type: ignore[arg-type]
             pass
-    assert "virsh domfsthaw vm" in (failure.value.fix or "")
+    assert "virsh" not in (failure.value.fix or "") and "fsfreeze -u" in (failure.value.fix or "")
     assert stuck.log.count("thaw") == quiesce.THAW_ATTEMPTS
+
+
+def test_the_thaw_fix_names_virsh_only_for_libvirt() -> None:
+    libvirt = FakeBackend(None)
+    libvirt.name = "kvm"
+    assert "`virsh domfsthaw vm`" in quiesce.thaw_fix(libvirt, "vm")  # type: ignore[arg-type]
+    assert "virsh" not in quiesce.thaw_fix(FakeBackend(None), "vm")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("agent", [None, FakeAgent(answers=False)], ids=["no channel", "agent silent"])
@@ -116,3 +123,26 @@ def test_clock_set_after_resume() -> None:
     assert sync_guest_clock(FakeBackend(agent), "vm") is None  # type: ignore[arg-type]
     assert agent.log == ["set-time"]
     assert "not set" in (sync_guest_clock(FakeBackend(FakeAgent(answers=False)), "vm") or "")  # type: ignore[arg-type]
+
+
+class SelfSyncingAgent(FakeAgent):
+    """Like Guest Additions and VMware Tools: the guest's own service sets the clock after a resume."""
+
+    def set_time(self, epoch_ns: int | None = None) -> None:
+        raise Unsupported("the guest's tools set the guest clock themselves after a resume")
+
+
+class ClocklessAgent(GuestAgent):
+    """An agent with the contract's default ``set_time``: it cannot set the clock."""
+
+    def ping(self, timeout: float = 5.0) -> None:
+        return None
+
+    def exec(self, argv: Sequence[str], *, timeout: float = 60.0, stdin: bytes | None = None) -> ExecResult:
+        return ExecResult(0)
+
+
+def test_an_agent_that_sets_the_clock_itself_is_not_reported() -> None:
+    assert sync_guest_clock(FakeBackend(SelfSyncingAgent()), "vm") is None  # type: ignore[arg-type]
+    problem = sync_guest_clock(FakeBackend(ClocklessAgent()), "vm")  # type: ignore[arg-type]
+    assert problem is not None and "cannot set the guest clock" in problem

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from hypervisors.errors import OperationTimeout
+from hypervisors.errors import OperationTimeout, Unsupported
 from hypervisors.guest import ExecResult, GuestAgent
 from vmlog.context import readiness
 from vmlog.context.guest import CLOUD_INIT_DONE, agent_kind_of_boot, guest_agent_kind
@@ -62,3 +62,24 @@ def test_agent_kinds_from_catalog_and_setup_records() -> None:
     assert guest_agent_kind({"agent": True}) == "vmlog"  # setup.json written before there were two kinds
     assert guest_agent_kind({"agent": False, "guest_agent": "standard"}) == "standard"
     assert guest_agent_kind({"agent": False}) is None
+
+
+class LoginlessAgent(GuestAgent):
+    """Answers pings but runs no guest commands (Guest Additions or VMware Tools without a guest login)."""
+
+    kind = "guest-additions"
+
+    def ping(self, timeout: float = 5.0) -> None:
+        return None
+
+    def exec(self, argv: Sequence[str], *, timeout: float = 60.0, stdin: bytes | None = None) -> ExecResult:
+        raise Unsupported("no guest user to run programs as", fix="set VMLOG_GUEST_USER and VMLOG_GUEST_PASSWORD")
+
+
+def test_an_agent_without_a_guest_login_is_ready_when_it_answers_or_by_the_fallback() -> None:
+    check = GuestReadyCheck(LoginlessAgent())
+    assert check() and "cloud-init not checked" in check.seen
+    banners = iter([False, True])
+    with_ssh = GuestReadyCheck(LoginlessAgent(), fallback=lambda: next(banners))
+    assert not with_ssh() and "cloud-init cannot be asked" in with_ssh.seen
+    assert with_ssh() and with_ssh.seen == "ready"

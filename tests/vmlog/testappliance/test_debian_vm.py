@@ -12,6 +12,7 @@ import functools
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,6 +33,7 @@ APPLIANCE = "debian-real"
 PROJECT = "rg"
 USER = "alice"
 HOSTNAME = "real-guest"
+VIRTIOFSD = ("/usr/libexec/virtiofsd", "/usr/lib/qemu/virtiofsd")
 
 
 def _cache() -> Path:
@@ -130,7 +132,7 @@ def guest(debian_image: Path) -> Iterator[dict[str, Any]]:
         started = time.monotonic()
         done = _vml(env, "setup", APPLIANCE, "--name", PROJECT, "--context", str(context), "--json", timeout=1500)
         _timed("vml setup (pull + first boot to agent and cloud-init done)", started)
-        yield {"env": env, "setup": json.loads(done.stdout), "home": home}
+        yield {"env": env, "setup": json.loads(done.stdout), "home": home, "www": www, "base": base}
     finally:
         with_env = {k: v for k, v in saved.items() if v is not None}
         subprocess.run([sys.executable, "-m", "vmlog.cli.main", "project", "rm", PROJECT, "--yes"], env=env,
@@ -189,6 +191,47 @@ def test_the_guest_channel_contract_on_real_qemu_ga(guest: dict[str, Any]) -> No
         assert abs(skew) < 30, skew
 
 
+def test_the_conformance_guest_checks_pass_on_real_qemu_ga(guest: dict[str, Any]) -> None:
+    """The checks the conformance suite holds the simulated agents to, on libvirt's real qemu-ga."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hypervisors" / "conformance"))
+    import guest_checks
+
+    from vmlog.projects.backends import open_backend
+    from vmlog.workspace import Workspace
+
+    project = Workspace.default().projects.get(PROJECT).load()
+    started = time.monotonic()
+    with open_backend(project) as backend, backend.guest_agent(project.vm_name) as agent:
+        guest_checks.check_ping_and_info(agent)
+        guest_checks.check_exec(agent)
+        guest_checks.check_file_round_trip(agent)
+        guest_checks.check_os_and_network(agent)
+        guest_checks.check_fsfreeze(agent, offered=True)
+    _timed("conformance guest checks on qemu-ga", started)
+
+
+RELEASE = "1.0.0"
+GUEST_RELEASE = f"/cvmfs-releases/{RELEASE}"
+README = "Physics release 1.0.0"
+
+
+def _mount_release_while_down(guest: dict[str, Any]) -> bool:
+    """Publish a release tree, add it as a source and mount a release for the stopped project (shared at boot)."""
+    if shutil.which("fusermount3") is None or not any(Path(p).exists() for p in VIRTIOFSD):
+        return False
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "releases"))
+    from release_repos import HttpTreeBuilder
+
+    tree = HttpTreeBuilder(guest["www"] / "tree")
+    tree.add_file(f"releases/1.0/{RELEASE}/share/README", (README + "\n").encode())
+    tree.publish(1, "first")
+    env = guest["env"]
+    _vml(env, "release", "source", "add", f"{guest['base']}/tree", "--kind", "http-tree",
+         "--pattern", "releases/{series}/{release}")  # fmt: skip
+    _vml(env, "release", "mount", RELEASE, "--project", PROJECT)
+    return True
+
+
 def test_quiesced_live_save_keeps_unsynced_data(guest: dict[str, Any]) -> None:
     from vmlog.app.states import save_state
     from vmlog.context.quiesce import quiesced
@@ -206,9 +249,84 @@ def test_quiesced_live_save_keeps_unsynced_data(guest: dict[str, Any]) -> None:
     started = time.monotonic()
     _vml(guest["env"], "down", PROJECT, "--timeout", "300")  # ACPI power button; systemd shuts down
     _vml(guest["env"], "state", "restore", "quiesced", "--project", PROJECT, "--discard")
+    guest["release"] = _mount_release_while_down(guest)  # shares it from this boot on: no boot of its own
     _vml(guest["env"], "up", PROJECT)
     restored, after = _ask("sha256sum < /root/unsynced.bin", "test -e /root/after-save.txt && echo yes || echo no",
                            timeout=900)  # fmt: skip
     _timed("down (ACPI) + restore + boot to agent", started)
     assert restored.split()[0] == digest
     assert after == "no"
+
+
+def test_a_release_in_the_real_guest_is_mounted_checked_and_unmounted_first(guest: dict[str, Any]) -> None:
+    """Mounted at boot through qemu-ga and kept in fstab; unmounted in the guest before its share leaves; busy refused.
+
+    Runs on the boot of the quiesced-save test (which mounted the release while the VM was down).
+    """
+    if not guest.get("release"):
+        pytest.skip("needs fuse3 and virtiofsd on the host (and the boot of the quiesced-save test)")
+    env = guest["env"]
+    readme, in_fstab, in_mounts = _ask(
+        f"cat {GUEST_RELEASE}/share/README", f"grep -c 'rel-{RELEASE} {GUEST_RELEASE} virtiofs ro,nofail' /etc/fstab",
+        f"grep -c ' {GUEST_RELEASE} virtiofs ' /proc/mounts",
+    )  # fmt: skip
+    assert (readme, in_fstab, in_mounts) == (README, "1", "1")
+    started = time.monotonic()
+    _vml(env, "release", "umount", RELEASE, "--project", PROJECT)
+    gone, fstab, listing = _ask(
+        f"grep -c ' {GUEST_RELEASE} ' /proc/mounts || true", f"grep -c 'rel-{RELEASE}' /etc/fstab || true",
+        f"ls {GUEST_RELEASE} 2>&1; echo rc=$?",
+    )  # fmt: skip
+    assert (gone, fstab) == ("0", "0") and "Transport endpoint" not in listing, listing
+    mounted = _vml(env, "release", "mount", RELEASE, "--project", PROJECT)  # the VM has shared memory now: hot-plug
+    assert "mounted in the guest" in mounted.stdout + mounted.stderr, mounted.stderr
+    assert _ask(f"cat {GUEST_RELEASE}/share/README") == [README]
+    _ask(f"setsid sh -c 'cd {GUEST_RELEASE} && exec sleep 600' </dev/null >/dev/null 2>&1 & echo started")
+    busy = subprocess.run([sys.executable, "-m", "vmlog.cli.main", "release", "umount", RELEASE, "--project", PROJECT],
+                          env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600)  # fmt: skip
+    assert busy.returncode != 0 and "could not be unmounted in the guest" in busy.stderr, busy.stderr
+    assert "fuser -vm" in busy.stderr
+    assert _ask(f"cat {GUEST_RELEASE}/share/README") == [README]  # the share stayed: the guest still reads it
+    _ask("pkill -f '^sleep 600$'; sleep 1; echo killed")
+    _vml(env, "release", "umount", RELEASE, "--project", PROJECT)
+    _timed("release umount + live mount + busy refusal + umount in the real guest", started)
+
+
+IMPORTER = "bob"
+
+
+def test_an_imported_state_is_logged_into_as_the_importer(guest: dict[str, Any], debian_image: Path) -> None:
+    """Export, import in a second home with another user and key, boot: the seed's new instance-id brings the key."""
+    env = guest["env"]
+    home_b = guest["home"] / "importer"
+    (home_b / "user" / ".ssh").mkdir(parents=True)
+    key_b = home_b / "user" / ".ssh" / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key_b)], check=True)
+    env_b = {**env, "VMLOG_HOME": str(home_b / "vmlog"), "HOME": str(home_b / "user"), "USER": IMPORTER,
+             "LOGNAME": IMPORTER}  # fmt: skip
+    started = time.monotonic()
+    _vml(env, "down", PROJECT, "--timeout", "300")  # one TCG guest at a time on this machine
+    _vml(env, "state", "save", "to-send", "--project", PROJECT)
+    _vml(env, "state", "export", "to-send", "--project", PROJECT, "--output", str(home_b))
+    (bundle,) = home_b.glob("*.vmlstate")
+    base = _qcow2(debian_image)  # the base the sender pulled, so nothing is downloaded
+    imported = json.loads(_vml(env_b, "state", "import", str(bundle), "--trust", "--base", str(base), "--json").stdout)
+    name = imported["project"]
+    try:
+        _vml(env_b, "up", name)
+        deadline, seen = time.monotonic() + 900, None
+        while time.monotonic() < deadline:
+            seen = subprocess.run(
+                [sys.executable, "-m", "vmlog.cli.main", "ssh", name, "--", "id", "-un", "&&", "cat",
+                 "/etc/vmlog-written.txt"], env=env_b, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                timeout=120,
+            )  # fmt: skip
+            if seen.returncode == 0:
+                break
+            time.sleep(10)
+        assert seen is not None and seen.returncode == 0, seen and seen.stderr
+        assert seen.stdout.split() == [IMPORTER, "written", "by", "write_files"]  # the sender's disk, our login
+        _timed("down + export + import in a second home + boot + vml ssh as the importer", started)
+    finally:
+        subprocess.run([sys.executable, "-m", "vmlog.cli.main", "project", "rm", name, "--yes"], env=env_b,
+                       capture_output=True, timeout=300, stdin=subprocess.DEVNULL)  # fmt: skip

@@ -120,6 +120,9 @@ class ExchangeActions:
     def _imported(self, result: exchange.ImportResult) -> None:
         self.last_import = result
         self.select_project(result.project, state=result.state_id)
+        if result.warnings:
+            self.notify(f"Imported into {result.project}", "The state was imported, with something to know.",
+                        "\n".join(result.warnings))
 
     def notify(self, title: str, text: str, details: str = "") -> QMessageBox:
         """A non-blocking message about a finished job (the export's size, where a mail went)."""

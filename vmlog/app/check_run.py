@@ -229,7 +229,8 @@ def run_checks(
         if kind is None:
             raise Unsupported(
                 f"the guest of {name!r} has no agent vmlog can reach, so checks cannot run in it",
-                fix="install the platform's guest agent in the guest (qemu-guest-agent under libvirt)",
+                fix="install the platform's guest agent in the guest (qemu-guest-agent under libvirt; VirtualBox"
+                " Guest Additions or open-vm-tools with VMLOG_GUEST_USER and VMLOG_GUEST_PASSWORD set)",
             )
         with _open_clone_backend(proj, backend) as hv, _state_disks(ctx, files, proj) as disks:
             run = CheckRun(project=name, backend=hv.name)

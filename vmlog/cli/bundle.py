@@ -174,6 +174,11 @@ def import_(
     if remember_signer and result.signer is not None and not result.signer.known:
         fp = exchange.remember_signer(Workspace.default(), result.signer)
         info(f"accepted the key of {result.signer.name} ({fp})")
+    _say_imported(result, json_output)
+
+
+def _say_imported(result: exchange.ImportResult, json_output: bool) -> None:
+    """What `vml state import` prints: JSON on request, then the summary, warnings and the next step."""
     if json_output:
         print_json(
             {
@@ -186,6 +191,10 @@ def import_(
                 "sender": result.sender,
                 "signer": result.signer.name if result.signer else None,
                 "signer_known": result.signer.known if result.signer else None,
+                "ssh_port": result.ssh_port,
+                "user": result.user,
+                "releases_not_mounted": result.releases_not_mounted,
+                "warnings": result.warnings,
             }
         )
     where = "new project" if result.new_project else "project"
@@ -201,6 +210,10 @@ def import_(
             f"the bundle's memory image was not imported ({result.memory_note}); the disks were, and the"
             " VM cold-boots from them"
         )
+    for warning in result.warnings:
+        warn(warning)
+    if result.new_project and result.ssh_port:
+        info(f"log in with `vml ssh {result.project}` (as {result.user}, port {result.ssh_port})")
     if not result.new_project:
         info(f"go there with `vml state restore {result.state_id[:12]} -p {result.project}`")
 

@@ -189,7 +189,7 @@ def _say(outcome: ReleaseOutcome, json_output: bool, *, verb: str = "mounted") -
         print_json(outcome.to_dict())
         return
     for item in outcome.releases:
-        info(f"{verb} {item.describe()}" + (f" at {item.guest_path} in the guest" if verb == "mounted" else ""))
+        info(f"{verb} {item.describe()}" + (f" at {item.guest_path}" if verb == "mounted" else ""))
     for message in outcome.messages:
         info(message)
     for warning in outcome.warnings:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 from hypervisors import qemu_img
 from vmlog.bundles.block_index import BaseBlockIndex, fingerprint
 from vmlog.bundles.blocks import BASE, BLOCK_SIZE, COPY, DATA, MAX_RUN, ZERO, BlockEncoder
-from vmlog.bundles.delta import COMPARE_CHUNK, DeltaStats, _candidate_ranges, _chain
+from vmlog.bundles.delta import COMPARE_CHUNK, DeltaStats, chain_info, map_extents, ranges_above
 from vmlog.bundles.image_read import Readable, open_image
 from vmlog.bundles.nbd import NbdImage
 from vmlog.errors import InvalidInput
@@ -155,19 +156,65 @@ def _compare_chunk(off: int, new: bytes, old: bytes, cls: _Classifier) -> None:
                 cls.block(first + pos // BLOCK_SIZE, piece)
 
 
+def _pieces(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``ranges`` cut into reads of at most :data:`COMPARE_CHUNK` bytes."""
+    return [(off, min(COMPARE_CHUNK, end - off)) for start, end in ranges for off in range(start, end, COMPARE_CHUNK)]
+
+
 def _scan(src: Readable, ref: Readable, ranges: list[tuple[int, int]], cls: _Classifier, progress: Progress) -> int:
-    total = sum(end - start for start, end in ranges)
+    """Compare ``src`` with ``ref`` over ``ranges``, both read with requests in flight ahead of the compare."""
+    pieces = _pieces(ranges)
+    total = sum(n for _off, n in pieces)
     scanned = 0
-    for start, end in ranges:
-        for off in range(start, end, COMPARE_CHUNK):
-            n = min(COMPARE_CHUNK, end - off)
-            new = src.read(off, n)
-            old = ref.read(off, n)
-            scanned += n
-            progress(scanned, total)
-            if new != old:
-                _compare_chunk(off, new, old, cls)
+    for (off, new), (_off, old) in zip(src.read_many(pieces), ref.read_many(pieces), strict=True):
+        scanned += len(new)
+        progress(scanned, total)
+        if new != old:
+            _compare_chunk(off, new, old, cls)
     return scanned
+
+
+@dataclass
+class _Opened:
+    """The images and facts a delta needs, gathered with the slow process start-ups overlapped."""
+
+    size: int
+    ranges: list[tuple[int, int]]
+    src: Readable
+    ref: Readable
+
+
+def _open_inputs(stack: ExitStack, top: Path, top_format: str, reference: Path, reference_format: str) -> _Opened:
+    """qemu-nbd for ``top`` (and a non-raw reference) while ``qemu-img info --backing-chain`` and ``map`` run.
+
+    Why overlapped: each is a process start-up of 20-60 ms, and they are independent; run in turn
+    they were most of the export of a small change.
+    """
+    with ThreadPoolExecutor(2, thread_name_prefix="bundle-open") as pool:
+        chain_f = pool.submit(chain_info, top, top_format)
+        map_f = pool.submit(map_extents, top, top_format)
+        # qemu-nbd is started from this thread: it gets PR_SET_PDEATHSIG, and would die with a pool thread
+        src = stack.enter_context(NbdImage(top, top_format))
+        ref = open_image(stack, reference, reference_format)
+    chain = chain_f.result()
+    files = [Path(e["filename"]).resolve() for e in chain]
+    depth = files.index(reference) if reference in files else None
+    size = chain[0]["virtual-size"]
+    ref_size = chain[depth]["virtual-size"] if depth is not None else qemu_img.info(reference, reference_format)[
+        "virtual-size"
+    ]
+    if ref_size != size:
+        raise InvalidInput(
+            f"disk {top.name} and its reference {reference.name} differ in size",
+            fix="export disks that keep the base image's size",
+        )
+    if depth == 0:
+        ranges: list[tuple[int, int]] = []
+    elif depth is None:
+        ranges = [(0, size)] if size else []
+    else:
+        ranges = ranges_above(map_f.result(), depth, size)
+    return _Opened(size, ranges, src, ref)
 
 
 def write_block_delta(
@@ -175,7 +222,7 @@ def write_block_delta(
     top_format: str,
     reference: Path,
     reference_format: str,
-    sink: Callable[[bytes], object],
+    sink: Callable[[bytes | bytearray | memoryview], object],
     *,
     base: tuple[Path, str] | None = None,
     index: BaseBlockIndex | None = None,
@@ -186,25 +233,17 @@ def write_block_delta(
     ``base`` (image, format) with its ``index`` lets blocks found in the base travel as references.
     """
     top, reference = Path(top).resolve(), Path(reference).resolve()
-    size = qemu_img.info(top, top_format)["virtual-size"]
-    if qemu_img.info(reference, reference_format)["virtual-size"] != size:
-        raise InvalidInput(
-            f"disk {top.name} and its reference {reference.name} differ in size",
-            fix="export disks that keep the base image's size",
-        )
-    chain = _chain(top, top_format)
-    depth = chain.index(reference) if reference in chain else None
-    ranges = [] if depth == 0 else _candidate_ranges(top, top_format, depth, size)
-    encoder = BlockEncoder(sink, size)
-    runs = _Runs(encoder)
     with ExitStack() as stack:
-        src = stack.enter_context(NbdImage(top, top_format))
-        ref = open_image(stack, reference, reference_format)
+        opened = _open_inputs(stack, top, top_format, reference, reference_format)
+        encoder = BlockEncoder(sink, opened.size)
+        runs = _Runs(encoder)
         base_img = None
         if base is not None and index is not None and len(index):
-            base_img = ref if Path(base[0]).resolve() == reference else open_image(stack, Path(base[0]), base[1])
-        scanned = _scan(src, ref, ranges, _Classifier(runs, src, base_img, index), progress)
+            same = Path(base[0]).resolve() == reference
+            base_img = opened.ref if same else open_image(stack, Path(base[0]), base[1])
+        cls = _Classifier(runs, opened.src, base_img, index)
+        scanned = _scan(opened.src, opened.ref, opened.ranges, cls, progress)
     runs.flush()
     encoder.close()
     b = runs.bytes
-    return BlockDeltaStats(size, b[DATA], b[ZERO], scanned, b[BASE], b[COPY])
+    return BlockDeltaStats(opened.size, b[DATA], b[ZERO], scanned, b[BASE], b[COPY])

@@ -15,6 +15,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hypervisors import qemu_img
 from vmlog.bundles.nbd import NbdImage
@@ -37,18 +38,29 @@ class DeltaStats:
 
 def _chain(top: Path, fmt: str) -> list[Path]:
     """The files of ``top``'s backing chain, top first (trusted, vmlog-made images only)."""
-    out = qemu_img.run(["info", "--backing-chain", "--output=json", "-f", fmt, str(top)])
-    entries = json.loads(out)
-    if isinstance(entries, dict):
-        entries = [entries]
-    return [Path(e["filename"]).resolve() for e in entries]
+    return [Path(e["filename"]).resolve() for e in chain_info(top, fmt)]
+
+
+def chain_info(top: Path, fmt: str) -> list[dict[str, Any]]:
+    """``qemu-img info`` of every file of ``top``'s backing chain, top first (trusted, vmlog-made images only)."""
+    entries = json.loads(qemu_img.run(["info", "--backing-chain", "--output=json", "-f", fmt, str(top)]))
+    return [entries] if isinstance(entries, dict) else entries
+
+
+def map_extents(top: Path, fmt: str) -> list[dict[str, Any]]:
+    """``qemu-img map`` of ``top``: its extents with the chain depth each is allocated at."""
+    return json.loads(qemu_img.run(["map", "--output=json", "-f", fmt, str(top)]))
 
 
 def _candidate_ranges(top: Path, fmt: str, ref_depth: int | None, size: int) -> list[tuple[int, int]]:
     """Cluster-aligned, merged ranges allocated above the reference (everything if unrelated)."""
     if ref_depth is None:
         return [(0, size)] if size else []
-    extents = json.loads(qemu_img.run(["map", "--output=json", "-f", fmt, str(top)]))
+    return ranges_above(map_extents(top, fmt), ref_depth, size)
+
+
+def ranges_above(extents: list[dict[str, Any]], ref_depth: int, size: int) -> list[tuple[int, int]]:
+    """Cluster-aligned, merged ranges of ``extents`` allocated above chain depth ``ref_depth``."""
     ranges: list[tuple[int, int]] = []
     cs = DELTA_CLUSTER_SIZE
     for ext in extents:

@@ -108,8 +108,9 @@ class _Classifier:
         self.runs = runs
         self.own = _SourceWindow(src)
         self.base = _SourceWindow(base) if base is not None else None
-        self.index = index
-        self.seen: dict[bytes, int] = {}
+        self.lookup = index.lookup if index is not None and base is not None and len(index) else None
+        self.seen: dict[int, int] = {}
+        self._add = runs.add
 
     def block(self, n: int, data: bytes) -> None:
         if data == _ZERO_BLOCK:
@@ -121,15 +122,15 @@ class _Classifier:
         key = fingerprint(data)
         earlier = self.seen.get(key)
         if earlier is not None and self.own.block(earlier) == data:
-            self.runs.add(COPY, n, data, earlier)
+            self._add(COPY, n, data, earlier)
             return
-        found = self.index.lookup(key) if self.index is not None and self.base is not None else None
+        found = self.lookup(key) if self.lookup is not None else None
         if found is not None and self.base is not None and self.base.block(found) == data:
-            self.runs.add(BASE, n, data, found)
+            self._add(BASE, n, data, found)
             return
         if len(self.seen) < MAX_SEEN:
             self.seen.setdefault(key, n)
-        self.runs.add(DATA, n, data)
+        self._add(DATA, n, data)
 
     def zero_cluster(self, n: int) -> None:
         for i in range(_CLUSTER // BLOCK_SIZE):

@@ -148,7 +148,8 @@ class BlockDecoder:
         need = _RECORD.size + {DATA: count * BLOCK_SIZE, ZERO: 0}.get(kind, _SOURCE.size)
         if len(self._buf) < need:
             return False
-        body = bytes(self._buf[_RECORD.size : need])
+        with memoryview(self._buf) as view:  # one copy of the body, not two
+            body = bytes(view[_RECORD.size : need])
         del self._buf[:need]
         if kind == DATA:
             record = Record(kind, first, count, data=body)

@@ -69,6 +69,8 @@ class NbdImage:
         self._handle = 0
         self._inflight: dict[int, tuple[int, int, int]] = {}  # handle -> (command, offset, length)
         self._early: dict[int, bytes] = {}  # replies that came before the one awaited
+        self._behind: deque[tuple[int, int]] = deque()  # writes sent and not yet answered: (handle, length)
+        self._behind_bytes = 0
         self._sock = self._connect(sock_path, timeout)
         try:
             self.size, self._tflags = self._negotiate()
@@ -121,9 +123,11 @@ class NbdImage:
             self._recv(124)
         return size, tflags
 
-    def _send(self, cmd: int, offset: int, length: int, payload: bytes = b"") -> int:
+    def _send(self, cmd: int, offset: int, length: int, payload: bytes | memoryview = b"") -> int:
         self._handle += 1
-        self._sock.sendall(struct.pack(">IHHQQI", _REQUEST_MAGIC, 0, cmd, self._handle, offset, length) + payload)
+        self._sock.sendall(struct.pack(">IHHQQI", _REQUEST_MAGIC, 0, cmd, self._handle, offset, length))
+        if payload:
+            self._sock.sendall(payload)
         self._inflight[self._handle] = (cmd, offset, length)
         return self._handle
 
@@ -168,6 +172,7 @@ class NbdImage:
             yield offset, self._reply(handle)
 
     def read(self, offset: int, length: int) -> bytes:
+        self.settle()
         parts = []
         while length > 0:
             n = min(length, MAX_REQUEST)
@@ -176,15 +181,36 @@ class NbdImage:
             length -= n
         return b"".join(parts)
 
-    def write(self, offset: int, data: bytes | memoryview) -> None:
+    def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
+        self.write_behind(offset, data)
+        self.settle()
+
+    def write_behind(self, offset: int, data: bytes | bytearray | memoryview) -> None:
+        """Send a write without waiting for its reply (at most :data:`MAX_REQUEST` bytes stay unanswered).
+
+        Why: an import writes many small records, and waiting for each reply would cost a round trip
+        each. A read of the same bytes must come after :meth:`settle`, which also raises a failed write's error.
+        """
         view = memoryview(data)
         pos = 0
         while pos < len(view):
             n = min(len(view) - pos, MAX_REQUEST)
-            self._request(_CMD_WRITE, offset + pos, n, bytes(view[pos : pos + n]))
+            while self._behind and self._behind_bytes + n > MAX_REQUEST:
+                handle, length = self._behind.popleft()
+                self._behind_bytes -= length
+                self._reply(handle)
+            self._behind.append((self._send(_CMD_WRITE, offset + pos, n, view[pos : pos + n]), n))
+            self._behind_bytes += n
             pos += n
 
+    def settle(self) -> None:
+        """Wait for the replies of every write sent by :meth:`write_behind`."""
+        while self._behind:
+            self._reply(self._behind.popleft()[0])
+        self._behind_bytes = 0
+
     def write_zeroes(self, offset: int, length: int) -> None:
+        self.settle()
         if not self._tflags & _TFLAG_SEND_WRITE_ZEROES:
             self.write(offset, bytes(length))
             return
@@ -195,6 +221,7 @@ class NbdImage:
             length -= n
 
     def flush(self) -> None:
+        self.settle()
         self._request(_CMD_FLUSH, 0, 0)
 
     def close(self) -> None:

@@ -26,7 +26,7 @@ from vmlog.bundles.image_read import Readable, open_image
 from vmlog.bundles.nbd import NbdImage
 from vmlog.errors import InvalidInput
 
-MAX_SEEN = 4 << 20  # fingerprints of this delta's own blocks kept for COPY references (about 16 GiB of change)
+MAX_SEEN = 1 << 20  # fingerprints of this delta's own blocks kept for COPY references (4 GiB of change, ~100 MB)
 _WINDOW = 256  # blocks read ahead from a reference's source, so a copied file costs one read per MiB
 _ZERO_BLOCK = bytes(BLOCK_SIZE)
 _CLUSTER = 65536  # compared whole first; only differing clusters are compared block by block

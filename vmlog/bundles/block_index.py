@@ -32,6 +32,9 @@ _MAGIC = b"VMLBIDX2" if sys.byteorder == "little" else b"VMLBIDB2"  # native ord
 _HEADER = struct.Struct("<8sQ")
 _READ = 8 << 20
 _ZERO_BLOCK = bytes(BLOCK_SIZE)
+_CLUSTER = 65536
+_ZERO_CLUSTER = bytes(_CLUSTER)
+_ZERO_READ = bytes(_READ)
 _MASK = (1 << 64) - 1
 _MIX_B = 0x9E3779B97F4A7C15
 _MIX_C = 0xC2B2AE3D27D4EB4F
@@ -78,14 +81,9 @@ class BaseBlockIndex:
                 return cls(array("Q"), array("I"))
             for off in range(0, size, _READ):
                 chunk = img.read(off, min(_READ, size - off))
-                first = off // BLOCK_SIZE
-                for i in range(0, len(chunk), BLOCK_SIZE):
-                    key = fingerprint(chunk, i)
-                    if key == 0 and chunk[i : i + BLOCK_SIZE] == _ZERO_BLOCK:
-                        continue
-                    keys, blocks = parts[key >> 56]
-                    keys.append(key)
-                    blocks.append(first + i // BLOCK_SIZE)
+                if chunk == _ZERO_READ[: len(chunk)]:  # a hole or an empty part of the disk: no Python loop over it
+                    continue
+                _add_blocks(chunk, off // BLOCK_SIZE, parts)
         return cls(*_sorted_unique(parts))
 
     def save(self, path: Path) -> None:
@@ -120,6 +118,20 @@ class BaseBlockIndex:
         keys = view[_HEADER.size : _HEADER.size + count * 8].cast("Q")
         blocks = view[_HEADER.size + count * 8 :].cast("I")
         return cls(keys, blocks, mapped)
+
+
+def _add_blocks(chunk: bytes, first: int, parts: list[tuple[array, array]]) -> None:
+    """Key and number of every non-zero block of ``chunk`` (block ``first`` onwards), into the part of its key."""
+    for cpos in range(0, len(chunk), _CLUSTER):
+        if chunk.startswith(_ZERO_CLUSTER, cpos):
+            continue
+        for i in range(cpos, min(cpos + _CLUSTER, len(chunk)), BLOCK_SIZE):
+            key = fingerprint(chunk, i)
+            if key == 0 and chunk[i : i + BLOCK_SIZE] == _ZERO_BLOCK:
+                continue
+            keys, blocks = parts[key >> 56]
+            keys.append(key)
+            blocks.append(first + i // BLOCK_SIZE)
 
 
 def _sorted_unique(parts: list[tuple[array, array]]) -> tuple[array, array]:

@@ -51,6 +51,10 @@ class _SourceWindow:
         self._start = -1
         self._data = b""
 
+    def holds(self, n: int) -> bool:
+        """Whether block ``n`` is a whole block of the image."""
+        return 0 <= n < self._image.size // BLOCK_SIZE
+
     def block(self, n: int) -> bytes:
         end = self._start + len(self._data) // BLOCK_SIZE
         if not self._start <= n < end:
@@ -101,6 +105,11 @@ class _Runs:
         self.sha = hashlib.sha256()
 
 
+def block_follows(runs: _Runs, n: int) -> bool:
+    """Whether block ``n`` would extend the record being built."""
+    return runs.count > 0 and n == runs.first + runs.count and runs.count < MAX_RUN
+
+
 class _Classifier:
     """Decides, block by block, how a differing block travels."""
 
@@ -119,6 +128,13 @@ class _Classifier:
         if len(data) < BLOCK_SIZE:  # a disk whose size is not a multiple of 4 KiB: its last piece
             self.runs.add(DATA, n, bytes(data) + bytes(BLOCK_SIZE - len(data)))
             return
+        runs = self.runs
+        if runs.kind == BASE and block_follows(runs, n) and self.base is not None:
+            # a copied file continues where its previous block came from: check that before any lookup
+            guess = runs.source + runs.count
+            if self.base.holds(guess) and self.base.block(guess) == data:
+                self._add(BASE, n, data, guess)
+                return
         key = fingerprint(data)
         earlier = self.seen.get(key)
         if earlier is not None and self.own.block(earlier) == data:

@@ -80,9 +80,16 @@ class CompressingSink:
     """
 
     def __init__(
-        self, dest: Path, *, level: int = DEFAULT_LEVEL, threads: int | None = None, long_distance: bool = False
+        self,
+        dest: Path | BinaryIO,
+        *,
+        level: int = DEFAULT_LEVEL,
+        threads: int | None = None,
+        long_distance: bool = False,
     ) -> None:
-        self._fout = open(dest, "wb")
+        # an open file (the bundle itself, at a member's place) stays open: its owner closes it
+        self._owns_file = isinstance(dest, (str, os.PathLike))
+        self._fout: BinaryIO = open(dest, "wb") if isinstance(dest, (str, os.PathLike)) else dest
         self._sink = _HashingWriter(self._fout)
         self._writer = _compressor(level, threads, long_distance).stream_writer(self._sink, closefd=False)
         self._queue: queue.Queue[bytes | bytearray | memoryview | None] = queue.Queue(_QUEUE_DEPTH)
@@ -124,7 +131,8 @@ class CompressingSink:
                     self._raw_size, self._raw_sha.hexdigest(), self._sink.size, self._sink.sha.hexdigest()
                 )
         finally:
-            self._fout.close()
+            if self._owns_file:
+                self._fout.close()
         if exc_type is None and self._error is not None:
             raise self._error
 

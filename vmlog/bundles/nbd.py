@@ -37,6 +37,9 @@ _OPT_EXPORT_NAME = 1
 _CMD_READ, _CMD_WRITE, _CMD_DISC, _CMD_FLUSH, _CMD_WRITE_ZEROES = 0, 1, 2, 3, 6
 _TFLAG_SEND_WRITE_ZEROES = 1 << 6
 MAX_REQUEST = 16 << 20
+# Unanswered writes at most: qemu-nbd serves 16 requests at a time and stops reading the socket while
+# its replies wait, so more small writes in flight would block both sides, each sending to the other.
+MAX_BEHIND = 8
 EXPORT = "vmlog"
 
 
@@ -189,13 +192,14 @@ class NbdImage:
         """Send a write without waiting for its reply (at most :data:`MAX_REQUEST` bytes stay unanswered).
 
         Why: an import writes many small records, and waiting for each reply would cost a round trip
-        each. A read of the same bytes must come after :meth:`settle`, which also raises a failed write's error.
+        each. At most :data:`MAX_BEHIND` writes stay unanswered. A read of the same bytes must come
+        after :meth:`settle`, which also raises a failed write's error.
         """
         view = memoryview(data)
         pos = 0
         while pos < len(view):
             n = min(len(view) - pos, MAX_REQUEST)
-            while self._behind and self._behind_bytes + n > MAX_REQUEST:
+            while self._behind and (self._behind_bytes + n > MAX_REQUEST or len(self._behind) >= MAX_BEHIND):
                 handle, length = self._behind.popleft()
                 self._behind_bytes -= length
                 self._reply(handle)

@@ -15,6 +15,12 @@ tools doing the same work with the same compressor family: ``qemu-img convert -B
 ``zstd -3 -T0`` (and, for import, ``zstd -d`` of that file).
 
     python bench/bench_bundle.py [--base-mib 1024] [--writes 4000] [--cases scattered,text,mixed,copied]
+    python bench/bench_bundle.py --large [--large-change-gib 4] [--large-disk-gib 20]
+
+``--large`` (or ``VMLOG_BENCH_LARGE=1``) runs the scale case instead: a 4 GiB incompressible change on
+a 20 GiB sparse disk, exported and imported each in a process of its own, printing the peak memory
+of each (VmHWM) and the peak extra disk space used during each (statvfs, sampled), with the times
+against the raw tools. It needs about 4x the change in free space and minutes; tests never run it.
 """
 
 from __future__ import annotations
@@ -22,12 +28,15 @@ from __future__ import annotations
 import argparse
 import hashlib
 import inspect
+import json
 import os
 import random
 import resource
 import shutil
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -222,12 +231,157 @@ def report(rows: list[dict], base_mib: int, t_index: float | None) -> None:
         )
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (VmHWM) in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class DiskWatch:
+    """Samples free space on a file system while a step runs: the peak extra space it used."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.start_free = self._free()
+        self.min_free = self.start_free
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _free(self) -> int:
+        st = os.statvfs(self.path)
+        return st.f_bavail * st.f_frsize
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            self.min_free = min(self.min_free, self._free())
+
+    def __enter__(self) -> DiskWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.min_free = min(self.min_free, self._free())
+        self.end_free = self._free()
+
+    @property
+    def peak_extra(self) -> int:
+        return self.start_free - self.min_free
+
+    @property
+    def kept(self) -> int:
+        return self.start_free - self.end_free
+
+
+def child_main(step: str, spec: dict) -> None:
+    """One export or import in this (fresh) process; prints its time and peak memory as JSON."""
+    base = Path(spec["base"])
+    start = time.perf_counter()
+    if step == "export":
+        ref = BaseImageRef(base, "raw", spec["sha"], "bench", "1", base.stat().st_size)
+        writer = BundleWriter(ref, state={"id": "bench"}, vm_spec={}, **writer_options(Path(spec["cache"])))
+        writer.add_disk("system", Path(spec["top"]))
+        writer.write(Path(spec["bundle"]))
+    else:
+        BundleReader(Path(spec["bundle"])).materialise(
+            Path(spec["dest"]), base=LocalReference(base, "raw", spec["sha"])
+        )
+    wall = time.perf_counter() - start
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(json.dumps({"wall": wall, "rss_mib": peak_rss_mib(), "child_rss_mib": children}))
+
+
+def in_child(step: str, spec: dict, watch_dir: Path) -> tuple[dict, DiskWatch]:
+    with DiskWatch(watch_dir) as watch:
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", step, json.dumps(spec)],
+            check=True, capture_output=True, text=True,
+        )
+    return json.loads(out.stdout.strip().splitlines()[-1]), watch
+
+
+def make_large(d: Path, disk_gib: int, change_gib: int) -> tuple[Path, str, Path]:
+    """A sparse raw base of ``disk_gib`` GiB with 1 GiB of random data in 64 MiB pieces, and a top holding
+    ``change_gib`` GiB of random data in 16 MiB writes spread over the disk."""
+    size = disk_gib << 30
+    base = d / "base.raw"
+    with open(base, "wb") as fh:
+        fh.truncate(size)
+        for i in range(16):
+            fh.seek(i * (size // 16))
+            fh.write(os.urandom(64 << 20))
+    sha = hashlib.sha256()
+    with open(base, "rb") as fh:
+        while chunk := fh.read(16 << 20):
+            sha.update(chunk)
+    top = qemu_img.create_overlay(d / "top.qcow2", base, "raw")
+    piece = 16 << 20
+    pieces = (change_gib << 30) // piece
+    stride = size // pieces // piece * piece
+    with NbdImage(top, "qcow2", writable=True) as img:
+        for i in range(pieces):
+            img.write(i * stride, os.urandom(piece))
+        img.flush()
+    return base, sha.hexdigest(), top
+
+
+def bench_large(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-bundle-large-", dir=os.environ.get("TMPDIR", "/var/tmp")) as tmp:
+        d = Path(tmp)
+        base, sha, top = make_large(d, args.large_disk_gib, args.large_change_gib)
+        spec = {"base": str(base), "sha": sha, "top": str(top), "cache": str(d / "cache"),
+                "bundle": str(d / "state.vmlstate"), "dest": str(d / "recv")}
+        t_index = build_index(base, sha, d / "cache")
+        exp, exp_disk = in_child("export", spec, d)
+        bundle_size = Path(spec["bundle"]).stat().st_size
+
+        def raw_export() -> None:
+            run(["qemu-img", "convert", "-O", "qcow2", "-B", str(base), "-F", "raw", str(top), str(d / "raw.qcow2")])
+            run(["zstd", "-q", "-3", "-T0", "--rm", str(d / "raw.qcow2"), "-o", str(d / "raw.qcow2.zst")])
+
+        _, t_raw_export = timed(raw_export)
+        _, t_raw_import = timed(lambda: run(["zstd", "-q", "-d", str(d / "raw.qcow2.zst"), "-o", str(d / "raw.qcow2")]))
+        (d / "raw.qcow2").unlink()
+        (d / "raw.qcow2.zst").unlink()
+        imp, imp_disk = in_child("import", spec, d)
+        same = qemu_img.compare(d / "recv" / "system.qcow2", "qcow2", top, "qcow2") if args.large_compare else None
+    rows = [("export", exp, t_raw_export, exp_disk), ("import", imp, t_raw_import, imp_disk)]
+    report_large(args, bundle_size, t_index, rows)
+    print(f"imported disk identical: {same}")
+
+
+def report_large(args: argparse.Namespace, bundle_size: int, t_index: float | None, rows: list) -> None:
+    gib = 1 << 30
+    print(f"large: {args.large_change_gib} GiB incompressible change on a {args.large_disk_gib} GiB sparse disk;"
+          f" bundle {bundle_size / gib:.2f} GiB; base block index built in {t_index or 0:.1f} s")
+    print(f"{'step':7} {'time':>7} {'raw':>7} {'x raw':>6} {'peak RSS':>9} {'children':>9}"
+          f" {'peak extra disk':>16} {'kept':>9}")
+    for name, r, raw, disk in rows:
+        print(f"{name:7} {r['wall']:7.1f} {raw:7.1f} {r['wall'] / raw:6.2f} {r['rss_mib']:5.0f} MiB"
+              f" {r['child_rss_mib']:5.0f} MiB {disk.peak_extra / gib:12.2f} GiB {disk.kept / gib:5.2f} GiB")
+    print("raw export = qemu-img convert -B + zstd -3 -T0; raw import = zstd -d of that file;"
+          " children = qemu-img/qemu-nbd peak")
+
+
 def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--child":
+        child_main(sys.argv[2], json.loads(sys.argv[3]))
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("--base-mib", type=int, default=1024)
     ap.add_argument("--writes", type=int, default=4000, help="scattered incompressible 4 KiB guest writes")
     ap.add_argument("--cases", default=",".join(CASES))
+    ap.add_argument("--large", action="store_true", default=os.environ.get("VMLOG_BENCH_LARGE") == "1")
+    ap.add_argument("--large-disk-gib", type=int, default=20)
+    ap.add_argument("--large-change-gib", type=int, default=4)
+    ap.add_argument("--large-compare", action=argparse.BooleanOptionalAction, default=True)
     args = ap.parse_args()
+    if args.large:
+        bench_large(args)
+        return
     rng = random.Random(18)
     with tempfile.TemporaryDirectory(prefix="bench-bundle-", dir=os.environ.get("TMPDIR", "/var/tmp")) as tmp:
         d = Path(tmp)

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
 
 from hypervisors import qemu_img
 from vmlog.bundles.blocks import BASE, BLOCK_SIZE, DATA, ZERO, BlockDecoder, Record
 from vmlog.bundles.errors import BundleRejected
+from vmlog.bundles.image_read import open_image
 from vmlog.bundles.nbd import NbdImage
 
 
@@ -50,11 +52,12 @@ class BlockApplier:
             ["create", "-q", "-f", "qcow2", "-b", rel, "-F", ref_format, str(self.path), str(virtual_size)],
             cwd=self.path.parent,
         )
-        self._dst = NbdImage(self.path, "qcow2", writable=True)
+        self._stack = ExitStack()
         try:
-            self._base = NbdImage(Path(base[0]), base[1])
+            self._dst = self._stack.enter_context(NbdImage(self.path, "qcow2", writable=True))
+            self._base = open_image(self._stack, Path(base[0]), base[1])  # a raw base is read with pread
         except BaseException:
-            self._dst.close()
+            self._stack.close()
             raise
         self._decoder = BlockDecoder(self._apply, virtual_size=virtual_size)
 
@@ -79,7 +82,7 @@ class BlockApplier:
         offset = record.first * BLOCK_SIZE
         length = min(record.count * BLOCK_SIZE, self._virtual_size - offset)
         if record.kind == DATA:
-            self._dst.write(offset, memoryview(record.data)[:length])
+            self._dst.write_behind(offset, memoryview(record.data)[:length])
         elif record.kind == ZERO:
             self._dst.write_zeroes(offset, length)
         else:
@@ -96,7 +99,7 @@ class BlockApplier:
             if hashlib.sha256(data).digest() != record.sha256:
                 what = "base image" if record.kind == BASE else "bundle's earlier blocks"
                 raise self._refused(record, f"does not match the {what} it names")
-            self._dst.write(offset, data)
+            self._dst.write_behind(offset, data)
         self._mark(record.first, record.count)
 
     def finish(self) -> None:
@@ -110,8 +113,7 @@ class BlockApplier:
             os.close(fd)
 
     def close(self) -> None:
-        self._dst.close()
-        self._base.close()
+        self._stack.close()
 
     def __enter__(self) -> BlockApplier:
         return self

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +21,12 @@ from pathlib import Path
 from hypervisors import qemu_img
 from vmlog.bundles.block_index import BaseBlockIndex, fingerprint
 from vmlog.bundles.blocks import BASE, BLOCK_SIZE, COPY, DATA, MAX_RUN, ZERO, BlockEncoder
-from vmlog.bundles.delta import COMPARE_CHUNK, DeltaStats, _candidate_ranges, _chain
+from vmlog.bundles.delta import COMPARE_CHUNK, DeltaStats, chain_info, map_extents, ranges_above
 from vmlog.bundles.image_read import Readable, open_image
 from vmlog.bundles.nbd import NbdImage
 from vmlog.errors import InvalidInput
 
-MAX_SEEN = 4 << 20  # fingerprints of this delta's own blocks kept for COPY references (about 16 GiB of change)
+MAX_SEEN = 1 << 20  # fingerprints of this delta's own blocks kept for COPY references (4 GiB of change, ~100 MB)
 _WINDOW = 256  # blocks read ahead from a reference's source, so a copied file costs one read per MiB
 _ZERO_BLOCK = bytes(BLOCK_SIZE)
 _CLUSTER = 65536  # compared whole first; only differing clusters are compared block by block
@@ -49,6 +50,10 @@ class _SourceWindow:
         self._image = image
         self._start = -1
         self._data = b""
+
+    def holds(self, n: int) -> bool:
+        """Whether block ``n`` is a whole block of the image."""
+        return 0 <= n < self._image.size // BLOCK_SIZE
 
     def block(self, n: int) -> bytes:
         end = self._start + len(self._data) // BLOCK_SIZE
@@ -100,6 +105,11 @@ class _Runs:
         self.sha = hashlib.sha256()
 
 
+def block_follows(runs: _Runs, n: int) -> bool:
+    """Whether block ``n`` would extend the record being built."""
+    return runs.count > 0 and n == runs.first + runs.count and runs.count < MAX_RUN
+
+
 class _Classifier:
     """Decides, block by block, how a differing block travels."""
 
@@ -107,8 +117,9 @@ class _Classifier:
         self.runs = runs
         self.own = _SourceWindow(src)
         self.base = _SourceWindow(base) if base is not None else None
-        self.index = index
-        self.seen: dict[bytes, int] = {}
+        self.lookup = index.lookup if index is not None and base is not None and len(index) else None
+        self.seen: dict[int, int] = {}
+        self._add = runs.add
 
     def block(self, n: int, data: bytes) -> None:
         if data == _ZERO_BLOCK:
@@ -117,18 +128,25 @@ class _Classifier:
         if len(data) < BLOCK_SIZE:  # a disk whose size is not a multiple of 4 KiB: its last piece
             self.runs.add(DATA, n, bytes(data) + bytes(BLOCK_SIZE - len(data)))
             return
+        runs = self.runs
+        if runs.kind == BASE and block_follows(runs, n) and self.base is not None:
+            # a copied file continues where its previous block came from: check that before any lookup
+            guess = runs.source + runs.count
+            if self.base.holds(guess) and self.base.block(guess) == data:
+                self._add(BASE, n, data, guess)
+                return
         key = fingerprint(data)
         earlier = self.seen.get(key)
         if earlier is not None and self.own.block(earlier) == data:
-            self.runs.add(COPY, n, data, earlier)
+            self._add(COPY, n, data, earlier)
             return
-        found = self.index.lookup(key) if self.index is not None and self.base is not None else None
+        found = self.lookup(key) if self.lookup is not None else None
         if found is not None and self.base is not None and self.base.block(found) == data:
-            self.runs.add(BASE, n, data, found)
+            self._add(BASE, n, data, found)
             return
         if len(self.seen) < MAX_SEEN:
             self.seen.setdefault(key, n)
-        self.runs.add(DATA, n, data)
+        self._add(DATA, n, data)
 
     def zero_cluster(self, n: int) -> None:
         for i in range(_CLUSTER // BLOCK_SIZE):
@@ -155,19 +173,65 @@ def _compare_chunk(off: int, new: bytes, old: bytes, cls: _Classifier) -> None:
                 cls.block(first + pos // BLOCK_SIZE, piece)
 
 
+def _pieces(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``ranges`` cut into reads of at most :data:`COMPARE_CHUNK` bytes."""
+    return [(off, min(COMPARE_CHUNK, end - off)) for start, end in ranges for off in range(start, end, COMPARE_CHUNK)]
+
+
 def _scan(src: Readable, ref: Readable, ranges: list[tuple[int, int]], cls: _Classifier, progress: Progress) -> int:
-    total = sum(end - start for start, end in ranges)
+    """Compare ``src`` with ``ref`` over ``ranges``, both read with requests in flight ahead of the compare."""
+    pieces = _pieces(ranges)
+    total = sum(n for _off, n in pieces)
     scanned = 0
-    for start, end in ranges:
-        for off in range(start, end, COMPARE_CHUNK):
-            n = min(COMPARE_CHUNK, end - off)
-            new = src.read(off, n)
-            old = ref.read(off, n)
-            scanned += n
-            progress(scanned, total)
-            if new != old:
-                _compare_chunk(off, new, old, cls)
+    for (off, new), (_off, old) in zip(src.read_many(pieces), ref.read_many(pieces), strict=True):
+        scanned += len(new)
+        progress(scanned, total)
+        if new != old:
+            _compare_chunk(off, new, old, cls)
     return scanned
+
+
+@dataclass
+class _Opened:
+    """The images and facts a delta needs, gathered with the slow process start-ups overlapped."""
+
+    size: int
+    ranges: list[tuple[int, int]]
+    src: Readable
+    ref: Readable
+
+
+def _open_inputs(stack: ExitStack, top: Path, top_format: str, reference: Path, reference_format: str) -> _Opened:
+    """qemu-nbd for ``top`` (and a non-raw reference) while ``qemu-img info --backing-chain`` and ``map`` run.
+
+    Why overlapped: each is a process start-up of 20-60 ms, and they are independent; run in turn
+    they were most of the export of a small change.
+    """
+    with ThreadPoolExecutor(2, thread_name_prefix="bundle-open") as pool:
+        chain_f = pool.submit(chain_info, top, top_format)
+        map_f = pool.submit(map_extents, top, top_format)
+        # qemu-nbd is started from this thread: it gets PR_SET_PDEATHSIG, and would die with a pool thread
+        src = stack.enter_context(NbdImage(top, top_format))
+        ref = open_image(stack, reference, reference_format)
+    chain = chain_f.result()
+    files = [Path(e["filename"]).resolve() for e in chain]
+    depth = files.index(reference) if reference in files else None
+    size = chain[0]["virtual-size"]
+    ref_size = chain[depth]["virtual-size"] if depth is not None else qemu_img.info(reference, reference_format)[
+        "virtual-size"
+    ]
+    if ref_size != size:
+        raise InvalidInput(
+            f"disk {top.name} and its reference {reference.name} differ in size",
+            fix="export disks that keep the base image's size",
+        )
+    if depth == 0:
+        ranges: list[tuple[int, int]] = []
+    elif depth is None:
+        ranges = [(0, size)] if size else []
+    else:
+        ranges = ranges_above(map_f.result(), depth, size)
+    return _Opened(size, ranges, src, ref)
 
 
 def write_block_delta(
@@ -175,7 +239,7 @@ def write_block_delta(
     top_format: str,
     reference: Path,
     reference_format: str,
-    sink: Callable[[bytes], object],
+    sink: Callable[[bytes | bytearray | memoryview], object],
     *,
     base: tuple[Path, str] | None = None,
     index: BaseBlockIndex | None = None,
@@ -186,25 +250,17 @@ def write_block_delta(
     ``base`` (image, format) with its ``index`` lets blocks found in the base travel as references.
     """
     top, reference = Path(top).resolve(), Path(reference).resolve()
-    size = qemu_img.info(top, top_format)["virtual-size"]
-    if qemu_img.info(reference, reference_format)["virtual-size"] != size:
-        raise InvalidInput(
-            f"disk {top.name} and its reference {reference.name} differ in size",
-            fix="export disks that keep the base image's size",
-        )
-    chain = _chain(top, top_format)
-    depth = chain.index(reference) if reference in chain else None
-    ranges = [] if depth == 0 else _candidate_ranges(top, top_format, depth, size)
-    encoder = BlockEncoder(sink, size)
-    runs = _Runs(encoder)
     with ExitStack() as stack:
-        src = stack.enter_context(NbdImage(top, top_format))
-        ref = open_image(stack, reference, reference_format)
+        opened = _open_inputs(stack, top, top_format, reference, reference_format)
+        encoder = BlockEncoder(sink, opened.size)
+        runs = _Runs(encoder)
         base_img = None
         if base is not None and index is not None and len(index):
-            base_img = ref if Path(base[0]).resolve() == reference else open_image(stack, Path(base[0]), base[1])
-        scanned = _scan(src, ref, ranges, _Classifier(runs, src, base_img, index), progress)
+            same = Path(base[0]).resolve() == reference
+            base_img = opened.ref if same else open_image(stack, Path(base[0]), base[1])
+        cls = _Classifier(runs, opened.src, base_img, index)
+        scanned = _scan(opened.src, opened.ref, opened.ranges, cls, progress)
     runs.flush()
     encoder.close()
     b = runs.bytes
-    return BlockDeltaStats(size, b[DATA], b[ZERO], scanned, b[BASE], b[COPY])
+    return BlockDeltaStats(opened.size, b[DATA], b[ZERO], scanned, b[BASE], b[COPY])

@@ -34,6 +34,7 @@ _HEADER = struct.Struct(">8sIQ")
 _RECORD = struct.Struct(">BQI")
 _SOURCE = struct.Struct(">Q32s")
 FLUSH_AT = 1 << 20
+DIRECT_AT = 256 << 10
 
 
 @dataclass(frozen=True)
@@ -49,20 +50,30 @@ class Record:
 
 
 class BlockEncoder:
-    """Writes a block list into ``sink`` in pieces of about 1 MiB."""
+    """Writes a block list into ``sink`` in pieces of about 1 MiB (or a long data run as it is).
 
-    def __init__(self, sink: Callable[[bytes], object], virtual_size: int) -> None:
+    A piece handed to ``sink`` is never changed afterwards, so the sink may keep it (a queue to a
+    compressing thread) without a copy.
+    """
+
+    def __init__(self, sink: Callable[[bytes | bytearray | memoryview], object], virtual_size: int) -> None:
         self._sink = sink
         self._buf = bytearray(_HEADER.pack(MAGIC, BLOCK_SIZE, virtual_size))
         self.records = 0
 
     def _emit(self, *parts: bytes | bytearray | memoryview) -> None:
         for part in parts:
-            self._buf += part
+            if len(part) >= DIRECT_AT:  # a long data run goes to the sink as it is, not copied into the buffer
+                if self._buf:
+                    self._sink(self._buf)
+                    self._buf = bytearray()
+                self._sink(part)
+            else:
+                self._buf += part
         self.records += 1
         if len(self._buf) >= FLUSH_AT:
-            self._sink(bytes(self._buf))
-            self._buf.clear()
+            self._sink(self._buf)  # handed over, never written again: a new buffer takes its place
+            self._buf = bytearray()
 
     def data(self, first: int, payload: bytes | bytearray | memoryview) -> None:
         self._emit(_RECORD.pack(DATA, first, len(payload) // BLOCK_SIZE), payload)
@@ -75,8 +86,8 @@ class BlockEncoder:
 
     def close(self) -> None:
         self._buf += _RECORD.pack(END, 0, self.records)
-        self._sink(bytes(self._buf))
-        self._buf.clear()
+        self._sink(self._buf)
+        self._buf = bytearray()
 
 
 def _bad(message: str) -> BundleRejected:
@@ -137,7 +148,8 @@ class BlockDecoder:
         need = _RECORD.size + {DATA: count * BLOCK_SIZE, ZERO: 0}.get(kind, _SOURCE.size)
         if len(self._buf) < need:
             return False
-        body = bytes(self._buf[_RECORD.size : need])
+        with memoryview(self._buf) as view:  # one copy of the body, not two
+            body = bytes(view[_RECORD.size : need])
         del self._buf[:need]
         if kind == DATA:
             record = Record(kind, first, count, data=body)

@@ -11,10 +11,12 @@ the base are read, so the cost grows with the change, not with the disk.
 from __future__ import annotations
 
 import hashlib
+from contextlib import ExitStack
 from pathlib import Path
 
 from hypervisors import qemu_img
-from vmlog.bundles.delta import COMPARE_CHUNK, DELTA_CLUSTER_SIZE, _candidate_ranges, _chain
+from vmlog.bundles.delta import COMPARE_CHUNK, DELTA_CLUSTER_SIZE, _candidate_ranges, chain_info
+from vmlog.bundles.image_read import open_image
 from vmlog.bundles.nbd import NbdImage
 from vmlog.errors import InvalidInput
 
@@ -25,28 +27,29 @@ def content_digest(top: Path, top_format: str, base: Path, base_format: str, bas
     """``content-sha256:<hex>`` of what ``top`` shows the guest that ``base`` does not."""
     top = Path(top).resolve()
     base = Path(base).resolve()
-    size = qemu_img.info(top, top_format)["virtual-size"]
-    if qemu_img.info(base, base_format)["virtual-size"] != size:
+    chain = chain_info(top, top_format)
+    files = [Path(e["filename"]).resolve() for e in chain]
+    depth = files.index(base) if base in files else None
+    size = chain[0]["virtual-size"]
+    base_size = chain[depth]["virtual-size"] if depth is not None else qemu_img.info(base, base_format)["virtual-size"]
+    if base_size != size:
         raise InvalidInput(
             f"disk {top.name} and its base differ in size", fix="export disks that keep the base's size"
         )
-    chain = _chain(top, top_format)
-    depth = chain.index(base) if base in chain else None
     ranges = [] if depth == 0 else _candidate_ranges(top, top_format, depth, size)
+    pieces = [(off, min(COMPARE_CHUNK, end - off)) for start, end in ranges for off in range(start, end, COMPARE_CHUNK)]
     sha = hashlib.sha256()
     sha.update(f"vmlstate-content-v1 {base_sha256} {size}\n".encode())
     cs = DELTA_CLUSTER_SIZE
-    with NbdImage(top, top_format) as src, NbdImage(base, base_format) as ref:
-        for start, end in ranges:
-            for off in range(start, end, COMPARE_CHUNK):
-                n = min(COMPARE_CHUNK, end - off)
-                new = src.read(off, n)
-                old = ref.read(off, n)
-                if new == old:
-                    continue
-                for pos in range(0, n, cs):
-                    cluster = new[pos : pos + cs]
-                    if cluster != old[pos : pos + cs]:
-                        sha.update((off + pos).to_bytes(8, "big"))
-                        sha.update(cluster)
+    with ExitStack() as stack:
+        src = stack.enter_context(NbdImage(top, top_format))
+        ref = open_image(stack, base, base_format)
+        for (off, new), (_off, old) in zip(src.read_many(pieces), ref.read_many(pieces), strict=True):
+            if new == old:
+                continue
+            for pos in range(0, len(new), cs):
+                cluster = new[pos : pos + cs]
+                if cluster != old[pos : pos + cs]:
+                    sha.update((off + pos).to_bytes(8, "big"))
+                    sha.update(cluster)
     return DIGEST_PREFIX + sha.hexdigest()

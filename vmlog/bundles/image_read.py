@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Protocol
@@ -17,6 +18,8 @@ class Readable(Protocol):
 
     def read(self, offset: int, length: int) -> bytes: ...
 
+    def read_many(self, pieces: Iterable[tuple[int, int]]) -> Iterator[tuple[int, bytes]]: ...
+
 
 class _RawFile:
     """A raw image read directly with ``pread``: the common base needs no qemu-nbd round trips."""
@@ -28,6 +31,11 @@ class _RawFile:
     def read(self, offset: int, length: int) -> bytes:
         out = os.pread(self._fd, length, offset)
         return out if len(out) == length else out + bytes(length - len(out))
+
+    def read_many(self, pieces: Iterable[tuple[int, int]]) -> Iterator[tuple[int, bytes]]:
+        """``(offset, bytes)`` of each ``(offset, length)`` piece, in order (the page cache reads ahead)."""
+        for offset, length in pieces:
+            yield offset, self.read(offset, length)
 
     def close(self) -> None:
         os.close(self._fd)

@@ -80,12 +80,19 @@ class CompressingSink:
     """
 
     def __init__(
-        self, dest: Path, *, level: int = DEFAULT_LEVEL, threads: int | None = None, long_distance: bool = False
+        self,
+        dest: Path | BinaryIO,
+        *,
+        level: int = DEFAULT_LEVEL,
+        threads: int | None = None,
+        long_distance: bool = False,
     ) -> None:
-        self._fout = open(dest, "wb")
+        # an open file (the bundle itself, at a member's place) stays open: its owner closes it
+        self._owns_file = isinstance(dest, (str, os.PathLike))
+        self._fout: BinaryIO = open(dest, "wb") if isinstance(dest, (str, os.PathLike)) else dest
         self._sink = _HashingWriter(self._fout)
         self._writer = _compressor(level, threads, long_distance).stream_writer(self._sink, closefd=False)
-        self._queue: queue.Queue[bytes | None] = queue.Queue(_QUEUE_DEPTH)
+        self._queue: queue.Queue[bytes | bytearray | memoryview | None] = queue.Queue(_QUEUE_DEPTH)
         self._raw_sha = hashlib.sha256()
         self._raw_size = 0
         self._error: BaseException | None = None
@@ -105,7 +112,8 @@ class CompressingSink:
             while self._queue.get() is not None:
                 pass
 
-    def write(self, piece: bytes) -> None:
+    def write(self, piece: bytes | bytearray | memoryview) -> None:
+        """Queue ``piece`` for compression; the caller must not change it afterwards (it is not copied)."""
         if self._error is not None:
             raise self._error
         self._queue.put(piece)
@@ -118,14 +126,13 @@ class CompressingSink:
         self._thread.join()
         try:
             if exc_type is None and self._error is None:
-                self._writer.close()
-                self._fout.flush()
-                os.fsync(self._fout.fileno())
+                self._writer.close()  # no fsync: the member is a work file, copied into the bundle, which is synced
                 self.digest = StreamDigest(
                     self._raw_size, self._raw_sha.hexdigest(), self._sink.size, self._sink.sha.hexdigest()
                 )
         finally:
-            self._fout.close()
+            if self._owns_file:
+                self._fout.close()
         if exc_type is None and self._error is not None:
             raise self._error
 

@@ -29,6 +29,7 @@ from vmlog.app.session import session
 from vmlog.appliances import download
 from vmlog.bundles import BundleReader, KnownSigners, SignerInfo, SigningKey, VerifiedBundle
 from vmlog.bundles.writer import MAIL_ATTACHMENT_LIMIT
+from vmlog.checks import travel as checks_travel
 from vmlog.errors import InvalidInput, VmlogError
 from vmlog.mail import SmtpSettings, fits_mail, message_size, open_in_mail_client, send_bundle
 from vmlog.projects import refs
@@ -164,7 +165,7 @@ def export_state(
             with driver.reading_states(files, project, image, work) as layers_of:
                 writer = new_writer(
                     outgoing, layers_of, urls=urls, logbook=logbook, memory=memory, key=key,
-                    workdir=ctx.home.cache, progress=progress,
+                    workdir=ctx.home.cache, progress=progress, checks=checks_travel.member_bytes(files.root),
                 )
                 with export_recorded(ctx.home.cache, target):
                     summary = writer.write(target, progress=lambda message: progress(message, None))
@@ -236,6 +237,8 @@ def import_state(
             reader = bundle if isinstance(bundle, BundleReader) else open_bundle(bundle, ctx=ctx, log_refusal=False)
             verified = reader.verify()
             sid = check_state_id(verified)
+            if verified.checks is not None:  # malformed checks refuse the bundle before anything is written
+                checks_travel.parse_member(verified.checks)
             trust_rules.check_trust(verified, trust=trust, confirm=confirm)
             target = choose_target(ctx.projects, verified, project, backend)
             progress("finding the base appliance", 0.1)
@@ -303,9 +306,12 @@ def _record_import(
         files = ctx.projects.get(name)
         with files_driver(files.load()) as driver, private_work_dir(ctx.home.cache) as work:
             state = add_bundle_state(files, driver, incoming, work=work, progress=progress)
+        merged = checks_travel.merge_member(files.root, bundle.checks) if bundle.checks is not None else None
         op.message = f"imported {state.label()} from {_sender(bundle)} ({incoming.describe})" + (
             f", on top of {bundle.since['state_id'][:8]}" if bundle.since else ""
-        ) + "".join(f"; release {line} was not re-mounted" for line in missing)
+        ) + "".join(f"; release {line} was not re-mounted" for line in missing) + (
+            f"; {merged.describe()}" if merged else ""
+        )
     return state
 
 

@@ -28,7 +28,7 @@ from vmlog import __version__
 from vmlog.bundles import manifest as mf
 from vmlog.bundles.block_delta import write_block_delta
 from vmlog.bundles.block_index import base_index
-from vmlog.bundles.delta import DeltaStats
+from vmlog.bundles.delta import DeltaStats, chain_info
 from vmlog.bundles.files import fsync_dir, temp_name
 from vmlog.bundles.signing import SigningKey
 from vmlog.bundles.zstd_stream import DEFAULT_LEVEL, CompressingSink, StreamDigest, compress_file
@@ -169,7 +169,7 @@ class BundleWriter:
             raise InvalidInput("a bundle needs at least one disk", fix="add the state's system disk")
         say = progress or (lambda _msg: None)
         out = Path(out)
-        base_info = qemu_img.info(self.base.path, self.base.format)
+        base_info = chain_info(self.base.path, self.base.format)[0]  # from the headers: one process fewer
         work = Path(tempfile.mkdtemp(prefix="vmlstate-export-", dir=self.workdir))
         try:
             members: dict[str, dict[str, Any]] = {}

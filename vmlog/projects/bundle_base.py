@@ -9,7 +9,6 @@ sender's can only come from the user (``--base FILE``); the error says exactly w
 from __future__ import annotations
 
 import re
-import secrets
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -193,8 +192,7 @@ def rebuild_base(
         digest=record.artefact_digest,
         size=record.artefact_size, insecure=insecure, downloads=downloads,
     )
-    work = images.root / ".staging" / f"rebuild-{secrets.token_hex(6)}"
-    work.mkdir(parents=True)
+    work = images.staging_dir("rebuild")  # swept by the store once this process is gone
     try:
         current, fmt = artefact.path, artefact.format
         for n, step in enumerate(record.steps):

@@ -122,9 +122,10 @@ BLOCK_INDEX_DIR = "block-index"  # under the home's cache: each base's block ind
 
 def new_writer(
     out: Outgoing, layers_of: LayersOf, *, urls: Sequence[str], logbook: list[dict[str, Any]],
-    memory: Path | None, key: SigningKey | None, workdir: Path, progress: Progress,
+    memory: Path | None, key: SigningKey | None, workdir: Path, progress: Progress, checks: bytes | None = None,
 ) -> BundleWriter:
-    """A bundle writer holding the state's disks (against the base, or the ``since`` state) and its records."""
+    """A bundle writer holding the state's disks (against the base, or the ``since`` state) and its records
+    (``checks``: the project's checks.json, so the receiver can rerun what the state must produce)."""
     image = out.image
     since_ref = None
     if out.since is not None:
@@ -145,6 +146,7 @@ def new_writer(
         signing_key=key,
         workdir=workdir,
         block_index_dir=workdir / BLOCK_INDEX_DIR,
+        checks=checks,
     )
     progress("reading the state's disks", 0.1)
     for label, layer_path in layers_of(out.state).items():

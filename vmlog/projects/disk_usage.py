@@ -66,8 +66,9 @@ def _allocated(path: str) -> int:
         return 0
 
 
-def _tree_allocated(root: str) -> int:
-    """Allocated bytes of every file under ``root`` (a state directory: a record and maybe a memory image)."""
+def tree_allocated(root: str) -> int:
+    """Allocated bytes of every file under ``root`` (a state directory, or a whole project), one ``scandir``
+    a directory."""
     total = 0
     pending = [root]
     while pending:
@@ -141,7 +142,7 @@ def _measure_state_dir(path: str) -> int | None:
     """A complete state directory's bytes; None while it has no record (look again next time)."""
     if not os.path.isfile(os.path.join(path, STATE_RECORD)):
         return None
-    return _tree_allocated(path)
+    return tree_allocated(path)
 
 
 def _measure_file(path: str) -> int | None:
@@ -219,7 +220,7 @@ def _from_summary(top: str, summary: dict[str, Any]) -> Usage:
         total += part["sum"]
         if key == "states":
             unknown = [os.path.join(directory, name) for name in part["unknown"]]
-            total += sum(_tree_allocated(path) for path in unknown)
+            total += sum(tree_allocated(path) for path in unknown)
             # a directory seen before its record was written (its own stamp moved, not states/'s) counts once it has one
             written = sum(1 for path in unknown if os.path.isfile(os.path.join(path, STATE_RECORD)))
             states = part["count"] - len(unknown) + written
@@ -264,7 +265,7 @@ def _top_level_bytes(root: str) -> int:
             try:
                 if entry.is_dir(follow_symlinks=False):
                     if entry.name not in (LAYERS_DIR, STATES_DIR):
-                        total += _tree_allocated(entry.path)
+                        total += tree_allocated(entry.path)
                 elif entry.is_file(follow_symlinks=False):
                     total += entry.stat(follow_symlinks=False).st_blocks * 512
             except OSError:

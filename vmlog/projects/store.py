@@ -72,7 +72,7 @@ class ProjectFiles:
 
     def disk_bytes(self) -> int:
         """Bytes the project's files take on the host disk (layers are sparse: allocated blocks count)."""
-        return tree_bytes(self.root)
+        return disk_usage.tree_allocated(str(self.root))
 
     def usage(self, project: Project) -> Usage:
         """Disk use and state count as a listing shows them, from the cache kept beside the records."""
@@ -163,27 +163,6 @@ class ProjectFiles:
                 )
             disks.append(disk)
         return spec.replace(name=project.vm_name, disks=tuple(disks))
-
-
-def tree_bytes(root: Path) -> int:
-    """Allocated bytes of every file under ``root``, one ``scandir`` a directory (thousands of states)."""
-    total = 0
-    pending = [str(root)]
-    while pending:
-        try:
-            entries = os.scandir(pending.pop())
-        except OSError:
-            continue
-        with entries:
-            for entry in entries:
-                try:
-                    if entry.is_dir(follow_symlinks=False):
-                        pending.append(entry.path)
-                    elif entry.is_file(follow_symlinks=False):
-                        total += entry.stat(follow_symlinks=False).st_blocks * 512
-                except OSError:
-                    continue
-    return total
 
 
 class ProjectStore:

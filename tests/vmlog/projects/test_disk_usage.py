@@ -10,8 +10,13 @@ from chain_helpers import write_pattern
 from vmlog.app import projects
 from vmlog.app import states as app_states
 from vmlog.projects import disk_usage
-from vmlog.projects.store import ProjectFiles, tree_bytes
+from vmlog.projects.store import ProjectFiles
 from vmlog.workspace import Workspace
+
+
+def tree_bytes(root: Path) -> int:
+    """The full walk the cache must agree with."""
+    return disk_usage.tree_allocated(str(root))
 
 
 def _row(ctx: Workspace) -> projects.ProjectSummary:

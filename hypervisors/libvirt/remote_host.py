@@ -11,6 +11,7 @@ from typing import Any
 from hypervisors.base import HostCheck
 from hypervisors.errors import HypervisorError
 from hypervisors.libvirt import accel, connection, remote_pool
+from hypervisors.libvirt.core import maps_libvirt_errors
 from hypervisors.libvirt.remote_fixes import connect_fix
 
 GIB = 1024**3
@@ -107,6 +108,7 @@ class RemoteHostChecks:
     uri: str
     requested_accel: str
 
+    @maps_libvirt_errors("checking the host")
     def check_host(self, storage_owner: str) -> list[HostCheck]:
         pool_name = remote_pool.pool_name(storage_owner)
         connected = HostCheck("connect", True, f"connected to {self._conn.getHostname()} through {self.uri}")

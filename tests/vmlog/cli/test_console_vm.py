@@ -48,8 +48,13 @@ def test_console_attaches_to_the_guest_shell(vmlog_home: Path, test_appliance_im
         try:
             banner = _read_until(fd, b"Escape character", 60)
             assert b"Escape character" in banner, banner[-2000:]
-            os.write(fd, b"\r")  # the appliance's console asks for Enter before it starts a shell
-            prompt = _read_until(fd, b"# ", 30)
+            # the appliance's console asks for Enter before it starts a shell; an Enter typed while virsh is
+            # still connecting its stream is lost, so press it again as a user would until the prompt shows
+            prompt = b""
+            deadline = time.monotonic() + 60
+            while b"# " not in prompt and time.monotonic() < deadline:
+                os.write(fd, b"\r")
+                prompt += _read_until(fd, b"# ", 5)
             assert b"# " in prompt, prompt[-2000:]
             os.write(fd, b"echo console-$((40 + 2))\r")
             answer = _read_until(fd, b"console-42\r\n", 60)

@@ -275,6 +275,29 @@ class RegistryLogin(QWidget):
         return Login(user, self.password.text() if user else None, ca_file=Path(ca).expanduser() if ca else None)
 
 
+
+def _lay_out_registry_dialog(dialog: QDialog, where: RegistryLogin, hint_text: str, ok_text: str,
+                             reference: str) -> QPushButton:
+    """The push and pull dialogs' common body: the login form, a hint, OK (named ``ok_text``, enabled while a
+    reference is given) and Cancel. Returns the OK button."""
+    hint = QLabel(hint_text)
+    hint.setObjectName("muted")
+    hint.setWordWrap(True)
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+    ok = buttons.button(QDialogButtonBox.StandardButton.Ok)
+    ok.setText(ok_text)
+    ok.setEnabled(bool(reference))
+    where.reference.textChanged.connect(lambda text: ok.setEnabled(bool(text.strip())))
+    buttons.accepted.connect(dialog.accept)
+    buttons.rejected.connect(dialog.reject)
+    layout = QVBoxLayout(dialog)
+    layout.addWidget(where)
+    layout.addWidget(hint)
+    layout.addWidget(buttons)
+    dialog.resize(560, dialog.sizeHint().height())
+    return ok
+
+
 class PushDialog(QDialog):
     """Where in a registry a state goes (``HOST/REPO:TAG``), since which state, signed or not, and the login."""
 
@@ -291,21 +314,10 @@ class PushDialog(QDialog):
         self.sign.setChecked(True)
         self.where.form.insertRow(1, "Changes since:", self.since)
         self.where.form.insertRow(2, "", self.sign)
-        hint = QLabel("Only the blobs the repository lacks are sent; the tag defaults to the state's name.")
-        hint.setObjectName("muted")
-        hint.setWordWrap(True)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        self.ok = buttons.button(QDialogButtonBox.StandardButton.Ok)
-        self.ok.setText("Push")
-        self.ok.setEnabled(bool(reference))
-        self.where.reference.textChanged.connect(lambda text: self.ok.setEnabled(bool(text.strip())))
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.where)
-        layout.addWidget(hint)
-        layout.addWidget(buttons)
-        self.resize(560, self.sizeHint().height())
+        self.ok = _lay_out_registry_dialog(
+            self, self.where, "Only the blobs the repository lacks are sent; the tag defaults to the state's name.",
+            "Push", reference,
+        )
 
     def values(self) -> dict[str, Any]:
         """The keyword arguments of ``vmlog.app.registry.push_state`` (with ``target``)."""
@@ -322,22 +334,10 @@ class PullDialog(QDialog):
         self.where = RegistryLogin(self, reference)
         self.trust = QCheckBox("Import it even if its signer's key is not one I accepted")
         self.where.form.addRow("", self.trust)
-        hint = QLabel("Everything is verified before anything is written, as for an imported file; a missing"
-                      " parent state and the base appliance come from the same repository.")
-        hint.setObjectName("muted")
-        hint.setWordWrap(True)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        self.ok = buttons.button(QDialogButtonBox.StandardButton.Ok)
-        self.ok.setText("Pull")
-        self.ok.setEnabled(bool(reference))
-        self.where.reference.textChanged.connect(lambda text: self.ok.setEnabled(bool(text.strip())))
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.where)
-        layout.addWidget(hint)
-        layout.addWidget(buttons)
-        self.resize(560, self.sizeHint().height())
+        self.ok = _lay_out_registry_dialog(
+            self, self.where, "Everything is verified before anything is written, as for an imported file; a missing"
+            " parent state and the base appliance come from the same repository.", "Pull", reference,
+        )
 
     def values(self) -> dict[str, Any]:
         """The keyword arguments of ``vmlog.app.registry.pull_state`` (with ``source``)."""

@@ -7,8 +7,6 @@ pass) the disk really fills mid-write, which must still leave no partial archive
 from __future__ import annotations
 
 import errno
-import subprocess
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,24 +20,6 @@ from vmlog.paths import VmlogHome
 from vmlog.projects.store import ProjectStore
 from vmlog.store.images import ImageStore
 from vmlog.workspace import Workspace
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Callable[[str, str], Path]]:
-    mounted: list[Path] = []
-
-    def mount(name: str, size: str) -> Path:
-        point = tmp_path / name
-        point.mkdir()
-        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)], capture_output=True)
-        if proc.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
-        mounted.append(point)
-        return point
-
-    yield mount
-    for point in mounted:
-        subprocess.run(["umount", "-l", str(point)], check=False)
 
 
 def workspace_at(root: Path) -> Workspace:

@@ -89,12 +89,16 @@ class VmlogHome:
         return value
 
 
+def home_under(base: Path) -> VmlogHome:
+    """The home ``VMLOG_HOME=base`` gives: everything in four folders under one directory."""
+    return VmlogHome(config=base / "config", data=base / "data", cache=base / "cache", runtime=base / "run")
+
+
 def home() -> VmlogHome:
     """The current home: ``$VMLOG_HOME`` if set, else the platform's user directories."""
     root = os.environ.get("VMLOG_HOME")
     if root:
-        base = Path(root).expanduser().resolve()
-        return VmlogHome(config=base / "config", data=base / "data", cache=base / "cache", runtime=base / "run")
+        return home_under(Path(root).expanduser().resolve())
     xdg_runtime = os.environ.get("XDG_RUNTIME_DIR")
     runtime = (
         Path(xdg_runtime) / APP

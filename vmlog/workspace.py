@@ -22,7 +22,12 @@ class Workspace:
     @classmethod
     def default(cls) -> Workspace:
         """The workspace of ``$VMLOG_HOME`` (or the platform's user directories), created if missing."""
-        h = home().ensure()
+        return cls.of(home())
+
+    @classmethod
+    def of(cls, h: VmlogHome) -> Workspace:
+        """The workspace of the home ``h``, created if missing; a second home in one process needs no variable."""
+        h.ensure()
         images = ImageStore(h.images)
         return cls(h, images, ProjectStore(h.projects, lambda sha: images.get(sha).path), Logbook(h.logbook))
 

@@ -11,18 +11,8 @@ from typer.testing import CliRunner
 from vmlog.app import exchange, logbook, projects
 from vmlog.app import states as app_states
 from vmlog.cli.main import app
-from vmlog.logbook import Logbook
-from vmlog.paths import VmlogHome
-from vmlog.projects.store import ProjectStore
-from vmlog.store.images import ImageStore
+from vmlog.paths import home_under
 from vmlog.workspace import Workspace
-
-
-def workspace_at(root: Path) -> Workspace:
-    """The workspace ``VMLOG_HOME=root`` gives, opened without touching the variable."""
-    home = VmlogHome(config=root / "config", data=root / "data", cache=root / "cache", runtime=root / "run").ensure()
-    images = ImageStore(home.images)
-    return Workspace(home, images, ProjectStore(home.projects, lambda sha: images.get(sha).path), Logbook(home.logbook))
 
 
 @pytest.fixture
@@ -30,7 +20,7 @@ def imported(vmlog_home: Path, tmp_path: Path) -> tuple[str, str]:
     """Alice saves s1 with a note and exports it; the default home (Bob's) imports it. (project, state id)"""
     base = tmp_path / "base.img"
     base.write_bytes(b"\0" * (4 << 20))
-    alice = workspace_at(tmp_path / "alice")
+    alice = Workspace.of(home_under(tmp_path / "alice"))
     image = alice.images.add_file(base, name="testbase", version="1", format="raw")
     projects.new_project("analysis", image.sha256, ctx=alice)
     state = app_states.save_state("analysis", "s1", message="calibrated", ctx=alice)

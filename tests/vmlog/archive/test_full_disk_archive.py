@@ -15,17 +15,8 @@ from archive_fixtures import three_state_project
 from vmlog.app import archive as app_archive
 from vmlog.app.archive import archive_project, unarchive_project
 from vmlog.errors import VmlogError
-from vmlog.logbook import Logbook
-from vmlog.paths import VmlogHome
-from vmlog.projects.store import ProjectStore
-from vmlog.store.images import ImageStore
+from vmlog.paths import home_under
 from vmlog.workspace import Workspace
-
-
-def workspace_at(root: Path) -> Workspace:
-    home = VmlogHome(config=root / "config", data=root / "data", cache=root / "cache", runtime=root / "run").ensure()
-    images = ImageStore(home.images)
-    return Workspace(home, images, ProjectStore(home.projects, lambda sha: images.get(sha).path), Logbook(home.logbook))
 
 
 def everything_under(root: Path) -> list[str]:
@@ -75,7 +66,7 @@ def archived(vmlog_home: Path, tmp_path: Path) -> Path:
 
 def test_unarchive_into_a_full_home_is_refused_before_writing(archived: Path, small_disk) -> None:
     root = small_disk("home-b", "2M")
-    receiver = workspace_at(root)
+    receiver = Workspace.of(home_under(root))
     before = everything_under(root)
     with pytest.raises(VmlogError, match="free; nothing was written"):
         unarchive_project(archived, ctx=receiver)
@@ -86,7 +77,7 @@ def test_unarchive_into_a_full_home_is_refused_before_writing(archived: Path, sm
 def test_a_home_that_fills_mid_unarchive_is_left_as_it_was(archived: Path, small_disk,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     root = small_disk("home-b", "1M")
-    receiver = workspace_at(root)
+    receiver = Workspace.of(home_under(root))
     before = everything_under(root)
     monkeypatch.setattr(app_archive, "_check_space", lambda *a, **k: None)
     with pytest.raises(BaseException) as failed:  # noqa: PT011 - the kernel's error, in whatever wrapping

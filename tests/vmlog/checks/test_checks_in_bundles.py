@@ -13,25 +13,17 @@ import pytest
 from vmlog.app import checks, exchange, projects
 from vmlog.app import states as app_states
 from vmlog.errors import InvalidInput
-from vmlog.logbook import Logbook
-from vmlog.paths import VmlogHome
-from vmlog.projects.store import ProjectStore
-from vmlog.store.images import ImageStore
+from vmlog.paths import home_under
 from vmlog.workspace import Workspace
 
 MIB = 1 << 20
 
 
-def workspace_at(root: Path) -> Workspace:
-    home = VmlogHome(config=root / "config", data=root / "data", cache=root / "cache", runtime=root / "run").ensure()
-    images = ImageStore(home.images)
-    return Workspace(home, images, ProjectStore(home.projects, lambda sha: images.get(sha).path), Logbook(home.logbook))
-
 
 @pytest.fixture
 def sender(tmp_path: Path) -> Workspace:
     """Project ``analysis`` with one saved state and a check that pins what it must print."""
-    ctx = workspace_at(tmp_path / "home-a")
+    ctx = Workspace.of(home_under(tmp_path / "home-a"))
     base = tmp_path / "base.raw"
     base.write_bytes(os.urandom(MIB) + b"\0" * MIB)
     image = ctx.images.add_file(base, name="testbase", version="1", format="raw")
@@ -46,7 +38,7 @@ def sender(tmp_path: Path) -> Workspace:
 
 
 def receiver_with_base(tmp_path: Path, sender: Workspace) -> Workspace:
-    receiver = workspace_at(tmp_path / "home-b")
+    receiver = Workspace.of(home_under(tmp_path / "home-b"))
     base = sender.images.list()[0]
     receiver.images.add_file(base.path, name="testbase", version="1", format="raw")
     return receiver

@@ -17,25 +17,17 @@ from vmlog.app import exchange, projects
 from vmlog.app import states as app_states
 from vmlog.cli.errors_out import NO_SPACE_EXIT_CODE
 from vmlog.errors import VmlogError
-from vmlog.logbook import Logbook
-from vmlog.paths import VmlogHome
-from vmlog.projects.store import ProjectStore
-from vmlog.store.images import ImageStore
+from vmlog.paths import home_under
 from vmlog.workspace import Workspace
 
 MIB = 1 << 20
 
 
-def workspace_at(root: Path) -> Workspace:
-    home = VmlogHome(config=root / "config", data=root / "data", cache=root / "cache", runtime=root / "run").ensure()
-    images = ImageStore(home.images)
-    return Workspace(home, images, ProjectStore(home.projects, lambda sha: images.get(sha).path), Logbook(home.logbook))
-
 
 @pytest.fixture
 def sender(tmp_path: Path) -> Workspace:
     """A project whose state s1 holds 3 MiB of random (incompressible) data over a 2 MiB base."""
-    ctx = workspace_at(tmp_path / "home-a")
+    ctx = Workspace.of(home_under(tmp_path / "home-a"))
     base = tmp_path / "base.raw"
     base.write_bytes(b"\x11" * (4 * MIB))
     image = ctx.images.add_file(base, name="testbase", version="1", format="raw")
@@ -62,7 +54,7 @@ def test_export_onto_a_full_disk_is_a_clear_error_and_leaves_nothing(sender: Wor
 def test_import_onto_a_full_disk_is_a_clear_error_and_leaves_nothing(sender: Workspace, small_disk,
                                                                      tmp_path: Path) -> None:
     bundle = exchange.export_state("analysis", "s1", tmp_path, ctx=sender).path
-    receiver = workspace_at(small_disk("home-b", "6M"))
+    receiver = Workspace.of(home_under(small_disk("home-b", "6M")))
     base = sender.images.list()[0]
     receiver.images.add_file(base.path, name="testbase", version="1", format="raw")
     with pytest.raises(VmlogError, match="not enough free disk space") as failed:
@@ -118,7 +110,7 @@ def test_vml_state_export_and_import_onto_a_full_disk_exit_74_with_the_fix(sende
     assert list(out.iterdir()) == []
     bundle = exchange.export_state("analysis", "s1", tmp_path, ctx=sender).path
     receiver_root = small_disk("home-cli", "6M")
-    receiver = workspace_at(receiver_root)
+    receiver = Workspace.of(home_under(receiver_root))
     receiver.images.add_file(sender.images.list()[0].path, name="testbase", version="1", format="raw")
     before = home_files(receiver_root)
     monkeypatch.setenv("VMLOG_HOME", str(receiver_root))

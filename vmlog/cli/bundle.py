@@ -285,7 +285,8 @@ def mail(
     user: Annotated[str | None, typer.Option("--user", help="SMTP login.")] = None,
     sender: Annotated[str | None, typer.Option("--sender", help="From: address (default: the user).")] = None,
     size_limit_mb: Annotated[
-        float | None, typer.Option("--size-limit", help="Largest bundle to mail, in MB.")
+        float | None, typer.Option("--size-limit", help="Largest message the server takes, in MB (the bundle is"
+                                                     " base64-encoded: bundles up to 73% of it fit).")
     ] = None,
     ca_file: Annotated[
         str | None,

@@ -89,7 +89,7 @@ def list_(
         mem = " [memory]" if s.memory else ""
         parent = s.parent[:8] if s.parent else "-"
         out.print(
-            f"{mark} {s.id[:12]}  {_when(s.created)}  {s.name or '':<20} parent {parent}{mem}  {s.message}",
+            f"{mark} {s.id[:12]}  {_when(s.created)}  {s.name or '':<20} {parent + mem:<15}  {s.message}",
             soft_wrap=True,
             markup=False,
         )

@@ -202,8 +202,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path |
     """A sender home with state s1 (4 MiB of random data over the base), its bundle, a receiver home holding the
     base, and a throttled HTTP server offering a 16 MiB qcow2 through a catalog registered in a third home."""
     root = tmp_path_factory.mktemp("kill")
-    saved = os.environ.get("VMLOG_HOME")
+    saved = {name: os.environ.get(name) for name in ("VMLOG_HOME", "VMLOG_LIBVIRT_URI")}
     os.environ["VMLOG_HOME"] = str(root / "sender")
+    # a module fixture runs before the per-test libvirt_test_driver of tests/conftest.py: use the test driver
+    # here too, holding a connection so that the domain outlives each backend object (no daemon needed)
+    os.environ["VMLOG_LIBVIRT_URI"] = "test:///default"
+    holder = pytest.importorskip("libvirt").open("test:///default")
     try:
         ctx = Workspace.default()
         base = root / "base.raw"
@@ -216,10 +220,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path |
         os.environ["VMLOG_HOME"] = str(root / "receiver")
         Workspace.default().images.add_file(image.path, name="testbase", version="1", format="raw")
     finally:
-        if saved is None:
-            os.environ.pop("VMLOG_HOME", None)
-        else:
-            os.environ["VMLOG_HOME"] = saved
+        holder.close()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     served = root / "served"
     served.mkdir()
     disk = served / "disk.qcow2"

@@ -6,19 +6,25 @@ import dataclasses
 import json
 import os
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from archive_fixtures import three_state_project
 
+from hypervisors.base import Capability
+from hypervisors.errors import OperationTimeout
 from hypervisors.spec import VMSpec
 from vmlog.app import states as app_states
 from vmlog.app.archive import archive_project, unarchive_project
 from vmlog.app.setup_project import new_project_with_context, ssh_access
 from vmlog.context.model import Context
 from vmlog.context.project_setup import KNOWN_HOSTS_FILE, read_setup_meta, read_stored_context, setup_dir
+from vmlog.projects import release_guest
+from vmlog.projects import releases as project_releases
 from vmlog.projects.release_guest import guest_facts
-from vmlog.projects.release_records import ProjectRelease
+from vmlog.projects.release_records import ProjectRelease, write_project_releases
 from vmlog.releases.model import Release
 from vmlog.workspace import Workspace
 
@@ -141,3 +147,93 @@ def test_a_project_without_a_seed_gets_one_and_names_the_releases_not_mounted(
     (line,) = result.releases_not_mounted
     assert "24.0.3 revision 7" in line and "127.0.0.1:9" in line, line
     assert any(n.startswith("release not re-mounted") and "24.0.3" in n for n in result.notes)
+
+
+class _Agent:
+    """The standard agent of a running guest: answers a ping only if ``alive``; records what it runs."""
+
+    kind = "qemu-ga"
+    runs_as_root = True
+
+    def __init__(self, alive: bool) -> None:
+        self.alive, self.pings, self.commands = alive, 0, []
+
+    def __enter__(self) -> _Agent:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        return None
+
+    def wait_ready(self, timeout: float) -> None:
+        self.pings += 1
+        if not self.alive:
+            raise OperationTimeout(f"no answer from the guest agent within {timeout} s")
+
+    def check_shell(self, command: str, *, timeout: float = 60.0) -> str:
+        self.commands.append(command)
+        return ""
+
+
+class _Backend:
+    name = "kvm"
+
+    def __init__(self, agent: _Agent) -> None:
+        self.agent = agent
+
+    def can(self, capability: Capability) -> bool:
+        return capability is Capability.GUEST_AGENT
+
+    def guest_agent(self, _vm_name: str) -> _Agent:
+        return self.agent
+
+
+def _plain_unarchived(vmlog_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Workspace, Path]:
+    made = three_state_project(vmlog_home, tmp_path)
+    out = tmp_path / "plain.vmlarchive"
+    archive_project("analysis", out, ctx=made.ctx)
+    _person(tmp_path / "bob", "bob", monkeypatch)
+    other = _new_home(tmp_path, monkeypatch)
+    unarchive_project(out, ctx=other)
+    return other, other.projects.get("analysis").root
+
+
+def _with_agent(monkeypatch: pytest.MonkeyPatch, alive: bool) -> _Agent:
+    agent = _Agent(alive)
+
+    @contextmanager
+    def open_backend(_project: object) -> Iterator[_Backend]:
+        yield _Backend(agent)
+
+    monkeypatch.setattr(release_guest, "open_backend", open_backend)
+    return agent
+
+
+def test_after_boot_a_plain_base_learns_its_standard_agent_and_mounts_through_it(
+    vmlog_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other, root = _plain_unarchived(vmlog_home, tmp_path, monkeypatch)
+    files = other.projects.get("analysis")
+    write_project_releases(files, [GONE])
+    agent = _with_agent(monkeypatch, alive=True)
+    assert project_releases.after_boot(files, files.load()) == []  # mounted, checked, in fstab
+    assert read_setup_meta(root)["guest_agent"] == "standard"
+    assert any("mount -t virtiofs -o ro rel-24.0.3 /cvmfs-releases/24.0.3" in c for c in agent.commands)
+    assert any("ro,nofail" in c and "/etc/fstab" in c for c in agent.commands)
+    assert any("/proc/mounts" in c for c in agent.commands)
+
+
+def test_a_guest_where_no_agent_answered_is_not_waited_for_again(
+    vmlog_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other, root = _plain_unarchived(vmlog_home, tmp_path, monkeypatch)
+    files = other.projects.get("analysis")
+    write_project_releases(files, [GONE])
+    agent = _with_agent(monkeypatch, alive=False)
+    (warning,) = project_releases.after_boot(files, files.load())
+    assert "mount -t virtiofs -o ro rel-24.0.3 /cvmfs-releases/24.0.3" in warning and agent.commands == []
+    assert read_setup_meta(root)["guest_agent"] == "none"
+    project_releases.after_boot(files, files.load())
+    assert agent.pings == 1  # the next boot does not wait for an agent that was not there
+    agent.alive = True  # qemu-ga installed since: `vml release mount` on the running guest asks again
+    assert release_guest.find_guest_agent(files, files.load(), timeout=1, again=True) == "standard"
+    assert read_setup_meta(root)["guest_agent"] == "standard"

@@ -20,7 +20,7 @@ from typing import Any
 
 from hypervisors import registry
 from hypervisors.base import SnapshotModel
-from hypervisors.errors import Unsupported
+from hypervisors.errors import ReportableError, Unsupported
 from vmlog.app.import_project import ImportedProject, reseed_unarchived
 from vmlog.app.projects import resolve_project
 from vmlog.app.session import session
@@ -229,8 +229,9 @@ def unarchive_project(path: Path, *, name: str | None = None, backend: str | Non
             raise InvalidInput(f"base {base['sha256'][:12]} has an unknown store format")
     with session(ctx, target, "project unarchive", file=Path(path).name) as op:
         result = _build(ctx, verified, archived, states, target, chosen, op, progress, usable=usable)
-    if usable:
-        result = _mount_current_releases(ctx, result)
+        if usable:
+            result = _mount_current_releases(ctx, result)
+            op.message += "".join(f"; release {line} was not re-mounted" for line in result.releases_not_mounted)
     current_project.set_(ctx.home.data, target)
     progress("unarchived", 1.0)
     return result
@@ -349,15 +350,18 @@ def _reseed(ctx: Workspace, local: Project, staged: ProjectFiles, notes: list[st
 
 
 def _mount_current_releases(ctx: Workspace, result: UnarchiveResult) -> UnarchiveResult:
-    """Mount the current state's releases for the new project, as an import's restore does; name those that fail."""
+    """Mount the current state's releases for the new project, as an import's restore does; name those that fail.
+
+    The project is published already: nothing here may fail the unarchive (and roll back its base).
+    """
     if result.current is None:
         return result
     files = ctx.projects.get(result.project)
     try:
         outcome = project_releases.apply_state(files, files.states()[result.current], where=ctx.home)
         missing = list(outcome.warnings)
-    except VmlogError as exc:  # the project is whole; only its releases are not mounted
-        missing = [f"the current state's releases: {exc.message}"]
+    except (ReportableError, OSError) as exc:  # the project is whole; only its releases are not mounted
+        missing = [f"the current state's releases: {getattr(exc, 'message', None) or exc}"]
     if not missing:
         return result
     notes = [*result.notes, *(f"release not re-mounted: {line}" for line in missing)]

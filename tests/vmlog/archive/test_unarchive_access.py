@@ -147,6 +147,8 @@ def test_a_project_without_a_seed_gets_one_and_names_the_releases_not_mounted(
     (line,) = result.releases_not_mounted
     assert "24.0.3 revision 7" in line and "127.0.0.1:9" in line, line
     assert any(n.startswith("release not re-mounted") and "24.0.3" in n for n in result.notes)
+    (row,) = [e for e in other.logbook.entries(project="analysis") if e.action == "project unarchive"]
+    assert "24.0.3 revision 7" in row.message and "not re-mounted" in row.message
 
 
 class _Agent:

@@ -32,7 +32,7 @@ from vmlog.app.setup_project import new_project_with_context
 from vmlog.appliances.builtin import builtin_appliances
 from vmlog.context import project_setup
 from vmlog.context.appliance_vm import SSH_GUEST_PORT, ready_plan
-from vmlog.context.guest import VMLOG_AGENT, guest_agent_kind
+from vmlog.context.guest import AGENT_KINDS, VMLOG_AGENT, guest_agent_kind
 from vmlog.context.model import Context
 from vmlog.context.readiness import free_tcp_port
 from vmlog.context.seed import SEED_KINDS
@@ -83,9 +83,14 @@ def create_imported_project(
     memory_mib: int,
     context: Context | None = None,
     with_memory: bool = False,
+    guest_agent: str | None = None,
     ctx: Workspace,
 ) -> ImportedProject:
     """Make project ``name`` on ``image`` as setup would, seeded with ``context`` (default: :func:`import_context`).
+
+    ``guest_agent`` is the agent the sender's project knew its guest runs (``standard``), where the
+    bundle carries it: recorded for a base vmlog has no facts about, which otherwise learns it only
+    once its VM runs (:func:`vmlog.projects.release_guest.find_guest_agent`).
 
     A backend without per-VM port forwards (VMware) gets the plain project an import always made,
     and a warning: there is no forward for ``vml ssh`` to use. So does a bundle with a memory image
@@ -106,6 +111,8 @@ def create_imported_project(
         name, image.sha256, context or import_context(name, state_id), kind=seed_kind_for(image, ctx),
         backend=backend, backend_options=backend_options, cpus=cpus, memory_mib=memory_mib, ctx=ctx,
     )  # fmt: skip
+    if guest_agent in AGENT_KINDS and guest_agent_kind(base_plan(image, ctx)) is None:
+        project_setup.record_guest_agent(ctx.projects.get(name).root, made.project.base, str(guest_agent))
     return ImportedProject(made.ssh_port, made.user, made.seed, list(made.warnings))
 
 

@@ -18,6 +18,7 @@ from hypervisors.errors import OperationTimeout
 from hypervisors.spec import VMSpec
 from vmlog.app import states as app_states
 from vmlog.app.archive import archive_project, unarchive_project
+from vmlog.app.import_project import create_imported_project
 from vmlog.app.setup_project import new_project_with_context, ssh_access
 from vmlog.context.model import Context
 from vmlog.context.project_setup import KNOWN_HOSTS_FILE, read_setup_meta, read_stored_context, setup_dir
@@ -239,3 +240,20 @@ def test_a_guest_where_no_agent_answered_is_not_waited_for_again(
     agent.alive = True  # qemu-ga installed since: `vml release mount` on the running guest asks again
     assert release_guest.find_guest_agent(files, files.load(), timeout=1, again=True) == "standard"
     assert read_setup_meta(root)["guest_agent"] == "standard"
+
+
+def test_an_import_records_the_agent_its_bundle_carried(vmlog_home: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    _person(tmp_path / "bob", "bob", monkeypatch)
+    ctx = Workspace.default()
+    base = tmp_path / "base.raw"
+    base.write_bytes(b"\0" * (1 << 20))
+    image = ctx.images.add_file(base, name="cloudbase", version="1", format="raw")
+    made = create_imported_project("carried", image, "ab" * 32, backend="kvm", backend_options=None, cpus=1,
+                                   memory_mib=512, guest_agent="standard", ctx=ctx)  # fmt: skip
+    files = ctx.projects.get("carried")
+    assert made.ssh_port and guest_facts(files, files.load())["agent_kind"] == "standard"
+    create_imported_project("plain", image, "cd" * 32, backend="kvm", backend_options=None, cpus=1, memory_mib=512,
+                            ctx=ctx)  # fmt: skip
+    files = ctx.projects.get("plain")
+    assert guest_facts(files, files.load())["agent_unknown"]  # found out after its boot

@@ -4,7 +4,8 @@ One VM for the whole module (booting Debian under TCG costs minutes): ``vml setu
 catalog, then the checks through the QEMU guest agent and through ``vml ssh``, then a live save of
 data written without ``sync``, frozen by the agent, restored after an ACPI ``vml down``; last an
 import in a second home, on a base vmlog has no facts about, whose agent is found after its boot
-and mounts a release, which a reboot inside the guest mounts again from its fstab. The wall
+and mounts a release, which a reboot inside the guest mounts again from its fstab; then an archive
+unarchived in a third home, logged into over SSH as that home's user. The wall
 time of each step is printed (``-s``) and appended to ``$VMLOG_TEST_CACHE/debian-vm-times.txt``.
 """
 
@@ -144,6 +145,7 @@ def guest(debian_image: Path) -> Iterator[dict[str, Any]]:
         os.environ.update(with_env)
         httpd.shutdown()
         httpd.server_close()
+        shutil.rmtree(home, ignore_errors=True)  # its homes hold disks and an archive: about 1.5 GB
 
 
 def _ask(*commands: str, timeout: float = 300) -> list[str]:
@@ -369,3 +371,33 @@ def _reboot_keeps_the_release(env: dict[str, str], name: str) -> None:
     _ssh_until(env, name, ["cat", "/proc/sys/kernel/random/boot_id"], lambda out: out.strip() not in ("", boot_id))
     _check_release_mounted(env, name)
     _timed("reboot inside the guest until the release is mounted again from its fstab", started)
+
+
+ARCHIVE_IMPORTER = "carol"
+
+
+def test_an_unarchived_project_is_logged_into_as_the_importer(guest: dict[str, Any]) -> None:
+    """Archive, unarchive in a third home with another user and key, boot: the new seed's user logs in over SSH."""
+    env = guest["env"]
+    home_c = guest["home"] / "unarchiver"
+    (home_c / "user" / ".ssh").mkdir(parents=True)
+    key_c = home_c / "user" / ".ssh" / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key_c)], check=True)
+    env_c = {**env, "VMLOG_HOME": str(home_c / "vmlog"), "HOME": str(home_c / "user"), "USER": ARCHIVE_IMPORTER,
+             "LOGNAME": ARCHIVE_IMPORTER}  # fmt: skip
+    started = time.monotonic()
+    _vml(env, "down", PROJECT, "--timeout", "300")  # stopped already after the import test; one TCG guest at a time
+    _vml(env, "project", "archive", PROJECT, "-o", str(home_c / "rg.vmlarchive"))
+    result = json.loads(_vml(env_c, "project", "unarchive", str(home_c / "rg.vmlarchive"), "--json").stdout)
+    assert result["user"] == ARCHIVE_IMPORTER and result["ssh_port"], result
+    (meta,) = (home_c / "vmlog").rglob(f"{PROJECT}/setup/setup.json")
+    assert json.loads(meta.read_text())["guest_agent"] == "standard"  # the archived agent came along
+    _timed("archive + unarchive in a third home", started)
+    try:
+        _vml(env_c, "up", PROJECT)
+        seen = _ssh_until(env_c, PROJECT, ["id", "-un", "&&", "cat", "/etc/vmlog-written.txt"], lambda _out: True)
+        assert seen.split() == [ARCHIVE_IMPORTER, "written", "by", "write_files"]  # the archived disk, our login
+        _timed("archive + unarchive in a third home + boot + vml ssh as the importer", started)
+    finally:
+        subprocess.run([sys.executable, "-m", "vmlog.cli.main", "project", "rm", PROJECT, "--yes"], env=env_c,
+                       capture_output=True, timeout=300, stdin=subprocess.DEVNULL)  # fmt: skip

@@ -9,6 +9,7 @@ staging directory (bases through the image store's gate), and published in one r
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import shutil
@@ -19,7 +20,8 @@ from typing import Any
 
 from hypervisors import registry
 from hypervisors.base import SnapshotModel
-from hypervisors.errors import Unsupported
+from hypervisors.errors import ReportableError, Unsupported
+from vmlog.app.import_project import ImportedProject, reseed_unarchived
 from vmlog.app.projects import resolve_project
 from vmlog.app.session import session
 from vmlog.archive import format as af
@@ -30,6 +32,7 @@ from vmlog.archive.releases import configure_sources, install_objects
 from vmlog.archive.unpack import archived_records, attach_layers, localise, unpack
 from vmlog.errors import AlreadyExists, InvalidInput, NotFound, VmlogError
 from vmlog.projects import current as current_project
+from vmlog.projects import releases as project_releases
 from vmlog.projects.backends import is_native_project
 from vmlog.projects.driver import Progress, no_progress
 from vmlog.projects.model import Project, State
@@ -94,6 +97,9 @@ class UnarchiveResult:
     bases_added: list[str]
     current: str | None
     notes: list[str] = field(default_factory=list)
+    ssh_port: int | None = None  # the importer's SSH forward (None: the backend has none)
+    user: str | None = None  # whom the seed makes, and `vml ssh` logs in as
+    releases_not_mounted: list[str] = field(default_factory=list)  # the current state's releases not mounted here
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -192,8 +198,13 @@ def _target_backend(backend: str | None, archived: Project) -> tuple[str, bool]:
 
 def unarchive_project(path: Path, *, name: str | None = None, backend: str | None = None,
                       backend_options: dict[str, Any] | None = None, ctx: Workspace | None = None,
-                      progress: Progress = no_progress) -> UnarchiveResult:
+                      progress: Progress = no_progress, usable: bool = True) -> UnarchiveResult:
     """Check an archive end to end, then rebuild its project here (``name``, default the archived name).
+
+    The project is made usable here as an imported one is (``usable``; only the hidden kvm copy on the
+    way to a native backend goes without): the importer's SSH forward and seed
+    (:func:`vmlog.app.import_project.reseed_unarchived`), and the current state's releases mounted,
+    those that could not be named in ``releases_not_mounted``.
 
     On a backend whose states are native snapshots (VirtualBox, VMware) the project is rebuilt on kvm
     under a hidden name first, then each state travels as a state bundle, parents first, through the
@@ -217,7 +228,10 @@ def unarchive_project(path: Path, *, name: str | None = None, backend: str | Non
         if QEMU_FORMATS.get(str(base.get("store_format"))) != base["format"]:
             raise InvalidInput(f"base {base['sha256'][:12]} has an unknown store format")
     with session(ctx, target, "project unarchive", file=Path(path).name) as op:
-        result = _build(ctx, verified, archived, states, target, chosen, op, progress)
+        result = _build(ctx, verified, archived, states, target, chosen, op, progress, usable=usable)
+        if usable:
+            result = _mount_current_releases(ctx, result)
+            op.message += "".join(f"; release {line} was not re-mounted" for line in result.releases_not_mounted)
     current_project.set_(ctx.home.data, target)
     progress("unarchived", 1.0)
     return result
@@ -229,23 +243,30 @@ def _onto_native(path: Path, target: str, backend: str, options: dict[str, Any],
     from vmlog.app import exchange, projects, states
 
     staging = f"{target[:40]}-unarchiving-{secrets.token_hex(3)}"
-    on_kvm = unarchive_project(path, name=staging, backend="kvm", ctx=ctx,
+    on_kvm = unarchive_project(path, name=staging, backend="kvm", ctx=ctx, usable=False,
                                progress=lambda m, f: progress(m, None if f is None else f * 0.5))
     work = ctx.home.cache / f"vmlarchive-bundles-{os.getpid()}-{secrets.token_hex(4)}"
     work.mkdir(parents=True, mode=0o700)
     created = False
+    ssh_port: int | None = None
+    user: str | None = None
+    warnings: list[str] = []
     try:
         records = ctx.projects.get(staging).states()
         order = sorted(records.values(), key=lambda s: (len(_ancestry(records, s.id)), s.created, s.id))
         for index, state in enumerate(order):
             progress(f"moving state {state.label()} onto {backend}", 0.5 + 0.45 * index / len(order))
             bundle = exchange.export_state(staging, state.id, work, since=state.parent, ctx=ctx)
-            exchange.import_state(bundle.path, project=target, trust=True, backend=None if created else backend,
-                                  backend_options=options, ctx=ctx)
+            imported = exchange.import_state(bundle.path, project=target, trust=True,
+                                             backend=None if created else backend, backend_options=options, ctx=ctx)
+            if not created:  # the import that made the project gave it the importer's forward and seed
+                ssh_port, user, warnings = imported.ssh_port, imported.user, list(imported.warnings)
             created = True
             bundle.path.unlink()
+        missing: list[str] = []
         if on_kvm.current is not None:
-            states.restore_state(target, on_kvm.current, discard=True, ctx=ctx)
+            restored = states.restore_state(target, on_kvm.current, discard=True, ctx=ctx).releases
+            missing = list(restored.warnings) if restored is not None else []
         current_project.set_(ctx.home.data, target)
     except BaseException:
         if created:
@@ -255,7 +276,9 @@ def _onto_native(path: Path, target: str, backend: str, options: dict[str, Any],
         shutil.rmtree(work, ignore_errors=True)
         projects.remove_project(staging, ctx=ctx)
     return UnarchiveResult(target, on_kvm.archived_name, backend, on_kvm.states, on_kvm.layers, on_kvm.bases_added,
-                           on_kvm.current, [*on_kvm.notes, f"states moved onto {backend} as state bundles"])
+                           on_kvm.current, [*on_kvm.notes, f"states moved onto {backend} as state bundles",
+                                            *warnings, *(f"release not re-mounted: {m}" for m in missing)],
+                           ssh_port=ssh_port, user=user, releases_not_mounted=missing)
 
 
 def _ancestry(records: dict[str, State], state_id: str) -> list[str]:
@@ -269,7 +292,7 @@ def _ancestry(records: dict[str, State], state_id: str) -> list[str]:
 
 
 def _build(ctx: Workspace, verified: VerifiedArchive, archived: Project, states: dict[str, State], target: str,
-           backend: str, op: Any, progress: Progress) -> UnarchiveResult:
+           backend: str, op: Any, progress: Progress, *, usable: bool) -> UnarchiveResult:
     staged = ctx.projects.staging(target)
     op.on_rollback(lambda: shutil.rmtree(staged.root, ignore_errors=True))
     work = ctx.home.cache / f"vmlarchive-{os.getpid()}-{secrets.token_hex(4)}"
@@ -297,6 +320,7 @@ def _build(ctx: Workspace, verified: VerifiedArchive, archived: Project, states:
     local, notes = localise(archived, verified, name=target, vm_name=vm_name, backend=backend,
                             root=ctx.projects.files(target).root, run_dir=ctx.home.vm_runtime_dir(vm_name))
     local.live = _live_layers(staged, local, states)
+    access = _reseed(ctx, local, staged, notes) if usable else None
     staged.write(local)
     staged.states()  # the state index, built from the records
     logbook = verified.small.get(af.LOGBOOK)
@@ -308,7 +332,40 @@ def _build(ctx: Workspace, verified: VerifiedArchive, archived: Project, states:
     ctx.projects.publish(staged, target)
     op.message = f"from {verified.path.name} (sha256 {verified.sha256}): {len(states)} states"
     return UnarchiveResult(target, archived.name, backend, len(states), len(verified.manifest["layers"]),
-                           sorted(unpacked.bases), local.current, [*_archived_notes(verified), *unpacked.notes, *notes])
+                           sorted(unpacked.bases), local.current, [*_archived_notes(verified), *unpacked.notes, *notes],
+                           ssh_port=access.ssh_port if access else None, user=access.user if access else None)
+
+
+def _reseed(ctx: Workspace, local: Project, staged: ProjectFiles, notes: list[str]) -> ImportedProject | None:
+    """The importer's SSH forward and seed for the project being built (None, with a note, if its base is unknown)."""
+    sha = local.base.get("sha256") or next((r.image_sha256 for r in local.roots.values() if r.image_sha256), None)
+    image = ctx.images.find(str(sha)) if sha else None
+    if image is None:
+        notes.append("the project starts from no base image of the store: it has no seed or SSH forward here")
+        return None
+    access = reseed_unarchived(local, staged.root, ctx.projects.files(local.name).root, image, ctx=ctx)
+    notes.append(f"`vml ssh {local.name}` logs in as {access.user} (SSH forwarded from port {access.ssh_port})")
+    notes.extend(access.warnings)
+    return access
+
+
+def _mount_current_releases(ctx: Workspace, result: UnarchiveResult) -> UnarchiveResult:
+    """Mount the current state's releases for the new project, as an import's restore does; name those that fail.
+
+    The project is published already: nothing here may fail the unarchive (and roll back its base).
+    """
+    if result.current is None:
+        return result
+    files = ctx.projects.get(result.project)
+    try:
+        outcome = project_releases.apply_state(files, files.states()[result.current], where=ctx.home)
+        missing = list(outcome.warnings)
+    except (ReportableError, OSError) as exc:  # the project is whole; only its releases are not mounted
+        missing = [f"the current state's releases: {getattr(exc, 'message', None) or exc}"]
+    if not missing:
+        return result
+    notes = [*result.notes, *(f"release not re-mounted: {line}" for line in missing)]
+    return dataclasses.replace(result, notes=notes, releases_not_mounted=missing)
 
 
 def _archived_notes(verified: VerifiedArchive) -> list[str]:

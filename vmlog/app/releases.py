@@ -19,6 +19,7 @@ from vmlog.projects.model import Project
 from vmlog.projects.releases import (
     ProjectRelease,
     ReleaseOutcome,
+    find_guest_agent,
     guest_facts,
     guest_kind_for,
     guest_mount_commands,
@@ -41,6 +42,15 @@ from vmlog.releases.sources import add_source, get_source, load_sources, make_so
 from vmlog.workspace import Workspace, workspace
 
 GUEST_MOUNT_TIMEOUT = 60.0  # the agent of a running guest answers at once; after --restart it booted already
+AGENT_PROBE_TIMEOUT = 10.0  # a running guest not known to have an agent: is the standard one there after all?
+
+
+def _agent_of(files: ProjectFiles, project: Project, *, timeout: float, again: bool = False) -> str | None:
+    """The guest's agent as the project records it, else asked of the running VM (:func:`find_guest_agent`)."""
+    facts = guest_facts(files, project)
+    if facts["agent"]:
+        return facts["agent_kind"]
+    return find_guest_agent(files, project, timeout=timeout, again=again)
 
 
 def _share_into_running_vm(
@@ -65,7 +75,8 @@ def _share_into_running_vm(
             outcome.messages.append(f"hot-plug refused ({why}); restarting the VM to share the release")
             backend.shutdown(project.vm_name)
             outcome.warnings += start_vm(backend, files, files.load()) or []
-    if not guest_facts(files, project)["agent"]:
+    probe = GUEST_MOUNT_TIMEOUT if restart else AGENT_PROBE_TIMEOUT
+    if _agent_of(files, project, timeout=probe, again=True) is None:
         outcome.guest = "attached"
         outcome.warnings.append("the share is in the VM; mount it in the guest: " + guest_mount_commands([item])[0])
         return
@@ -157,7 +168,7 @@ def umount_in_project(project_name: str | None, release_name: str, *, ctx: Works
             with open_backend(project) as backend:
                 running_vm = vm_state(backend, project.vm_name) in (VMState.RUNNING, VMState.PAUSED)
                 if running_vm:
-                    if guest_facts(files, project)["agent"]:
+                    if _agent_of(files, project, timeout=AGENT_PROBE_TIMEOUT) is not None:
                         umount_in_guest(files, project, item)  # Busy (nothing detached) if the guest holds it
                     folder = SharedFolder(item.tag, host_mountpoints(name, ctx.home).get(item.name, Path("/")))
                     why = hotplug_share(backend, project.vm_name, folder, attach=False)

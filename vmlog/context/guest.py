@@ -3,7 +3,10 @@
 A project's ``setup.json`` says which agent its guest runs: ``"vmlog"`` (the test appliance's serial
 agent, wired to the spec's ``channel_socket``) or ``"standard"`` (the platform's own agent: the QEMU
 guest agent under libvirt, reached through the backend's :meth:`~hypervisors.base.Hypervisor.guest_agent`).
-Older ``setup.json`` files say ``"agent": true`` for the first.
+Older ``setup.json`` files say ``"agent": true`` for the first. A project on a base vmlog knows
+nothing of (an import or an archive of a local cloud image) finds out once its VM runs: a standard
+agent that answers a ping is recorded (:func:`answers_standard_agent`), and so is ``"none"`` when
+none answered, so that later boots do not wait for it again.
 """
 
 from __future__ import annotations
@@ -12,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from hypervisors.base import Capability, Hypervisor
-from hypervisors.errors import Unsupported
+from hypervisors.errors import ReportableError, Unsupported
 from hypervisors.guest import CLOUD_INIT_BOOT_FINISHED, GuestAgent
 from vmlog.testappliance.agent import GuestChannel
 
 VMLOG_AGENT = "vmlog"
 STANDARD_AGENT = "standard"
+NO_AGENT = "none"  # recorded when no standard agent answered in the running VM
 AGENT_KINDS = (VMLOG_AGENT, STANDARD_AGENT)
 _STANDARD_NAMES = {"standard", "qemu-ga", "qemu-guest-agent", "guest-additions", "vmware-tools"}
 
@@ -42,6 +46,27 @@ def guest_agent_kind(meta: dict[str, Any]) -> str | None:
     if kind in AGENT_KINDS:
         return str(kind)
     return VMLOG_AGENT if meta.get("agent") is True or meta.get("agent") == VMLOG_AGENT else None
+
+
+def agent_unknown(meta: dict[str, Any]) -> bool:
+    """True if nothing says whether the guest runs an agent: neither setup, nor a catalog entry, nor a probe."""
+    return guest_agent_kind(meta) is None and meta.get("guest_agent") != NO_AGENT
+
+
+def answers_standard_agent(backend: Hypervisor, vm_name: str, *, timeout: float) -> bool:
+    """True if the platform's standard agent answers a ping in the running VM within ``timeout`` seconds.
+
+    Every libvirt domain vmlog defines has the ``org.qemu.guest_agent.0`` channel, so an answer means
+    qemu-ga runs in the guest; a booting guest's agent answers only once it started, hence the wait.
+    """
+    if not backend.can(Capability.GUEST_AGENT):
+        return False
+    try:
+        with backend.guest_agent(vm_name) as agent:
+            agent.wait_ready(timeout)
+    except ReportableError:
+        return False
+    return True
 
 
 def open_guest(backend: Hypervisor, vm_name: str, kind: str | None, channel_socket: Path | None) -> GuestAgent:

@@ -72,6 +72,13 @@ def meta_without_setup(base: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def record_guest_agent(project_root: Path, base: dict[str, Any], kind: str) -> None:
+    """Write into ``setup.json`` (made up for a project without one) which agent the guest was found to run."""
+    meta = read_setup_meta(project_root) or meta_without_setup(base)
+    setup_dir(project_root).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(setup_dir(project_root) / SETUP_FILE, json.dumps({**meta, "guest_agent": kind}, indent=2) + "\n")
+
+
 def context_to_dict(context: Context) -> dict[str, Any]:
     """The context as it reads back from ``context.json`` (lists, not tuples), so the two compare equal."""
     return json.loads(json.dumps(dataclasses.asdict(context)))

@@ -18,7 +18,14 @@ from hypervisors.base import Capability, Hypervisor
 from hypervisors.errors import HypervisorError, ReportableError
 from hypervisors.spec import SharedFolder
 from vmlog.context import project_setup
-from vmlog.context.guest import STANDARD_AGENT, guest_agent_kind, open_guest
+from vmlog.context.guest import (
+    NO_AGENT,
+    STANDARD_AGENT,
+    agent_unknown,
+    answers_standard_agent,
+    guest_agent_kind,
+    open_guest,
+)
 from vmlog.errors import Busy, NotFound, VmlogError
 from vmlog.paths import VmlogHome
 from vmlog.projects.backends import open_backend
@@ -40,7 +47,30 @@ def guest_facts(files: ProjectFiles, project: Project) -> dict[str, Any]:
     if "agent" not in meta and "guest_agent" not in meta:
         meta = {**project_setup.meta_without_setup(project.base), **meta}
     kind = guest_agent_kind(meta)
-    return {"context": str(meta.get("context") or "none"), "agent": kind is not None, "agent_kind": kind}
+    return {"context": str(meta.get("context") or "none"), "agent": kind is not None, "agent_kind": kind,
+            "agent_unknown": agent_unknown(meta)}
+
+
+def find_guest_agent(files: ProjectFiles, project: Project, *, timeout: float, again: bool = False) -> str | None:
+    """The agent the project's guest runs: as recorded, else asked of the running VM (and recorded).
+
+    A project on a base vmlog has no facts about (imported or unarchived from a local image) learns
+    here that its guest runs the platform's standard agent. A guest where none answered is recorded
+    as having none, and not waited for again unless ``again`` (the guest may have got one since).
+    """
+    facts = guest_facts(files, project)
+    if facts["agent_kind"] is not None or not (facts["agent_unknown"] or again):
+        return facts["agent_kind"]
+    try:
+        with open_backend(project) as backend:
+            answered = answers_standard_agent(backend, project.vm_name, timeout=timeout)
+    except ReportableError:  # the backend cannot be reached: nothing is learnt, nothing recorded
+        return None
+    try:
+        project_setup.record_guest_agent(files.root, project.base, STANDARD_AGENT if answered else NO_AGENT)
+    except (OSError, VmlogError):  # the agent is used now all the same; a later run asks again
+        pass
+    return STANDARD_AGENT if answered else None
 
 
 def guest_kind_for(files: ProjectFiles, project: Project, source: ReleaseSource) -> str:

@@ -36,6 +36,7 @@ from vmlog.projects.model import Project, State
 from vmlog.projects.release_cernvm import cernvm_context, cernvm_release_files, write_cernvm_seed
 from vmlog.projects.release_guest import (
     configured_source,
+    find_guest_agent,
     guest_facts,
     guest_kind_for,
     guest_mount_commands,
@@ -79,6 +80,7 @@ __all__ = [
     "configured_source",
     "default_guest_path",
     "ensure_host_mounts",
+    "find_guest_agent",
     "guest_facts",
     "guest_kind_for",
     "guest_mount_commands",
@@ -164,13 +166,15 @@ def before_boot(files: ProjectFiles, project: Project, where: VmlogHome | None =
 def after_boot(files: ProjectFiles, project: Project) -> list[str]:
     """After a cold boot: mount the shared releases in the guest (through the agent, if it has one).
 
-    Each mount is checked in the guest's mount table, and a real guest gets it in its fstab, as
+    A guest whose agent is not known yet (a project imported or unarchived on a base vmlog has no
+    facts about) is asked whether the standard one answers (:func:`find_guest_agent`). Each mount is
+    checked in the guest's mount table, and a real guest gets it in its fstab, as
     ``vml release mount`` on a running guest does (:func:`mount_in_guest`).
     """
     items = [item for item in project_releases(files) if item.guest == "share"]
     if not items:
         return []
-    if not guest_facts(files, project)["agent"]:
+    if find_guest_agent(files, project, timeout=AGENT_BOOT_TIMEOUT) is None:
         return ["mount the releases in the guest: " + "; ".join(guest_mount_commands(items))]
     warnings = []
     for item in items:

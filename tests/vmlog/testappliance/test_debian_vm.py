@@ -2,7 +2,10 @@
 
 One VM for the whole module (booting Debian under TCG costs minutes): ``vml setup`` from a served
 catalog, then the checks through the QEMU guest agent and through ``vml ssh``, then a live save of
-data written without ``sync``, frozen by the agent, restored after an ACPI ``vml down``. The wall
+data written without ``sync``, frozen by the agent, restored after an ACPI ``vml down``; last an
+import in a second home, on a base vmlog has no facts about, whose agent is found after its boot
+and mounts a release, which a reboot inside the guest mounts again from its fstab; then an archive
+unarchived in a third home, logged into over SSH as that home's user. The wall
 time of each step is printed (``-s``) and appended to ``$VMLOG_TEST_CACHE/debian-vm-times.txt``.
 """
 
@@ -142,6 +145,7 @@ def guest(debian_image: Path) -> Iterator[dict[str, Any]]:
         os.environ.update(with_env)
         httpd.shutdown()
         httpd.server_close()
+        shutil.rmtree(home, ignore_errors=True)  # its homes hold disks and an archive: about 1.5 GB
 
 
 def _ask(*commands: str, timeout: float = 300) -> list[str]:
@@ -312,21 +316,88 @@ def test_an_imported_state_is_logged_into_as_the_importer(guest: dict[str, Any],
     base = _qcow2(debian_image)  # the base the sender pulled, so nothing is downloaded
     imported = json.loads(_vml(env_b, "state", "import", str(bundle), "--trust", "--base", str(base), "--json").stdout)
     name = imported["project"]
+    share = bool(guest.get("release"))
     try:
-        _vml(env_b, "up", name)
-        deadline, seen = time.monotonic() + 900, None
-        while time.monotonic() < deadline:
-            seen = subprocess.run(
-                [sys.executable, "-m", "vmlog.cli.main", "ssh", name, "--", "id", "-un", "&&", "cat",
-                 "/etc/vmlog-written.txt"], env=env_b, capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                timeout=120,
-            )  # fmt: skip
-            if seen.returncode == 0:
-                break
-            time.sleep(10)
-        assert seen is not None and seen.returncode == 0, seen and seen.stderr
-        assert seen.stdout.split() == [IMPORTER, "written", "by", "write_files"]  # the sender's disk, our login
+        if share:  # shared from the first boot on: the agent of a base vmlog has no facts about is found then
+            _vml(env_b, "release", "source", "add", f"{guest['base']}/tree", "--kind", "http-tree",
+                 "--pattern", "releases/{series}/{release}")  # fmt: skip
+            _vml(env_b, "release", "mount", RELEASE, "--project", name)
+        up = _vml(env_b, "up", name)
+        seen = _ssh_until(env_b, name, ["id", "-un", "&&", "cat", "/etc/vmlog-written.txt"], lambda _out: True)
+        assert seen.split() == [IMPORTER, "written", "by", "write_files"]  # the sender's disk, our login
         _timed("down + export + import in a second home + boot + vml ssh as the importer", started)
+        if share:
+            assert "mount the releases in the guest" not in up.stdout + up.stderr, up.stdout + up.stderr
+            (meta,) = (home_b / "vmlog").rglob(f"{name}/setup/setup.json")
+            assert json.loads(meta.read_text())["guest_agent"] == "standard"  # found and recorded after the boot
+            _check_release_mounted(env_b, name)
+            _reboot_keeps_the_release(env_b, name)
     finally:
-        subprocess.run([sys.executable, "-m", "vmlog.cli.main", "project", "rm", name, "--yes"], env=env_b,
+        for args in (["release", "umount", RELEASE, "--project", name], ["project", "rm", name, "--yes"]):
+            subprocess.run([sys.executable, "-m", "vmlog.cli.main", *args], env=env_b, capture_output=True,
+                           timeout=300, stdin=subprocess.DEVNULL)  # fmt: skip
+
+
+def _ssh_until(env: dict[str, str], name: str, argv: list[str], done: Any, timeout: float = 900) -> str:
+    """``vml ssh NAME -- ARGV`` again until it succeeds and ``done(stdout)`` holds; its output."""
+    deadline, seen = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        try:
+            seen = subprocess.run([sys.executable, "-m", "vmlog.cli.main", "ssh", name, "--", *argv], env=env,
+                                  capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)  # fmt: skip
+        except subprocess.TimeoutExpired:
+            continue
+        if seen.returncode == 0 and done(seen.stdout):
+            return seen.stdout
+        time.sleep(10)
+    raise AssertionError(f"vml ssh {name} -- {' '.join(argv)} never succeeded: {seen and seen.stderr}")
+
+
+def _check_release_mounted(env: dict[str, str], name: str) -> None:
+    """The release is mounted in the guest at its path (its kernel says so), readable, and in its fstab once."""
+    out = _ssh_until(env, name, [
+        "cat", f"{GUEST_RELEASE}/share/README", "&&", "grep", "-c", f"' {GUEST_RELEASE} virtiofs '", "/proc/mounts",
+        "&&", "grep", "-c", f"'rel-{RELEASE} {GUEST_RELEASE} virtiofs ro,nofail'", "/etc/fstab",
+    ], lambda _out: True, timeout=300)  # fmt: skip
+    assert out.splitlines() == [README, "1", "1"], out
+
+
+def _reboot_keeps_the_release(env: dict[str, str], name: str) -> None:
+    """A reboot from inside the guest (vmlog does nothing): its fstab line mounts the share again at boot."""
+    boot_id = _ssh_until(env, name, ["cat", "/proc/sys/kernel/random/boot_id"], lambda _out: True).strip()
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-m", "vmlog.cli.main", "ssh", name, "--", "sudo", "-n", "systemctl", "reboot"],
+                   env=env, capture_output=True, stdin=subprocess.DEVNULL, timeout=120)  # fmt: skip
+    _ssh_until(env, name, ["cat", "/proc/sys/kernel/random/boot_id"], lambda out: out.strip() not in ("", boot_id))
+    _check_release_mounted(env, name)
+    _timed("reboot inside the guest until the release is mounted again from its fstab", started)
+
+
+ARCHIVE_IMPORTER = "carol"
+
+
+def test_an_unarchived_project_is_logged_into_as_the_importer(guest: dict[str, Any]) -> None:
+    """Archive, unarchive in a third home with another user and key, boot: the new seed's user logs in over SSH."""
+    env = guest["env"]
+    home_c = guest["home"] / "unarchiver"
+    (home_c / "user" / ".ssh").mkdir(parents=True)
+    key_c = home_c / "user" / ".ssh" / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key_c)], check=True)
+    env_c = {**env, "VMLOG_HOME": str(home_c / "vmlog"), "HOME": str(home_c / "user"), "USER": ARCHIVE_IMPORTER,
+             "LOGNAME": ARCHIVE_IMPORTER}  # fmt: skip
+    started = time.monotonic()
+    _vml(env, "down", PROJECT, "--timeout", "300")  # stopped already after the import test; one TCG guest at a time
+    _vml(env, "project", "archive", PROJECT, "-o", str(home_c / "rg.vmlarchive"))
+    result = json.loads(_vml(env_c, "project", "unarchive", str(home_c / "rg.vmlarchive"), "--json").stdout)
+    assert result["user"] == ARCHIVE_IMPORTER and result["ssh_port"], result
+    (meta,) = (home_c / "vmlog").rglob(f"{PROJECT}/setup/setup.json")
+    assert json.loads(meta.read_text())["guest_agent"] == "standard"  # the archived agent came along
+    _timed("archive + unarchive in a third home", started)
+    try:
+        _vml(env_c, "up", PROJECT)
+        seen = _ssh_until(env_c, PROJECT, ["id", "-un", "&&", "cat", "/etc/vmlog-written.txt"], lambda _out: True)
+        assert seen.split() == [ARCHIVE_IMPORTER, "written", "by", "write_files"]  # the archived disk, our login
+        _timed("archive + unarchive in a third home + boot + vml ssh as the importer", started)
+    finally:
+        subprocess.run([sys.executable, "-m", "vmlog.cli.main", "project", "rm", PROJECT, "--yes"], env=env_c,
                        capture_output=True, timeout=300, stdin=subprocess.DEVNULL)  # fmt: skip

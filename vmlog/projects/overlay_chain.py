@@ -47,13 +47,20 @@ class OverlayChain(StateDriver):
     def _bound_chain(
         self, files: ProjectFiles, project: Project, label: str, top: Path, limit: int | None = None
     ) -> None:
-        """Keep a new layer on ``top`` within the chain bound (``top`` is held by no running VM)."""
+        """Keep a new layer on ``top`` within the chain bound (``top`` is held by no running VM).
+
+        A chain on a remote host is left as it is: its files cannot be rewritten from here.
+        """
+        if files.layers.remote:
+            return
         done = checkpoints.bound_chain(files.layers.dir, top, project.roots[label].format, limit=limit)
         if done is not None:
             self.consolidations.append(done)
 
     def _check_live_depth(self, files: ProjectFiles, project: Project) -> None:
         """Where a running disk cannot be moved onto a shorter chain, refuse to grow it to what libvirt would refuse."""
+        if files.layers.remote:
+            return
         for label, layer in project.live.items():
             files_now = len(checkpoints.chain_files(files.layers.path(layer)))
             if files_now + 1 > checkpoints.RUNNING_CHAIN_LIMIT:
@@ -81,7 +88,8 @@ class OverlayChain(StateDriver):
         progress("creating the live layer", 0.5)
         new = NewDisks(roots={SYSTEM_DISK: ChainRoot(format=base.qemu_format, image_sha256=base.sha256)})
         new.live[SYSTEM_DISK] = staged.layers.new_name(SYSTEM_DISK)
-        staged.layers.create_overlay(new.live[SYSTEM_DISK], base.path, base.qemu_format)
+        base_file = staged.layers.root_image(base.sha256, base.qemu_format, base.path)  # uploaded to a remote host
+        staged.layers.create_overlay(new.live[SYSTEM_DISK], base_file, base.qemu_format)
         if scratch_size:
             root = "scratch-root.qcow2"
             staged.layers.create_blank(root, scratch_size)
@@ -109,6 +117,8 @@ class OverlayChain(StateDriver):
         # the records are read only to refuse a taken name: an unnamed save costs the same at any history
         vm_state = self.check_save(project, files.states() if name else {}, name, memory)
         running = vm_state in (VMState.RUNNING, VMState.PAUSED)
+        if files.layers.remote and (memory or running):
+            refuse_remote_running_save(project, memory)
         if memory or running:
             assert self.backend is not None
             if memory:
@@ -129,7 +139,7 @@ class OverlayChain(StateDriver):
         )
         memory_name = self._save_memory(files, project, state_id, progress) if memory else None
         for old in project.live.values():
-            fsutil.fsync_file(files.layers.path(old))
+            files.layers.make_durable(old)
         state = State(
             id=state_id,
             parent=project.current,
@@ -273,6 +283,8 @@ class OverlayChain(StateDriver):
                 fix="remove or restore away from all but one of its children first",
             )
         if count == 1:
+            if files.layers.remote:  # merging needs the child's backing file rewritten: refused with the way round
+                files.layers.rebase(next(iter(state.layers.values())), Path(), "qcow2")
             if live_child:
                 vm_state = self.vm_state(project)
                 if vm_state not in (None, VMState.STOPPED):
@@ -299,6 +311,20 @@ class OverlayChain(StateDriver):
         files.delete_state(state.id)
         for name in state.layers.values():
             files.layers.remove(name)
-        fsutil.fsync_dir(files.layers.dir)
+        if not files.layers.remote:
+            fsutil.fsync_dir(files.layers.dir)
         checkpoints.collect(files.layers.dir)
         progress("removed", 1.0)
+
+
+def refuse_remote_running_save(project: Project, memory: bool) -> None:
+    """A save of a running VM on a remote host: refused whole, rather than done half.
+
+    A memory image is written by the host to a path of its own, and a running disk's chain is bounded by
+    rewriting files here; neither goes through libvirt's storage API yet.
+    """
+    what = "with its memory" if memory else "while its VM runs"
+    raise Unsupported(
+        f"{project.name!r} lives on {project.uri}: a state cannot be saved there {what} yet",
+        fix=f"`vml down {project.name}`, then `vml state save` (a stopped VM's disks are saved on the host)",
+    )

@@ -28,6 +28,11 @@ EXTENDED_L2 = 1 << 4  # incompatible feature bit: subclusters, L2 entries twice 
 SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 
+def seed_volume_name(project: Project) -> str:
+    """The volume of a project's seed ISO on its host (one per project: it holds the project's context)."""
+    return f"seed-{project.id}.iso"
+
+
 def base_volume_name(sha256: str, fmt: str) -> str:
     """The volume a base image has on every host: named by its content, so one copy serves all projects."""
     return f"base-{sha256}.{fmt}"
@@ -126,6 +131,12 @@ class RemoteLayerStore(LayerStore):
             self.storage.ensure_copy(local, name, sha256)
         return self.path(name)
 
+    def upload(self, source: Path, name: str) -> Path:
+        """A small file of the project (a seed ISO) as volume ``name``, read back before it counts."""
+        self.remove(name)
+        self.storage.upload(source, name, verify=True)
+        return self.path(name)
+
     def remove_all(self, names: list[str]) -> list[str]:
         """Delete these volumes, overlays before what they back onto; the names kept (still backing another)."""
         pending = [name for name in dict.fromkeys(names) if self.storage.exists(name)]
@@ -186,6 +197,7 @@ def remove_project_volumes(layers: LayerStore, project: Project, states: list[di
     if not isinstance(layers, RemoteLayerStore):
         return []
     names = [*project.live.values(), *(name for layers_of in states for name in layers_of.values())]
+    names.append(seed_volume_name(project))
     for root in project.roots.values():
         if root.file is not None:
             names.append(root.file)

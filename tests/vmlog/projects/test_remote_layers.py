@@ -18,9 +18,11 @@ from hypervisors import qemu_img
 from hypervisors.errors import InvalidState, Unsupported
 from hypervisors.libvirt import connection
 from hypervisors.libvirt.backend import LibvirtHypervisor
+from hypervisors.spec import DiskSpec
 from vmlog.app import logbook, projects, running, states
 from vmlog.projects import qcow2_peek, remote_layers
-from vmlog.projects.remote_layers import RemoteLayerStore, parse_size
+from vmlog.projects.remote_layers import RemoteLayerStore, parse_size, seed_volume_name
+from vmlog.projects.remote_seed import upload_seed
 from vmlog.workspace import Workspace
 
 
@@ -190,3 +192,20 @@ def test_sizes_read_as_qemu_img_writes_them() -> None:
     assert parse_size("20G") == 20 * 1024**3
     assert parse_size("512M") == 512 * 1024**2
     assert parse_size(4096) == 4096
+
+
+def test_a_remote_projects_seed_is_a_volume_of_the_host(
+    ctx: Workspace, base_image: Path, host: DirectoryHost, tmp_path: Path
+) -> None:
+    seed = tmp_path / "seed.iso"
+    seed.write_bytes(b"CD001" * 100)
+    drive = DiskSpec(path=seed, format="raw", device="cdrom", readonly=True, label="seed")
+    project = projects.new_project("far", str(base_image), extra_disks=(drive,), ctx=ctx)
+    files = ctx.projects.get("far")
+    assert upload_seed(files, seed)
+    assert not upload_seed(files, seed, only_missing=True)  # already there
+    volume = seed_volume_name(project)
+    (disk,) = [d for d in files.vm_spec(files.load()).disks if d.label == "seed"]
+    assert disk.path == host.dir / volume and (host.dir / volume).read_bytes() == seed.read_bytes()
+    projects.remove_project("far", ctx=ctx)
+    assert host.volume_names() == []

@@ -263,7 +263,9 @@ def import_state(
             memory_note = None
             if verified.manifest.get("memory") is not None:
                 progress("checking the memory image's stack", 0.15)
-                memory_note = memory_fits(ctx.projects.get(target.name), verified.manifest["memory"])
+                memory_note = _remote_memory_note(ctx, target.name) or memory_fits(
+                    ctx.projects.get(target.name), verified.manifest["memory"]
+                )
             incoming = IncomingState(reader, verified, image, describe_signer(verified.signer),
                                      memory=verified.manifest.get("memory") is not None and memory_note is None)
             state = _record_import(ctx, target.name, incoming, progress, missing)
@@ -285,6 +287,14 @@ def import_state(
         ssh_port=made.ssh_port if made else None, user=made.user if made else None,
         warnings=[*(made.warnings if made else []), *(f"release {line} was not re-mounted" for line in missing)],
     )
+
+
+def _remote_memory_note(ctx: Workspace, name: str) -> str | None:
+    """Why a memory image is not imported into project ``name``: it lives on a remote host (None: it does not)."""
+    project = ctx.projects.get(name).load()
+    if not project.remote:
+        return None
+    return f"{name} lives on {project.uri}, where vmlog brings no memory image yet"
 
 
 def _sender(bundle: VerifiedBundle) -> str:

@@ -141,6 +141,16 @@ class LayerStore:
     def remove(self, name: str) -> None:
         self.path(name).unlink(missing_ok=True)
 
+    def exists(self, name: str) -> bool:
+        return self.path(name).is_file()
+
+    def allocated(self, name: str) -> int:
+        """Bytes layer ``name`` takes on its disk (0 if it is gone): layers are sparse."""
+        try:
+            return self.path(name).stat().st_blocks * 512
+        except FileNotFoundError:
+            return 0
+
     def make_durable(self, name: str) -> None:
         """Layer ``name`` on stable storage before a record names it as frozen."""
         fsutil.fsync_file(self.path(name))

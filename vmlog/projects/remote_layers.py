@@ -121,6 +121,12 @@ class RemoteLayerStore(LayerStore):
         if self.storage.exists(name):
             self.storage.delete(name)
 
+    def exists(self, name: str) -> bool:
+        return self.storage.exists(name)
+
+    def allocated(self, name: str) -> int:
+        return self.storage.allocation(name) if self.storage.exists(name) else 0
+
     def make_durable(self, name: str) -> None:
         """Nothing to do here: the host wrote the volume, and a stopped VM holds nothing unwritten."""
 

@@ -344,6 +344,7 @@ def remove_project(name: str, *, ctx: Workspace | None = None) -> None:
                 ctx.images.remove_ref(root.image_sha256, project_holder(project))
         shutil.rmtree(trashed, ignore_errors=True)
         shutil.rmtree(ctx.home.vm_runtime_dir(project.vm_name), ignore_errors=True)
+        ctx.logbook.set_project_host(name, None)  # this row keeps the host; a later project of the name has its own
         if current_project.get(ctx.home.data) == name:
             current_project.set_(ctx.home.data, None)
 

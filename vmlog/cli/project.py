@@ -95,9 +95,10 @@ def new(
             scratch_size=disk_size,
             progress=progress,
         )
+    where = f", its disks on {project.uri}" if project.remote else ""
     info(
         f"created project {project.name} on {project.base.get('name')}:{project.base.get('version')}"
-        f" ({project.backend}); start it with `vml up`"
+        f" ({project.backend}{where}); start it with `vml up`"
     )
 
 

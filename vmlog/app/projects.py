@@ -107,6 +107,7 @@ def record_host(ctx: Workspace, op: Session, name: str, project: Project) -> Non
     host = project.uri if project.remote else None
     ctx.logbook.set_project_host(name, host)
     op.operation.vm_host = host
+    op.on_rollback(lambda: ctx.logbook.set_project_host(name, None))  # no project of that name came to be
 
 
 def _discard_staged(ctx: Workspace, staged: ProjectFiles, stored: StoredImage, project: Project) -> None:

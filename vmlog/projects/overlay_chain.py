@@ -60,6 +60,7 @@ class OverlayChain(StateDriver):
     def _check_live_depth(self, files: ProjectFiles, project: Project) -> None:
         """Where a running disk cannot be moved onto a shorter chain, refuse to grow it to what libvirt would refuse."""
         if files.layers.remote:
+            self._check_remote_depth(files, project)
             return
         for label, layer in project.live.items():
             files_now = len(checkpoints.chain_files(files.layers.path(layer)))
@@ -69,6 +70,21 @@ class OverlayChain(StateDriver):
                     " cannot be shortened and libvirt refuses more than 200",
                     fix="`vml down`, then `vml state save` (a stopped VM's save consolidates the chain)",
                 )
+
+    @staticmethod
+    def _check_remote_depth(files: ProjectFiles, project: Project) -> None:
+        """A chain on a remote host is never shortened: refuse to grow it to what libvirt would refuse.
+
+        Its length comes from the records (the base, one layer per ancestor state, the live layer), not from
+        one call to the host per layer.
+        """
+        depth = len(refs.ancestors(files.states(), project.current)) + 2
+        if depth + 1 > checkpoints.RUNNING_CHAIN_LIMIT:
+            raise InvalidInput(
+                f"the disks of {project.name!r} are chains of {depth} volumes on {project.uri}, which vmlog cannot"
+                " shorten there, and libvirt refuses more than 200",
+                fix=f"`vml state export -p {project.name} REF`, then `vml state import` it into a new project",
+            )
 
     def live_has_changes(self, files: ProjectFiles) -> bool:
         project = files.load()
@@ -117,8 +133,8 @@ class OverlayChain(StateDriver):
         # the records are read only to refuse a taken name: an unnamed save costs the same at any history
         vm_state = self.check_save(project, files.states() if name else {}, name, memory)
         running = vm_state in (VMState.RUNNING, VMState.PAUSED)
-        if files.layers.remote and (memory or running):
-            refuse_remote_running_save(project, memory)
+        if files.layers.remote and memory:
+            refuse_remote_memory_save(project)
         if memory or running:
             assert self.backend is not None
             if memory:
@@ -126,7 +142,7 @@ class OverlayChain(StateDriver):
             else:
                 self.backend.require(Capability.LIVE_SNAPSHOT, "save a state while the VM runs")
         state_id = new_id()
-        if vm_state not in (None, VMState.STOPPED):  # a QEMU holds the chain: it cannot be rewritten now
+        if vm_state not in (None, VMState.STOPPED) or files.layers.remote:  # a chain that cannot be rewritten now
             self._check_live_depth(files, project)
         else:
             progress("bounding the disk chains", 0.05)
@@ -164,7 +180,7 @@ class OverlayChain(StateDriver):
         project.current = state_id
         project.live = new_live
         files.write(project)  # commit point
-        if running and not memory:
+        if running and not memory and not files.layers.remote:  # a remote chain cannot be rewritten from here
             self._bound_running_chains(files, project, progress)
         if memory and resume:
             assert self.backend is not None
@@ -317,14 +333,14 @@ class OverlayChain(StateDriver):
         progress("removed", 1.0)
 
 
-def refuse_remote_running_save(project: Project, memory: bool) -> None:
-    """A save of a running VM on a remote host: refused whole, rather than done half.
+def refuse_remote_memory_save(project: Project) -> None:
+    """A save with memory on a remote host: refused whole, rather than done half.
 
-    A memory image is written by the host to a path of its own, and a running disk's chain is bounded by
-    rewriting files here; neither goes through libvirt's storage API yet.
+    The host writes a memory image to a path of its own (``virDomainSaveFlags``), outside libvirt's storage API,
+    so vmlog could neither keep it with the state nor bring it back here yet.
     """
-    what = "with its memory" if memory else "while its VM runs"
     raise Unsupported(
-        f"{project.name!r} lives on {project.uri}: a state cannot be saved there {what} yet",
-        fix=f"`vml down {project.name}`, then `vml state save` (a stopped VM's disks are saved on the host)",
+        f"{project.name!r} lives on {project.uri}: a state cannot be saved there with the VM's memory yet",
+        fix=f"`vml state save` without --with-memory (its disks, while it runs), or `vml down {project.name} --save`"
+        " to suspend it on the host",
     )

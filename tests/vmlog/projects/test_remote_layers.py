@@ -20,7 +20,8 @@ from hypervisors.libvirt import connection
 from hypervisors.libvirt.backend import LibvirtHypervisor
 from hypervisors.spec import DiskSpec
 from vmlog.app import logbook, projects, running, states
-from vmlog.projects import qcow2_peek, remote_layers
+from vmlog.errors import InvalidInput
+from vmlog.projects import checkpoints, qcow2_peek, remote_layers
 from vmlog.projects.remote_layers import RemoteLayerStore, parse_size, seed_volume_name
 from vmlog.projects.remote_seed import upload_seed
 from vmlog.workspace import Workspace
@@ -164,18 +165,29 @@ def test_a_second_project_shares_the_base_and_rm_keeps_it_for_the_other(
     assert host.volume_names() == []
 
 
-def test_a_running_or_memory_save_on_a_remote_host_is_refused_whole(
+def test_a_memory_save_on_a_remote_host_is_refused_whole(
     ctx: Workspace, base_image: Path, host: DirectoryHost
 ) -> None:
     projects.new_project("far", str(base_image), ctx=ctx)
     running.up("far", ctx=ctx)
     before = host.volume_names()
-    for memory in (False, True):
-        with pytest.raises(Unsupported) as refused:
-            states.save_state("far", "x", memory=memory, ctx=ctx)
-        assert "vml down far" in (refused.value.fix or "")
+    with pytest.raises(Unsupported) as refused:
+        states.save_state("far", "x", memory=True, ctx=ctx)
+    assert "vml down far --save" in (refused.value.fix or "")
     assert host.volume_names() == before
     assert ctx.projects.get("far").states() == {}
+
+
+def test_a_remote_chain_is_refused_before_libvirt_would_refuse_it(
+    ctx: Workspace, base_image: Path, host: DirectoryHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    projects.new_project("far", str(base_image), ctx=ctx)
+    states.save_state("far", "one", ctx=ctx)
+    monkeypatch.setattr(checkpoints, "RUNNING_CHAIN_LIMIT", 4)  # base, one, live: a fourth volume is the limit
+    states.save_state("far", "two", ctx=ctx)
+    with pytest.raises(InvalidInput) as refused:
+        states.save_state("far", "three", ctx=ctx)
+    assert "vml state export -p far" in (refused.value.fix or "")
 
 
 def test_local_projects_and_old_records_have_no_host(ctx: Workspace, base_image: Path) -> None:

@@ -94,8 +94,11 @@ def test_a_project_lives_on_a_remote_host(remote_host: RemoteHost, homes: tuple[
 
     _ok(vml(home, "up", "far"))
     _wait_for_ready(uri, shown["vm_name"])
-    refused = vml(home, "state", "save", "live", "-p", "far")
-    assert refused.returncode == 22 and "vml down far" in refused.stderr
+    _ok(vml(home, "state", "save", "running", "-p", "far"))  # the VM moves onto a new volume as it runs
+    running = json.loads(_ok(vml(home, "project", "show", "far", "--json")))
+    assert running["live"]["system"] != shown["live"]["system"] and running["vm_state"] == "running"
+    refused = vml(home, "state", "save", "memory", "--with-memory", "-p", "far")
+    assert refused.returncode == 22 and "vml down far --save" in refused.stderr
     _ok(vml(home, "down", "far", "--poweroff"))
     _ok(vml(home, "state", "save", "booted", "-p", "far"))
     after = json.loads(_ok(vml(home, "project", "show", "far", "--json")))

@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 from hypervisors.errors import Unsupported
 from hypervisors.guest import GuestAgent
@@ -384,6 +384,15 @@ class Hypervisor(ABC):
         """
         raise Unsupported(f"{self.name} cannot move a running VM's disks onto other files", backend=self.name)
 
+    # -- storage on a remote host ---------------------------------------------------------------
+    def host_storage(self, storage_owner: str) -> HostStorage:
+        """vmlog's storage for the home ``storage_owner`` on this connection's host (made on first use).
+
+        A backend whose VMs run on another machine keeps their disks there, reached only through it;
+        the others keep them in vmlog's own directories and raise ``Unsupported``.
+        """
+        raise Unsupported(f"{self.name} keeps no storage of vmlog's on a host", backend=self.name)
+
 
 @dataclass(frozen=True)
 class DisplayEndpoint:
@@ -400,3 +409,33 @@ class DisplayEndpoint:
         if self.socket is not None:
             return f"{self.protocol}+unix://{self.socket}"
         return f"{self.protocol}://{self.host}:{self.port}"
+
+
+class HostStorage(Protocol):
+    """Volumes of vmlog's on a hypervisor's host, by name; paths are the host's and are never opened here."""
+
+    host: str  # the address the host was reached through (a libvirt URI)
+
+    def volume_path(self, name: str) -> str: ...
+
+    def volume_names(self) -> list[str]: ...
+
+    def exists(self, name: str) -> bool: ...
+
+    def backing_path(self, name: str) -> str | None: ...
+
+    def allocation(self, name: str) -> int: ...
+
+    def create_overlay(self, name: str, backing: str, *, cluster_size: int | None = None) -> object: ...
+
+    def create_blank(self, name: str, capacity: int, *, cluster_size: int | None = None) -> object: ...
+
+    def upload(self, source: Path, name: str, *, sparse: bool = True, verify: bool = False) -> object: ...
+
+    def ensure_copy(self, source: Path, name: str, sha256: str) -> object: ...
+
+    def download(self, name: str, target: Path, *, sparse: bool = True) -> object: ...
+
+    def read_range(self, name: str, offset: int, length: int) -> bytes: ...
+
+    def delete(self, name: str) -> None: ...

@@ -12,13 +12,14 @@ import functools
 import shutil
 from collections.abc import Callable
 
-from hypervisors.base import Capability, DisplayEndpoint, Probe, StateCallback, VMState
+from hypervisors.base import Capability, DisplayEndpoint, HostStorage, Probe, StateCallback, VMState
 from hypervisors.errors import Unsupported
-from hypervisors.libvirt import accel, connection, domain_xml, events
+from hypervisors.libvirt import accel, connection, domain_xml, events, remote_pool
 from hypervisors.libvirt.core import maps_libvirt_errors, version_text
 from hypervisors.libvirt.disks import DiskChain
 from hypervisors.libvirt.memory import MemoryImages
 from hypervisors.libvirt.remote_host import RemoteHostChecks
+from hypervisors.libvirt.remote_storage import RemoteStorage
 from hypervisors.libvirt.shares import SharedFolderHotplug
 
 
@@ -102,3 +103,11 @@ class LibvirtHypervisor(RemoteHostChecks, SharedFolderHotplug, DiskChain, Memory
                               " or on a driver without one)", fix="shut the VM down and start it again",
                               backend=self.name)
         return endpoints
+
+    @maps_libvirt_errors("open the storage pool of")
+    def host_storage(self, storage_owner: str) -> HostStorage:
+        """vmlog's pool for the home ``storage_owner`` on this connection's host (see :mod:`remote_pool`).
+
+        Any libvirt connection has one, local ones too; vmlog uses it for the projects on a remote host.
+        """
+        return RemoteStorage(self._conn, remote_pool.pool_name(storage_owner), host=self.uri)

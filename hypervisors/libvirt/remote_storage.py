@@ -62,11 +62,13 @@ def _volume_from_xml(xml: str) -> RemoteVolume:
 class RemoteStorage:
     """vmlog's pool on the host behind ``conn``; made on first use (see :mod:`remote_pool`)."""
 
-    def __init__(self, conn: Any, pool_name: str, directory: str | None = None) -> None:
+    def __init__(self, conn: Any, pool_name: str, directory: str | None = None, *, host: str = "") -> None:
         self._libvirt = connection.import_libvirt()
         self._conn = conn
         self.pool_name = pool_name
+        self.host = host  # the URI the host was reached through
         self._pool = remote_pool.ensure_pool(conn, pool_name, directory)
+        self._directory: str | None = None
 
     def _fail(self, exc: Exception, what: str, name: str) -> Exception:
         if connection.error_code(exc) == ERR_NO_STORAGE_VOL:
@@ -99,6 +101,45 @@ class RemoteStorage:
             raise connection.map_error(exc, "look up the volume", name) from exc
         return True
 
+    def volume_names(self) -> list[str]:
+        return [vol.name for vol in self.volumes()]
+
+    def volume_path(self, name: str) -> str:
+        """The host's path of volume ``name`` (made or not): a ``dir`` pool keeps each volume as a file named so."""
+        if self._directory is None:
+            self._directory = self.info().path.rstrip("/")
+        return f"{self._directory}/{name}"
+
+    def backing_path(self, name: str) -> str | None:
+        return self.volume(name).backing
+
+    def allocation(self, name: str) -> int:
+        return self.volume(name).allocation
+
+    def read_range(self, name: str, offset: int, length: int) -> bytes:
+        """``length`` bytes of volume ``name`` from ``offset`` (fewer at its end): a header, a table."""
+        vol = self._call("find the volume", name, lambda: self._lookup(name))
+        stream = self._conn.newStream(0)
+        self._call("start the download of", name, lambda: vol.download(stream, offset, length, 0))
+        parts: list[bytes] = []
+        got = 0
+        try:
+            while True:
+                want = min(262144, max(1, length - got))
+                chunk = self._call("download", name, lambda want=want: stream.recv(want))
+                if not chunk:
+                    break
+                parts.append(chunk)
+                got += len(chunk)
+            self._call("finish the download of", name, stream.finish)
+        except BaseException:
+            try:
+                stream.abort()
+            except self._libvirt.libvirtError:
+                pass
+            raise
+        return b"".join(parts)[:length]
+
     def _lookup(self, name: str) -> Any:
         return self._pool.storageVolLookupByName(name)
 
@@ -125,6 +166,14 @@ class RemoteStorage:
             f"<backingStore><path>{escape(base.path)}</path><format type='{escape(base.format)}'/></backingStore>"
             "</volume>"
         )
+        self._create(xml, name)
+        return self.volume(name)
+
+    def create_blank(self, name: str, capacity: int, *, cluster_size: int | None = None) -> RemoteVolume:
+        """A new empty qcow2 volume ``name`` of ``capacity`` bytes (the root of a scratch disk's chain)."""
+        cluster = f"<clusterSize unit='B'>{cluster_size}</clusterSize>" if cluster_size else ""
+        xml = (f"<volume><name>{escape(name)}</name><capacity unit='B'>{int(capacity)}</capacity>"
+               f"<target><format type='qcow2'/>{cluster}</target></volume>")
         self._create(xml, name)
         return self.volume(name)
 

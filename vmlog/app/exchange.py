@@ -41,6 +41,7 @@ from vmlog.projects.driver import IncomingState, Progress, no_progress, private_
 from vmlog.projects.leftovers import export_recorded
 from vmlog.projects.memory_stack import MEMORY_STACK_KEYS, memory_fits, memory_mismatch
 from vmlog.projects.model import State
+from vmlog.projects.remote_exchange import add_state_through_copy, local_copy
 from vmlog.projects.state_export import (
     SUFFIX,
     Outgoing,
@@ -157,7 +158,11 @@ def export_state(
             urls = tuple(dict.fromkeys([*image.urls, *base_urls]))
             for url in base_urls:
                 download.check_url(url, insecure=True)
-            outgoing = Outgoing(files, project, state, image, since_state(all_states, project.current, state, since))
+            since_here = since_state(all_states, project.current, state, since)
+            if project.remote:  # the writer reads local files: the states' layers come down from the host first
+                files = local_copy(files, [s for s in (state, since_here) if s is not None], work, progress)
+                project = files.load()
+            outgoing = Outgoing(files, project, state, image, since_here)
             memory = memory_of(outgoing, with_memory)
             key = SigningKey.load_or_create(ctx.home.config, signer or default_signer(ctx)) if sign else None
             target = bundle_path(out, project, state, outgoing.since)
@@ -258,7 +263,9 @@ def import_state(
             memory_note = None
             if verified.manifest.get("memory") is not None:
                 progress("checking the memory image's stack", 0.15)
-                memory_note = memory_fits(ctx.projects.get(target.name), verified.manifest["memory"])
+                memory_note = _remote_memory_note(ctx, target.name) or memory_fits(
+                    ctx.projects.get(target.name), verified.manifest["memory"]
+                )
             incoming = IncomingState(reader, verified, image, describe_signer(verified.signer),
                                      memory=verified.manifest.get("memory") is not None and memory_note is None)
             state = _record_import(ctx, target.name, incoming, progress, missing)
@@ -280,6 +287,14 @@ def import_state(
         ssh_port=made.ssh_port if made else None, user=made.user if made else None,
         warnings=[*(made.warnings if made else []), *(f"release {line} was not re-mounted" for line in missing)],
     )
+
+
+def _remote_memory_note(ctx: Workspace, name: str) -> str | None:
+    """Why a memory image is not imported into project ``name``: it lives on a remote host (None: it does not)."""
+    project = ctx.projects.get(name).load()
+    if not project.remote:
+        return None
+    return f"{name} lives on {project.uri}, where vmlog brings no memory image yet"
 
 
 def _sender(bundle: VerifiedBundle) -> str:
@@ -305,7 +320,13 @@ def _record_import(
         op.state_id = bundle.state["id"]
         files = ctx.projects.get(name)
         with files_driver(files.load()) as driver, private_work_dir(ctx.home.cache) as work:
-            state = add_bundle_state(files, driver, incoming, work=work, progress=progress)
+            if files.load().remote:  # written here as for a local project, then uploaded to the host
+                state = add_state_through_copy(
+                    files, lambda view, inc, **kw: add_bundle_state(view, driver, inc, **kw), incoming, work=work,
+                    progress=progress,
+                )
+            else:
+                state = add_bundle_state(files, driver, incoming, work=work, progress=progress)
         merged = checks_travel.merge_member(files.root, bundle.checks) if bundle.checks is not None else None
         op.message = f"imported {state.label()} from {_sender(bundle)} ({incoming.describe})" + (
             f", on top of {bundle.since['state_id'][:8]}" if bundle.since else ""

@@ -9,17 +9,18 @@ from pathlib import Path
 from typing import Any
 
 from hypervisors import registry
-from hypervisors.base import VMState
+from hypervisors.base import Capability, VMState
 from hypervisors.errors import HypervisorError, VMNotFound
 from hypervisors.spec import DiskSpec, NicSpec, VMSpec
 from vmlog.app.results import MappingResult, VMStatus
-from vmlog.app.session import session
+from vmlog.app.session import Session, session
 from vmlog.errors import AlreadyExists, InvalidInput, NotFound
 from vmlog.projects import current as current_project
 from vmlog.projects.backends import driver_for, open_backend, unsaved_changes, vm_state
 from vmlog.projects.driver import Progress, no_progress
 from vmlog.projects.model import SYSTEM_DISK, ChainRoot, Project, new_id
 from vmlog.projects.names import check_project_name, project_holder, safe_file_part, vm_name_for
+from vmlog.projects.remote_layers import remove_project_volumes
 from vmlog.projects.rules import check_renamable
 from vmlog.projects.store import ProjectFiles
 from vmlog.store.images import StoredImage
@@ -72,6 +73,11 @@ def new_project(
                 roots={SYSTEM_DISK: ChainRoot(format=stored.qemu_format, image_sha256=stored.sha256)},
                 base={"name": stored.name, "version": stored.version, "sha256": stored.sha256},
             )
+            if hv.can(Capability.REMOTE):  # the layers live on the host, in this home's pool there
+                project.storage_owner = ctx.home.home_id
+                project.backend_options["uri"] = hv.host_storage(ctx.home.home_id).host
+                progress(f"uploading the base to {project.uri} (once per host)", 0.2)
+            record_host(ctx, op, name, project)
             staged = ctx.projects.staging(name)
             staged.write(project)  # first, so a repair after a crash can release the reference below
             ctx.images.add_ref(stored.sha256, project_holder(project))
@@ -81,10 +87,12 @@ def new_project(
             )
         project.roots, project.live = new.roots, new.live
         run_dir = ctx.home.vm_runtime_dir(project.vm_name)
+        local = not project.remote  # a remote host's console and channel are reached over the connection
         project.spec = VMSpec(
             name=project.vm_name, cpus=cpus, memory_mib=memory_mib, disks=(*new.disks, *extra_disks),
             nics=nics if nics is not None else (NicSpec(),),
-            serial_log=run_dir / "serial.log", channel_socket=run_dir / "channel.sock",
+            serial_log=run_dir / "serial.log" if local else None,
+            channel_socket=run_dir / "channel.sock" if local else None,
         ).to_dict()
         staged.write(project)
         ctx.projects.publish(staged, name)
@@ -94,8 +102,20 @@ def new_project(
         return project
 
 
+def record_host(ctx: Workspace, op: Session, name: str, project: Project) -> None:
+    """The logbook's rows of project ``name`` name the host it lives on from now on (none: this machine)."""
+    host = project.uri if project.remote else None
+    ctx.logbook.set_project_host(name, host)
+    op.operation.vm_host = host
+    op.on_rollback(lambda: ctx.logbook.set_project_host(name, None))  # no project of that name came to be
+
+
 def _discard_staged(ctx: Workspace, staged: ProjectFiles, stored: StoredImage, project: Project) -> None:
-    """Undo a project that was not published: its staging directory and its reference to the base."""
+    """Undo a project that was not published: its staging directory (its volumes on a remote host) and its
+    reference to the base."""
+    if project.remote and staged.exists():
+        staged_project = staged.load()
+        remove_project_volumes(staged.layers, staged_project, [])
     if staged.root.exists():
         shutil.rmtree(staged.root, ignore_errors=True)
         ctx.images.remove_ref(stored.sha256, project_holder(project))
@@ -179,6 +199,7 @@ class ProjectSummary(MappingResult):
     head: str | None  # the current state's id
     disk_bytes: int
     vm: VMStatus | None  # None when the listing was asked not to ask the backends
+    uri: str | None = None  # the libvirt host the project lives on; None: the backend's default
 
     @property
     def base_label(self) -> str:
@@ -194,6 +215,7 @@ class ProjectSummary(MappingResult):
             "head": self.head,
             "disk_bytes": self.disk_bytes,
             "vm": str(self.vm) if self.vm is not None else None,
+            **({"uri": self.uri} if self.uri else {}),  # only a project that names its libvirt host
         }
 
 
@@ -210,6 +232,7 @@ class ProjectDetails(MappingResult):
     def to_dict(self) -> dict[str, Any]:
         return {
             **self.project.to_dict(),
+            **({"uri": self.project.uri} if self.project.uri else {}),
             "vm_state": str(self.vm),
             "states": self.states,
             "path": str(self.path),
@@ -244,6 +267,7 @@ def summarize(
         head=project.current,
         disk_bytes=usage.disk_bytes,
         vm=vm if with_vm_state else None,
+        uri=project.uri,
     )
 
 
@@ -303,7 +327,7 @@ def show_project(name: str | None, ctx: Workspace | None = None) -> ProjectDetai
 def remove_project(name: str, *, ctx: Workspace | None = None) -> None:
     """Delete the VM, the project's files and its hold on the base image."""
     ctx = workspace(ctx)
-    with session(ctx, name, "project rm"):
+    with session(ctx, name, "project rm") as op:
         files = ctx.projects.get(name)
         project = files.load()
         try:
@@ -312,12 +336,16 @@ def remove_project(name: str, *, ctx: Workspace | None = None) -> None:
                     backend.delete(project.vm_name)
         except VMNotFound:
             pass
+        kept = remove_project_volumes(files.layers, project, [s.layers for s in files.states().values()])
+        if kept:
+            op.message = f"volumes left on {project.uri} (other volumes back onto them): {', '.join(kept)}"
         trashed = ctx.projects.trash(name)
         for root in project.roots.values():
             if root.image_sha256:
                 ctx.images.remove_ref(root.image_sha256, project_holder(project))
         shutil.rmtree(trashed, ignore_errors=True)
         shutil.rmtree(ctx.home.vm_runtime_dir(project.vm_name), ignore_errors=True)
+        ctx.logbook.set_project_host(name, None)  # this row keeps the host; a later project of the name has its own
         if current_project.get(ctx.home.data) == name:
             current_project.set_(ctx.home.data, None)
 
@@ -349,12 +377,9 @@ def rename_project(old: str, new: str, *, ctx: Workspace | None = None) -> None:
         project.name = new
         project.vm_name = vm_name_for(ctx.home, new)
         run_dir = ctx.home.vm_runtime_dir(project.vm_name)
-        project.spec = {
-            **project.spec,
-            "name": project.vm_name,
-            "serial_log": str(run_dir / "serial.log"),
-            "channel_socket": str(run_dir / "channel.sock"),
-        }
+        project.spec = {**project.spec, "name": project.vm_name}
+        if not project.remote:
+            project.spec.update(serial_log=str(run_dir / "serial.log"), channel_socket=str(run_dir / "channel.sock"))
         files.write(project)
         ctx.logbook.rename_project(old, new)
         op.on_rollback(lambda: ctx.logbook.rename_project(new, old))

@@ -38,6 +38,7 @@ from vmlog.projects.backends import open_backend, vm_state
 from vmlog.projects.driver import Progress, no_progress
 from vmlog.projects.model import Project
 from vmlog.projects.names import check_project_name
+from vmlog.projects.remote_seed import upload_seed
 from vmlog.store.model import StoredImage
 from vmlog.testappliance.agent import GuestChannel
 from vmlog.workspace import Workspace, workspace
@@ -152,6 +153,10 @@ def create_setup_project(
     try:
         say("contextualise", f"{version.context} seed: hostname {context.hostname}")
         project_setup.write_context_files(ctx.projects.files(project.name).root, vm.meta(appliance, version), context)
+        if project.remote:
+            say("contextualise", f"uploading the seed to {project.uri}")
+            files = ctx.projects.get(project.name)
+            upload_seed(files, project_setup.setup_dir(files.root) / project_setup.SEED_FILE)
         say("contextualise", f"{version.context} seed written: hostname {context.hostname}")
     except BaseException:
         projects.remove_project(name, ctx=ctx)
@@ -279,7 +284,9 @@ def complete_setup_project(name: str, *, say: Say, ctx: Workspace | None = None)
     meta = project_setup.read_setup_meta(files.root) or project_setup.meta_without_setup(project.base)
     seed = next((d for d in VMSpec.from_dict(project.spec).disks if d.label == "seed"), None)
     kind = str(meta.get("context"))
-    if seed is not None and project_setup.seed_is_missing(kind, seed.path):
+    if project.remote:  # the VM's seed is a volume of the host, the one written here its source
+        upload_seed(files, project_setup.setup_dir(files.root) / project_setup.SEED_FILE, only_missing=True)
+    elif seed is not None and project_setup.seed_is_missing(kind, seed.path):
         say("contextualise", f"writing the missing {kind} seed")
         project_setup.rewrite_seed(files.root, project.name, kind, seed.path)
     return meta

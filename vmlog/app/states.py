@@ -78,13 +78,13 @@ def layer_sizes(project_name: str | None = None, *, ctx: Workspace | None = None
     files, _project = load(project_name, ctx)
     sizes: dict[str, int | None] = {}
     for state in files.states().values():
-        paths = [files.layers.path(name) for name in state.layers.values()]
-        if state.memory:
-            paths.append(files.state_dir(state.id) / state.memory)
-        if not paths:
+        if not state.layers and not state.memory:
             sizes[state.id] = None
             continue
-        sizes[state.id] = sum(p.stat().st_blocks * 512 for p in paths if p.exists())
+        memory = files.state_dir(state.id) / state.memory if state.memory else None
+        sizes[state.id] = sum(files.layers.allocated(name) for name in state.layers.values()) + (
+            memory.stat().st_blocks * 512 if memory is not None and memory.exists() else 0
+        )
     return sizes
 
 

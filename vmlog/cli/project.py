@@ -52,7 +52,11 @@ def new(
         str | None, typer.Option("--appliance", "-a", help="The base appliance, as an option (same as IMAGE).")
     ] = None,
     backend: Annotated[str, typer.Option(help="Hypervisor backend: kvm, virtualbox or vmware.")] = "kvm",
-    uri: Annotated[str | None, typer.Option(help="libvirt URI for the kvm backend.")] = None,
+    uri: Annotated[
+        str | None,
+        typer.Option(help="libvirt URI for the kvm backend; a remote one (qemu+ssh://USER@HOST/system) keeps the"
+                     " project's disks on that host."),
+    ] = None,
     accel: Annotated[str | None, typer.Option(help="kvm backend accelerator: auto, kvm or tcg.")] = None,
     cpus: Annotated[int, typer.Option(min=1, help="Virtual CPUs.")] = 1,
     memory: Annotated[int, typer.Option(min=32, help="Memory in MiB.")] = 512,
@@ -91,9 +95,10 @@ def new(
             scratch_size=disk_size,
             progress=progress,
         )
+    where = f", its disks on {project.uri}" if project.remote else ""
     info(
         f"created project {project.name} on {project.base.get('name')}:{project.base.get('version')}"
-        f" ({project.backend}); start it with `vml up`"
+        f" ({project.backend}{where}); start it with `vml up`"
     )
 
 
@@ -139,7 +144,7 @@ def list_(json_output: JsonOption = False) -> None:
     out.print(Text(f"  {'PROJECT':<{width}} {'VM':<12} {'STATES':>6} {'DISK':>10}  {'BACKEND':<8} BASE", style="dim"))
     for row in rows:
         mark = "*" if row.current else " "
-        base = f"{row.base.get('name')}:{row.base.get('version')}"
+        base = f"{row.base.get('name')}:{row.base.get('version')}" + (f" on {row.uri}" if row.uri else "")
         out.print(
             Text.assemble(
                 f"{mark} ",
@@ -164,6 +169,9 @@ def show(
     base = project.base
     out.print(f"  base:     {base.get('name')}:{base.get('version')} ({base.get('sha256', '')[:12]})", markup=False)
     out.print(f"  backend:  {project.backend}  VM {project.vm_name} is {details.vm}", markup=False)
+    if project.uri:
+        where = "its layers in vmlog's storage pool there" if project.remote else "its layers here"
+        out.print(f"  host:     {project.uri} ({where})", markup=False)
     out.print(f"  states:   {details.states}, current {project.current or '(none)'}", markup=False)
     out.print(f"  unsaved:  {'yes' if details.unsaved_changes else 'no'}", markup=False)
     out.print(

@@ -59,6 +59,7 @@ class Entry:
     duration: float | None
     message: str | None
     kind: str = "operation"
+    vm_host: str | None = None  # the libvirt host of the project's VM; None: this machine
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,6 +75,7 @@ class Entry:
             "outcome": self.outcome,
             "duration": self.duration,
             "message": self.message,
+            "vm_host": self.vm_host,
         }
 
 
@@ -136,6 +138,7 @@ class Operation:
     state_id: str | None = None
     message: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    vm_host: str | None = None  # set by the work when it learns the host (a project made on one)
 
 
 class Logbook:
@@ -162,8 +165,8 @@ class Logbook:
     def begin(self, project: str | None, action: str, state: str | None = None, **args: Any) -> Operation:
         with self._connect() as db:
             cur = db.execute(
-                "INSERT INTO operations (who, host, pid, started, project, state_id, action, args, outcome)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running')",
+                "INSERT INTO operations (who, host, pid, started, project, state_id, action, args, outcome, vm_host)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', (SELECT vm_host FROM project_hosts WHERE project = ?))",
                 (
                     who(),
                     socket.gethostname(),
@@ -173,6 +176,7 @@ class Logbook:
                     state,
                     action,
                     json.dumps(args, default=str, sort_keys=True),
+                    project,
                 ),
             )
             return Operation(id=int(cur.lastrowid or 0), project=project, action=action, state_id=state)
@@ -184,8 +188,9 @@ class Logbook:
         with self._connect() as db:
             db.execute(
                 "UPDATE operations SET finished = ?, outcome = ?, message = ?, duration = ? - started,"
-                " state_id = COALESCE(?, state_id), project = COALESCE(?, project) WHERE id = ?",
-                (now, outcome, message, now, op.state_id, op.project, op.id),
+                " state_id = COALESCE(?, state_id), project = COALESCE(?, project), vm_host = COALESCE(?, vm_host)"
+                " WHERE id = ?",
+                (now, outcome, message, now, op.state_id, op.project, op.vm_host, op.id),
             )
 
     @contextmanager
@@ -217,10 +222,20 @@ class Logbook:
         return Note(int(cur.lastrowid or 0), author, now, project, state, text)
 
     def rename_project(self, old: str, new: str) -> None:
-        """Keep a renamed project's history under its new name."""
+        """Keep a renamed project's history (and the host it lives on) under its new name."""
         with self._connect() as db:
             db.execute("UPDATE operations SET project = ? WHERE project = ?", (new, old))
             db.execute("UPDATE notes SET project = ? WHERE project = ?", (new, old))
+            db.execute("DELETE FROM project_hosts WHERE project = ?", (new,))
+            db.execute("UPDATE project_hosts SET project = ? WHERE project = ?", (new, old))
+
+    def set_project_host(self, project: str, vm_host: str | None) -> None:
+        """The host project ``project``'s VM lives on, named in every row of it begun from now on (None: here)."""
+        with self._connect() as db:
+            if vm_host is None:
+                db.execute("DELETE FROM project_hosts WHERE project = ?", (project,))
+            else:
+                db.execute("INSERT OR REPLACE INTO project_hosts (project, vm_host) VALUES (?, ?)", (project, vm_host))
 
     # -- reading --------------------------------------------------------------------------
     def entries(
@@ -235,7 +250,7 @@ class Logbook:
         sql = (
             "SELECT id, who, host, pid, started, finished, project, state_id, action, args, outcome,"
             " duration,"
-            " message FROM operations WHERE 1=1"
+            " message, vm_host FROM operations WHERE 1=1"
         )
         where, params = _where({"project = ?": project, "started >= ?": since, "state_id = ?": state})
         sql += where + " ORDER BY started, id"
@@ -262,6 +277,7 @@ class Logbook:
             outcome,
             duration,
             message,
+            vm_host,
         ) in rows:
             if outcome == "running" and not (row_host == host and _pid_alive(pid)):
                 outcome = "interrupted"
@@ -278,6 +294,7 @@ class Logbook:
                     outcome,
                     duration,
                     message,
+                    vm_host=vm_host,
                 )
             )
         return result

@@ -51,7 +51,13 @@ def _m2_notes(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX notes_project_state ON notes (project, state_id)")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_operations, _m2_notes]
+def _m3_vm_hosts(db: sqlite3.Connection) -> None:
+    """Each row names the host the project's VM lives on (NULL: this machine), kept per project as it is created."""
+    db.execute("ALTER TABLE operations ADD COLUMN vm_host TEXT")
+    db.execute("CREATE TABLE project_hosts (project TEXT PRIMARY KEY, vm_host TEXT NOT NULL)")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_operations, _m2_notes, _m3_vm_hosts]
 
 
 def current_version(db: sqlite3.Connection) -> int:

@@ -22,6 +22,8 @@ CLUSTER_SIZE = 65536
 class LayerStore:
     """The ``layers/`` directory of a project."""
 
+    remote = False  # the layers are files of this machine
+
     def __init__(self, directory: Path) -> None:
         self.dir = Path(directory)
 
@@ -138,6 +140,24 @@ class LayerStore:
 
     def remove(self, name: str) -> None:
         self.path(name).unlink(missing_ok=True)
+
+    def exists(self, name: str) -> bool:
+        return self.path(name).is_file()
+
+    def allocated(self, name: str) -> int:
+        """Bytes layer ``name`` takes on its disk (0 if it is gone): layers are sparse."""
+        try:
+            return self.path(name).stat().st_blocks * 512
+        except FileNotFoundError:
+            return 0
+
+    def make_durable(self, name: str) -> None:
+        """Layer ``name`` on stable storage before a record names it as frozen."""
+        fsutil.fsync_file(self.path(name))
+
+    def root_image(self, sha256: str, fmt: str, local: Path) -> Path:
+        """The path a chain rooted in base image ``sha256`` (the store's file ``local``) backs onto: that file."""
+        return local
 
 
 def virtual_size(path: Path, fmt: str) -> int:

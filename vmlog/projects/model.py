@@ -87,6 +87,19 @@ class Project:
     spec: dict[str, Any]  # VMSpec template; disk paths are filled from ``live`` when used
     created: float = field(default_factory=time.time)
     base: dict[str, Any] = field(default_factory=dict)  # name/version/sha256 of the base appliance
+    # the vmlog home whose storage on a remote host holds the layers (None: they are files in layers/)
+    storage_owner: str | None = None
+
+    @property
+    def uri(self) -> str | None:
+        """The libvirt URI the project's VM lives on; None for the backend's default (this machine, in old records)."""
+        value = self.backend_options.get("uri")
+        return str(value) if value else None
+
+    @property
+    def remote(self) -> bool:
+        """True when the layers live on another host, reached only through the hypervisor's storage API."""
+        return self.storage_owner is not None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -102,6 +115,7 @@ class Project:
             "spec": self.spec,
             "created": self.created,
             "base": self.base,
+            **({"storage_owner": self.storage_owner} if self.storage_owner else {}),
         }
 
     @classmethod
@@ -118,4 +132,5 @@ class Project:
             spec=dict(data["spec"]),
             created=float(data.get("created", 0.0)),
             base=dict(data.get("base") or {}),
+            storage_owner=data.get("storage_owner") or None,
         )

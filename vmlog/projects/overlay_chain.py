@@ -47,13 +47,21 @@ class OverlayChain(StateDriver):
     def _bound_chain(
         self, files: ProjectFiles, project: Project, label: str, top: Path, limit: int | None = None
     ) -> None:
-        """Keep a new layer on ``top`` within the chain bound (``top`` is held by no running VM)."""
+        """Keep a new layer on ``top`` within the chain bound (``top`` is held by no running VM).
+
+        A chain on a remote host is left as it is: its files cannot be rewritten from here.
+        """
+        if files.layers.remote:
+            return
         done = checkpoints.bound_chain(files.layers.dir, top, project.roots[label].format, limit=limit)
         if done is not None:
             self.consolidations.append(done)
 
     def _check_live_depth(self, files: ProjectFiles, project: Project) -> None:
         """Where a running disk cannot be moved onto a shorter chain, refuse to grow it to what libvirt would refuse."""
+        if files.layers.remote:
+            self._check_remote_depth(files, project)
+            return
         for label, layer in project.live.items():
             files_now = len(checkpoints.chain_files(files.layers.path(layer)))
             if files_now + 1 > checkpoints.RUNNING_CHAIN_LIMIT:
@@ -62,6 +70,21 @@ class OverlayChain(StateDriver):
                     " cannot be shortened and libvirt refuses more than 200",
                     fix="`vml down`, then `vml state save` (a stopped VM's save consolidates the chain)",
                 )
+
+    @staticmethod
+    def _check_remote_depth(files: ProjectFiles, project: Project) -> None:
+        """A chain on a remote host is never shortened: refuse to grow it to what libvirt would refuse.
+
+        Its length comes from the records (the base, one layer per ancestor state, the live layer), not from
+        one call to the host per layer.
+        """
+        depth = len(refs.ancestors(files.states(), project.current)) + 2
+        if depth + 1 > checkpoints.RUNNING_CHAIN_LIMIT:
+            raise InvalidInput(
+                f"the disks of {project.name!r} are chains of {depth} volumes on {project.uri}, which vmlog cannot"
+                " shorten there, and libvirt refuses more than 200",
+                fix=f"`vml state export -p {project.name} REF`, then `vml state import` it into a new project",
+            )
 
     def live_has_changes(self, files: ProjectFiles) -> bool:
         project = files.load()
@@ -81,7 +104,8 @@ class OverlayChain(StateDriver):
         progress("creating the live layer", 0.5)
         new = NewDisks(roots={SYSTEM_DISK: ChainRoot(format=base.qemu_format, image_sha256=base.sha256)})
         new.live[SYSTEM_DISK] = staged.layers.new_name(SYSTEM_DISK)
-        staged.layers.create_overlay(new.live[SYSTEM_DISK], base.path, base.qemu_format)
+        base_file = staged.layers.root_image(base.sha256, base.qemu_format, base.path)  # uploaded to a remote host
+        staged.layers.create_overlay(new.live[SYSTEM_DISK], base_file, base.qemu_format)
         if scratch_size:
             root = "scratch-root.qcow2"
             staged.layers.create_blank(root, scratch_size)
@@ -109,6 +133,8 @@ class OverlayChain(StateDriver):
         # the records are read only to refuse a taken name: an unnamed save costs the same at any history
         vm_state = self.check_save(project, files.states() if name else {}, name, memory)
         running = vm_state in (VMState.RUNNING, VMState.PAUSED)
+        if files.layers.remote and memory:
+            refuse_remote_memory_save(project)
         if memory or running:
             assert self.backend is not None
             if memory:
@@ -116,7 +142,7 @@ class OverlayChain(StateDriver):
             else:
                 self.backend.require(Capability.LIVE_SNAPSHOT, "save a state while the VM runs")
         state_id = new_id()
-        if vm_state not in (None, VMState.STOPPED):  # a QEMU holds the chain: it cannot be rewritten now
+        if vm_state not in (None, VMState.STOPPED) or files.layers.remote:  # a chain that cannot be rewritten now
             self._check_live_depth(files, project)
         else:
             progress("bounding the disk chains", 0.05)
@@ -129,7 +155,7 @@ class OverlayChain(StateDriver):
         )
         memory_name = self._save_memory(files, project, state_id, progress) if memory else None
         for old in project.live.values():
-            fsutil.fsync_file(files.layers.path(old))
+            files.layers.make_durable(old)
         state = State(
             id=state_id,
             parent=project.current,
@@ -154,7 +180,7 @@ class OverlayChain(StateDriver):
         project.current = state_id
         project.live = new_live
         files.write(project)  # commit point
-        if running and not memory:
+        if running and not memory and not files.layers.remote:  # a remote chain cannot be rewritten from here
             self._bound_running_chains(files, project, progress)
         if memory and resume:
             assert self.backend is not None
@@ -273,6 +299,8 @@ class OverlayChain(StateDriver):
                 fix="remove or restore away from all but one of its children first",
             )
         if count == 1:
+            if files.layers.remote:  # merging needs the child's backing file rewritten: refused with the way round
+                files.layers.rebase(next(iter(state.layers.values())), Path(), "qcow2")
             if live_child:
                 vm_state = self.vm_state(project)
                 if vm_state not in (None, VMState.STOPPED):
@@ -299,6 +327,20 @@ class OverlayChain(StateDriver):
         files.delete_state(state.id)
         for name in state.layers.values():
             files.layers.remove(name)
-        fsutil.fsync_dir(files.layers.dir)
+        if not files.layers.remote:
+            fsutil.fsync_dir(files.layers.dir)
         checkpoints.collect(files.layers.dir)
         progress("removed", 1.0)
+
+
+def refuse_remote_memory_save(project: Project) -> None:
+    """A save with memory on a remote host: refused whole, rather than done half.
+
+    The host writes a memory image to a path of its own (``virDomainSaveFlags``), outside libvirt's storage API,
+    so vmlog could neither keep it with the state nor bring it back here yet.
+    """
+    raise Unsupported(
+        f"{project.name!r} lives on {project.uri}: a state cannot be saved there with the VM's memory yet",
+        fix=f"`vml state save` without --with-memory (its disks, while it runs), or `vml down {project.name} --save`"
+        " to suspend it on the host",
+    )

@@ -42,7 +42,17 @@ class ProjectFiles:
     # made when first used: a listing of many projects reads only ``project.json`` and the usage cache
     @cached_property
     def layers(self) -> LayerStore:
-        return LayerStore(self.root / "layers")
+        """Files in ``layers/``, or the volumes on the remote host the project lives on."""
+        directory = self.root / "layers"
+        try:
+            project = Project.from_dict(fsutil.read_json(self.project_file))
+        except FileNotFoundError:
+            return LayerStore(directory)
+        if not project.remote:
+            return LayerStore(directory)
+        from vmlog.projects import remote_layers  # here: local projects never pay for it
+
+        return remote_layers.layer_store(directory, project)
 
     @cached_property
     def states_dir(self) -> Path:
@@ -138,7 +148,8 @@ class ProjectFiles:
         if root.file is not None:
             return self.layers.path(root.file), root.format
         assert root.image_sha256 is not None
-        return self.resolve_image(root.image_sha256), root.format
+        sha256 = root.image_sha256
+        return self.layers.root_image(sha256, root.format, self.resolve_image(sha256)), root.format
 
     def layer_under(
         self, project: Project, states: dict[str, State], state_id: str | None, label: str

@@ -161,3 +161,13 @@ def test_deleting_the_last_volumes_empties_the_pool(storage: RemoteStorage, base
     assert storage.volumes() == []
     with pytest.raises(InvalidState, match="no volume"):
         storage.delete("base.raw")
+
+
+def test_a_range_of_a_volume_reads_as_the_file_does(storage: RemoteStorage, base_image: Path) -> None:
+    if not storage.exists("base.raw"):
+        storage.upload(base_image, "base.raw")
+    data = base_image.read_bytes()
+    assert storage.read_range("base.raw", 0, 104) == data[:104]
+    assert storage.read_range("base.raw", 3 * MIB, 8192) == data[3 * MIB : 3 * MIB + 8192]
+    assert storage.read_range("base.raw", 8 * MIB - 4, 100) == data[-4:]  # fewer at the end
+    assert storage.volume_path("base.raw") == storage.volume("base.raw").path

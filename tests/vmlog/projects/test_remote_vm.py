@@ -1,0 +1,125 @@
+"""A project on a libvirt host reached over SSH, through the CLI: new --uri, up, save, restore, export, import, rm.
+
+The host is this machine's daemon behind an sshd of the test's own (``qemu+ssh://root@127.0.0.1:PORT/system``);
+the project's disks are volumes of the home's pool there, which the test reads only through libvirt. One boot.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from exchange_helpers import vml
+
+from hypervisors.libvirt import connection, remote_pool
+from tests.hypervisors.libvirt.remote.sshd_host import RemoteHost, remote_host  # noqa: F401 - the fixture
+from tests.hypervisors.libvirt.remote.test_remote_boot_vm import BOOT_DEADLINE, _console_lines
+
+pytestmark = pytest.mark.vm
+
+
+@pytest.fixture(scope="module")
+def homes(remote_host: RemoteHost) -> Iterator[tuple[Path, Path]]:  # noqa: F811
+    """Two vmlog homes in a short temp dir; every project left in them and the pools they made go afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="vmlr-"))
+    yield root / "a", root / "b"
+    libvirt = connection.import_libvirt()
+    for home in (root / "a", root / "b"):
+        for row in json.loads(vml(home, "project", "list", "--json").stdout or "[]"):
+            vml(home, "project", "rm", row["name"], "--yes")
+        id_file = home / "data" / "home-id"
+        if id_file.is_file():
+            conn = libvirt.open(remote_host.uri)
+            try:
+                remote_pool.remove_pool(conn, remote_pool.pool_name(id_file.read_text().strip()))
+            finally:
+                conn.close()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _ok(result: object) -> str:
+    assert result.returncode == 0, result.stderr + result.stdout  # type: ignore[attr-defined]
+    return str(result.stdout)  # type: ignore[attr-defined]
+
+
+def _pool_volumes(uri: str, home: Path) -> list[str]:
+    home_id = (home / "data" / "home-id").read_text().strip()
+    libvirt = connection.import_libvirt()
+    conn = libvirt.open(uri)
+    try:
+        pool = remote_pool.find_pool(conn, remote_pool.pool_name(home_id))
+        if pool is None:
+            return []
+        pool.refresh(0)
+        return sorted(vol.name() for vol in pool.listAllVolumes(0))
+    finally:
+        conn.close()
+
+
+def _wait_for_ready(uri: str, vm: str) -> None:
+    lines: queue.Queue[str] = queue.Queue()
+    close = _console_lines(uri, vm, lines)
+    seen: list[str] = []
+    deadline = time.monotonic() + BOOT_DEADLINE
+    try:
+        while not any("VMLOG-READY" in line for line in seen):
+            try:
+                seen.append(lines.get(timeout=max(0.1, deadline - time.monotonic())))
+            except queue.Empty:
+                pytest.fail(f"no VMLOG-READY on the console within {BOOT_DEADLINE:g} s: {seen[-20:]}")
+    finally:
+        close()
+
+
+def test_a_project_lives_on_a_remote_host(remote_host: RemoteHost, homes: tuple[Path, Path],  # noqa: F811
+                                         test_appliance_image: Path, tmp_path: Path) -> None:
+    started = time.monotonic()
+    home, other = homes
+    uri = remote_host.uri
+    _ok(vml(home, "project", "new", "far", str(test_appliance_image), "--uri", uri, "--accel", "tcg",
+            "--memory", "128"))
+    shown = json.loads(_ok(vml(home, "project", "show", "far", "--json")))
+    assert shown["uri"] == uri and shown["storage_owner"]
+    listed = json.loads(_ok(vml(home, "project", "list", "--json")))
+    assert [row["uri"] for row in listed] == [uri]
+    volumes = _pool_volumes(uri, home)
+    assert any(v.startswith("base-") for v in volumes) and shown["live"]["system"] in volumes
+    assert not (home / "data" / "projects" / "far" / "layers").exists()  # no local layer file, ever
+
+    _ok(vml(home, "up", "far"))
+    _wait_for_ready(uri, shown["vm_name"])
+    _ok(vml(home, "state", "save", "running", "-p", "far"))  # the VM moves onto a new volume as it runs
+    running = json.loads(_ok(vml(home, "project", "show", "far", "--json")))
+    assert running["live"]["system"] != shown["live"]["system"] and running["vm_state"] == "running"
+    refused = vml(home, "state", "save", "memory", "--with-memory", "-p", "far")
+    assert refused.returncode == 22 and "vml down far --save" in refused.stderr
+    _ok(vml(home, "down", "far", "--poweroff"))
+    _ok(vml(home, "state", "save", "booted", "-p", "far"))
+    after = json.loads(_ok(vml(home, "project", "show", "far", "--json")))
+    assert after["live"]["system"] in _pool_volumes(uri, home) and not after["unsaved_changes"]
+    _ok(vml(home, "state", "restore", "booted", "-p", "far"))
+
+    out = tmp_path / "bundles"
+    out.mkdir()
+    _ok(vml(home, "state", "export", "booted", "-p", "far", "-o", str(out)))
+    (bundle,) = out.glob("*.vmlstate")
+    _ok(vml(other, "state", "import", str(bundle), "--trust", "--project", "near", "--base", str(test_appliance_image)))
+    near = json.loads(_ok(vml(other, "project", "show", "near", "--json")))
+    assert "uri" not in near and near["states"] == 1
+    _ok(vml(home, "state", "import", str(bundle), "--trust", "--project", "copy", VMLOG_LIBVIRT_URI=uri))
+    copy = json.loads(_ok(vml(home, "project", "show", "copy", "--json")))
+    assert copy["uri"] == uri and copy["live"]["system"] in _pool_volumes(uri, home)
+
+    rows = [row for row in json.loads(_ok(vml(home, "log", "far", "--json"))) if row.get("kind") == "operation"]
+    assert len(rows) >= 6 and {row["vm_host"] for row in rows} == {uri}  # the logbook here names the host
+    for name in ("copy", "far"):
+        _ok(vml(home, "project", "rm", name, "--yes"))
+    assert _pool_volumes(uri, home) == []
+    print(f"remote project new, boot, save, restore, export, import twice, rm: {time.monotonic() - started:.1f} s")
+

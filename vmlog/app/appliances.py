@@ -14,6 +14,7 @@ from typing import Any
 
 from hypervisors import registry
 from hypervisors.errors import BackendUnavailable
+from vmlog.app.backend_names import typed_backend
 from vmlog.app.doctor import diagnose
 from vmlog.app.refusals import refusal_logged
 from vmlog.appliances.catalog import CATALOG_FORMAT, Appliance, ApplianceVersion, CatalogEntry, Catalogs, store_name
@@ -257,8 +258,8 @@ def backend_choices() -> list[tuple[str, str]]:
 
 
 def canonical_backend(name: str) -> str:
-    """The registry's name for backend ``name`` (an alias such as libvirt gives kvm); ``UnknownBackend`` else."""
-    return registry.canonical_name(name)
+    """The registry's name for backend ``name`` (an alias such as libvirt gives kvm); ``InvalidInput`` else."""
+    return typed_backend(name)
 
 
 def choose_backend(requested: str | None, *, say: Callable[[str], None] = lambda _text: None) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 from hypervisors import registry
 from hypervisors.base import SnapshotModel
 from hypervisors.errors import ReportableError, Unsupported
+from vmlog.app.backend_names import typed_backend
 from vmlog.app.import_project import ImportedProject, reseed_unarchived
 from vmlog.app.projects import resolve_project
 from vmlog.app.session import session
@@ -192,7 +193,7 @@ def _check_of(verified: VerifiedArchive) -> ArchiveCheck:
 
 def _target_backend(backend: str | None, archived: Project) -> tuple[str, bool]:
     """The backend of the new project, and whether its states are native snapshots (reached through bundles)."""
-    name = registry.canonical_name(backend or archived.backend or "kvm")
+    name = typed_backend(backend) if backend else registry.canonical_name(archived.backend or "kvm")
     return name, registry.backend_class(name).snapshot_model is SnapshotModel.NATIVE_TREE
 
 

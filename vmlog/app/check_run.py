@@ -14,6 +14,7 @@ from hypervisors import registry
 from hypervisors.base import Hypervisor
 from hypervisors.errors import OperationTimeout, ReportableError, Unsupported
 from hypervisors.guest import GuestAgent
+from vmlog.app.backend_names import typed_backend
 from vmlog.app.projects import resolve_project
 from vmlog.app.session import session
 from vmlog.checks import record
@@ -108,7 +109,7 @@ def _open_clone_backend(project: Project, backend_name: str | None) -> Hyperviso
     a project on a native snapshot tree (VirtualBox, VMware) are read from their snapshots and booted
     there with ``--backend kvm``.
     """
-    same = backend_name is None or registry.canonical_name(backend_name) == registry.canonical_name(project.backend)
+    same = backend_name is None or typed_backend(backend_name) == registry.canonical_name(project.backend)
     if same and is_native_project(project):
         raise Unsupported(
             f"the states of {project.name!r} live in the {project.backend} snapshot tree, and a throw-away clone"
@@ -116,7 +117,7 @@ def _open_clone_backend(project: Project, backend_name: str | None) -> Hyperviso
             fix="boot the clones under kvm: `vml check run --backend kvm`",
             backend=project.backend,
         )
-    hv = open_backend(project) if same else registry.open_backend(registry.canonical_name(str(backend_name)))
+    hv = open_backend(project) if same else registry.open_backend(typed_backend(str(backend_name)))
     try:
         require_overlay_backend(hv)
     except BaseException:

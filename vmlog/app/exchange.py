@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from vmlog.app import projects, states
+from vmlog.app.backend_names import typed_backend
 from vmlog.app.import_project import create_imported_project, releases_not_mounted
 from vmlog.app.refusals import refusal_logged
 from vmlog.app.session import session
@@ -235,6 +236,7 @@ def import_state(
     becomes a native snapshot (see :mod:`vmlog.projects.native_exchange`).
     """
     ctx = workspace(ctx)
+    backend = typed_backend(backend) if backend else None
     path = bundle.path if isinstance(bundle, BundleReader) else Path(bundle)
     with contextlib.ExitStack() as stack, _disk_space(ctx.home.data):
         with refusal_logged(ctx.logbook, project, file=path.name):

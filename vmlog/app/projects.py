@@ -12,6 +12,7 @@ from hypervisors import registry
 from hypervisors.base import Capability, VMState
 from hypervisors.errors import HypervisorError, VMNotFound
 from hypervisors.spec import DiskSpec, NicSpec, VMSpec
+from vmlog.app.backend_names import typed_backend
 from vmlog.app.results import MappingResult, VMStatus
 from vmlog.app.session import Session, session
 from vmlog.errors import AlreadyExists, InvalidInput, NotFound
@@ -154,8 +155,8 @@ def load(name: str | None, ctx: Workspace | None = None) -> tuple[ProjectFiles, 
 
 
 def check_backend(name: str) -> str:
-    """The registry name of backend ``name``; ``UnknownBackend`` before anything is pulled or created."""
-    return registry.canonical_name(name)
+    """The registry name of backend ``name``; ``InvalidInput`` (exit 2) before anything is pulled or created."""
+    return typed_backend(name)
 
 
 def base_to_pull(ref: str, backend: str, ctx: Workspace | None = None) -> str | None:

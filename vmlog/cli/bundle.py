@@ -150,6 +150,11 @@ def import_(
         str | None,
         typer.Option("--backend", help="Hypervisor of a new project: kvm (default), virtualbox or vmware."),
     ] = None,
+    uri: Annotated[
+        str | None,
+        typer.Option("--uri", help="libvirt URI of a new kvm project; a remote one (qemu+ssh://USER@HOST/system)"
+                     " keeps its disks on that host."),
+    ] = None,
     base: Annotated[
         Path | None,
         typer.Option("--base", help="The base image file, where the sender's base has no URL (its sha256 is checked).",
@@ -169,7 +174,7 @@ def import_(
     with status(f"Importing {file.name}") as progress:
         result = exchange.import_state(
             reader, project=project, trust=True, insecure=insecure, backend=backend, base_file=base,
-            progress=progress,
+            backend_options={"uri": uri} if uri else None, progress=progress,
         )
     if remember_signer and result.signer is not None and not result.signer.known:
         fp = exchange.remember_signer(Workspace.default(), result.signer)

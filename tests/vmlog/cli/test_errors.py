@@ -19,7 +19,7 @@ import typer
 
 import hypervisors
 import vmlog
-from hypervisors.errors import ReportableError, UnknownBackend
+from hypervisors.errors import ReportableError
 from vmlog.cli import main
 from vmlog.errors import Cancelled, InvalidInput, NotFound
 
@@ -142,7 +142,7 @@ def test_an_unknown_backend_is_a_usage_error_before_anything_is_made(vmlog_home:
     image = tmp_path / "appliance.img"
     image.write_bytes(b"\0" * (1 << 20))
     proc = vml("project", "new", "foo", "--appliance", str(image), "--backend", "nosuch")
-    assert_reported(proc, UnknownBackend, "unknown backend 'nosuch'")
+    assert_reported(proc, InvalidInput, "unknown backend 'nosuch'")  # typed by the user: exit 2, not 64
     assert "kvm" in proc.stderr and "`vml doctor`" in proc.stderr
     assert json_list(vml("project", "list", "--json")) == []
 

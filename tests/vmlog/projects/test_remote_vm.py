@@ -112,7 +112,7 @@ def test_a_project_lives_on_a_remote_host(remote_host: RemoteHost, homes: tuple[
     _ok(vml(other, "state", "import", str(bundle), "--trust", "--project", "near", "--base", str(test_appliance_image)))
     near = json.loads(_ok(vml(other, "project", "show", "near", "--json")))
     assert "uri" not in near and near["states"] == 1
-    _ok(vml(home, "state", "import", str(bundle), "--trust", "--project", "copy", VMLOG_LIBVIRT_URI=uri))
+    _ok(vml(home, "state", "import", str(bundle), "--trust", "--project", "copy", "--uri", uri))
     copy = json.loads(_ok(vml(home, "project", "show", "copy", "--json")))
     assert copy["uri"] == uri and copy["live"]["system"] in _pool_volumes(uri, home)
 

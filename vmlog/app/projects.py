@@ -229,10 +229,12 @@ class ProjectDetails(MappingResult):
     states: int
     path: Path
     unsaved_changes: bool
+    spec: dict[str, Any] | None = None  # the VM spec as the VM gets it (disks at their live layers)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             **self.project.to_dict(),
+            **({"spec": self.spec} if self.spec is not None else {}),
             **({"uri": self.project.uri} if self.project.uri else {}),
             "vm_state": str(self.vm),
             "states": self.states,
@@ -322,6 +324,7 @@ def show_project(name: str | None, ctx: Workspace | None = None) -> ProjectDetai
         states=len(files.states()),
         path=files.root,
         unsaved_changes=unsaved_changes(files, project),
+        spec=files.vm_spec(project).to_dict(),
     )
 
 

@@ -122,10 +122,17 @@ class StateDetails(MappingResult):
     children: list[str]
     notes: list[LoggedNote]
     sender_logbook: list[SenderRecord]
+    layer_paths: dict[str, str] | None = None  # disk label -> where the state's frozen layer is
 
     def to_dict(self) -> dict[str, Any]:
+        data = self.state.to_dict()
+        if self.layer_paths:  # the stored spec is a template: its managed disks show the state's own layers
+            disks = data["spec"].get("disks") or []
+            data["spec"]["disks"] = [
+                {**d, "path": self.layer_paths[d["label"]]} if d.get("label") in self.layer_paths else d for d in disks
+            ]
         return {
-            **self.state.to_dict(),
+            **data,
             "current": self.current,
             "children": self.children,
             "notes": [n.to_dict() for n in self.notes],
@@ -144,6 +151,7 @@ def show_state(project_name: str | None, ref: str, *, ctx: Workspace | None = No
         children=[c.id for c in refs.children(all_states, state.id)],
         notes=[LoggedNote(**vars(n)) for n in ctx.logbook.notes(project=project.name, state=state.id)],
         sender_logbook=sender_records(files, project.name, state.id),
+        layer_paths={label: str(files.layers.path(name)) for label, name in state.layers.items()},
     )
 
 

@@ -146,6 +146,10 @@ def parse(argv: list[str]) -> Callable[[], None] | None:
     return None
 
 
+class Abort(Exception):  # noqa: N818 - named as click's, which the error report recognises by name
+    """Ctrl-C during a quick listing, reported as click reports it for the full CLI (``aborted``, exit 130)."""
+
+
 def answer(argv: list[str]) -> int | None:
     """Run ``argv`` if it is one of the quick listings: its exit code (errors reported as the full CLI does)."""
     command = parse(argv)
@@ -156,10 +160,14 @@ def answer(argv: list[str]) -> int | None:
     except SystemExit:
         raise
     except BaseException as exc:
-        if os.environ.get("VMLOG_DEBUG") and isinstance(exc, Exception):
+        failure: BaseException = exc
+        if isinstance(exc, KeyboardInterrupt):
+            sys.stderr.write("\n")  # as click does before it raises its Abort
+            failure = Abort()
+        elif os.environ.get("VMLOG_DEBUG") and isinstance(exc, Exception):
             raise
         from vmlog.cli.errors_out import report_failure
 
-        return report_failure(exc, as_json="--json" in argv)
+        return report_failure(failure, as_json="--json" in argv)
     sys.stdout.flush()
     return 0

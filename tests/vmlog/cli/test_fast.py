@@ -93,3 +93,12 @@ def test_a_listing_imports_neither_typer_nor_the_use_cases(args: tuple[str, ...]
     modules = imported(proc)
     assert "vmlog.cli.fast" in modules  # the reader of -X importtime works
     assert heavy(modules) == []
+
+
+def test_ctrl_c_is_reported_as_the_full_cli_reports_it(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    def interrupted(as_json: bool) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fast, "project_list", interrupted)
+    assert fast.answer(["project", "list"]) == 130
+    assert capsys.readouterr().err.startswith("\naborted")

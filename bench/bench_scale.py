@@ -16,9 +16,9 @@ its VM defined in libvirt but stopped; then, median of ``--rounds``:
 
 The ``cli`` column runs the ``vml`` command itself (its start-up included) for the read-only ones.
 
-``--startup`` adds the start-up table: ``vml --version``, ``--help``, ``project list [--json]`` and
-``state list`` as typed (the quick path), and the same with the typer application built first (the full
-CLI, as every command ran before the quick path), against ``virsh list --all``, a Python that only
+``--startup`` adds the start-up table: ``vml --version``, ``--help``, ``project list [--json]``,
+``state list`` and ``state tree`` as typed (the quick path), and the same with the typer application
+built first (the full CLI, as every command ran before the quick path), against ``virsh list --all``, a Python that only
 connects to libvirt and lists, and ``python -c pass``; best and median of ``--startup-rounds`` runs each,
 byte-code cached as an installed ``vml`` has it. ``--sizes ''`` measures start-up alone.
 
@@ -187,7 +187,8 @@ def startup(rounds: int) -> list[tuple[str, float, float]]:
         ("python + libvirt list", lambda: run_quiet([sys.executable, "-c", connect], env=cli_env())),
     ]
     for args in (["--version"], ["--help"], ["project", "list"], ["project", "list", "--json"],
-                 ["state", "list", "-p", NAME], ["state", "list", "-p", NAME, "--json"]):  # fmt: skip
+                 ["state", "list", "-p", NAME], ["state", "list", "-p", NAME, "--json"],
+                 ["state", "tree", "-p", NAME]):  # fmt: skip
         runs.append((f"vml {' '.join(args)}", vml(*args)))
         if args[0] != "--help" and args[0] != "--version":
             runs.append((f"  full CLI: {' '.join(args)}", vml(*args, code=FULL)))

@@ -3,29 +3,32 @@
 ``vml project list`` and ``vml state list`` are the commands typed most; the full use-case modules
 import the save, restore and exchange machinery, which costs more than the listing itself. These
 functions give the same results as :func:`vmlog.app.projects.list_projects` and
-:func:`vmlog.app.states.states` (tests/vmlog/app/test_listings.py compares them), so the command
+:func:`vmlog.app.states.states` and :func:`~vmlog.app.states.state_tree` (tests/vmlog/app/test_listings.py
+compares them), so the command
 line's quick path (:mod:`vmlog.cli.fast`) can answer without loading the rest.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hypervisors import registry
-from hypervisors.base import VMState
+from hypervisors.base import SnapshotModel, VMState
 from vmlog.app.results import MappingResult, VMStatus
 from vmlog.errors import NotFound
 from vmlog.projects import current as current_project
+from vmlog.projects import graph
 from vmlog.projects.model import Project, State
 from vmlog.projects.store import ProjectFiles, ProjectStore
 
 if TYPE_CHECKING:
     from vmlog.workspace import Workspace
 
-__all__ = ["ProjectSummary", "list_projects", "project_states", "resolve_project", "vm_statuses"]
+__all__ = ["ProjectSummary", "list_projects", "project_states", "resolve_project", "state_tree", "vm_statuses"]
 
 
 @dataclass(frozen=True)
@@ -142,3 +145,42 @@ def project_states(
     data, store = _stores(ctx)
     files = store.get(_resolve(project_name, data, store))
     return files.load(), files.states()
+
+
+def state_tree(project_name: str | None = None, *, ctx: Workspace | None = None) -> list[str] | None:
+    """The lines of ``vml state tree`` for a project whose states are vmlog's own layers.
+
+    None for a project whose hypervisor keeps the states (whether the live disk has unsaved work is
+    then asked through the backend's driver): :func:`vmlog.app.states.state_tree` draws that one.
+    """
+    data, store = _stores(ctx)
+    files = store.get(_resolve(project_name, data, store))
+    project = files.load()
+    if _keeps_native_snapshots(project):
+        return None
+    all_states = files.states()
+    dirty = any(files.layers.has_changes(name) for name in project.live.values())
+
+    def describe(state: State) -> str:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(state.created))
+        parts = [state.id[:8], state.name or "", f"({when})"]
+        if state.memory:
+            parts.append("[memory]")
+        if state.message and state.message != state.name:
+            parts.append(f"- {state.message}")
+        if state.id == project.current:
+            parts.append("<- HEAD")
+        return " ".join(p for p in parts if p)
+
+    lines = graph.draw(all_states, project.current, describe, live_dirty=dirty)
+    if project.current is None:
+        lines.insert(0, "+ (live layer on the base image" + (", unsaved changes)" if dirty else ")"))
+    return lines
+
+
+def _keeps_native_snapshots(project: Project) -> bool:
+    """As :func:`vmlog.projects.native_tree.is_native_project`, without importing the native driver."""
+    try:
+        return registry.backend_class(project.backend).snapshot_model is SnapshotModel.NATIVE_TREE
+    except Exception:  # an unknown or broken backend module: judge from the records
+        return not project.live

@@ -1,8 +1,8 @@
-"""``vml project list`` and ``vml state list`` answered without typer: the listings typed most start fast.
+"""``vml project list``, ``vml state list`` and ``vml state tree`` answered without typer: the reads typed most.
 
 Parsing a command line with typer means importing typer (and click, and its adapters), then the
 command's module with every use case it offers; for a listing that is most of the time it takes.
-:func:`answer` recognises these two read-only commands in their plain forms (``--json``, ``-p NAME``,
+:func:`answer` recognises these read-only commands in their plain forms (``--json``, ``-p NAME``,
 ``--project NAME``) and prints exactly what the full commands print (tests/vmlog/cli/test_fast.py
 compares both); any other word on the command line (``--help``, ``--remote``, a typo) leaves the command
 to the full CLI, which gives its usual help and usage errors.
@@ -65,17 +65,17 @@ def _size(num: int | None) -> str:
     return str(num)
 
 
-def project_list(as_json: bool) -> None:
+def project_list(as_json: bool) -> bool:
     """``vml project list [--json]``."""
     from vmlog.app.listings import list_projects
 
     rows = list_projects()
     if as_json:
         _print_json([row.to_dict() for row in rows])
-        return
+        return True
     if not rows:
         _info("no projects yet; create one with `vml project new NAME IMAGE`")
-        return
+        return True
     width = max(20, *(len(row.name) for row in rows))
     header = f"  {'PROJECT':<{width}} {'VM':<12} {'STATES':>6} {'DISK':>10}  {'BACKEND':<8} BASE"
     lines = [(header, [(header, "dim")])]
@@ -86,13 +86,14 @@ def project_list(as_json: bool) -> None:
         rest = f" {str(row.vm):<12} {row.states:>6} {_size(row.disk_bytes):>10}  {row.backend:<8} {base}"
         lines.append((f"{mark} {name}{rest}", [(f"{mark} ", None), (name, "bold"), (rest, None)]))
     _print_lines(lines)
+    return True
 
 
 def _when(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
-def state_list(project: str | None, as_json: bool) -> None:
+def state_list(project: str | None, as_json: bool) -> bool:
     """``vml state list [-p PROJECT] [--json]``."""
     from vmlog.app.listings import project_states
 
@@ -100,10 +101,10 @@ def state_list(project: str | None, as_json: bool) -> None:
     ordered = sorted(states.values(), key=lambda s: (s.created, s.id))
     if as_json:
         _print_json([{**s.to_dict(), "current": s.id == proj.current} for s in ordered])
-        return
+        return True
     if not ordered:
         _info(f"project {proj.name} has no states yet; save one with `vml state save NAME`")
-        return
+        return True
     header = f"  {'ID':<12}  {'CREATED':<19}  {'NAME':<20} {'PARENT':<15}  MESSAGE"
     lines = [(header, [(header, "dim")])]
     for s in ordered:
@@ -113,6 +114,22 @@ def state_list(project: str | None, as_json: bool) -> None:
         text = f"{mark} {s.id[:12]}  {_when(s.created)}  {s.name or '':<20} parent {parent}{mem}  {s.message}"
         lines.append((text, [(text, None)]))
     _print_lines(lines)
+    return True
+
+
+def state_tree(project: str | None, as_json: bool) -> bool:
+    """``vml state tree [-p PROJECT] [--json]``; False where the full command must draw it (a native tree)."""
+    from vmlog.app import listings
+
+    if as_json:
+        proj, states = listings.project_states(project)
+        _print_json({"current": proj.current, "states": [s.to_dict() for s in states.values()]})
+        return True
+    lines = listings.state_tree(project)
+    if lines is None:
+        return False
+    _print_lines([(line, [(line, None)]) for line in lines])
+    return True
 
 
 def _options(words: list[str], with_project: bool) -> dict[str, Any] | None:
@@ -135,14 +152,15 @@ def _options(words: list[str], with_project: bool) -> dict[str, Any] | None:
     return found
 
 
-def parse(argv: list[str]) -> Callable[[], None] | None:
-    """The listing ``argv`` asks for, ready to run; None when the full CLI must read the command line."""
+def parse(argv: list[str]) -> Callable[[], bool] | None:
+    """The listing ``argv`` asks for, ready to run (False: not answered); None when the full CLI must read it."""
     if argv[:2] == ["project", "list"]:
         options = _options(argv[2:], with_project=False)
         return None if options is None else (lambda: project_list(options["as_json"]))
-    if argv[:2] == ["state", "list"]:
-        options = _options(argv[2:], with_project=True)
-        return None if options is None else (lambda: state_list(options.get("project"), options["as_json"]))
+    commands = {"list": state_list, "tree": state_tree}
+    if len(argv) >= 2 and argv[0] == "state" and argv[1] in commands:
+        options, command = _options(argv[2:], with_project=True), commands[argv[1]]
+        return None if options is None else (lambda: command(options.get("project"), options["as_json"]))
     return None
 
 
@@ -156,7 +174,8 @@ def answer(argv: list[str]) -> int | None:
     if command is None:
         return None
     try:
-        command()
+        if not command():
+            return None
     except SystemExit:
         raise
     except BaseException as exc:

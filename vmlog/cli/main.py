@@ -2,8 +2,9 @@
 
 A command's module is imported only when that command runs (:mod:`vmlog.cli.lazy`), so shell completion
 and a command's start pay for nothing else; ``vml --version`` and ``vml --help`` are answered before
-typer is even imported (:mod:`vmlog.cli.registry`), and so are the plain forms of ``vml project list`` and
-``vml state list`` (:mod:`vmlog.cli.fast`). ``app``, the typer application, is built on first use.
+typer is even imported (:mod:`vmlog.cli.registry`), and so are the plain forms of ``vml project list``,
+``vml state list`` and ``vml state tree`` (:mod:`vmlog.cli.fast`). ``app``, the typer application, is built
+on first use.
 """
 
 from __future__ import annotations

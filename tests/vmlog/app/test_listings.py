@@ -26,6 +26,8 @@ def test_projects_and_states_as_the_use_cases_list_them(vmlog_home: Path, tmp_pa
         full_project, full_states = states.states("one", ctx=ctx)
         assert project == full_project
         assert {k: v.to_dict() for k, v in found.items()} == {k: v.to_dict() for k, v in full_states.items()}
+        for name in ("one", "two"):
+            assert listings.state_tree(name, ctx=ctx) == states.state_tree(name, ctx=ctx)
     assert listings.project_states()[0].name == "two"  # the current project
     assert listings.list_projects()[1].current
 

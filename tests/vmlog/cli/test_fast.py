@@ -1,4 +1,4 @@
-"""The quick path of ``vml project list`` and ``vml state list``: same output as the full CLI, without its imports."""
+"""The quick path of ``vml project list``, ``state list`` and ``state tree``: the full CLI's output, not its imports."""
 
 from __future__ import annotations
 
@@ -54,9 +54,10 @@ def test_the_parser_takes_only_the_plain_forms() -> None:
     assert fast.parse(["project", "list", "--json"]) is not None
     assert fast.parse(["state", "list", "-p", "x", "--json"]) is not None
     assert fast.parse(["state", "list", "--project=x"]) is not None
+    assert fast.parse(["state", "tree", "--json"]) is not None
     for argv in (["project", "list", "--help"], ["project", "list", "-p", "x"], ["project", "list", "--json", "--json"],
                  ["state", "list", "--remote", "r/x"], ["state", "list", "-p"], ["state", "list", "-p", "--json"],
-                 ["state", "list", "-p", "a", "-p", "b"], ["state", "tree"], ["project"], [], ["--json"]):  # fmt: skip
+                 ["state", "list", "-p", "a", "-p", "b"], ["state", "show"], ["project"], [], ["--json"]):  # fmt: skip
         assert fast.parse(argv) is None, argv
 
 
@@ -71,6 +72,10 @@ def test_the_parser_takes_only_the_plain_forms() -> None:
         ("state", "list"),  # the current project: the last one created
         ("state", "list", "-p", "nosuch"),
         ("state", "list", "-p", "nosuch", "--json"),
+        ("state", "tree", "-p", "alpha"),
+        ("state", "tree", "--json", "-p", "alpha"),
+        ("state", "tree"),  # a project with no states
+        ("state", "tree", "-p", "nosuch"),
     ],
 )
 def test_the_quick_answer_is_the_full_clis(args: tuple[str, ...]) -> None:
@@ -86,7 +91,8 @@ def test_no_projects_says_so_like_the_full_cli(vmlog_home: Path) -> None:
 
 
 @pytest.mark.usefixtures("two_projects")
-@pytest.mark.parametrize("args", [("project", "list"), ("project", "list", "--json"), ("state", "list", "--json")])
+@pytest.mark.parametrize("args", [("project", "list"), ("project", "list", "--json"), ("state", "list", "--json"),
+                                  ("state", "tree", "-p", "alpha")])  # fmt: skip
 def test_a_listing_imports_neither_typer_nor_the_use_cases(args: tuple[str, ...]) -> None:
     proc = vml(QUICK, *args, importtime=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -102,3 +108,10 @@ def test_ctrl_c_is_reported_as_the_full_cli_reports_it(monkeypatch: pytest.Monke
     monkeypatch.setattr(fast, "project_list", interrupted)
     assert fast.answer(["project", "list"]) == 130
     assert capsys.readouterr().err.startswith("\naborted")
+
+
+def test_a_native_snapshot_tree_is_left_to_the_full_cli(monkeypatch: pytest.MonkeyPatch, two_projects: None) -> None:
+    from vmlog.app import listings
+
+    monkeypatch.setattr(listings, "_keeps_native_snapshots", lambda project: True)
+    assert fast.answer(["state", "tree", "-p", "alpha"]) is None

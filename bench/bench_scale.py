@@ -16,7 +16,13 @@ its VM defined in libvirt but stopped; then, median of ``--rounds``:
 
 The ``cli`` column runs the ``vml`` command itself (its start-up included) for the read-only ones.
 
-    python bench/bench_scale.py [--sizes 10,300,3000] [--rounds 3] [--running]
+``--startup`` adds the start-up table: ``vml --version``, ``--help``, ``project list [--json]``,
+``state list`` and ``state tree`` as typed (the quick path), and the same with the typer application
+built first (the full CLI, as every command ran before the quick path), against ``virsh list --all``, a Python that only
+connects to libvirt and lists, and ``python -c pass``; best and median of ``--startup-rounds`` runs each,
+byte-code cached as an installed ``vml`` has it. ``--sizes ''`` measures start-up alone.
+
+    python bench/bench_scale.py [--sizes 10,300,3000] [--rounds 3] [--running] [--startup]
 
 Needs qemu-img, git and a working libvirt (``qemu:///system`` or ``$VMLOG_LIBVIRT_URI``).
 """
@@ -59,10 +65,23 @@ def run_quiet(cmd: list[str], **kwargs: object) -> None:
         raise RuntimeError(f"{' '.join(map(str, cmd))} failed: {proc.stderr.decode(errors='replace').strip()}")
 
 
-def vml(*args: str) -> Callable[[], None]:
+QUICK = "from vmlog.cli.main import run; run()"  # `vml` as typed
+FULL = "from vmlog.cli import main; main.app; main.run()"  # the typer application answers (no quick path)
+
+
+def cli_env() -> dict[str, str]:
+    """This checkout first; byte-code cached outside it, as an installed ``vml`` has it (not recompiled each run)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.setdefault("PYTHONPYCACHEPREFIX", str(Path(tempfile.gettempdir()) / "vmlog-bench-pycache"))
+    return env
+
+
+def vml(*args: str, code: str = QUICK) -> Callable[[], None]:
     """The ``vml`` command of this checkout (its start-up included)."""
-    cmd = [sys.executable, "-c", "from vmlog.cli.main import run; run()", *args]
-    return lambda: run_quiet(cmd, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    cmd = [sys.executable, "-c", code, *args]
+    env = cli_env()
+    return lambda: run_quiet(cmd, env=env)
 
 
 def grow(ctx: Workspace, start: int, count: int) -> None:
@@ -158,6 +177,40 @@ def project_list(ctx: Workspace, rounds: int) -> Row:
             timed(vml("project", "list"), rounds))
 
 
+def startup(rounds: int) -> list[tuple[str, float, float]]:
+    """(what, best, median) of each start-up, the raw tools' beside vmlog's."""
+    uri = default_uri()
+    connect = f"import libvirt; c = libvirt.openReadOnly({uri!r}); c.listAllDomains(0); c.getAllDomainStats(1, 0)"
+    runs: list[tuple[str, Callable[[], None]]] = [
+        ("python -c pass", lambda: run_quiet([sys.executable, "-c", "pass"], env=cli_env())),
+        ("virsh list --all", lambda: run_quiet(["virsh", "-q", "-c", uri, "list", "--all"])),
+        ("python + libvirt list", lambda: run_quiet([sys.executable, "-c", connect], env=cli_env())),
+    ]
+    for args in (["--version"], ["--help"], ["project", "list"], ["project", "list", "--json"],
+                 ["state", "list", "-p", NAME], ["state", "list", "-p", NAME, "--json"],
+                 ["state", "tree", "-p", NAME]):  # fmt: skip
+        runs.append((f"vml {' '.join(args)}", vml(*args)))
+        if args[0] != "--help" and args[0] != "--version":
+            runs.append((f"  full CLI: {' '.join(args)}", vml(*args, code=FULL)))
+    rows = []
+    for what, fn in runs:
+        fn()  # warm: byte-code written, page cache filled
+        times = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - started)
+        rows.append((what, min(times), statistics.median(times)))
+    return rows
+
+
+def print_startup(rows: list[tuple[str, float, float]], file: TextIO = sys.stdout) -> None:
+    virsh = next(best for what, best, _median in rows if what.startswith("virsh"))
+    print(f"{'start-up':<34} {'best':>8} {'median':>8} {'best/virsh':>10}", file=file)
+    for what, best, median in rows:
+        print(f"{what:<34} {best:7.3f}s {median:7.3f}s {best / virsh:9.1f}x", file=file)
+
+
 def print_table(results: dict[int, list[Row]], file: TextIO = sys.stdout) -> None:
     print(f"{'states':>6}  {'command':<18} {'vmlog':>9} {'raw tool':>9} {'ratio':>6} {'vml cli':>9} {'ratio':>6}",
           file=file)
@@ -172,8 +225,10 @@ def main() -> None:
     ap.add_argument("--sizes", default="10,300,3000")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--running", action="store_true", help="also save with the VM running")
+    ap.add_argument("--startup", action="store_true", help="also time the start-up of vml's commands")
+    ap.add_argument("--startup-rounds", type=int, default=15)
     args = ap.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = [int(s) for s in args.sizes.split(",") if s]
     results: dict[int, list[Row]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-scale-", dir=os.environ.get("TMPDIR", "/var/tmp")) as tmp:
         work = Path(tmp)
@@ -201,10 +256,16 @@ def main() -> None:
                 results[size] = measure(ctx, size, args.rounds, args.running, work)
                 print_table({size: results[size]}, file=sys.stderr)  # as it goes; the whole table at the end
                 grown += args.rounds * (2 if args.running else 1)  # the measured saves are states too
+            if args.startup:
+                if not grown:
+                    grow(ctx, 0, 10)
+                startup_rows = startup(args.startup_rounds)
         finally:
             for name in ctx.projects.names():
                 projects.remove_project(name, ctx=ctx)
     print_table(results)
+    if args.startup:
+        print_startup(startup_rows)
 
 
 if __name__ == "__main__":

@@ -57,8 +57,25 @@ class DiskChain(Lifecycle):
             self.redefine(new_spec)
 
     def _swap_live(self, dom: Any, spec: VMSpec, new_spec: VMSpec, new_tops: dict[str, Path]) -> None:
+        self._check_overlays_fit(dom, spec.name, new_tops)
         self._take_live_snapshot(dom, spec.name, live_snapshot_xml(spec, new_tops))
         self._record_spec(dom, new_spec)  # libvirt moved the disks in the live and persistent definitions
+
+    def _check_overlays_fit(self, dom: Any, name: str, new_tops: dict[str, Path]) -> None:
+        """Refuse to put a running disk on an overlay that backs onto another file than the one the VM runs on.
+
+        The guest would see another disk at once (what it wrote since is not under the overlay): this is
+        what a save would do after a crash left the VM on a layer its project does not name yet.
+        """
+        running = domain_xml.disk_tops(self._call("read the definition of", name, dom.XMLDesc, 0))
+        for label, top in new_tops.items():
+            backing = backing_file(Path(top))
+            if backing is None or label not in running or backing.resolve() == Path(running[label]).resolve():
+                continue
+            raise InvalidState(
+                f"the {label} disk of VM {name!r} runs on {running[label]}, not on {backing.name} under the new layer",
+                fix="`vml doctor --repair` (it takes the layer the VM runs on as the live one)", backend=self.name,
+            )
 
     def _take_live_snapshot(self, dom: Any, name: str, xml: str) -> None:
         """The one ``snapshotCreateXML`` of a live save: all disks at once, atomically, no libvirt metadata.
@@ -148,6 +165,26 @@ class DiskChain(Lifecycle):
         dom = self._domain(name)
         flags = 0 if self._is_active(dom, name) else self._libvirt.VIR_DOMAIN_XML_INACTIVE
         return domain_xml.disk_tops(self._call("read the definition of", name, dom.XMLDesc, flags))
+
+
+def backing_file(image: Path) -> Path | None:
+    """The backing file a qcow2 image's header names (relative names from the image's directory); None if none.
+
+    Read from the header (no qemu-img, no chain opened): None too for a file that is missing or not qcow2.
+    """
+    try:
+        with open(image, "rb") as fh:
+            header = fh.read(20)
+            if len(header) < 20 or header[:4] != b"QFI\xfb":
+                return None
+            offset, size = int.from_bytes(header[8:16], "big"), int.from_bytes(header[16:20], "big")
+            if not offset or not 0 < size <= 1023:
+                return None
+            fh.seek(offset)
+            name = fh.read(size).decode()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return Path(name) if Path(name).is_absolute() else image.parent / name
 
 
 def live_snapshot_xml(spec: VMSpec, new_tops: dict[str, Path]) -> str:

@@ -232,6 +232,9 @@ class TransferWatch:
             self.window_start, self.window_bytes = now, 0
 
 
+SPLICE_STEP = 1 << 20  # bytes one splice may move into the pipe (its capacity is raised to this where allowed)
+
+
 class BodyReader:
     """A response body read straight from its socket, one receive at a time.
 
@@ -291,6 +294,49 @@ class BodyReader:
             if silent >= self.stall_timeout:
                 raise TimeoutError(f"no data for {self.stall_timeout:g} s")
         return True
+
+    def can_splice(self) -> bool:
+        """Whether the rest of the body can go from the socket to a file inside the kernel (:meth:`splice`).
+
+        Plain HTTP only (TLS decrypts in user space), not chunked (``http.client`` reads the framing), and
+        only once the bytes buffered with the headers were taken.
+        """
+        return self.drained and self.sock is not None and not hasattr(self.sock, "pending") and hasattr(os, "splice")
+
+    def splice(
+        self, pipe_in: int, size: int, sink: Callable[[int], None], check: Callable[[int], None]
+    ) -> tuple[int, BaseException | None]:
+        """As :meth:`fill`, but up to ``size`` bytes move from the socket into ``pipe_in``, then ``sink(n)`` takes them.
+
+        The body never passes through Python: the caller's ``sink`` splices the pipe into its file.
+        Returns the bytes the sink took and what stopped the body early, as :meth:`fill` does.
+        """
+        got = 0
+        started = time.monotonic()
+        assert self.sock is not None
+        try:
+            check(0)
+            while got < size and self._wait_readable(check, holding=got > 0):
+                want = size - got if self.remaining is None else min(size - got, self.remaining)
+                if want <= 0:
+                    break
+                try:
+                    n = os.splice(self.sock.fileno(), pipe_in, min(want, SPLICE_STEP), flags=os.SPLICE_F_MOVE)
+                except BlockingIOError:  # readable for poll, nothing for splice: wait again
+                    continue
+                if n == 0 and self.remaining is not None:
+                    raise http.client.IncompleteRead(b"", self.remaining)
+                if n:
+                    sink(n)
+                    if self.remaining is not None:
+                        self.remaining -= n
+                got += n
+                check(n)
+                if not n or time.monotonic() - started > self.FILL_FOR:
+                    break
+        except (Exception, KeyboardInterrupt) as exc:
+            return got, exc
+        return got, None
 
     def fill(self, buf: bytearray | memoryview, check: Callable[[int], None]) -> tuple[int, BaseException | None]:
         """Receive into ``buf`` until it is full, the body ends, the socket falls silent or :attr:`FILL_FOR` passed.

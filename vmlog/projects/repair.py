@@ -155,20 +155,21 @@ def check_project(
         states = files.states()
     _references(check, project, states)
     _state_chains(check, project, states)
+    if not native_tree.is_native_project(project):
+        pending |= _disks_the_vm_moved(check, project, states, backend, pending)
     _live_layers(check, project, states)
     if native_tree.is_native_project(project):
         check.findings.extend(
             Finding(check.name, problem, action, repaired)
             for problem, action, repaired in native_reconcile.reconcile(files, backend, repair=repair)
         )
-    _unused_layers(check, files.load() if repair else project, states, pending)
+    _unused_layers(check, files.load() if repair else project, states, pending, vm_known=backend is not None)
     return check.findings
 
 
 def _debris(check: _Check) -> None:
     """Temp files anywhere in the project, and state directories without ``state.json``."""
     files, found = check.files, check.found
-    # temp files anywhere in the project
     for path in sorted(files.root.rglob("*")):
         if fsutil.is_temp(path) and path.is_file():
             found(
@@ -181,7 +182,6 @@ def _debris(check: _Check) -> None:
         if directory.is_dir() and directory.name.lstrip(".").startswith("import-"):
             found(f"layers of an interrupted import {directory.name}", "delete them",
                   lambda d=directory: _remove_tree(d))
-    # state directories without state.json
     if files.states_dir.is_dir():
         for directory in sorted(files.states_dir.iterdir()):
             if directory.is_dir() and not (directory / STATE_FILE).is_file():
@@ -226,6 +226,43 @@ def _interrupted_saves(
             if repair:
                 states.pop(state.id, None)
     return pending
+
+
+def _disks_the_vm_moved(
+    check: _Check, project: Project, states: dict[str, State], backend: Hypervisor | None, pending: set[str]
+) -> set[str]:
+    """A running VM's disk on a top ``project.json`` does not name: a save killed after moving it onto a checkpoint.
+
+    A running save shortens a long chain by a block copy onto a new layer over a checkpoint and a
+    pivot, then names the new layer in ``project.json``. Killed in between, the VM writes into a file
+    nothing names. For a running VM the hypervisor's view is the truth: a top in the layers directory
+    that backs onto the current state's layer (or a checkpoint showing it) becomes the live layer, and
+    the one it replaced, which the VM no longer holds, is deleted as unused. Returns the tops adopted.
+    """
+    files, found, adopted = check.files, check.found, set()
+    frozen = {layer for state in states.values() for layer in state.layers.values()}
+    for label, layer in list(project.live.items()):
+        top = _vm_top(backend, project, label)
+        if top is None or top.name in (layer, *pending) or top.parent.resolve() != files.layers.dir.resolve():
+            continue  # as project.json says, an interrupted save's (finished above), or not vmlog's file
+        problem = "it is missing or a state's layer" if not top.is_file() or top.name in frozen else None
+        problem = problem or _chain_mismatch(files, project, states, top.name, project.current, label)
+        if problem is not None:
+            found(f"the VM's {label} disk {top.name} is not the live layer {layer}: {problem}",
+                  "nothing automatic; report this")
+            continue
+
+        def adopt(label: str = label, top: str = top.name) -> None:
+            project.live[label] = top
+            files.write(project)
+
+        found(
+            f"the VM's {label} disk was moved onto {top.name} by an interrupted save",
+            "make it the live layer (the VM writes into it)",
+            adopt,
+        )
+        adopted.add(top.name)
+    return adopted
 
 
 def _references(check: _Check, project: Project, states: dict[str, State]) -> None:
@@ -310,8 +347,7 @@ def _live_layers(check: _Check, project: Project, states: dict[str, State]) -> N
         else:
             found(f"live {label} layer: {problem}", "nothing automatic; report this")
 
-    # live layers must exist
-    for label, layer in list(project.live.items()):
+    for label, layer in list(project.live.items()):  # live layers must exist
         if not files.layers.path(layer).is_file():
 
             def new_live(label: str = label) -> None:
@@ -326,15 +362,28 @@ def _live_layers(check: _Check, project: Project, states: dict[str, State]) -> N
             )
 
 
-def _unused_layers(check: _Check, project: Project, states: dict[str, State], pending: set[str]) -> None:
-    """Layer files nothing names (a live layer, a chain root, a state, an overlay a save will adopt)."""
+def _unused_layers(
+    check: _Check, project: Project, states: dict[str, State], pending: set[str], *, vm_known: bool
+) -> None:
+    """Layer files nothing names (a live layer, a chain root, a state, an overlay a save will adopt).
+
+    Without the VM's backend, a layer on the current state could be the one a running VM was moved
+    onto (:func:`_disks_the_vm_moved`): it is kept until the VM can be asked.
+    """
     files, found = check.files, check.found
     used = set(project.live.values()) | pending
     used.update(root.file for root in project.roots.values() if root.file)
     for state in states.values():
         used.update(state.layers.values())
     for layer in files.layers.files():
-        if layer not in used and not fsutil.is_temp(Path(layer)):
+        if layer in used or fsutil.is_temp(Path(layer)):
+            continue
+        label = layer.rsplit("-", 1)[0]
+        if not vm_known and label in project.live and not _chain_mismatch(files, project, states, layer,
+                                                                          project.current, label):
+            found(f"layer {layer} belongs to no state but could be the running VM's disk",
+                  "keep it until its backend can be asked (`vml doctor --repair` again)")
+        else:
             found(
                 f"layer {layer} belongs to no state",
                 "delete it",

@@ -11,7 +11,6 @@ import hashlib
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any
-from xml.sax.saxutils import escape
 
 from hypervisors.errors import OperationFailed
 from hypervisors.libvirt import connection
@@ -19,6 +18,11 @@ from hypervisors.libvirt import connection
 POOL_PREFIX = "vmlog-"
 SYSTEM_POOLS_DIR = "/var/lib/libvirt/vmlog"  # where a pool goes on a host reached as /system
 ERR_NO_STORAGE_POOL = 49  # virErrorNumber VIR_ERR_NO_STORAGE_POOL
+
+
+def escape(text: str) -> str:
+    """XML text escaping, as ``xml.sax.saxutils.escape`` (whose module imports urllib.request and http.client)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def pool_name(home_key: str) -> str:

@@ -16,10 +16,10 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import escape
 
 from hypervisors.errors import InvalidState, OperationFailed, VMExists
 from hypervisors.libvirt import connection, remote_pool
+from hypervisors.libvirt.remote_pool import escape
 from hypervisors.libvirt.remote_streams import Progress, Transfer, hash_stream, receive_file, send_file
 
 FORMATS = ("raw", "qcow2")

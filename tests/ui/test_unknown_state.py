@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from hypervisors import registry
 from hypervisors.errors import BackendUnavailable
 from vmlog.app import projects
 
@@ -16,10 +17,10 @@ def unreachable(monkeypatch: pytest.MonkeyPatch, vmlog_home: Path, tmp_path: Pat
     base.write_bytes(b"\0" * (4 << 20))
     projects.new_project("demo", str(base))
 
-    def down(_project):
+    def down(*_args, **_options):
         raise BackendUnavailable("cannot connect to libvirtd", fix="start libvirtd")
 
-    monkeypatch.setattr(projects, "open_backend", down)
+    monkeypatch.setattr(registry, "open_backend", down)  # every listing and status opens its backends here
     return "demo"
 
 

@@ -43,6 +43,7 @@ class ProjectSummary(MappingResult):
     head: str | None  # the current state's id
     disk_bytes: int
     vm: VMStatus | None  # None when the listing was asked not to ask the backends
+    uri: str | None = None  # the libvirt host the project lives on; None: the backend's default
 
     @property
     def base_label(self) -> str:
@@ -58,6 +59,7 @@ class ProjectSummary(MappingResult):
             "head": self.head,
             "disk_bytes": self.disk_bytes,
             "vm": str(self.vm) if self.vm is not None else None,
+            **({"uri": self.uri} if self.uri else {}),  # only a project that names its libvirt host
         }
 
 
@@ -92,6 +94,7 @@ def summary_of(files: ProjectFiles, project: Project, current: str | None, vm: V
         head=project.current,
         disk_bytes=usage.disk_bytes,
         vm=vm,
+        uri=project.uri,
     )
 
 

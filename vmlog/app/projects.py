@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,8 @@ from hypervisors.base import Capability, VMState
 from hypervisors.errors import HypervisorError, VMNotFound
 from hypervisors.spec import DiskSpec, NicSpec, VMSpec
 from vmlog.app.backend_names import typed_backend
+from vmlog.app.listings import ProjectSummary, summary_of
+from vmlog.app.listings import list_projects as list_projects  # the listing lives with the quick listings
 from vmlog.app.results import MappingResult, VMStatus
 from vmlog.app.session import Session, session
 from vmlog.errors import AlreadyExists, InvalidInput, NotFound
@@ -189,38 +190,6 @@ def base_to_pull(ref: str, backend: str, ctx: Workspace | None = None) -> str | 
 
 
 @dataclass(frozen=True)
-class ProjectSummary(MappingResult):
-    """One project as ``vml project list`` and the GUI's sidebar show it."""
-
-    name: str
-    current: bool
-    backend: str
-    base: dict[str, Any]  # name, version, sha256 of the base appliance
-    states: int
-    head: str | None  # the current state's id
-    disk_bytes: int
-    vm: VMStatus | None  # None when the listing was asked not to ask the backends
-    uri: str | None = None  # the libvirt host the project lives on; None: the backend's default
-
-    @property
-    def base_label(self) -> str:
-        return " ".join(str(part) for part in (self.base.get("name"), self.base.get("version")) if part)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "current": self.current,
-            "backend": self.backend,
-            "base": self.base,
-            "states": self.states,
-            "head": self.head,
-            "disk_bytes": self.disk_bytes,
-            "vm": str(self.vm) if self.vm is not None else None,
-            **({"uri": self.uri} if self.uri else {}),  # only a project that names its libvirt host
-        }
-
-
-@dataclass(frozen=True)
 class ProjectDetails(MappingResult):
     """One project as ``vml project show`` shows it: its record, its VM's state, where its files are."""
 
@@ -260,50 +229,7 @@ def summarize(
         project = files.load()
     if vm is None and with_vm_state:
         vm = vm_status(project)
-    usage = files.usage(project)
-    return ProjectSummary(
-        name=project.name,
-        current=project.name == current,
-        backend=project.backend,
-        base=project.base,
-        states=usage.states,
-        head=project.current,
-        disk_bytes=usage.disk_bytes,
-        vm=vm if with_vm_state else None,
-        uri=project.uri,
-    )
-
-
-def list_projects(ctx: Workspace | None = None, *, with_vm_state: bool = True) -> list[ProjectSummary]:
-    """Every project; the VMs' states come from one listing per backend, not one connection per project."""
-    ctx = workspace(ctx)
-    current = current_project.get(ctx.home.data)
-    loaded = [(files, files.load()) for files in map(ctx.projects.files, ctx.projects.names())]
-    statuses = _vm_statuses([project for _files, project in loaded]) if with_vm_state else {}
-    return [
-        summarize(files, current, with_vm_state=with_vm_state, vm=statuses.get(project.name), project=project)
-        for files, project in loaded
-    ]
-
-
-def _vm_statuses(all_projects: list[Project]) -> dict[str, VMStatus]:
-    """Project name -> its VM's state, asking each backend (with its options) once for all its projects."""
-    groups: dict[str, list[Project]] = {}
-    for project in all_projects:
-        key = json.dumps([project.backend, project.backend_options], sort_keys=True, default=str)
-        groups.setdefault(key, []).append(project)
-    result: dict[str, VMStatus] = {}
-    for group in groups.values():
-        try:
-            with open_backend(group[0]) as backend:
-                found = backend.vm_states([p.vm_name for p in group])
-            for project in group:
-                state = found.get(project.vm_name)
-                result[project.name] = VMStatus(state if state is not None else VMState.STOPPED)
-        except Exception as exc:  # any backend failure reads as "unknown", with its words
-            for project in group:
-                result[project.name] = VMStatus(None, str(getattr(exc, "message", exc)))
-    return result
+    return summary_of(files, project, current, vm if with_vm_state else None)
 
 
 def vm_status(project: Project) -> VMStatus:

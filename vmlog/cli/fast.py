@@ -15,7 +15,10 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vmlog.app.types import State
 
 __all__ = ["answer", "parse"]
 
@@ -89,8 +92,19 @@ def project_list(as_json: bool) -> bool:
     return True
 
 
-def _when(ts: float) -> str:
+def when(ts: float) -> str:
+    """A time as every listing shows it."""
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+STATE_LIST_HEADER = f"  {'ID':<12}  {'CREATED':<19}  {'NAME':<20} {'PARENT':<15}  MESSAGE"
+
+
+def state_row(s: State, current: str | None) -> str:
+    """One row of ``vml state list`` (quick path and full command alike): the parent sits under PARENT."""
+    mark = "@" if s.id == current else " "
+    parent = (s.parent[:8] if s.parent else "-") + (" [memory]" if s.memory else "")
+    return f"{mark} {s.id[:12]}  {when(s.created)}  {s.name or '':<20} {parent:<15}  {s.message}"
 
 
 def state_list(project: str | None, as_json: bool) -> bool:
@@ -105,13 +119,9 @@ def state_list(project: str | None, as_json: bool) -> bool:
     if not ordered:
         _info(f"project {proj.name} has no states yet; save one with `vml state save NAME`")
         return True
-    header = f"  {'ID':<12}  {'CREATED':<19}  {'NAME':<20} {'PARENT':<15}  MESSAGE"
-    lines = [(header, [(header, "dim")])]
+    lines = [(STATE_LIST_HEADER, [(STATE_LIST_HEADER, "dim")])]
     for s in ordered:
-        mark = "@" if s.id == proj.current else " "
-        mem = " [memory]" if s.memory else ""
-        parent = s.parent[:8] if s.parent else "-"
-        text = f"{mark} {s.id[:12]}  {_when(s.created)}  {s.name or '':<20} parent {parent}{mem}  {s.message}"
+        text = state_row(s, proj.current)
         lines.append((text, [(text, None)]))
     _print_lines(lines)
     return True

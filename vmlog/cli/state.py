@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +9,7 @@ import typer
 from rich.text import Text
 
 from vmlog.app import states as app_states
+from vmlog.cli.fast import STATE_LIST_HEADER, state_row, when
 from vmlog.cli.output import abort, info, out, print_json, warn
 from vmlog.cli.progress import status
 
@@ -21,10 +21,6 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 ProjectOption = Annotated[
     str | None, typer.Option("--project", "-p", help="Project (default: the current one).")
 ]
-
-
-def _when(ts: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
 @app.command("save")
@@ -83,16 +79,9 @@ def list_(
     if not ordered:
         info(f"project {proj.name} has no states yet; save one with `vml state save NAME`")
         return
-    out.print(Text(f"  {'ID':<12}  {'CREATED':<19}  {'NAME':<20} {'PARENT':<15}  MESSAGE", style="dim"))
+    out.print(Text(STATE_LIST_HEADER, style="dim"))
     for s in ordered:
-        mark = "@" if s.id == proj.current else " "
-        mem = " [memory]" if s.memory else ""
-        parent = s.parent[:8] if s.parent else "-"
-        out.print(
-            f"{mark} {s.id[:12]}  {_when(s.created)}  {s.name or '':<20} {parent + mem:<15}  {s.message}",
-            soft_wrap=True,
-            markup=False,
-        )
+        out.print(state_row(s, proj.current), soft_wrap=True, markup=False)
 
 
 @app.command("tree")
@@ -119,7 +108,7 @@ def show(
         return
     state = details.state
     out.print(Text.assemble((state.id, "bold"), f" {state.name or ''}{'  (current)' if details.current else ''}"))
-    out.print(f"  created:  {_when(state.created)} by {state.author}", markup=False)
+    out.print(f"  created:  {when(state.created)} by {state.author}", markup=False)
     out.print(f"  parent:   {state.parent or '-'}", markup=False)
     out.print(f"  children: {', '.join(c[:12] for c in details.children) or '-'}", markup=False)
     out.print(f"  memory:   {'yes' if state.memory else 'no'}", markup=False)
@@ -134,14 +123,14 @@ def show(
             markup=False,
         )
     for note in details.notes:
-        out.print(f"  note ({_when(note.created)}, {note.who}): {note.text}", markup=False)
+        out.print(f"  note ({when(note.created)}, {note.who}): {note.text}", markup=False)
     if details.sender_logbook:
         out.print("  sender's logbook:", markup=False)
     for record in details.sender_logbook:
         outcome = "" if record.kind == "note" else f" {record.row.get('outcome') or ''}"
         what = f"note: {record.what}" if record.kind == "note" else record.what
         detail = f"  {record.row['message']}" if record.kind != "note" and record.row.get("message") else ""
-        out.print(f"    {_when(record.when)}  {record.who}  {what}{outcome}{detail}", markup=False)
+        out.print(f"    {when(record.when)}  {record.who}  {what}{outcome}{detail}", markup=False)
 
 
 @app.command("restore")

@@ -284,7 +284,7 @@ def _references(check: _Check, project: Project, states: dict[str, State]) -> No
                 "nothing (the tree shows it as a root; its layer chain decides its content)",
             )
         for label, layer in state.layers.items():
-            if not files.layers.path(layer).is_file():
+            if not files.layers.exists(layer):
                 found(
                     f"state {state.label()} lost its {label} layer {layer}",
                     "nothing can bring it back; remove the state with `vml state rm`",
@@ -327,7 +327,7 @@ def _live_layers(check: _Check, project: Project, states: dict[str, State]) -> N
     """The live layers must back onto the current state's, and exist."""
     files, found = check.files, check.found
     for label, layer in project.live.items():
-        if not files.layers.path(layer).is_file():
+        if not files.layers.exists(layer):
             continue
         problem = _chain_mismatch(files, project, states, layer, project.current, label)
         if problem is None:
@@ -348,7 +348,7 @@ def _live_layers(check: _Check, project: Project, states: dict[str, State]) -> N
             found(f"live {label} layer: {problem}", "nothing automatic; report this")
 
     for label, layer in list(project.live.items()):  # live layers must exist
-        if not files.layers.path(layer).is_file():
+        if not files.layers.exists(layer):
 
             def new_live(label: str = label) -> None:
                 fresh = files.layers.new_name(label)

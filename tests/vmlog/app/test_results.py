@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from hypervisors import registry
 from hypervisors.errors import BackendUnavailable
 from vmlog.app import logbook, projects, running, states
 from vmlog.app.types import VMState, VMStatus
@@ -47,10 +48,10 @@ def test_results_keep_the_json_keys(ctx: Workspace) -> None:
 def test_a_backend_that_cannot_be_asked_gives_an_unknown_state_with_its_reason(
     ctx: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def down(_project):
+    def down(*_args, **_options):
         raise BackendUnavailable("libvirtd is not running", fix="start it")
 
-    monkeypatch.setattr(projects, "open_backend", down)
+    monkeypatch.setattr(registry, "open_backend", down)  # where every listing opens its backends
     (row,) = projects.list_projects(ctx)
     assert row.vm == VMStatus(None, "libvirtd is not running") and row.vm.label == "unknown"
     assert row.to_dict()["vm"] == "unknown (libvirtd is not running)"  # as --json always wrote it

@@ -126,7 +126,7 @@ class CompressingSink:
         self._thread.join()
         try:
             if exc_type is None and self._error is None:
-                self._writer.close()  # no fsync: the member is a work file, copied into the bundle, which is synced
+                self._writer.close()  # no fsync here: the owner of the file (the bundle) syncs it once
                 self.digest = StreamDigest(
                     self._raw_size, self._raw_sha.hexdigest(), self._sink.size, self._sink.sha.hexdigest()
                 )
@@ -137,8 +137,11 @@ class CompressingSink:
             raise self._error
 
 
-def compress_file(src: Path, dest: Path, *, level: int = DEFAULT_LEVEL, threads: int | None = None) -> StreamDigest:
-    """Compress ``src`` into ``dest`` as one zstd frame with long-distance matching, on every core."""
+def compress_file(
+    src: Path, dest: Path | BinaryIO, *, level: int = DEFAULT_LEVEL, threads: int | None = None
+) -> StreamDigest:
+    """Compress ``src`` into ``dest`` (a path, or an open file at the member's place) as one zstd frame
+    with long-distance matching, on every core."""
     with CompressingSink(dest, level=level, threads=threads, long_distance=True) as sink, open(src, "rb") as fin:
         while chunk := fin.read(CHUNK):
             sink.write(chunk)

@@ -159,6 +159,26 @@ def _limit_for(name: str, doc: dict[str, Any], entry: dict[str, Any], lim: ReadL
     return limit
 
 
+def check_member_size(
+    info: tarfile.TarInfo, entry: dict[str, Any], doc: dict[str, Any], limits: ReadLimits, file_size: int
+) -> None:
+    """What can be checked of a member without reading it: its stored size, that it lies inside the file,
+    and that its declared decompressed size is within the limits."""
+    name = info.name
+    if info.size != entry["stored_size"]:
+        raise BundleRejected(
+            "size", f"member {name!r} is {info.size} bytes but the manifest says {entry['stored_size']}"
+        )
+    if info.offset_data + info.size > file_size:
+        raise BundleRejected("truncated", f"member {name!r} is truncated: the archive ends inside it")
+    if entry["compression"] == "zstd":
+        limit = _limit_for(name, doc, entry, limits)
+        if entry["raw_size"] > limit:
+            raise BundleRejected(
+                "bomb", f"member {name!r} claims {entry['raw_size']} bytes once decompressed (limit {limit})"
+            )
+
+
 def stream_member(
     info: tarfile.TarInfo,
     member: BinaryIO,
@@ -186,13 +206,13 @@ def stream_member(
                     src, write, what=f"member {name!r}", declared_size=entry["raw_size"], limit=limit
                 )
             except BundleRejected as exc:
-                # a damaged stream is first of all a digest mismatch: say so if it is one
-                if exc.reason == "corrupt":
-                    src.drain()
-                    if src.sha.hexdigest() != entry["stored_sha256"]:
-                        raise BundleRejected(
-                            "digest", f"member {name!r} does not match its sha256 in the manifest"
-                        ) from exc
+                # a damaged stream (or what ``write`` made of it: a bad block list, a wrong reference) is
+                # first of all a digest mismatch: say so if it is one
+                src.drain()
+                if src.sha.hexdigest() != entry["stored_sha256"]:
+                    raise BundleRejected(
+                        "digest", f"member {name!r} does not match its sha256 in the manifest"
+                    ) from exc
                 raise
             if src.drain():
                 raise BundleRejected("corrupt", f"member {name!r} has data after its zstd stream")

@@ -9,7 +9,6 @@ the raw header block before ``tarfile`` reads one, since it reads each whole int
 from __future__ import annotations
 
 import errno
-import hashlib
 import tarfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from vmlog.bundles.errors import BundleRejected
+from vmlog.bundles.hash_thread import ThreadedSha256
 from vmlog.bundles.zstd_stream import CHUNK, decompress_stream
 from vmlog.errors import InvalidInput
 
@@ -65,11 +65,11 @@ def check_extension_headers(fh: BinaryIO, offset: int, limit: int) -> None:
 
 
 class _HashingReader:
-    """Reads a tar member, hashing and counting what passes through."""
+    """Reads a tar member, hashing (on a thread of its own) and counting what passes through."""
 
     def __init__(self, fh: BinaryIO) -> None:
         self.fh = fh
-        self.sha = hashlib.sha256()
+        self.sha = ThreadedSha256()
         self.size = 0
 
     def read(self, n: int = -1) -> bytes:
@@ -225,6 +225,8 @@ def stream_member(
         if isinstance(exc, OSError) and exc.errno in WRITE_FAILURES:
             raise  # this machine's disk, not the bundle: the caller says so
         raise BundleRejected("truncated", f"member {name!r} is truncated ({exc})") from exc
+    finally:
+        src.sha.close()  # the hash thread ends with the member, whatever happened
     if src.size != entry["stored_size"] or src.sha.hexdigest() != entry["stored_sha256"]:
         raise BundleRejected("digest", f"member {name!r} does not match its sha256 in the manifest")
     if entry["compression"] == "zstd" and (raw_size != entry["raw_size"] or raw_sha != entry["raw_sha256"]):

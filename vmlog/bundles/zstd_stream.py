@@ -21,6 +21,7 @@ from typing import BinaryIO
 import zstandard
 
 from vmlog.bundles.errors import BundleRejected
+from vmlog.bundles.hash_thread import ThreadedSha256
 
 WINDOW_LOG = 27  # 128 MiB window: what a reader must accept, and all it will accept
 CHUNK = 1 << 20
@@ -163,7 +164,7 @@ def decompress_stream(
     ``limit``, or the frame asks for a window larger than writers use.
     """
     dctx = zstandard.ZstdDecompressor(max_window_size=1 << WINDOW_LOG)
-    sha = hashlib.sha256()
+    sha = ThreadedSha256()  # hashed beside the decompression and ``write``
     size = 0
     try:
         reader = dctx.stream_reader(src, read_size=CHUNK, read_across_frames=False)
@@ -180,4 +181,6 @@ def decompress_stream(
                 write(chunk)
     except zstandard.ZstdError as exc:
         raise BundleRejected("corrupt", f"{what} is not a valid zstd stream ({exc})") from exc
+    finally:
+        sha.close()
     return size, sha.hexdigest()

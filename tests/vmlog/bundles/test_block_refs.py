@@ -156,3 +156,20 @@ def test_copied_and_repeated_blocks_travel_as_references(tmp_path: Path) -> None
     assert kinds.count(BASE) == 1  # the copied file is one run, confirmed a cluster at a time
     result = BundleReader(summary.path).materialise(tmp_path / "recv", base=LocalReference(base, "raw"))
     assert qemu_img.compare(result.disks["system"], "qcow2", top, "qcow2")
+
+
+def test_written_block_map_marks_and_checks_runs_like_one_bit_at_a_time() -> None:
+    """The map of written blocks (what a COPY may point at) sets whole bytes at once; it must agree with bit by bit."""
+    from vmlog.bundles.block_apply import BlockApplier
+
+    rng = random.Random(5)
+    applier = object.__new__(BlockApplier)
+    applier._written = bytearray(64)
+    naive = set()
+    for _ in range(300):
+        first, count = rng.randrange(500), rng.randrange(1, 20)
+        if rng.random() < 0.5:
+            applier._mark(first, count)
+            naive.update(range(first, first + count))
+        assert applier._all_written(first, count) == all(n in naive for n in range(first, first + count))
+    assert {n for n in range(512) if applier._written[n >> 3] & (1 << (n & 7))} == naive

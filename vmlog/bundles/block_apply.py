@@ -64,12 +64,28 @@ class BlockApplier:
     def feed(self, chunk: bytes) -> None:
         self._decoder.feed(chunk)
 
+    @staticmethod
+    def _edges(first: int, count: int) -> tuple[range, range, range]:
+        """Blocks ``first`` to ``first + count``: bits before the first whole byte, whole bytes, bits after."""
+        end = first + count
+        head, tail = min(end, -(-first // 8) * 8), max(first, end // 8 * 8)
+        if head >= tail:
+            return range(first, end), range(0), range(0)
+        return range(first, head), range(head >> 3, tail >> 3), range(tail, end)
+
     def _mark(self, first: int, count: int) -> None:
-        for n in range(first, first + count):
+        """Set the bits of the blocks written: whole bytes at once, bit by bit only at the edges."""
+        before, whole, after = self._edges(first, count)
+        for n in (*before, *after):
             self._written[n >> 3] |= 1 << (n & 7)
+        if whole:
+            self._written[whole.start : whole.stop] = b"\xff" * len(whole)
 
     def _all_written(self, first: int, count: int) -> bool:
-        return all(self._written[n >> 3] & (1 << (n & 7)) for n in range(first, first + count))
+        before, whole, after = self._edges(first, count)
+        if whole and self._written.count(0xFF, whole.start, whole.stop) != len(whole):
+            return False
+        return all(self._written[n >> 3] & (1 << (n & 7)) for n in (*before, *after))
 
     def _refused(self, record: Record, why: str) -> BundleRejected:
         return BundleRejected(

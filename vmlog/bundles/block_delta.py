@@ -55,14 +55,23 @@ class _SourceWindow:
         """Whether block ``n`` is a whole block of the image."""
         return 0 <= n < self._image.size // BLOCK_SIZE
 
-    def block(self, n: int) -> bytes:
+    def _window_at(self, n: int, count: int) -> int:
+        """The offset of block ``n`` in the window, read anew unless it holds blocks ``n`` to ``n + count``."""
         end = self._start + len(self._data) // BLOCK_SIZE
-        if not self._start <= n < end:
+        if not (self._start <= n and n + count <= end):
             self._start = n
             size = self._image.size - self._image.size % BLOCK_SIZE
             self._data = self._image.read(n * BLOCK_SIZE, min(_WINDOW * BLOCK_SIZE, size - n * BLOCK_SIZE))
-        i = (n - self._start) * BLOCK_SIZE
+        return (n - self._start) * BLOCK_SIZE
+
+    def block(self, n: int) -> bytes:
+        i = self._window_at(n, 1)
         return self._data[i : i + BLOCK_SIZE]
+
+    def matches(self, n: int, data: bytes) -> bool:
+        """Whether the image holds ``data`` (whole blocks, at most a window) from block ``n`` on: no copy made."""
+        count = len(data) // BLOCK_SIZE
+        return self.holds(n + count - 1) and self._data.startswith(data, self._window_at(n, count))
 
 
 class _Runs:
@@ -91,6 +100,25 @@ class _Runs:
             self.data += payload
         elif kind != ZERO:
             self.sha.update(payload)
+
+    def add_base_span(self, block: int, payload: bytes, source: int) -> None:
+        """Blocks of ``payload`` from ``block`` on, as the base's blocks from ``source`` on, in as few runs as can."""
+        count = len(payload) // BLOCK_SIZE
+        done = 0
+        while done < count:
+            if (
+                self.kind != BASE
+                or block + done != self.first + self.count
+                or self.count >= MAX_RUN
+                or source + done != self.source + self.count
+            ):
+                self.flush()
+                self.kind, self.first, self.source = BASE, block + done, source + done
+            take = min(count - done, MAX_RUN - self.count)
+            self.count += take
+            self.bytes[BASE] += take * BLOCK_SIZE
+            self.sha.update(payload[done * BLOCK_SIZE : (done + take) * BLOCK_SIZE])
+            done += take
 
     def flush(self) -> None:
         if self.count:
@@ -148,6 +176,22 @@ class _Classifier:
             self.seen.setdefault(key, n)
         self._add(DATA, n, data)
 
+    def base_cluster(self, n: int, cluster: bytes) -> bool:
+        """Take the whole ``cluster`` (blocks from ``n`` on) at once if it continues the base run being built.
+
+        Why: a copied file is one long base run; confirming it a cluster at a time instead of a block
+        at a time saves most of the per-block work. A block of it that equals the reference travels
+        as part of the run: the importer writes the same bytes either way.
+        """
+        runs = self.runs
+        if self.base is None or runs.kind != BASE or not runs.count or n != runs.first + runs.count:
+            return False
+        source = runs.source + runs.count
+        if len(cluster) % BLOCK_SIZE or not self.base.matches(source, cluster):
+            return False
+        runs.add_base_span(n, cluster, source)
+        return True
+
     def zero_cluster(self, n: int) -> None:
         for i in range(_CLUSTER // BLOCK_SIZE):
             self.runs.add(ZERO, n + i, b"")
@@ -167,6 +211,8 @@ def _compare_chunk(off: int, new: bytes, old: bytes, cls: _Classifier) -> None:
             cls.zero_cluster((off + cpos) // BLOCK_SIZE)
             continue
         first = (off + cpos) // BLOCK_SIZE
+        if cls.base_cluster(first, cluster):
+            continue
         for pos in range(0, len(cluster), BLOCK_SIZE):
             piece = cluster[pos : pos + BLOCK_SIZE]
             if not before.startswith(piece, pos):

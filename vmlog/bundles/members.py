@@ -9,7 +9,6 @@ the raw header block before ``tarfile`` reads one, since it reads each whole int
 from __future__ import annotations
 
 import errno
-import hashlib
 import tarfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from vmlog.bundles.errors import BundleRejected
+from vmlog.bundles.hash_thread import ThreadedSha256
 from vmlog.bundles.zstd_stream import CHUNK, decompress_stream
 from vmlog.errors import InvalidInput
 
@@ -65,11 +65,11 @@ def check_extension_headers(fh: BinaryIO, offset: int, limit: int) -> None:
 
 
 class _HashingReader:
-    """Reads a tar member, hashing and counting what passes through."""
+    """Reads a tar member, hashing (on a thread of its own) and counting what passes through."""
 
     def __init__(self, fh: BinaryIO) -> None:
         self.fh = fh
-        self.sha = hashlib.sha256()
+        self.sha = ThreadedSha256()
         self.size = 0
 
     def read(self, n: int = -1) -> bytes:
@@ -159,6 +159,26 @@ def _limit_for(name: str, doc: dict[str, Any], entry: dict[str, Any], lim: ReadL
     return limit
 
 
+def check_member_size(
+    info: tarfile.TarInfo, entry: dict[str, Any], doc: dict[str, Any], limits: ReadLimits, file_size: int
+) -> None:
+    """What can be checked of a member without reading it: its stored size, that it lies inside the file,
+    and that its declared decompressed size is within the limits."""
+    name = info.name
+    if info.size != entry["stored_size"]:
+        raise BundleRejected(
+            "size", f"member {name!r} is {info.size} bytes but the manifest says {entry['stored_size']}"
+        )
+    if info.offset_data + info.size > file_size:
+        raise BundleRejected("truncated", f"member {name!r} is truncated: the archive ends inside it")
+    if entry["compression"] == "zstd":
+        limit = _limit_for(name, doc, entry, limits)
+        if entry["raw_size"] > limit:
+            raise BundleRejected(
+                "bomb", f"member {name!r} claims {entry['raw_size']} bytes once decompressed (limit {limit})"
+            )
+
+
 def stream_member(
     info: tarfile.TarInfo,
     member: BinaryIO,
@@ -186,13 +206,13 @@ def stream_member(
                     src, write, what=f"member {name!r}", declared_size=entry["raw_size"], limit=limit
                 )
             except BundleRejected as exc:
-                # a damaged stream is first of all a digest mismatch: say so if it is one
-                if exc.reason == "corrupt":
-                    src.drain()
-                    if src.sha.hexdigest() != entry["stored_sha256"]:
-                        raise BundleRejected(
-                            "digest", f"member {name!r} does not match its sha256 in the manifest"
-                        ) from exc
+                # a damaged stream (or what ``write`` made of it: a bad block list, a wrong reference) is
+                # first of all a digest mismatch: say so if it is one
+                src.drain()
+                if src.sha.hexdigest() != entry["stored_sha256"]:
+                    raise BundleRejected(
+                        "digest", f"member {name!r} does not match its sha256 in the manifest"
+                    ) from exc
                 raise
             if src.drain():
                 raise BundleRejected("corrupt", f"member {name!r} has data after its zstd stream")
@@ -205,6 +225,8 @@ def stream_member(
         if isinstance(exc, OSError) and exc.errno in WRITE_FAILURES:
             raise  # this machine's disk, not the bundle: the caller says so
         raise BundleRejected("truncated", f"member {name!r} is truncated ({exc})") from exc
+    finally:
+        src.sha.close()  # the hash thread ends with the member, whatever happened
     if src.size != entry["stored_size"] or src.sha.hexdigest() != entry["stored_sha256"]:
         raise BundleRejected("digest", f"member {name!r} does not match its sha256 in the manifest")
     if entry["compression"] == "zstd" and (raw_size != entry["raw_size"] or raw_sha != entry["raw_sha256"]):

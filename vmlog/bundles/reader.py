@@ -1,14 +1,16 @@
-"""Reads an untrusted ``.vmlstate`` bundle: verifies everything, then materialises its layers atomically.
+"""Reads an untrusted ``.vmlstate`` bundle: checks its header, then materialises its layers atomically in one pass.
 
 The archive is never extracted. Its members are walked one by one; a member is accepted only if
 its name is one the manifest announces and it is a regular file, and its bytes are streamed into
-files this reader creates. :meth:`BundleReader.verify` checks the manifest, the signature, every
-stored and decompressed digest and every size limit while writing nothing at all;
-:meth:`BundleReader.materialise` then checks the local base (or ``since`` layers), writes the
-layers into a staging directory next to the destination, vets each qcow2 (header parsed in
-Python first, then ``qemu-img info`` without the chain, under resource limits), re-points its
-backing name at the verified local reference with ``rebase -u`` and renames the directory into
-place. Any failure removes the staging directory: nothing is left on disk.
+files this reader creates. :meth:`BundleReader.verify_header` checks the manifest, the signature,
+the small members and every member's tar header against the manifest without reading the disks;
+:meth:`BundleReader.materialise` then checks the local base (or ``since`` layers) and, in one pass,
+streams each member through its stored and decompressed digests and size limits while writing the
+layers into a staging directory next to the destination; it vets each qcow2 (format 1: header
+parsed in Python first, then ``qemu-img info`` without the chain, under resource limits),
+re-points its backing name at the verified local reference with ``rebase -u`` and renames the
+directory into place. Any failure, a digest mismatch included, removes the staging directory:
+nothing is left on disk. :meth:`BundleReader.verify` checks every digest while writing nothing.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from vmlog.bundles.block_apply import BlockApplier
 from vmlog.bundles.delta import REFERENCE_PLACEHOLDER
 from vmlog.bundles.errors import BundleRejected
 from vmlog.bundles.files import fsync_dir
-from vmlog.bundles.members import ReadLimits, read_small, stream_member, walk_members
+from vmlog.bundles.members import ReadLimits, check_member_size, read_small, stream_member, walk_members
 from vmlog.bundles.qcow2_header import read_header
 from vmlog.bundles.signing import MAX_SIGNATURE_MEMBER, KnownSigners, SignerInfo, verify_signature
 from vmlog.errors import AlreadyExists
@@ -112,14 +114,20 @@ class BundleReader:
         self.path = Path(path)
         self.known_signers = known_signers
         self.limits = limits or ReadLimits()
-        self._verified: VerifiedBundle | None = None
+        self._verified: VerifiedBundle | None = None  # every digest checked
+        self._header: VerifiedBundle | None = None  # the header checked (see verify_header)
 
     # -- walking the archive -------------------------------------------------------------------------
 
     def _walk_checked(
-        self, sink: Callable[[str], Callable[[bytes], object] | None] | None
+        self, sink: Callable[[str], Callable[[bytes], object] | None] | None, *, contents: bool = True
     ) -> tuple[dict[str, Any], bytes, SignerInfo | None, list[dict[str, Any]], bytes | None]:
-        """One pass over the archive: manifest first, then every member checked against it."""
+        """One pass over the archive: manifest first, then every member checked against it.
+
+        Without ``contents`` the disk and memory members are only checked by their tar headers (name,
+        type, stored size, lying inside the file, declared size within the limits), not read.
+        """
+        file_size = self.path.stat().st_size
         with walk_members(self.path, self.limits) as members:
             first = next(members, None)
             if first is None or first[0].name != mf.MANIFEST_NAME:
@@ -161,6 +169,9 @@ class BundleReader:
                     stream_member(info, member, entries[name], doc, data.extend, self.limits)
                     checks = bytes(data)
                     continue
+                if not contents:
+                    check_member_size(info, entries[name], doc, self.limits, file_size)
+                    continue
                 stream_member(info, member, entries[name], doc, sink(name) if sink else None, self.limits)
             missing = sorted(set(entries) - seen)
             if missing:
@@ -172,12 +183,26 @@ class BundleReader:
     # -- public API -----------------------------------------------------------------------------------
 
     def verify(self) -> VerifiedBundle:
-        """Check everything that can be checked without the base; write nothing."""
+        """Check everything that can be checked without the base, every member's digests included; write nothing."""
         if self._verified is None:
             doc, manifest_bytes, signer, logbook, checks = self._walk_checked(None)
             self._verified = VerifiedBundle(self.path, doc, hashlib.sha256(manifest_bytes).hexdigest(), signer, logbook,
                                             checks)
+            self._header = self._verified
         return self._verified
+
+    def verify_header(self) -> VerifiedBundle:
+        """Check the manifest, the signature, the logbook and checks members, and every other member's name,
+        type and stored size against the manifest, without reading the disk and memory members; write nothing.
+
+        Enough to decide whom the bundle is from and where it goes: :meth:`materialise` checks every
+        digest in the pass that writes the layers, so an import reads the bundle once, not twice.
+        """
+        if self._header is None:
+            doc, manifest_bytes, signer, logbook, checks = self._walk_checked(None, contents=False)
+            self._header = VerifiedBundle(self.path, doc, hashlib.sha256(manifest_bytes).hexdigest(), signer, logbook,
+                                          checks)
+        return self._header
 
     def _check_references(
         self,
@@ -260,9 +285,12 @@ class BundleReader:
     ) -> MaterialisedState:
         """Write the bundle's layers into the new directory ``dest`` (a sibling staging dir first).
 
-        The layers' backing names point (relatively) at ``base`` or at ``since_layers[label]``.
+        The layers' backing names point (relatively) at ``base`` or at ``since_layers[label]``. One
+        pass over the bundle after :meth:`verify_header`: each member is checked against its digests
+        while it is written into the staging directory, which is removed on any mismatch, so a
+        refused bundle leaves nothing behind.
         """
-        bundle = self.verify()
+        bundle = self.verify_header()
         refs = self._check_references(bundle, base, since_layers, since_id, since_digest)
         dest = Path(dest)
         if dest.exists():
@@ -305,6 +333,7 @@ class BundleReader:
             fsync_dir(staging)
             os.rename(staging, dest)
             fsync_dir(dest.parent)
+            self._verified = bundle  # every digest checked out while writing
         except BaseException:
             for fh in open_files:
                 fh.close()
@@ -326,7 +355,7 @@ class PreparedReader(BundleReader):
 
     def __init__(self, reader: BundleReader, prepared: MaterialisedState) -> None:
         super().__init__(reader.path, known_signers=reader.known_signers, limits=reader.limits)
-        self._verified = reader.verify()
+        self._verified = self._header = prepared.bundle  # materialising checked every digest
         self.prepared = prepared
 
     def materialise(
@@ -339,7 +368,7 @@ class PreparedReader(BundleReader):
         since_digest: str | None = None,
         layer_name: Callable[[str], str] = lambda label: f"{label}.qcow2",
     ) -> MaterialisedState:
-        bundle = self.verify()
+        bundle = self.verify_header()
         self._check_references(bundle, base, since_layers, since_id, since_digest)
         dest = Path(dest)
         if dest.exists():

@@ -1,21 +1,19 @@
 """Writes a ``.vmlstate`` bundle: a tar whose first member is the manifest, then the signature,
 the logbook excerpt, one zstd-compressed block list per disk and, if asked, the memory image.
 
-Members are prepared in a private work directory first: each disk's delta is read once and
-goes straight into a compressor running on every core, which also hashes it, so only the
-compressed bytes ever reach the disk. The manifest can then carry every digest and still be the
-first member; the bundle is written to a temporary sibling and renamed into place, so a crash
-never leaves a half-written ``.vmlstate``.
+Each disk's delta is read once and goes straight into a compressor running on every core, which
+also hashes it and writes the compressed bytes directly into their place in the bundle
+(:mod:`vmlog.bundles.tar_layout`): one compressed copy on disk at any moment, no work files. The
+room for the manifest, which carries every digest and must stay the first member, is kept at the
+front and filled last. The bundle is written to a temporary sibling and renamed into place, so a
+crash never leaves a half-written ``.vmlstate``.
 """
 
 from __future__ import annotations
 
-import io
+import hashlib
 import json
 import os
-import shutil
-import tarfile
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,11 +29,11 @@ from vmlog.bundles.block_index import base_index
 from vmlog.bundles.delta import DeltaStats, chain_info
 from vmlog.bundles.files import fsync_dir, temp_name
 from vmlog.bundles.signing import SigningKey
+from vmlog.bundles.tar_layout import BLOCK, InPlaceTar
 from vmlog.bundles.zstd_stream import DEFAULT_LEVEL, CompressingSink, StreamDigest, compress_file
 from vmlog.errors import InvalidInput
 
 MAIL_ATTACHMENT_LIMIT = 25 * 1000 * 1000
-_MTIME = 0
 _PROGRESS_EVERY = 0.5  # seconds between progress lines
 
 
@@ -103,18 +101,7 @@ def _member_entry(digest: StreamDigest) -> dict[str, Any]:
 
 
 def _plain_entry(data: bytes) -> dict[str, Any]:
-    import hashlib
-
     return {"compression": "none", "stored_size": len(data), "stored_sha256": hashlib.sha256(data).hexdigest()}
-
-
-def _tar_add(tf: tarfile.TarFile, name: str, size: int, fileobj: Any) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = size
-    info.mode = 0o644
-    info.mtime = _MTIME
-    info.type = tarfile.REGTYPE
-    tf.addfile(info, fileobj)
 
 
 class BundleWriter:
@@ -151,7 +138,7 @@ class BundleWriter:
         self.memory_info = memory_info or {}
         self.signing_key = signing_key
         self.zstd_level = zstd_level
-        self.workdir = workdir
+        self.workdir = workdir  # accepted for callers; members are written in place, no work files
         self.block_index_dir = block_index_dir
         self._disks: dict[str, tuple[Path, str]] = {}
 
@@ -164,61 +151,107 @@ class BundleWriter:
         self._disks[label] = (Path(top), fmt)
 
     def write(self, out: Path, *, progress: Callable[[str], None] | None = None) -> BundleSummary:
-        """Build the deltas, compress them, and write the bundle at ``out`` atomically."""
+        """Build the deltas, compress them into their place in the bundle, and write it at ``out`` atomically.
+
+        The bundle is written to a temporary sibling, renamed to ``out`` only once complete and synced:
+        a crash or a kill never leaves a partial bundle under the final name.
+        """
         if not self._disks:
             raise InvalidInput("a bundle needs at least one disk", fix="add the state's system disk")
         say = progress or (lambda _msg: None)
         out = Path(out)
         base_info = chain_info(self.base.path, self.base.format)[0]  # from the headers: one process fewer
-        work = Path(tempfile.mkdtemp(prefix="vmlstate-export-", dir=self.workdir))
+        logbook_bytes = json.dumps(self.logbook, indent=1, default=str).encode()
+        features = [mf.FEATURE_BLOCK_LIST, mf.FEATURE_ZSTD]
+        if self.since is not None:
+            features.append(mf.FEATURE_INCREMENTAL)
+        if self.memory is not None:
+            features.append(mf.FEATURE_MEMORY)
+        fixed = _ManifestParts(features, base_info, datetime.now(UTC).isoformat(timespec="seconds"),
+                               qemu_img.version() if self.memory else None)
+        room = self._front_room(fixed)
+        tmp = temp_name(out)
         try:
-            members: dict[str, dict[str, Any]] = {}
-            files: dict[str, Path] = {}
-            disks_doc, stats = self._prepare_disks(work, members, files, say)
-            logbook_bytes = json.dumps(self.logbook, indent=1, default=str).encode()
-            members[mf.LOGBOOK_NAME] = _plain_entry(logbook_bytes)
-            if self.checks is not None:
-                members[mf.CHECKS_NAME] = _plain_entry(self.checks)
-            features = [mf.FEATURE_BLOCK_LIST, mf.FEATURE_ZSTD]
-            if self.since is not None:
-                features.append(mf.FEATURE_INCREMENTAL)
-            if self.memory is not None:
-                say("compressing the memory image")
-                files[mf.MEMORY_NAME] = work / mf.MEMORY_NAME
-                members[mf.MEMORY_NAME] = _member_entry(
-                    compress_file(self.memory, files[mf.MEMORY_NAME], level=self.zstd_level)
-                )
-                features.append(mf.FEATURE_MEMORY)
-            manifest_bytes = self._manifest(features, base_info, disks_doc, members)
-            mf.parse(manifest_bytes)  # never write what a reader would refuse
-            say("writing the bundle")
-            self._write_archive(out, manifest_bytes, logbook_bytes, files)
-            return BundleSummary(out, out.stat().st_size, stats, members)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+            with open(tmp, "wb") as fh:
+                tar = InPlaceTar(fh, room)
+                members: dict[str, dict[str, Any]] = {}
+                tar.add_bytes(mf.LOGBOOK_NAME, logbook_bytes)
+                if self.checks is not None:
+                    tar.add_bytes(mf.CHECKS_NAME, self.checks)
+                disks_doc, stats = self._write_disks(tar, members, say)
+                members[mf.LOGBOOK_NAME] = _plain_entry(logbook_bytes)
+                if self.checks is not None:
+                    members[mf.CHECKS_NAME] = _plain_entry(self.checks)
+                if self.memory is not None:
+                    say("compressing the memory image")
+                    with tar.member(mf.MEMORY_NAME) as dest:
+                        members[mf.MEMORY_NAME] = _member_entry(compress_file(self.memory, dest, level=self.zstd_level))
+                tar.close()
+                say("writing the manifest")
+                tar.fill_front(self._front_members(self._manifest(fixed, disks_doc, members), room))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, out)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        fsync_dir(out.parent)
+        return BundleSummary(out, out.stat().st_size, stats, members)
 
-    def _prepare_disks(
-        self,
-        work: Path,
-        members: dict[str, dict[str, Any]],
-        files: dict[str, Path],
-        say: Callable[[str], None],
-    ) -> tuple[list[dict[str, Any]], dict[str, DeltaStats]]:
-        """Each disk's delta, compressed into ``work``; its member entry and file are added to ``members``/``files``."""
-        disks_doc = []
-        stats: dict[str, DeltaStats] = {}
-        index = None
-        if self._disks:
-            say("indexing the base image's blocks")
-            index = base_index(self.base.path, self.base.format, self.base.sha256, self.block_index_dir)
+    def _disk_plan(self) -> list[tuple[str, Path, str, Path, str, str]]:
+        """Per disk: label, top, its format, the reference it is compared with and that one's format, member name."""
+        plan = []
         for label, (top, fmt) in self._disks.items():
             if self.since is not None:
                 reference, ref_format = self.since.layers[label], "qcow2"
             else:
                 reference, ref_format = self.base.path, self.base.format
-            name = mf.disk_member_name(label, mf.ENCODING_BLOCKS)
-            files[name] = work / name
-            with CompressingSink(files[name], level=self.zstd_level) as sink:
+            plan.append((label, top, fmt, reference, ref_format, mf.disk_member_name(label, mf.ENCODING_BLOCKS)))
+        return plan
+
+    def _front_room(self, fixed: _ManifestParts) -> dict[str, int]:
+        """The exact sizes of the front members: a manifest with the widest numbers, and its signature."""
+        members: dict[str, dict[str, Any]] = {}
+        disks_doc = []
+        for label, _top, _fmt, _ref, ref_format, name in self._disk_plan():
+            members[name] = _member_entry(_PLACEHOLDER_DIGEST)
+            disks_doc.append(_disk_doc(label, name, ref_format, None))
+        members[mf.LOGBOOK_NAME] = _plain_entry(b"")
+        if self.checks is not None:
+            members[mf.CHECKS_NAME] = _plain_entry(b"")
+        if self.memory is not None:
+            members[mf.MEMORY_NAME] = _member_entry(_PLACEHOLDER_DIGEST)
+        manifest_room = len(self._manifest(fixed, disks_doc, members))
+        manifest_room += -manifest_room % BLOCK
+        room = {mf.MANIFEST_NAME: manifest_room}
+        if self.signing_key is not None:
+            room[mf.SIGNATURE_NAME] = len(self.signing_key.sign(b" " * manifest_room))
+        return room
+
+    def _front_members(self, manifest_bytes: bytes, room: dict[str, int]) -> dict[str, bytes]:
+        """The manifest padded with spaces to its room (still the same JSON), checked, and its signature."""
+        if len(manifest_bytes) > room[mf.MANIFEST_NAME]:  # pragma: no cover - the room was sized on larger numbers
+            raise AssertionError("the manifest outgrew the room kept for it")
+        manifest_bytes = manifest_bytes.ljust(room[mf.MANIFEST_NAME])
+        mf.parse(manifest_bytes)  # never write what a reader would refuse
+        front = {mf.MANIFEST_NAME: manifest_bytes}
+        if self.signing_key is not None:
+            sig = self.signing_key.sign(manifest_bytes)
+            if len(sig) > room[mf.SIGNATURE_NAME]:  # pragma: no cover - an Ed25519 signature has one length
+                raise AssertionError("the signature outgrew the room kept for it")
+            front[mf.SIGNATURE_NAME] = sig.ljust(room[mf.SIGNATURE_NAME])
+        return front
+
+    def _write_disks(
+        self, tar: InPlaceTar, members: dict[str, dict[str, Any]], say: Callable[[str], None]
+    ) -> tuple[list[dict[str, Any]], dict[str, DeltaStats]]:
+        """Each disk's delta, compressed straight into its place in the bundle; its member entry goes to ``members``."""
+        disks_doc = []
+        stats: dict[str, DeltaStats] = {}
+        say("indexing the base image's blocks")
+        index = base_index(self.base.path, self.base.format, self.base.sha256, self.block_index_dir)
+        for label, top, fmt, reference, ref_format, name in self._disk_plan():
+            with tar.member(name) as dest, CompressingSink(dest, level=self.zstd_level) as sink:
                 stats[label] = write_block_delta(
                     top,
                     fmt,
@@ -231,34 +264,18 @@ class BundleWriter:
                 )
             assert sink.digest is not None
             members[name] = _member_entry(sink.digest)
-            disks_doc.append(
-                {
-                    "label": label,
-                    "member": name,
-                    "encoding": mf.ENCODING_BLOCKS,
-                    "virtual_size": stats[label].virtual_size,
-                    "backing_format": ref_format,
-                    "changed_bytes": stats[label].data_bytes,
-                    "zeroed_bytes": stats[label].zero_bytes,
-                    "referenced_bytes": getattr(stats[label], "base_ref_bytes", 0)
-                    + getattr(stats[label], "copy_ref_bytes", 0),
-                }
-            )
+            disks_doc.append(_disk_doc(label, name, ref_format, stats[label]))
         return disks_doc, stats
 
     def _manifest(
-        self,
-        features: list[str],
-        base_info: dict[str, Any],
-        disks_doc: list[dict[str, Any]],
-        members: dict[str, dict[str, Any]],
+        self, fixed: _ManifestParts, disks_doc: list[dict[str, Any]], members: dict[str, dict[str, Any]]
     ) -> bytes:
         doc = {
             "format": mf.FORMAT,
             "format_version": mf.FORMAT_VERSION,
-            "features_required": features,
+            "features_required": fixed.features,
             "generator": f"vmlog {__version__}",
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "created": fixed.created,
             "state": self.state,
             "vm_spec": self.vm_spec,
             "base": {
@@ -267,37 +284,46 @@ class BundleWriter:
                 "sha256": self.base.sha256,
                 "size": self.base.size,
                 "format": self.base.format,
-                "virtual_size": base_info["virtual-size"],
+                "virtual_size": fixed.base_info["virtual-size"],
                 "urls": list(self.base.urls),
                 **({"provenance": self.base.provenance} if self.base.provenance else {}),
             },
             "since": ({"state_id": self.since.state_id, "digest": self.since.digest} if self.since else None),
             "disks": disks_doc,
-            "memory": ({"qemu_img": qemu_img.version(), **self.memory_info} if self.memory else None),
+            "memory": ({"qemu_img": fixed.qemu_img, **self.memory_info} if self.memory else None),
             "members": members,
         }
         return json.dumps(doc, indent=1, default=str).encode()
 
-    def _write_archive(self, out: Path, manifest_bytes: bytes, logbook_bytes: bytes, files: dict[str, Path]) -> None:
-        """The tar, manifest first, written to a temporary sibling and renamed to ``out``."""
-        tmp = temp_name(out)
-        try:
-            with open(tmp, "wb") as fh:
-                with tarfile.open(fileobj=fh, mode="w", format=tarfile.PAX_FORMAT) as tf:
-                    _tar_add(tf, mf.MANIFEST_NAME, len(manifest_bytes), io.BytesIO(manifest_bytes))
-                    if self.signing_key is not None:
-                        sig = self.signing_key.sign(manifest_bytes)
-                        _tar_add(tf, mf.SIGNATURE_NAME, len(sig), io.BytesIO(sig))
-                    _tar_add(tf, mf.LOGBOOK_NAME, len(logbook_bytes), io.BytesIO(logbook_bytes))
-                    if self.checks is not None:
-                        _tar_add(tf, mf.CHECKS_NAME, len(self.checks), io.BytesIO(self.checks))
-                    for name, path in files.items():
-                        with open(path, "rb") as src:
-                            _tar_add(tf, name, path.stat().st_size, src)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, out)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        fsync_dir(out.parent)
+
+@dataclass(frozen=True)
+class _ManifestParts:
+    """What the manifest holds that is fixed before any member is written (so the room kept for it is exact)."""
+
+    features: list[str]
+    base_info: dict[str, Any]
+    created: str
+    qemu_img: str | None
+
+
+_PLACEHOLDER = 10**19 - 1  # more digits than any size or count a bundle holds
+_PLACEHOLDER_DIGEST = StreamDigest(_PLACEHOLDER, "0" * 64, _PLACEHOLDER, "0" * 64)
+
+
+def _disk_doc(label: str, member: str, ref_format: str, stats: DeltaStats | None) -> dict[str, Any]:
+    """A disk's manifest entry; without ``stats``, with placeholders as wide as any real number."""
+    def number(value: int) -> int:
+        return value if stats is not None else _PLACEHOLDER
+
+    return {
+        "label": label,
+        "member": member,
+        "encoding": mf.ENCODING_BLOCKS,
+        "virtual_size": number(stats.virtual_size if stats else 0),
+        "backing_format": ref_format,
+        "changed_bytes": number(stats.data_bytes if stats else 0),
+        "zeroed_bytes": number(stats.zero_bytes if stats else 0),
+        "referenced_bytes": number(
+            getattr(stats, "base_ref_bytes", 0) + getattr(stats, "copy_ref_bytes", 0) if stats else 0
+        ),
+    }

@@ -21,6 +21,7 @@ from typing import BinaryIO
 import zstandard
 
 from vmlog.bundles.errors import BundleRejected
+from vmlog.bundles.hash_thread import ThreadedSha256
 
 WINDOW_LOG = 27  # 128 MiB window: what a reader must accept, and all it will accept
 CHUNK = 1 << 20
@@ -126,7 +127,7 @@ class CompressingSink:
         self._thread.join()
         try:
             if exc_type is None and self._error is None:
-                self._writer.close()  # no fsync: the member is a work file, copied into the bundle, which is synced
+                self._writer.close()  # no fsync here: the owner of the file (the bundle) syncs it once
                 self.digest = StreamDigest(
                     self._raw_size, self._raw_sha.hexdigest(), self._sink.size, self._sink.sha.hexdigest()
                 )
@@ -137,8 +138,11 @@ class CompressingSink:
             raise self._error
 
 
-def compress_file(src: Path, dest: Path, *, level: int = DEFAULT_LEVEL, threads: int | None = None) -> StreamDigest:
-    """Compress ``src`` into ``dest`` as one zstd frame with long-distance matching, on every core."""
+def compress_file(
+    src: Path, dest: Path | BinaryIO, *, level: int = DEFAULT_LEVEL, threads: int | None = None
+) -> StreamDigest:
+    """Compress ``src`` into ``dest`` (a path, or an open file at the member's place) as one zstd frame
+    with long-distance matching, on every core."""
     with CompressingSink(dest, level=level, threads=threads, long_distance=True) as sink, open(src, "rb") as fin:
         while chunk := fin.read(CHUNK):
             sink.write(chunk)
@@ -160,7 +164,7 @@ def decompress_stream(
     ``limit``, or the frame asks for a window larger than writers use.
     """
     dctx = zstandard.ZstdDecompressor(max_window_size=1 << WINDOW_LOG)
-    sha = hashlib.sha256()
+    sha = ThreadedSha256()  # hashed beside the decompression and ``write``
     size = 0
     try:
         reader = dctx.stream_reader(src, read_size=CHUNK, read_across_frames=False)
@@ -177,4 +181,6 @@ def decompress_stream(
                 write(chunk)
     except zstandard.ZstdError as exc:
         raise BundleRejected("corrupt", f"{what} is not a valid zstd stream ({exc})") from exc
+    finally:
+        sha.close()
     return size, sha.hexdigest()

@@ -17,7 +17,7 @@ from bundle_fixtures import DISK_MEMBER, Chain, member, pack, read_members, rese
 
 from hypervisors import qemu_img
 from vmlog.bundles import BaseImageRef, BundleReader, BundleRejected, BundleWriter, LocalReference
-from vmlog.bundles.blocks import BASE, BLOCK_SIZE, COPY, MAGIC, BlockEncoder
+from vmlog.bundles.blocks import BASE, BLOCK_SIZE, COPY, MAGIC, BlockDecoder, BlockEncoder
 from vmlog.bundles.nbd import NbdImage
 
 BASE_BLOCKS = 8192  # the chain fixture's 32 MiB base
@@ -149,5 +149,27 @@ def test_copied_and_repeated_blocks_travel_as_references(tmp_path: Path) -> None
     assert (stats.data_bytes, stats.base_ref_bytes, stats.copy_ref_bytes) == (256 << 10, 2 << 20, 256 << 10)
     assert summary.size < 300 << 10
     assert list((tmp_path / "index").iterdir())  # the base's index is kept for the next export
+    kinds: list[int] = []
+    decoder = BlockDecoder(lambda record: kinds.append(record.kind), virtual_size=16 << 20)
+    decoder.feed(zstandard.ZstdDecompressor().decompressobj().decompress(read_members(summary.path)[DISK_MEMBER]))
+    decoder.finish()
+    assert kinds.count(BASE) == 1  # the copied file is one run, confirmed a cluster at a time
     result = BundleReader(summary.path).materialise(tmp_path / "recv", base=LocalReference(base, "raw"))
     assert qemu_img.compare(result.disks["system"], "qcow2", top, "qcow2")
+
+
+def test_written_block_map_marks_and_checks_runs_like_one_bit_at_a_time() -> None:
+    """The map of written blocks (what a COPY may point at) sets whole bytes at once; it must agree with bit by bit."""
+    from vmlog.bundles.block_apply import BlockApplier
+
+    rng = random.Random(5)
+    applier = object.__new__(BlockApplier)
+    applier._written = bytearray(64)
+    naive = set()
+    for _ in range(300):
+        first, count = rng.randrange(500), rng.randrange(1, 20)
+        if rng.random() < 0.5:
+            applier._mark(first, count)
+            naive.update(range(first, first + count))
+        assert applier._all_written(first, count) == all(n in naive for n in range(first, first + count))
+    assert {n for n in range(512) if applier._written[n >> 3] & (1 << (n & 7))} == naive

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 import tarfile
 from collections.abc import Callable
@@ -13,6 +14,7 @@ import zstandard
 from bundle_fixtures import DISK_MEMBER, Chain, forge_with_disk, member, pack, read_members, reseal, write_bundle
 
 from vmlog.bundles import BundleReader, BundleRejected, LocalReference
+from vmlog.bundles.blocks import MAGIC
 from vmlog.bundles.delta import REFERENCE_PLACEHOLDER
 
 
@@ -40,14 +42,19 @@ def _repack(
 
 
 def _bomb(valid: Path, out: Path, declared: int | None) -> Path:
-    """The disk member replaced by 300 MiB of zeros in ~10 KB of zstd, digests all correct."""
+    """The disk member replaced by 300 MiB of zeros in ~10 KB of zstd, digests all correct.
+
+    The zeros follow a valid block-list header and a data record, so the block decoder, which sees
+    the bytes as they are decompressed, takes them as data: only the size limits can stop it.
+    """
     members = read_members(valid)
     members.pop("manifest.sig")
     manifest = json.loads(members["manifest.json"])
     name = DISK_MEMBER
     cctx = zstandard.ZstdCompressor(level=1)
     chunks = cctx.compressobj()
-    stored = b"".join(chunks.compress(bytes(1 << 20)) for _ in range(300)) + chunks.flush()
+    prefix = MAGIC + struct.pack(">IQ", 4096, manifest["disks"][0]["virtual_size"]) + struct.pack(">BQI", 1, 0, 1024)
+    stored = chunks.compress(prefix) + b"".join(chunks.compress(bytes(1 << 20)) for _ in range(300)) + chunks.flush()
     members[name] = stored
     manifest["members"][name]["stored_size"] = len(stored)
     mbytes = json.loads(reseal(manifest, members))

@@ -82,11 +82,14 @@ class ExchangeActions:
         return dialog
 
     def import_bundle(self, path: Path) -> Job:
-        """Verify the whole file (nothing written), then ask where it goes and whether to trust its signer."""
+        """Verify the bundle's header (nothing written), then ask where it goes and whether to trust its signer.
+
+        The layers' digests are checked by the import, in the one pass that writes them.
+        """
 
         def verify(progress=None) -> tuple[Any, dict[str, Any]]:
             reader = exchange.open_bundle(Path(path), ctx=self.ctx)
-            return reader, exchange.describe_bundle(reader.verify(), ctx=self.ctx)
+            return reader, exchange.describe_bundle(reader.verify_header(), ctx=self.ctx)
 
         job = Job(verify, title=f"Verifying {Path(path).name}", pass_cancel=False)
         job.signals.finished.connect(when_alive(self, lambda found: self.ask_import_target(Path(path), *found)))

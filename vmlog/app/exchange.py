@@ -198,19 +198,21 @@ def check_trust(
 
 
 def open_bundle(bundle_path: Path, *, ctx: Workspace | None = None, log_refusal: bool = True) -> BundleReader:
-    """A reader on ``bundle_path`` that has verified the whole file (nothing written).
+    """A reader on ``bundle_path`` that has verified the bundle's header (nothing written).
 
-    Pass it to :func:`import_state` to import without a second verification pass, e.g. after
-    showing the user who signed it. A refused bundle is one ``state import`` logbook row saying so
-    (``log_refusal=False`` for a mere look, as ``inspect_bundle`` takes).
+    The manifest, its signature, the logbook and checks members and every member's name, type and
+    size are checked; the disk members' digests are checked by the import, in the one pass that
+    writes them. Pass it to :func:`import_state`, e.g. after showing the user who signed it. A refused
+    bundle is one ``state import`` logbook row saying so (``log_refusal=False`` for a mere look, as
+    ``inspect_bundle`` takes).
     """
     ctx = workspace(ctx)
     reader = BundleReader(Path(bundle_path), known_signers=KnownSigners(ctx.home.config))
     if not log_refusal:
-        reader.verify()
+        reader.verify_header()
         return reader
     with refusal_logged(ctx.logbook, None, file=Path(bundle_path).name):
-        reader.verify()
+        reader.verify_header()
     return reader
 
 
@@ -242,7 +244,7 @@ def import_state(
         with refusal_logged(ctx.logbook, project, file=path.name):
             progress("verifying the bundle", 0.05)
             reader = bundle if isinstance(bundle, BundleReader) else open_bundle(bundle, ctx=ctx, log_refusal=False)
-            verified = reader.verify()
+            verified = reader.verify_header()  # the layers' digests are checked while they are written
             sid = check_state_id(verified)
             if verified.checks is not None:  # malformed checks refuse the bundle before anything is written
                 checks_travel.parse_member(verified.checks)

@@ -343,7 +343,7 @@ def _pull_one(
             progress(f"downloading {ref}", 0.02)
             transfer.write_bundle(client, remote, bundle, say=say)
         reader = exchange.open_bundle(bundle, ctx=ctx)
-        verified = reader.verify()
+        verified = reader.verify_header()
         try:
             exchange.check_trust(verified, trust=trust, confirm=confirm, ctx=ctx)
         except Untrusted as exc:  # the import's fix names the temporary bundle; name the pull instead

@@ -165,7 +165,7 @@ def import_(
     """Verify a .vmlstate file completely, fetch its base if needed, and rebuild the state here."""
     with status(f"Verifying {file.name}"):
         reader = exchange.open_bundle(file)
-    bundle = reader.verify()
+    bundle = reader.verify_header()
     state = bundle.state
     named = one_line(f"{str(state.get('id'))[:12]} {state.get('name') or ''} by {state.get('author')}")
     info(f"{one_line(file.name)}: state {named}")

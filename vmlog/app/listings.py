@@ -163,6 +163,11 @@ def state_tree(project_name: str | None = None, *, ctx: Workspace | None = None)
         return None
     all_states = files.states()
     dirty = any(files.layers.has_changes(name) for name in project.live.values())
+    return draw_tree(all_states, project, dirty)
+
+
+def draw_tree(all_states: dict[str, State], project: Project, dirty: bool) -> list[str]:
+    """The lines of ``vml state tree``: one per state, like ``git log --graph``, HEAD marked."""
 
     def describe(state: State) -> str:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(state.created))

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from hypervisors.base import Capability, VMState
+from vmlog.app.listings import draw_tree
 from vmlog.app.logbook import LoggedNote, SenderRecord, sender_records
 from vmlog.app.projects import load, resolve_project
 from vmlog.app.results import MappingResult
@@ -15,7 +15,7 @@ from vmlog.app.session import session
 from vmlog.errors import AlreadyExists, InvalidInput
 from vmlog.logbook.book import who
 from vmlog.projects import current as current_project
-from vmlog.projects import graph, refs
+from vmlog.projects import refs
 from vmlog.projects import releases as project_releases
 from vmlog.projects.backends import driver_for, open_backend, unsaved_changes, vm_state
 from vmlog.projects.driver import Progress, no_progress
@@ -92,22 +92,7 @@ def state_tree(project_name: str | None = None, *, ctx: Workspace | None = None)
     files, project = load(project_name, ctx)
     all_states = files.states()
     dirty = unsaved_changes(files, project)
-
-    def describe(state: State) -> str:
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(state.created))
-        parts = [state.id[:8], state.name or "", f"({when})"]
-        if state.memory:
-            parts.append("[memory]")
-        if state.message and state.message != state.name:
-            parts.append(f"- {state.message}")
-        if state.id == project.current:
-            parts.append("<- HEAD")
-        return " ".join(p for p in parts if p)
-
-    lines = graph.draw(all_states, project.current, describe, live_dirty=dirty)
-    if project.current is None:
-        lines.insert(0, "+ (live layer on the base image" + (", unsaved changes)" if dirty else ")"))
-    return lines
+    return draw_tree(all_states, project, dirty)
 
 
 @dataclass(frozen=True)

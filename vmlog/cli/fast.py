@@ -57,7 +57,8 @@ def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
-def _size(num: int | None) -> str:
+def size_text(num: int | None) -> str:
+    """A byte count as listings show it (``-`` for unknown)."""
     if num is None:
         return "-"
     value = float(num)
@@ -86,7 +87,7 @@ def project_list(as_json: bool) -> bool:
         mark = "*" if row.current else " "
         base = f"{row.base.get('name')}:{row.base.get('version')}"
         name = f"{row.name:<{width}}"
-        rest = f" {str(row.vm):<12} {row.states:>6} {_size(row.disk_bytes):>10}  {row.backend:<8} {base}"
+        rest = f" {str(row.vm):<12} {row.states:>6} {size_text(row.disk_bytes):>10}  {row.backend:<8} {base}"
         lines.append((f"{mark} {name}{rest}", [(f"{mark} ", None), (name, "bold"), (rest, None)]))
     _print_lines(lines)
     return True

@@ -11,6 +11,7 @@ from rich.text import Text
 
 from vmlog.app import projects
 from vmlog.cli.context_options import ContextOption, SshKeyOption, UserOption, context_choice
+from vmlog.cli.fast import size_text
 from vmlog.cli.output import abort, info, out, print_json, warn
 from vmlog.cli.progress import status
 
@@ -21,15 +22,6 @@ app = typer.Typer(
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
-def _size(num: int | None) -> str:
-    if num is None:
-        return "-"
-    value = float(num)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return str(num)
 
 
 def _pull_if_only_in_a_catalog(ref: str, backend: str) -> None:
@@ -149,7 +141,7 @@ def list_(json_output: JsonOption = False) -> None:
             Text.assemble(
                 f"{mark} ",
                 (f"{row.name:<{width}}", "bold"),
-                f" {str(row.vm):<12} {row.states:>6} {_size(row.disk_bytes):>10}  {row.backend:<8} {base}",
+                f" {str(row.vm):<12} {row.states:>6} {size_text(row.disk_bytes):>10}  {row.backend:<8} {base}",
             )
         )
 

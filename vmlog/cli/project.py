@@ -145,11 +145,12 @@ def list_(json_output: JsonOption = False) -> None:
     for row in rows:
         mark = "*" if row.current else " "
         base = f"{row.base.get('name')}:{row.base.get('version')}" + (f" on {row.uri}" if row.uri else "")
+        disk = "on host" if row.disk_bytes is None else _size(row.disk_bytes)  # a remote project's layers
         out.print(
             Text.assemble(
                 f"{mark} ",
                 (f"{row.name:<{width}}", "bold"),
-                f" {str(row.vm):<12} {row.states:>6} {_size(row.disk_bytes):>10}  {row.backend:<8} {base}",
+                f" {str(row.vm):<12} {row.states:>6} {disk:>10}  {row.backend:<8} {base}",
             )
         )
 

@@ -22,6 +22,7 @@ from tests.hypervisors.libvirt.remote.sshd_host import RemoteHost, remote_host  
 from tests.hypervisors.libvirt.remote.test_remote_boot_vm import BOOT_DEADLINE, _console_lines
 
 pytestmark = pytest.mark.vm
+MIB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +59,19 @@ def _pool_volumes(uri: str, home: Path) -> list[str]:
             return []
         pool.refresh(0)
         return sorted(vol.name() for vol in pool.listAllVolumes(0))
+    finally:
+        conn.close()
+
+
+def _volume_capacity(uri: str, project: str, home: Path) -> int:
+    """The capacity the host reports for the live volume of ``project``'s system disk."""
+    live = json.loads(_ok(vml(home, "project", "show", project, "--json")))["live"]["system"]
+    home_id = (home / "data" / "home-id").read_text().strip()
+    conn = connection.import_libvirt().open(uri)
+    try:
+        pool = remote_pool.find_pool(conn, remote_pool.pool_name(home_id))
+        assert pool is not None
+        return int(pool.storageVolLookupByName(live).info()[1])
     finally:
         conn.close()
 
@@ -101,6 +115,9 @@ def test_a_project_lives_on_a_remote_host(remote_host: RemoteHost, homes: tuple[
     assert refused.returncode == 22 and "vml down far --save" in refused.stderr
     _ok(vml(home, "down", "far", "--poweroff"))
     _ok(vml(home, "state", "save", "booted", "-p", "far"))
+    assert "on host" in _ok(vml(home, "project", "list"))  # its disk use is not counted here
+    refused = vml(home, "project", "archive", "far", "-o", str(tmp_path / "far.vmlarchive"))
+    assert refused.returncode == 22 and "vml state export" in refused.stderr
     after = json.loads(_ok(vml(home, "project", "show", "far", "--json")))
     assert after["live"]["system"] in _pool_volumes(uri, home) and not after["unsaved_changes"]
     _ok(vml(home, "state", "restore", "booted", "-p", "far"))
@@ -116,10 +133,15 @@ def test_a_project_lives_on_a_remote_host(remote_host: RemoteHost, homes: tuple[
     copy = json.loads(_ok(vml(home, "project", "show", "copy", "--json")))
     assert copy["uri"] == uri and copy["live"]["system"] in _pool_volumes(uri, home)
 
+    # the live volume grows on the host (after the export: a bundle carries only disks of the base's size)
+    size = json.loads(_ok(vml(home, "project", "set", "far", "--json")))["disk_sizes"]["system"]
+    grown = json.loads(_ok(vml(home, "project", "set", "far", "--disk-size", str(size + MIB), "--json")))
+    assert grown["settings"]["disk_sizes"]["system"] == size + MIB
+    assert _volume_capacity(uri, "far", home) == size + MIB
     rows = [row for row in json.loads(_ok(vml(home, "log", "far", "--json"))) if row.get("kind") == "operation"]
     assert len(rows) >= 6 and {row["vm_host"] for row in rows} == {uri}  # the logbook here names the host
     for name in ("copy", "far"):
         _ok(vml(home, "project", "rm", name, "--yes"))
     assert _pool_volumes(uri, home) == []
-    print(f"remote project new, boot, save, restore, export, import twice, rm: {time.monotonic() - started:.1f} s")
+    print(f"remote project new, boot, save, restore, export, import, grow, rm: {time.monotonic() - started:.0f} s")
 

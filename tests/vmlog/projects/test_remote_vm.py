@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import queue
 import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -20,6 +21,8 @@ from exchange_helpers import vml
 from hypervisors.libvirt import connection, remote_pool
 from tests.hypervisors.libvirt.remote.sshd_host import RemoteHost, remote_host  # noqa: F401 - the fixture
 from tests.hypervisors.libvirt.remote.test_remote_boot_vm import BOOT_DEADLINE, _console_lines
+from vmlog.context.readiness import free_tcp_port
+from vmlog.projects import remote_ssh
 
 pytestmark = pytest.mark.vm
 MIB = 1024 * 1024
@@ -145,3 +148,16 @@ def test_a_project_lives_on_a_remote_host(remote_host: RemoteHost, homes: tuple[
     assert _pool_volumes(uri, home) == []
     print(f"remote project new, boot, save, restore, export, import, grow, rm: {time.monotonic() - started:.0f} s")
 
+
+
+def test_vml_ssh_reaches_a_port_of_the_host_through_it(remote_host: RemoteHost, tmp_path: Path) -> None:  # noqa: F811
+    """What `vml ssh` runs, against the real sshd: the port reached through the host is that sshd's own."""
+    assert (remote_ssh.guest_banner(remote_host.uri, remote_host.port) or "").startswith("SSH-")
+    assert remote_ssh.guest_banner(remote_host.uri, free_tcp_port(), timeout=5) is None  # nothing listens there
+    login = subprocess.run(
+        ["ssh", *remote_ssh.proxy_options(remote_host.uri), "-p", str(remote_host.port), "-i", str(remote_host.keyfile),
+         "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", f"UserKnownHostsFile={tmp_path / 'known'}",
+         "root@127.0.0.1", "echo", "through"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert login.returncode == 0 and login.stdout.strip() == "through", login.stderr

@@ -116,6 +116,10 @@ class RemoteStorage:
     def allocation(self, name: str) -> int:
         return self.volume(name).allocation
 
+    def capacity(self, name: str) -> int:
+        """Bytes volume ``name`` shows a guest (a qcow2 volume's virtual size)."""
+        return self.volume(name).capacity
+
     def read_range(self, name: str, offset: int, length: int) -> bytes:
         """``length`` bytes of volume ``name`` from ``offset`` (fewer at its end): a header, a table."""
         vol = self._call("find the volume", name, lambda: self._lookup(name))
@@ -176,6 +180,12 @@ class RemoteStorage:
                f"<target><format type='qcow2'/>{cluster}</target></volume>")
         self._create(xml, name)
         return self.volume(name)
+
+    def resize(self, name: str, capacity: int) -> None:
+        """Volume ``name`` grows to ``capacity`` bytes, on the host (``virStorageVolResize``; libvirt runs
+        ``qemu-img resize`` there for a qcow2 volume). A smaller capacity is refused by libvirt: no shrink flag."""
+        vol = self._call("find the volume", name, lambda: self._lookup(name))
+        self._call("resize the volume", name, lambda: vol.resize(int(capacity), 0))
 
     # -- moving bytes ----------------------------------------------------------------------
     def upload(self, source: Path, name: str, *, sparse: bool = True, verify: bool = False,

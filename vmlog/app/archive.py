@@ -158,6 +158,11 @@ def archive_project(name: str | None, out: Path | None = None, *, ctx: Workspace
         if is_native_project(project):
             raise Unsupported(f"project {name!r} keeps its states as {project.backend} snapshots; only kvm projects"
                               " archive yet", fix=f"export each state with `vml state export REF --project {name}`")
+        if project.remote:  # the archive writer reads layer files here; a remote project's are volumes of its host
+            raise Unsupported(f"project {name!r} keeps its layers on {project.uri}; only projects whose layers are"
+                              " files on this machine archive yet",
+                              fix=f"export each state with `vml state export REF --project {name}` (`vml state list"
+                              f" --project {name}` names them)")
         states = files.states()
         if not states:
             raise InvalidInput(f"project {name!r} has no saved state to archive",

@@ -126,6 +126,18 @@ def _open_clone_backend(project: Project, backend_name: str | None) -> Hyperviso
     return hv
 
 
+def refuse_remote(project: Project) -> None:
+    """A clone is a qcow2 file here backed by the state's layer: a remote project's layers are volumes of its
+    host, which no file here can back onto, so the run is refused before anything is made."""
+    if project.remote:
+        raise Unsupported(
+            f"the states of {project.name!r} are volumes on {project.uri}, and a check clone is an overlay file"
+            " on this machine, which cannot back onto them",
+            fix=f"`vml state export REF -p {project.name} -o FILE` (the bundle carries the checks), then"
+            " `vml state import FILE --project NEW` into a project on this machine and `vml check run -p NEW`",
+        )
+
+
 @contextmanager
 def _state_disks(ctx: Workspace, files: ProjectFiles, project: Project) -> Iterator[LayersOf]:
     """A state -> its disks as qcow2 files a clone can back onto, valid while the block runs.
@@ -223,6 +235,7 @@ def run_checks(
     begun = time.monotonic()
     with session(ctx, name, record.RUN_ACTION, states=list(state_refs or []), backend=backend) as op:
         proj = files.load()
+        refuse_remote(proj)
         targets = _targets(files, proj, list(state_refs or []), every)
         if len(targets) == 1:
             op.state_id = targets[0].id

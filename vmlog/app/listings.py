@@ -41,7 +41,7 @@ class ProjectSummary(MappingResult):
     base: dict[str, Any]  # name, version, sha256 of the base appliance
     states: int
     head: str | None  # the current state's id
-    disk_bytes: int
+    disk_bytes: int | None  # None for a project on a remote host: its layers are volumes there, not counted here
     vm: VMStatus | None  # None when the listing was asked not to ask the backends
     uri: str | None = None  # the libvirt host the project lives on; None: the backend's default
 
@@ -92,7 +92,7 @@ def summary_of(files: ProjectFiles, project: Project, current: str | None, vm: V
         base=project.base,
         states=usage.states,
         head=project.current,
-        disk_bytes=usage.disk_bytes,
+        disk_bytes=None if project.remote else usage.disk_bytes,
         vm=vm,
         uri=project.uri,
     )

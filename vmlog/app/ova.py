@@ -25,6 +25,7 @@ from vmlog.projects.bundle_base import base_of
 from vmlog.projects.driver import Progress, no_progress, private_work_dir
 from vmlog.projects.model import SYSTEM_DISK, Project, State
 from vmlog.projects.names import safe_file_part
+from vmlog.projects.remote_exchange import local_copy
 from vmlog.store.image_gate import detect_format
 from vmlog.store.images import StoredImage
 from vmlog.workspace import Workspace, workspace
@@ -111,6 +112,8 @@ def export_state_ova(
         spec = state.spec or project.spec
         with files_driver(project) as driver, private_work_dir(ctx.home.cache, "ova-") as work:
             image = base_of(ctx.images, project, driver.exchanged_labels(project))
+            if project.remote:  # the VMDKs are converted from local files: the state's chain comes down first
+                files = local_copy(files, [state], work, progress)
             disks: list[tuple[str, Path]] = []
             with driver.reading_states(files, project, image, work) as layers_of:
                 ordered = _ordered(layers_of(state))

@@ -34,6 +34,7 @@ from vmlog.context.readiness import GuestNotReady, GuestReadyCheck, console_has,
 from vmlog.errors import AlreadyExists, InvalidInput, NotFound, VmlogError
 from vmlog.fsutil import atomic_write_bytes
 from vmlog.logbook import Operation
+from vmlog.projects import remote_ssh
 from vmlog.projects.backends import open_backend, vm_state
 from vmlog.projects.driver import Progress, no_progress
 from vmlog.projects.model import Project
@@ -61,6 +62,7 @@ class SshAccess:
     banner: str | None = None
     identity: str | None = None  # the private key whose public half the seed gave the user
     known_hosts: str | None = None  # the project's own known_hosts (its guest made its host key at first boot)
+    proxy: tuple[str, ...] = ()  # ssh options reaching the port through a remote project's host
 
     @property
     def reachable(self) -> bool:
@@ -68,7 +70,7 @@ class SshAccess:
 
     def command(self, project: str) -> list[str]:
         """The ssh command line; the host key is remembered per project, not per (reused) port."""
-        argv = ["ssh", "-p", str(self.port), "-o", f"HostKeyAlias=vmlog-{project}"]
+        argv = ["ssh", *self.proxy, "-p", str(self.port), "-o", f"HostKeyAlias=vmlog-{project}"]
         if self.known_hosts:
             argv += ["-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "StrictHostKeyChecking=accept-new"]
         if self.identity:
@@ -95,12 +97,12 @@ def ssh_access(project: str | None = None, *, check: bool = True, ctx: Workspace
     box_key = project_setup.setup_dir(files.root) / BOX_KEY_FILE
     if key is None and box_key.is_file():
         key = box_key
-    access = SshAccess(
-        port=port,
-        user=str(stored.get("user") or Context().user),
-        identity=str(key) if key else None,
-        known_hosts=str(project_setup.setup_dir(files.root) / project_setup.KNOWN_HOSTS_FILE),
-    )
+    known_hosts = str(project_setup.setup_dir(files.root) / project_setup.KNOWN_HOSTS_FILE)
+    access = SshAccess(port=port, user=str(stored.get("user") or Context().user),
+                       identity=str(key) if key else None, known_hosts=known_hosts)
+    if proj.remote:  # the forward listens on the host's loopback: reached through the host, as libvirt is
+        access = dataclasses.replace(access, proxy=remote_ssh.proxy_options(proj.uri or ""))
+        return dataclasses.replace(access, banner=remote_ssh.guest_banner(proj.uri or "", port)) if check else access
     return dataclasses.replace(access, banner=ssh_banner(port)) if check else access
 
 

@@ -21,6 +21,7 @@ from vmlog.projects.backends import driver_for, open_backend, unsaved_changes, v
 from vmlog.projects.driver import Progress, no_progress
 from vmlog.projects.model import Project, State
 from vmlog.projects.releases import ReleaseOutcome
+from vmlog.projects.store import ProjectFiles
 from vmlog.workspace import Workspace, workspace
 
 AUTOSAVE_MESSAGE = "auto-saved before restore"
@@ -76,8 +77,13 @@ def layer_sizes(project_name: str | None = None, *, ctx: Workspace | None = None
     ``None`` where vmlog holds no layer of its own (a native snapshot tree keeps it in the hypervisor).
     """
     files, _project = load(project_name, ctx)
+    return sizes_of(files, files.states())
+
+
+def sizes_of(files: ProjectFiles, all_states: dict[str, State]) -> dict[str, int | None]:
+    """:func:`layer_sizes` of states already read; a remote project's layers are measured as volumes of its host."""
     sizes: dict[str, int | None] = {}
-    for state in files.states().values():
+    for state in all_states.values():
         if not state.layers and not state.memory:
             sizes[state.id] = None
             continue

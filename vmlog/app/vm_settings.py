@@ -113,11 +113,18 @@ def _disk_sizes(spec: VMSpec) -> dict[str, int | None]:
     return sizes
 
 
+def _remote_disk_sizes(files: ProjectFiles, spec: VMSpec, live: dict[str, str]) -> dict[str, int | None]:
+    """A remote project's disk sizes from its volumes' capacities (the spec's paths are the host's)."""
+    return {disk.label: files.layers.capacity(live[disk.label]) if disk.label in live else None
+            for disk in spec.disks if disk.device == "disk" and disk.label}
+
+
 def _current(files: ProjectFiles, state: VMState) -> VMSettings:
     project = files.load()
     spec = files.vm_spec(project)
     shares = [Share(s.tag, str(s.host_path), s.readonly) for s in spec.shared_folders]
-    return VMSettings(project.name, spec.cpus, spec.memory_mib, _disk_sizes(spec), shares, state)
+    sizes = _remote_disk_sizes(files, spec, project.live) if project.remote else _disk_sizes(spec)
+    return VMSettings(project.name, spec.cpus, spec.memory_mib, sizes, shares, state)
 
 
 def vm_settings(name: str | None = None, *, ctx: Workspace | None = None) -> VMSettings:
@@ -233,12 +240,12 @@ def _grow_disk(
     if label not in project.live:
         raise InvalidInput(f"project {project.name!r} has no disk {label!r}",
                            fix=f"name one of {', '.join(sorted(project.live))}")
-    top = files.layers.path(project.live[label])
-    old = int(qemu_img.info(top, "qcow2")["virtual-size"])
+    top = project.live[label]  # a file here, or a volume of the project's host (resized there)
+    old = files.layers.capacity(top)
     if size < old:
         raise InvalidInput(f"disk {label} is {old} bytes; it can only grow", fix="give a larger size")
     if size == old:
         return
     progress(f"growing disk {label}", None)
-    qemu_img.run(["resize", "-q", "-f", "qcow2", str(top), str(size)])
+    files.layers.resize(top, size)
     change.changed.append(f"disk {label} {old >> 20} -> {size >> 20} MiB")

@@ -21,6 +21,7 @@ from hypervisors import registry
 from hypervisors.base import Capability, VMState
 from hypervisors.errors import HypervisorError
 from vmlog.app import logbook, projects
+from vmlog.app.states import sizes_of
 from vmlog.errors import NotFound
 from vmlog.projects.backends import unsaved_changes
 from vmlog.projects.current import get as current_of
@@ -181,12 +182,7 @@ def project_page(name: str, ctx: Workspace | None = None) -> ProjectPage:
     ctx = ctx or Workspace.default()
     files, project = projects.load(name, ctx)
     states = files.states()
-    sizes: dict[str, int | None] = {}
-    for state in states.values():
-        paths = [files.layers.path(layer) for layer in state.layers.values()]
-        if state.memory:
-            paths.append(files.state_dir(state.id) / state.memory)
-        sizes[state.id] = sum(p.stat().st_blocks * 512 for p in paths if p.exists()) if paths else None
+    sizes = sizes_of(files, states)  # from the volumes for a project on a remote host
     details = projects.ProjectDetails(project=project, vm=projects.vm_status(project), states=len(states),
                                       path=files.root, unsaved_changes=bool(unsaved_changes(files, project)))
     return ProjectPage(details, states, sizes, logbook.history(name, ctx=ctx))

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from vmlog.app.listings import ProjectSummary
     from vmlog.app.types import State
 
 __all__ = ["answer", "parse"]
@@ -80,15 +81,12 @@ def project_list(as_json: bool) -> bool:
     if not rows:
         _info("no projects yet; create one with `vml project new NAME IMAGE`")
         return True
-    width = max(20, *(len(row.name) for row in rows))
-    header = f"  {'PROJECT':<{width}} {'VM':<12} {'STATES':>6} {'DISK':>10}  {'BACKEND':<8} BASE"
+    width = project_list_width(rows)
+    header = project_list_header(width)
     lines = [(header, [(header, "dim")])]
     for row in rows:
-        mark = "*" if row.current else " "
-        base = f"{row.base.get('name')}:{row.base.get('version')}"
-        name = f"{row.name:<{width}}"
-        rest = f" {str(row.vm):<12} {row.states:>6} {size_text(row.disk_bytes):>10}  {row.backend:<8} {base}"
-        lines.append((f"{mark} {name}{rest}", [(f"{mark} ", None), (name, "bold"), (rest, None)]))
+        mark, name, rest = project_row(row, width)
+        lines.append((f"{mark}{name}{rest}", [(mark, None), (name, "bold"), (rest, None)]))
     _print_lines(lines)
     return True
 
@@ -96,6 +94,23 @@ def project_list(as_json: bool) -> bool:
 def when(ts: float) -> str:
     """A time as every listing shows it."""
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def project_list_width(rows: list[ProjectSummary]) -> int:
+    """The width of ``vml project list``'s name column."""
+    return max(20, *(len(row.name) for row in rows))
+
+
+def project_list_header(width: int) -> str:
+    return f"  {'PROJECT':<{width}} {'VM':<12} {'STATES':>6} {'DISK':>10}  {'BACKEND':<8} BASE"
+
+
+def project_row(row: ProjectSummary, width: int) -> tuple[str, str, str]:
+    """One row of ``vml project list`` (quick path and full command alike): the mark, the name (bold), the rest."""
+    base = f"{row.base.get('name')}:{row.base.get('version')}" + (f" on {row.uri}" if row.uri else "")
+    disk = "on host" if row.disk_bytes is None else size_text(row.disk_bytes)  # a remote project's layers
+    rest = f" {str(row.vm):<12} {row.states:>6} {disk:>10}  {row.backend:<8} {base}"
+    return ("*" if row.current else " ") + " ", f"{row.name:<{width}}", rest
 
 
 STATE_LIST_HEADER = f"  {'ID':<12}  {'CREATED':<19}  {'NAME':<20} {'PARENT':<15}  MESSAGE"

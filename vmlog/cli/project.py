@@ -11,7 +11,7 @@ from rich.text import Text
 
 from vmlog.app import projects
 from vmlog.cli.context_options import ContextOption, SshKeyOption, UserOption, context_choice
-from vmlog.cli.fast import size_text
+from vmlog.cli.fast import project_list_header, project_list_width, project_row
 from vmlog.cli.output import abort, info, out, print_json, warn
 from vmlog.cli.progress import status
 
@@ -132,18 +132,11 @@ def list_(json_output: JsonOption = False) -> None:
     if not rows:
         info("no projects yet; create one with `vml project new NAME IMAGE`")
         return
-    width = max(20, *(len(row.name) for row in rows))
-    out.print(Text(f"  {'PROJECT':<{width}} {'VM':<12} {'STATES':>6} {'DISK':>10}  {'BACKEND':<8} BASE", style="dim"))
+    width = project_list_width(rows)
+    out.print(Text(project_list_header(width), style="dim"))
     for row in rows:
-        mark = "*" if row.current else " "
-        base = f"{row.base.get('name')}:{row.base.get('version')}" + (f" on {row.uri}" if row.uri else "")
-        out.print(
-            Text.assemble(
-                f"{mark} ",
-                (f"{row.name:<{width}}", "bold"),
-                f" {str(row.vm):<12} {row.states:>6} {size_text(row.disk_bytes):>10}  {row.backend:<8} {base}",
-            )
-        )
+        mark, name, rest = project_row(row, width)
+        out.print(Text.assemble(mark, (name, "bold"), rest))
 
 
 @app.command("show")

@@ -151,6 +151,14 @@ class LayerStore:
         except FileNotFoundError:
             return 0
 
+    def capacity(self, name: str) -> int:
+        """The size layer ``name`` shows the guest (its virtual size), read from its header."""
+        return virtual_size(self.path(name), "qcow2")
+
+    def resize(self, name: str, size: int) -> None:
+        """Layer ``name`` shows the guest ``size`` bytes; what a disk grows by reads as zeros."""
+        qemu_img.run(["resize", "-q", "-f", "qcow2", str(self.path(name)), str(size)])
+
     def make_durable(self, name: str) -> None:
         """Layer ``name`` on stable storage before a record names it as frozen."""
         fsutil.fsync_file(self.path(name))

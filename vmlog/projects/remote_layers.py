@@ -127,6 +127,14 @@ class RemoteLayerStore(LayerStore):
     def allocated(self, name: str) -> int:
         return self.storage.allocation(name) if self.storage.exists(name) else 0
 
+    def capacity(self, name: str) -> int:
+        """The volume's capacity as the host reports it: the size the guest sees."""
+        return self.storage.capacity(name)
+
+    def resize(self, name: str, size: int) -> None:
+        """The host grows the volume (``virStorageVolResize``): no file of it is opened here."""
+        self.storage.resize(name, size)
+
     def make_durable(self, name: str) -> None:
         """Nothing to do here: the host wrote the volume, and a stopped VM holds nothing unwritten."""
 

@@ -35,6 +35,7 @@ class DirectoryHost:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.host = "test:///default"  # the address the (stand-in) host was reached through
         self.uploads: list[str] = []
+        self.resized: list[tuple[str, int]] = []
 
     def volume_path(self, name: str) -> str:
         return str(self.dir / name)
@@ -90,15 +91,26 @@ class DirectoryHost:
             raise InvalidState(f"volume {name} is a backing store", backend="kvm")
         (self.dir / name).unlink()
 
+    def capacity(self, name: str) -> int:
+        return int(qemu_img.info(self.dir / name, "qcow2")["virtual-size"])
 
-@pytest.fixture
-def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> DirectoryHost:
+    def resize(self, name: str, capacity: int) -> None:
+        self.resized.append((name, capacity))
+        qemu_img.run(["resize", "-q", "-f", "qcow2", str(self.dir / name), str(capacity)])
+
+
+def stand_in_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> DirectoryHost:
     """The test driver taken for a remote host whose storage is a :class:`DirectoryHost`."""
     found = DirectoryHost(tmp_path / "host-pool")
     monkeypatch.setattr(connection, "is_remote", lambda uri: True)
     monkeypatch.setattr(LibvirtHypervisor, "host_storage", lambda self, owner: found)
     monkeypatch.setattr(remote_layers, "_open_backends", {})
     return found
+
+
+@pytest.fixture
+def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> DirectoryHost:
+    return stand_in_host(tmp_path, monkeypatch)
 
 
 def _local_files(ctx: Workspace, name: str) -> list[Path]:

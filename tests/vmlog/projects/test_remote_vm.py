@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import queue
 import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -20,8 +21,11 @@ from exchange_helpers import vml
 from hypervisors.libvirt import connection, remote_pool
 from tests.hypervisors.libvirt.remote.sshd_host import RemoteHost, remote_host  # noqa: F401 - the fixture
 from tests.hypervisors.libvirt.remote.test_remote_boot_vm import BOOT_DEADLINE, _console_lines
+from vmlog.context.readiness import free_tcp_port
+from vmlog.projects import remote_ssh
 
 pytestmark = pytest.mark.vm
+MIB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +62,19 @@ def _pool_volumes(uri: str, home: Path) -> list[str]:
             return []
         pool.refresh(0)
         return sorted(vol.name() for vol in pool.listAllVolumes(0))
+    finally:
+        conn.close()
+
+
+def _volume_capacity(uri: str, project: str, home: Path) -> int:
+    """The capacity the host reports for the live volume of ``project``'s system disk."""
+    live = json.loads(_ok(vml(home, "project", "show", project, "--json")))["live"]["system"]
+    home_id = (home / "data" / "home-id").read_text().strip()
+    conn = connection.import_libvirt().open(uri)
+    try:
+        pool = remote_pool.find_pool(conn, remote_pool.pool_name(home_id))
+        assert pool is not None
+        return int(pool.storageVolLookupByName(live).info()[1])
     finally:
         conn.close()
 
@@ -101,6 +118,9 @@ def test_a_project_lives_on_a_remote_host(remote_host: RemoteHost, homes: tuple[
     assert refused.returncode == 22 and "vml down far --save" in refused.stderr
     _ok(vml(home, "down", "far", "--poweroff"))
     _ok(vml(home, "state", "save", "booted", "-p", "far"))
+    assert "on host" in _ok(vml(home, "project", "list"))  # its disk use is not counted here
+    refused = vml(home, "project", "archive", "far", "-o", str(tmp_path / "far.vmlarchive"))
+    assert refused.returncode == 22 and "vml state export" in refused.stderr
     after = json.loads(_ok(vml(home, "project", "show", "far", "--json")))
     assert after["live"]["system"] in _pool_volumes(uri, home) and not after["unsaved_changes"]
     _ok(vml(home, "state", "restore", "booted", "-p", "far"))
@@ -116,10 +136,28 @@ def test_a_project_lives_on_a_remote_host(remote_host: RemoteHost, homes: tuple[
     copy = json.loads(_ok(vml(home, "project", "show", "copy", "--json")))
     assert copy["uri"] == uri and copy["live"]["system"] in _pool_volumes(uri, home)
 
+    # the live volume grows on the host (after the export: a bundle carries only disks of the base's size)
+    size = json.loads(_ok(vml(home, "project", "set", "far", "--json")))["disk_sizes"]["system"]
+    grown = json.loads(_ok(vml(home, "project", "set", "far", "--disk-size", str(size + MIB), "--json")))
+    assert grown["settings"]["disk_sizes"]["system"] == size + MIB
+    assert _volume_capacity(uri, "far", home) == size + MIB
     rows = [row for row in json.loads(_ok(vml(home, "log", "far", "--json"))) if row.get("kind") == "operation"]
     assert len(rows) >= 6 and {row["vm_host"] for row in rows} == {uri}  # the logbook here names the host
     for name in ("copy", "far"):
         _ok(vml(home, "project", "rm", name, "--yes"))
     assert _pool_volumes(uri, home) == []
-    print(f"remote project new, boot, save, restore, export, import twice, rm: {time.monotonic() - started:.1f} s")
+    print(f"remote project new, boot, save, restore, export, import, grow, rm: {time.monotonic() - started:.0f} s")
 
+
+
+def test_vml_ssh_reaches_a_port_of_the_host_through_it(remote_host: RemoteHost, tmp_path: Path) -> None:  # noqa: F811
+    """What `vml ssh` runs, against the real sshd: the port reached through the host is that sshd's own."""
+    assert (remote_ssh.guest_banner(remote_host.uri, remote_host.port) or "").startswith("SSH-")
+    assert remote_ssh.guest_banner(remote_host.uri, free_tcp_port(), timeout=5) is None  # nothing listens there
+    login = subprocess.run(
+        ["ssh", *remote_ssh.proxy_options(remote_host.uri), "-p", str(remote_host.port), "-i", str(remote_host.keyfile),
+         "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", f"UserKnownHostsFile={tmp_path / 'known'}",
+         "root@127.0.0.1", "echo", "through"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert login.returncode == 0 and login.stdout.strip() == "through", login.stderr

@@ -75,7 +75,7 @@ def _sshd_config(directory: Path, port: int) -> Path:
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {directory / 'host_key'}\nPidFile {directory / 'sshd.pid'}\n"
         f"AuthorizedKeysFile {directory / 'authorized_keys'}\nPermitRootLogin prohibit-password\n"
         "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
-        "AllowTcpForwarding no\nX11Forwarding no\nPrintMotd no\nLogLevel VERBOSE\n"
+        "AllowTcpForwarding local\nPermitOpen 127.0.0.1:*\nX11Forwarding no\nPrintMotd no\nLogLevel VERBOSE\n"
     )
     return config
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hypervisors import qemu_img
-from hypervisors.errors import InvalidState, OperationFailed, VMExists
+from hypervisors.errors import InvalidState, OperationFailed, ReportableError, VMExists
 from hypervisors.libvirt import connection, remote_pool
 from hypervisors.libvirt.remote_storage import RemoteStorage
 
@@ -171,3 +171,18 @@ def test_a_range_of_a_volume_reads_as_the_file_does(storage: RemoteStorage, base
     assert storage.read_range("base.raw", 3 * MIB, 8192) == data[3 * MIB : 3 * MIB + 8192]
     assert storage.read_range("base.raw", 8 * MIB - 4, 100) == data[-4:]  # fewer at the end
     assert storage.volume_path("base.raw") == storage.volume("base.raw").path
+
+
+def test_an_overlay_grows_on_the_host_and_never_shrinks(storage: RemoteStorage, base_image: Path,
+                                                         tmp_path: Path) -> None:
+    if not storage.exists("base.raw"):
+        storage.upload(base_image, "base.raw")
+    storage.create_overlay("grow.qcow2", "base.raw", cluster_size=65536)
+    assert storage.capacity("grow.qcow2") == 8 * MIB
+    storage.resize("grow.qcow2", 12 * MIB)
+    assert storage.capacity("grow.qcow2") == 12 * MIB
+    with pytest.raises(ReportableError):
+        storage.resize("grow.qcow2", 4 * MIB)
+    storage.download("grow.qcow2", tmp_path / "grow.qcow2")
+    assert qemu_img.info(tmp_path / "grow.qcow2", "qcow2")["virtual-size"] == 12 * MIB  # the file says so too
+    storage.delete("grow.qcow2")

@@ -204,7 +204,8 @@ def ssh(
     access = ssh_access(project)
     if not access.reachable:
         abort(
-            f"nothing answers SSH on 127.0.0.1:{access.port} (is the VM running and does it run sshd?)",
+            f"nothing answers SSH on 127.0.0.1:{access.port}" + (" of the project's host" if access.proxy else "")
+            + " (is the VM running and does it run sshd?)",
             fix="`vml status` for the VM, `vml console` for what the guest says",
         )
     if shutil.which("ssh") is None:

@@ -14,6 +14,7 @@ from hypervisors.spec import DiskSpec, NicSpec, VMSpec
 from vmlog.app.backend_names import typed_backend
 from vmlog.app.listings import ProjectSummary, summary_of
 from vmlog.app.listings import list_projects as list_projects  # the listing lives with the quick listings
+from vmlog.app.listings import resolve_project as resolve_project
 from vmlog.app.results import MappingResult, VMStatus
 from vmlog.app.session import Session, session
 from vmlog.errors import AlreadyExists, InvalidInput, NotFound
@@ -27,17 +28,6 @@ from vmlog.projects.rules import check_renamable
 from vmlog.projects.store import ProjectFiles
 from vmlog.store.images import StoredImage
 from vmlog.workspace import Workspace, workspace
-
-
-def resolve_project(name: str | None, ctx: Workspace | None = None) -> str:
-    """``name``, or the current project if None (``NotFound`` with the fix if there is none)."""
-    ctx = workspace(ctx)
-    if name:
-        return name
-    current = current_project.get(ctx.home.data)
-    if current is None or current not in ctx.projects.names():
-        raise NotFound("no project given and no current project", fix="name one, or `vml project new NAME`")
-    return current
 
 
 def new_project(

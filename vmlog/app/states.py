@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hypervisors.base import Capability, VMState
-from vmlog.app.listings import draw_tree
+from vmlog.app.listings import draw_tree, project_states
 from vmlog.app.logbook import LoggedNote, SenderRecord, sender_records
 from vmlog.app.projects import load, resolve_project
 from vmlog.app.results import MappingResult
@@ -19,7 +19,7 @@ from vmlog.projects import refs
 from vmlog.projects import releases as project_releases
 from vmlog.projects.backends import driver_for, open_backend, unsaved_changes, vm_state
 from vmlog.projects.driver import Progress, no_progress
-from vmlog.projects.model import Project, State
+from vmlog.projects.model import State
 from vmlog.projects.releases import ReleaseOutcome
 from vmlog.projects.store import ProjectFiles
 from vmlog.workspace import Workspace, workspace
@@ -64,11 +64,7 @@ def _with_consolidations(message: str | None, driver: object) -> str | None:
     return "; ".join([*([message] if message else []), *done])
 
 
-def states(
-    project_name: str | None = None, *, ctx: Workspace | None = None
-) -> tuple[Project, dict[str, State]]:
-    files, project = load(project_name, ctx)
-    return project, files.states()
+states = project_states  # a project and its states by id: one reading for the quick and the full listing
 
 
 def layer_sizes(project_name: str | None = None, *, ctx: Workspace | None = None) -> dict[str, int | None]:

@@ -10,27 +10,19 @@ to the full CLI, which gives its usual help and usage errors.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from vmlog.cli.plain import print_json, visible
+
 if TYPE_CHECKING:
     from vmlog.app.listings import ProjectSummary
     from vmlog.app.types import State
 
 __all__ = ["answer", "parse"]
-
-_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)] if c != 0x0A}
-_CONTROLS.update({c: f"\\u{c:04x}" for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]})
-
-
-def _visible(text: str) -> str:
-    """As :func:`vmlog.cli.output.visible`: every control character but the newline as a visible escape."""
-    return text.translate(_CONTROLS)
-
 
 def _styled() -> bool:
     """Whether rich would treat stdout as a terminal (then it styles, and rich itself prints)."""
@@ -40,22 +32,18 @@ def _styled() -> bool:
 def _print_lines(lines: list[tuple[str, list[tuple[str, str | None]]]]) -> None:
     """Each line as (plain text, styled parts); styled through rich only on a terminal, as the full command does."""
     if not _styled():
-        sys.stdout.write("".join(_visible(plain) + "\n" for plain, _parts in lines))
+        sys.stdout.write("".join(visible(plain) + "\n" for plain, _parts in lines))
         return
     from rich.console import Console
     from rich.text import Text
 
     console = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
     for _plain, parts in lines:
-        console.print(Text.assemble(*((_visible(text), style or "") for text, style in parts)))
+        console.print(Text.assemble(*((visible(text), style or "") for text, style in parts)))
 
 
 def _info(message: str) -> None:
-    sys.stderr.write(_visible(message) + "\n")
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    sys.stderr.write(visible(message) + "\n")
 
 
 def size_text(num: int | None) -> str:
@@ -76,7 +64,7 @@ def project_list(as_json: bool) -> bool:
 
     rows = list_projects()
     if as_json:
-        _print_json([row.to_dict() for row in rows])
+        print_json([row.to_dict() for row in rows])
         return True
     if not rows:
         _info("no projects yet; create one with `vml project new NAME IMAGE`")
@@ -130,7 +118,7 @@ def state_list(project: str | None, as_json: bool) -> bool:
     proj, states = project_states(project)
     ordered = sorted(states.values(), key=lambda s: (s.created, s.id))
     if as_json:
-        _print_json([{**s.to_dict(), "current": s.id == proj.current} for s in ordered])
+        print_json([{**s.to_dict(), "current": s.id == proj.current} for s in ordered])
         return True
     if not ordered:
         _info(f"project {proj.name} has no states yet; save one with `vml state save NAME`")
@@ -149,7 +137,7 @@ def state_tree(project: str | None, as_json: bool) -> bool:
 
     if as_json:
         proj, states = listings.project_states(project)
-        _print_json({"current": proj.current, "states": [s.to_dict() for s in states.values()]})
+        print_json({"current": proj.current, "states": [s.to_dict() for s in states.values()]})
         return True
     lines = listings.state_tree(project)
     if lines is None:

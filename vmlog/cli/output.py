@@ -10,8 +10,6 @@ text or forge a line, so every control character but the newline is printed as a
 
 from __future__ import annotations
 
-import json
-import sys
 from typing import Any, NoReturn
 
 import typer
@@ -19,20 +17,9 @@ from rich.console import Console, ConsoleOptions, RenderableType
 from rich.segment import Segment
 from rich.text import Text
 
-_BIDI = [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]
-_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)] if c != 0x0A}
-_CONTROLS.update({c: f"\\u{c:04x}" for c in _BIDI})
-_ONE_LINE = {**_CONTROLS, 0x0A: "\\n"}
-
-
-def visible(text: str) -> str:
-    """``text`` with every control character but the newline (and bidi overrides) as a visible escape."""
-    return text.translate(_CONTROLS)
-
-
-def one_line(text: str) -> str:
-    """``text`` on one line: newlines too become visible escapes (for prompts and one-line reports)."""
-    return text.translate(_ONE_LINE)
+from vmlog.cli.plain import one_line as one_line
+from vmlog.cli.plain import print_json as print_json
+from vmlog.cli.plain import visible
 
 
 class SafeConsole(Console):
@@ -52,10 +39,6 @@ err = SafeConsole(stderr=True, highlight=False, soft_wrap=True, markup=False, em
 out = SafeConsole(highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 Message = str | Text
-
-
-def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
 def info(message: Message) -> None:

@@ -18,35 +18,26 @@ from pathlib import Path
 from hypervisors import qemu_img
 from vmlog.projects.driver import IncomingState, Progress, no_progress
 from vmlog.projects.model import Project, State
-from vmlog.projects.remote_layers import RemoteLayerStore, base_volume_name
+from vmlog.projects.remote_layers import RemoteLayerStore, base_of_volume, base_volume_name
 from vmlog.projects.store import STATE_FILE, ProjectFiles
 
 VIEW_DIR = "project"
 MEMORY_FILE = "memory.img"  # overlay_exchange's name for an imported memory image
-BASE_PREFIX = "base-"
 MAX_CHAIN = 1000  # a chain longer than any vmlog makes: a loop in the host's records
-
-
-def _base_of(volume: str) -> tuple[str, str] | None:
-    """(sha256, format) of a base volume's name, None for a layer."""
-    if not volume.startswith(BASE_PREFIX):
-        return None
-    sha256, _, fmt = volume[len(BASE_PREFIX):].partition(".")
-    return sha256, fmt
 
 
 def _fetch_chain(remote: RemoteLayerStore, view: ProjectFiles, top: str, progress: Progress) -> None:
     """Download layer ``top`` and what it backs onto (down to the base) into ``view``'s layers, chained locally."""
     name: str | None = top
     for _ in range(MAX_CHAIN):
-        if name is None or _base_of(name) is not None or view.layers.path(name).is_file():
+        if name is None or base_of_volume(name) is not None or view.layers.path(name).is_file():
             return
         under = remote.backing_name(name)
         local = view.layers.path(name)
         progress(f"downloading layer {name}", None)
         remote.storage.download(name, local, sparse=True)
         if under is not None:
-            base = _base_of(under)
+            base = base_of_volume(under)
             backing = view.resolve_image(base[0]) if base else view.layers.path(under)
             qemu_img.rebase_unsafe(local, backing, base[1] if base else "qcow2")
         name = under

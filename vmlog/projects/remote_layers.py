@@ -33,9 +33,20 @@ def seed_volume_name(project: Project) -> str:
     return f"seed-{project.id}.iso"
 
 
+BASE_PREFIX = "base-"
+
+
 def base_volume_name(sha256: str, fmt: str) -> str:
     """The volume a base image has on every host: named by its content, so one copy serves all projects."""
-    return f"base-{sha256}.{fmt}"
+    return f"{BASE_PREFIX}{sha256}.{fmt}"
+
+
+def base_of_volume(volume: str) -> tuple[str, str] | None:
+    """(sha256, format) of a base volume's name (:func:`base_volume_name` read back), None for a layer."""
+    if not volume.startswith(BASE_PREFIX):
+        return None
+    sha256, _, fmt = volume[len(BASE_PREFIX):].partition(".")
+    return sha256, fmt
 
 
 class RemoteLayerStore(LayerStore):

@@ -25,13 +25,13 @@ from typing import Any
 from hypervisors import registry
 from hypervisors.base import Capability
 from hypervisors.errors import ReportableError
-from hypervisors.spec import DiskSpec, NicSpec, PortForward, VMSpec
+from hypervisors.spec import NicSpec, VMSpec
 from vmlog.app import projects
 from vmlog.app.contexts import login_user
 from vmlog.app.setup_project import new_project_with_context
-from vmlog.appliances.builtin import builtin_appliances
+from vmlog.appliances.builtin import builtin_appliance_for
 from vmlog.context import project_setup
-from vmlog.context.appliance_vm import SSH_GUEST_PORT, ready_plan
+from vmlog.context.appliance_vm import SSH_GUEST_PORT, ready_plan, seed_drive, ssh_forward
 from vmlog.context.guest import AGENT_KINDS, VMLOG_AGENT, guest_agent_kind
 from vmlog.context.model import Context
 from vmlog.context.readiness import free_tcp_port
@@ -65,11 +65,11 @@ def import_context(project: str, state_id: str) -> Context:
 
 def seed_kind_for(image: StoredImage, ctx: Workspace) -> str:
     """The seed a base takes: a built-in appliance's own kind (``cernvm``, ``nocloud``), else NoCloud (cloud images)."""
-    for known in builtin_appliances(ctx.home.config):
-        if known.store_name == image.name and known.versions:
-            kind = known.versions[0].context
-            return kind if kind in SEED_KINDS else SEED_NONE
-    return "nocloud"
+    known = builtin_appliance_for(image.name, ctx.home.config)
+    if known is None:
+        return "nocloud"
+    kind = known.versions[0].context
+    return kind if kind in SEED_KINDS else SEED_NONE
 
 
 def create_imported_project(
@@ -139,9 +139,9 @@ def releases_not_mounted(records: object, ctx: Workspace) -> list[str]:
 
 def base_plan(image: StoredImage, ctx: Workspace) -> dict[str, Any]:
     """What setup knows of a base's guest (agent, ready marker): a built-in appliance's plan, else nothing."""
-    for known in builtin_appliances(ctx.home.config):
-        if known.store_name == image.name and known.versions:
-            return ready_plan(known, known.versions[0])
+    known = builtin_appliance_for(image.name, ctx.home.config)
+    if known is not None:
+        return ready_plan(known, known.versions[0])
     return {"agent": False, "guest_agent": None, "ready_marker": None}
 
 
@@ -173,7 +173,7 @@ def _unarchived_context(name: str, state_id: str, archived: Context | None, kind
 
 def _with_ssh_forward(spec: VMSpec, port: int) -> VMSpec:
     """``spec`` with its guest-port-22 forward on ``port`` here (the archived host port belongs to another machine)."""
-    forward = PortForward(host_port=port, guest_port=SSH_GUEST_PORT)
+    forward = ssh_forward(port)
     nics = list(spec.nics) or [NicSpec()]
     for index, nic in enumerate(nics):
         if any(f.guest_port == SSH_GUEST_PORT and f.protocol == "tcp" for f in nic.forwards):
@@ -187,7 +187,7 @@ def _with_ssh_forward(spec: VMSpec, port: int) -> VMSpec:
 def _with_seed_disk(spec: VMSpec, seed_path: Path) -> VMSpec:
     """``spec`` with its seed drive at ``seed_path`` (added as setup adds it if the archived VM had none)."""
     disks = [d for d in spec.disks if d.label != "seed"]
-    disks.append(DiskSpec(path=seed_path, format="raw", device="cdrom", readonly=True, label="seed"))
+    disks.append(seed_drive(seed_path))
     return spec.replace(disks=tuple(disks))
 
 

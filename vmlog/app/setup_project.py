@@ -23,7 +23,7 @@ from hypervisors.spec import VMSpec
 from vmlog.app import projects
 from vmlog.app.appliances import FoundAppliance, canonical_backend, store_name
 from vmlog.appliances.box import read_archive
-from vmlog.appliances.builtin import builtin_appliances
+from vmlog.appliances.builtin import builtin_appliance_for
 from vmlog.appliances.model import Appliance, ApplianceVersion
 from vmlog.context import project_setup
 from vmlog.context.appliance_vm import MIN_MEMORY_MIB, SSH_GUEST_PORT, appliance_vm
@@ -223,9 +223,9 @@ def _local_appliance(stored: StoredImage, kind: str, ctx: Workspace) -> FoundApp
     """A store image as setup sees a catalog appliance: a built-in appliance's boot facts if it is one."""
     boot: dict[str, Any] = {"ssh": True}
     min_memory = MIN_MEMORY_MIB
-    for known in builtin_appliances(ctx.home.config):
-        if known.store_name == stored.name and known.versions:
-            boot, min_memory = dict(known.versions[0].boot), known.versions[0].min_memory_mib
+    known = builtin_appliance_for(stored.name, ctx.home.config)
+    if known is not None:
+        boot, min_memory = dict(known.versions[0].boot), known.versions[0].min_memory_mib
     version = ApplianceVersion(
         version=stored.version, images={}, min_memory_mib=min_memory, context=kind, boot={**boot, "ssh": True}
     )

@@ -247,3 +247,11 @@ def vagrant_server_appliance(config_dir: Path, name: str, *, insecure: bool = Fa
 
 def builtin_appliances(config_dir: Path, *, insecure: bool = False) -> list[Appliance]:
     return [cernvm_appliance(config_dir, insecure=insecure), vmlog_test_appliance(), vmlog_debian_appliance()]
+
+
+def builtin_appliance_for(image_name: str, config_dir: Path) -> Appliance | None:
+    """The built-in appliance whose image the store keeps as ``image_name`` (with a version), None for any other."""
+    for known in builtin_appliances(config_dir):
+        if known.store_name == image_name and known.versions:
+            return known
+    return None

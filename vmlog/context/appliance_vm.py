@@ -23,6 +23,16 @@ def has_agent(appliance: Appliance, version: ApplianceVersion) -> bool:
     return agent_kind_of_boot(version.boot) == VMLOG_AGENT or appliance.name == TEST_APPLIANCE
 
 
+def ssh_forward(host_port: int) -> PortForward:
+    """The forward ``vml ssh`` uses: ``host_port`` here to the guest's sshd."""
+    return PortForward(host_port=host_port, guest_port=SSH_GUEST_PORT)
+
+
+def seed_drive(path: Path) -> DiskSpec:
+    """The read-only CD-ROM that carries a seed (NoCloud, config-2 or CernVM's user-data) to the guest."""
+    return DiskSpec(path=path, format="raw", device="cdrom", readonly=True, label="seed")
+
+
 def ready_plan(appliance: Appliance, version: ApplianceVersion) -> dict[str, Any]:
     """How this appliance's guest shows it is ready, which agent it runs, and whether to forward SSH to it.
 
@@ -78,10 +88,10 @@ def appliance_vm(
     ssh_port = None
     if plan["ssh"]:
         ssh_port = free_tcp_port()
-        nics = (NicSpec(forwards=(PortForward(host_port=ssh_port, guest_port=SSH_GUEST_PORT),)),)
+        nics = (NicSpec(forwards=(ssh_forward(ssh_port),)),)
     extra: tuple[DiskSpec, ...] = ()
     if version.context in SEED_KINDS:
-        extra = (DiskSpec(path=seed_path, format="raw", device="cdrom", readonly=True, label="seed"),)
+        extra = (seed_drive(seed_path),)
     return ApplianceVm(
         cpus=cpus or int(version.boot.get("cpus", 1)),
         memory_mib=memory,

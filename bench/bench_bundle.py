@@ -14,7 +14,7 @@ For each case it prints the floor (``zstd -19`` of exactly the changed bytes), t
 tools doing the same work with the same compressor family: ``qemu-img convert -B`` followed by
 ``zstd -3 -T0`` (and, for import, ``zstd -d`` of that file).
 
-    python bench/bench_bundle.py [--base-mib 1024] [--writes 4000] [--cases scattered,text,mixed,copied]
+    python bench/bench_bundle.py [--base-mib 1024] [--writes 4000] [--cases scattered,text,mixed,copied] [--rounds 5]
     python bench/bench_bundle.py --large [--large-change-gib 4] [--large-disk-gib 20]
 
 ``--large`` (or ``VMLOG_BENCH_LARGE=1``) runs the scale case instead: a 4 GiB incompressible change on
@@ -34,6 +34,7 @@ import os
 import random
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -168,13 +169,26 @@ def bench_case(case: str, d: Path, base: Path, sha: str, args: argparse.Namespac
     ref = BaseImageRef(base, "raw", sha, "bench", "1", size)
     writer = BundleWriter(ref, state={"id": "bench"}, vm_spec={}, **writer_options(d / "cache"))
     writer.add_disk("system", top)
-    summary, t_export, c_export = timed_cpu(lambda: writer.write(w / "state.vmlstate"))
+
+    def export() -> object:
+        (w / "state.vmlstate").unlink(missing_ok=True)
+        return writer.write(w / "state.vmlstate")
 
     def raw_export() -> None:
+        for leftover in (w / "raw.qcow2", w / "raw.qcow2.zst"):
+            leftover.unlink(missing_ok=True)
         run(["qemu-img", "convert", "-O", "qcow2", "-B", str(base), "-F", "raw", str(top), str(w / "raw.qcow2")])
         run(["zstd", "-q", "-3", "-T0", str(w / "raw.qcow2"), "-o", str(w / "raw.qcow2.zst")])
 
-    _, t_raw_export, c_raw_export = timed_cpu(raw_export)
+    # paired rounds, export and raw tools alternating, so that both see the same load; medians reported
+    ours, raws = [], []
+    for _ in range(args.rounds):
+        summary, *figures = timed_cpu(export)
+        ours.append(figures)
+        raws.append(timed_cpu(raw_export)[1:])
+    t_export, c_export = (statistics.median(f[i] for f in ours) for i in (0, 1))
+    t_raw_export, c_raw_export = (statistics.median(f[i] for f in raws) for i in (0, 1))
+    spread = [o[0] / r[0] for o, r in zip(ours, raws, strict=True)]
     raw_size = (w / "raw.qcow2.zst").stat().st_size
     (w / "raw.qcow2").unlink()
     _, t_raw_import = timed(lambda: run(["zstd", "-q", "-d", str(w / "raw.qcow2.zst"), "-o", str(w / "raw.qcow2")]))
@@ -201,6 +215,7 @@ def bench_case(case: str, d: Path, base: Path, sha: str, args: argparse.Namespac
         "t_raw_export": t_raw_export,
         "c_export": c_export,
         "c_raw_export": c_raw_export,
+        "spread": (min(spread), max(spread)),
         "t_import": t_import,
         "t_raw_import": t_raw_import,
         "same": same,
@@ -224,6 +239,10 @@ def report(rows: list[dict], base_mib: int, t_index: float | None) -> None:
             f" {r['t_import']:7.2f} {r['t_raw_import']:6.2f} {r['t_import'] / r['t_raw_import']:6.2f} {r['same']}"
         )
     print("raw export = qemu-img convert -B + zstd -3 -T0; raw import = zstd -d of that file")
+    print("export times are medians of paired rounds; wall ratio of each round, lowest to highest:")
+    for r in rows:
+        low, high = r["spread"]
+        print(f"  {r['case']:10} {low:5.2f} - {high:5.2f}")
     print("export CPU seconds (all threads and child processes), unaffected by other load on the machine:")
     for r in rows:
         print(
@@ -402,6 +421,7 @@ def main() -> None:
     ap.add_argument("--base-mib", type=int, default=1024)
     ap.add_argument("--writes", type=int, default=4000, help="scattered incompressible 4 KiB guest writes")
     ap.add_argument("--cases", default=",".join(CASES))
+    ap.add_argument("--rounds", type=int, default=5, help="paired export / raw-tools runs per case (medians shown)")
     ap.add_argument("--large", action="store_true", default=os.environ.get("VMLOG_BENCH_LARGE") == "1")
     ap.add_argument("--large-disk-gib", type=int, default=20)
     ap.add_argument("--large-change-gib", type=int, default=4)

@@ -181,14 +181,13 @@ def bench_case(case: str, d: Path, base: Path, sha: str, args: argparse.Namespac
         run(["zstd", "-q", "-3", "-T0", str(w / "raw.qcow2"), "-o", str(w / "raw.qcow2.zst")])
 
     # paired rounds, export and raw tools alternating, so that both see the same load; medians reported
-    ours, raws = [], []
+    rounds = []  # (export wall, export CPU, raw wall, raw CPU) of each round
     for _ in range(args.rounds):
-        summary, *figures = timed_cpu(export)
-        ours.append(figures)
-        raws.append(timed_cpu(raw_export)[1:])
-    t_export, c_export = (statistics.median(f[i] for f in ours) for i in (0, 1))
-    t_raw_export, c_raw_export = (statistics.median(f[i] for f in raws) for i in (0, 1))
-    spread = [o[0] / r[0] for o, r in zip(ours, raws, strict=True)]
+        summary, wall, cpu = timed_cpu(export)
+        _, raw_wall, raw_cpu = timed_cpu(raw_export)
+        rounds.append((wall, cpu, raw_wall, raw_cpu))
+    t_export, c_export, t_raw_export, c_raw_export = (statistics.median(column) for column in zip(*rounds, strict=True))
+    spread = [wall / raw_wall for wall, _cpu, raw_wall, _raw_cpu in rounds]
     raw_size = (w / "raw.qcow2.zst").stat().st_size
     (w / "raw.qcow2").unlink()
     _, t_raw_import = timed(lambda: run(["zstd", "-q", "-d", str(w / "raw.qcow2.zst"), "-o", str(w / "raw.qcow2")]))
@@ -427,6 +426,8 @@ def main() -> None:
     ap.add_argument("--large-change-gib", type=int, default=4)
     ap.add_argument("--large-compare", action=argparse.BooleanOptionalAction, default=True)
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
     if args.large:
         bench_large(args)
         return

@@ -152,6 +152,10 @@ def measure(ctx: Workspace, size: int, rounds: int, with_running: bool, work: Pa
 def running_save(ctx: Workspace, rounds: int, work: Path, uri: str) -> Row:
     files = ctx.projects.get(NAME)
     vm_name = files.load().vm_name
+    from hypervisors import registry
+
+    with registry.open_backend("kvm") as hv:  # the raw saves' ``virsh define`` left the VM on the layers before ours
+        hv.redefine(files.vm_spec(files.load()))
     ctx.home.vm_runtime_dir(vm_name).mkdir(parents=True, exist_ok=True)  # QEMU opens the console log there
     run_quiet(["virsh", "-q", "-c", uri, "start", vm_name])
     try:

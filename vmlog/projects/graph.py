@@ -21,20 +21,23 @@ def _order(states: dict[str, State]) -> list[State]:
         parent = state.parent if state.parent in states else None
         kids.setdefault(parent, []).append(state)
     newest = _newest_in_subtrees(states, kids)
+    no_kids: list[State] = []
 
-    def by_newest(group: list[State]) -> list[State]:
-        return sorted(group, key=lambda s: (newest[s.id], s.id), reverse=True)
+    def oldest_first(group: list[State]) -> list[State]:  # pop() then takes the newest subtree
+        if len(group) < 2:  # most states have one child: nothing to sort
+            return list(group)
+        return sorted(group, key=lambda s: (newest[s.id], s.id))
 
     order: list[State] = []
-    # each entry: a state and the children still to emit (newest last, so pop() takes the newest)
+    # each entry: a state and the children still to emit (newest last)
     stack: list[tuple[State, list[State]]] = []
-    for root in by_newest(kids.get(None, [])):
-        stack.append((root, list(reversed(by_newest(kids.get(root.id, []))))))
+    for root in reversed(oldest_first(kids.get(None, no_kids))):
+        stack.append((root, oldest_first(kids.get(root.id, no_kids))))
         while stack:
             state, pending = stack[-1]
             if pending:
                 child = pending.pop()
-                stack.append((child, list(reversed(by_newest(kids.get(child.id, []))))))
+                stack.append((child, oldest_first(kids.get(child.id, no_kids))))
                 continue
             stack.pop()
             order.append(state)
@@ -49,9 +52,13 @@ def _newest_in_subtrees(states: dict[str, State], kids: dict[str | None, list[St
     while stack:
         state = stack.pop()
         post.append(state)
-        stack.extend(kids.get(state.id, []))
+        stack.extend(kids.get(state.id, ()))
     for state in reversed(post):  # a pre-order reversed puts every child before its parent
-        newest[state.id] = max([state.created, *(newest[c.id] for c in kids.get(state.id, []))])
+        value = state.created
+        for child in kids.get(state.id, ()):
+            if newest[child.id] > value:
+                value = newest[child.id]
+        newest[state.id] = value
     return newest
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from hypervisors.base import Hypervisor, VMState
@@ -15,12 +16,18 @@ from vmlog.app.session import session
 from vmlog.context.quiesce import sync_guest_clock
 from vmlog.errors import InvalidInput, NotFound
 from vmlog.projects import current as current_project
-from vmlog.projects import releases as project_releases
 from vmlog.projects.backends import open_backend, unsaved_changes, vm_state
 from vmlog.projects.driver import Progress, no_progress
 from vmlog.projects.model import Project
 from vmlog.projects.store import ProjectFiles
 from vmlog.workspace import Workspace, workspace
+
+
+def _releases() -> ModuleType:
+    """The release mounts' module, imported by the commands that boot or save memory (not by ``status``: 0.1 s)."""
+    from vmlog.projects import releases
+
+    return releases
 
 
 def start_vm(backend: Hypervisor, files: ProjectFiles, project: Project) -> list[str]:
@@ -38,7 +45,7 @@ def start_vm(backend: Hypervisor, files: ProjectFiles, project: Project) -> list
         backend.resume(project.vm_name)
         return []
     booting = state != VMState.SAVED
-    warnings = project_releases.before_boot(files, project) if booting else []
+    warnings = _releases().before_boot(files, project) if booting else []
     if state == VMState.CRASHED:
         backend.poweroff(project.vm_name)
         state = VMState.STOPPED
@@ -47,7 +54,7 @@ def start_vm(backend: Hypervisor, files: ProjectFiles, project: Project) -> list
     if spec.channel_socket is not None and spec.channel_socket.exists():
         spec.channel_socket.unlink()  # a stale socket of the last run; the hypervisor creates a new one
     backend.start(project.vm_name)
-    return warnings + (project_releases.after_boot(files, project) if booting else [])
+    return warnings + (_releases().after_boot(files, project) if booting else [])
 
 
 def up(name: str | None = None, *, ctx: Workspace | None = None, progress: Progress = no_progress) -> str:
@@ -101,7 +108,7 @@ def down(
                 return
             progress(f"{mode} of the VM", None)
             if mode == "save":
-                project_releases.refuse_memory_save(project, "suspend")
+                _releases().refuse_memory_save(project, "suspend")
                 backend.suspend(project.vm_name)
             elif mode == "poweroff":
                 backend.poweroff(project.vm_name)
@@ -256,7 +263,7 @@ def switch(
             with open_backend(source_project) as backend:
                 if vm_state(backend, source_project.vm_name) not in (VMState.RUNNING, VMState.PAUSED):
                     continue
-                project_releases.refuse_memory_save(source_project, "suspend")
+                _releases().refuse_memory_save(source_project, "suspend")
                 progress(f"suspending {name}", 0.2)
                 backend.suspend(source_project.vm_name)
             op.on_rollback(lambda files=source_files: _resume(files))

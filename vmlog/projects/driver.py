@@ -15,15 +15,18 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hypervisors.base import Hypervisor, VMState
 from hypervisors.errors import VMNotFound
 from hypervisors.spec import DiskSpec
-from vmlog.bundles import BundleReader, VerifiedBundle
 from vmlog.errors import AlreadyExists, InvalidInput
 from vmlog.projects.model import ChainRoot, Project, State
 from vmlog.projects.store import ProjectFiles
 from vmlog.store.images import ImageStore, StoredImage
+
+if TYPE_CHECKING:  # only an import reads bundles: every other command starts without their modules
+    from vmlog.bundles import BundleReader, VerifiedBundle
 
 Progress = Callable[[str, float | None], None]
 LayersOf = Callable[[State], dict[str, Path]]  # a state -> label -> a qcow2 chain top showing its disk

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vmlog.bundles import BundleRejected, LocalReference, VerifiedBundle
+from vmlog.bundles.errors import BundleRejected
 from vmlog.bundles.manifest import created_seconds
 from vmlog.errors import AlreadyExists, InvalidInput
 from vmlog.projects.digest import layers_digest
 from vmlog.projects.model import Project, State
 from vmlog.projects.store import ProjectFiles
 from vmlog.store.images import StoredImage
+
+if TYPE_CHECKING:  # the bundle reader (tar, signatures) is imported by the imports and exports that use it
+    from vmlog.bundles.reader import LocalReference, VerifiedBundle
 
 
 def check_fits(project: Project, states: dict[str, State], bundle: VerifiedBundle, labels: list[str]) -> None:
@@ -52,6 +55,8 @@ def check_since(files: ProjectFiles, project: Project, state: State, layers: dic
 
 
 def base_reference(image: StoredImage) -> LocalReference:
+    from vmlog.bundles.reader import LocalReference
+
     return LocalReference(image.path, image.qemu_format, image.sha256)
 
 

@@ -51,6 +51,22 @@ def test_a_command_imports_only_its_own_module() -> None:
     assert not {"vmlog.cli.bundle", "vmlog.cli.setup", "vmlog.cli.state", "vmlog.cli.release"} & modules
 
 
+# what a command that only looks at a project must not pay for: reading and signing bundles, release
+# mounts, appliance downloads (and pydantic, which typer 0.29 imports at every command's start)
+NOT_FOR_A_LOOK = ("vmlog.bundles.reader", "vmlog.bundles.writer", "vmlog.bundles.signing", "vmlog.releases",
+                  "vmlog.appliances", "vmlog.projects.releases", "pydantic", "cryptography")  # fmt: skip
+
+
+@pytest.mark.parametrize("args", [("status", "nosuch"), ("log", "nosuch"), ("up", "--help")])
+def test_a_look_at_a_project_imports_no_bundle_or_release_module(
+    args: tuple[str, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VMLOG_HOME", str(tmp_path))
+    proc, modules = imported_by(*args)
+    assert "vmlog.app.projects" in modules, proc.stderr[-2000:]  # the command's use cases were imported
+    assert sorted(m for m in modules if any(m == h or m.startswith(h + ".") for h in NOT_FOR_A_LOOK)) == []
+
+
 def test_the_listed_help_is_each_commands_own() -> None:
     def check(entries: tuple[lazy.Lazy, ...]) -> None:
         for entry in entries:

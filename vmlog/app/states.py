@@ -15,12 +15,11 @@ from vmlog.app.session import session
 from vmlog.errors import AlreadyExists, InvalidInput
 from vmlog.logbook.book import who
 from vmlog.projects import current as current_project
-from vmlog.projects import refs
-from vmlog.projects import releases as project_releases
+from vmlog.projects import refs, release_records
 from vmlog.projects.backends import driver_for, open_backend, unsaved_changes, vm_state
 from vmlog.projects.driver import Progress, no_progress
 from vmlog.projects.model import State
-from vmlog.projects.releases import ReleaseOutcome
+from vmlog.projects.release_records import ReleaseOutcome
 from vmlog.projects.store import ProjectFiles
 from vmlog.workspace import Workspace, workspace
 
@@ -43,11 +42,11 @@ def save_state(
         files = ctx.projects.get(project_name)
         project = files.load()
         if memory:
-            project_releases.refuse_memory_save(project, "save the memory of")
+            release_records.refuse_memory_save(project, "save the memory of")
         with open_backend(project) as backend:
             driver = driver_for(backend)
             state = driver.save(files, name=name, message=message, author=who(), memory=memory, progress=progress)
-        state = project_releases.record_in_state(files, state)  # the releases' exact revisions
+        state = release_records.record_in_state(files, state)  # the releases' exact revisions
         op.state_id = state.id
         op.message = _with_consolidations(message or state.name, driver)
         quiesce = getattr(driver, "last_quiesce", None)
@@ -200,7 +199,7 @@ def restore_state(
                     if vm == VMState.SAVED:
                         progress("resuming the suspended VM to save it", 0.05)
                         backend.start(project.vm_name)
-                    if backend.can(Capability.MEMORY_IMAGE) and not project_releases.shares_memory_block(project):
+                    if backend.can(Capability.MEMORY_IMAGE) and not release_records.shares_memory_block(project):
                         progress("auto-saving the running VM with its memory", 0.1)
                         saved = driver.save(
                             files,
@@ -222,7 +221,9 @@ def restore_state(
                 result.autosaved = saved.id
             driver.restore(files, target, progress=progress)
             progress("mounting the state's releases", 0.8)
-            releases = project_releases.apply_state(files, target)
+            from vmlog.projects.releases import apply_state  # mounting releases: only a restore needs it
+
+            releases = apply_state(files, target)
             result.releases = releases
             result.running = vm_state(backend, project.vm_name) == VMState.RUNNING
         op.message = _with_consolidations(

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import re
 import shlex
+from typing import TYPE_CHECKING
 
 from hypervisors.spec import SharedFolder
-from vmlog.releases.cvmfs_source import CvmfsSource
 from vmlog.releases.model import Release
 from vmlog.releases.mounts import MountHandle
+
+if TYPE_CHECKING:  # the CernVM-FS reader (catalogs, signatures) is for the commands that read a repository
+    from vmlog.releases.cvmfs_source import CvmfsSource
 
 DEFAULT_GUEST_ROOT = "/cvmfs-releases"
 

@@ -22,24 +22,33 @@ if TYPE_CHECKING:
     from vmlog.app.listings import ProjectSummary
     from vmlog.app.types import State
 
-__all__ = ["answer", "parse"]
+__all__ = ["Parts", "answer", "parse", "print_lines", "styled"]
 
-def _styled() -> bool:
+def styled() -> bool:
     """Whether rich would treat stdout as a terminal (then it styles, and rich itself prints)."""
     return "TTY_COMPATIBLE" in os.environ or "FORCE_COLOR" in os.environ or sys.stdout.isatty()
 
 
-def _print_lines(lines: list[tuple[str, list[tuple[str, str | None]]]]) -> None:
-    """Each line as (plain text, styled parts); styled through rich only on a terminal, as the full command does."""
-    if not _styled():
+Parts = list[tuple[str, str | None]]  # a line as pieces of text, each with its rich style (None: plain)
+
+
+def print_lines(lines: list[tuple[str, Parts]], *, console: Any = None) -> None:
+    """Each line as (plain text, styled parts); styled through rich only on a terminal, as the full command does.
+
+    All lines go to rich in one print: line by line, 3,000 lines take 0.4 s. ``console`` is the rich
+    console to print on (one capturing for a pager, say); without it, a pipe gets the plain text.
+    """
+    if console is None and not styled():
         sys.stdout.write("".join(visible(plain) + "\n" for plain, _parts in lines))
         return
     from rich.console import Console
     from rich.text import Text
 
-    console = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
-    for _plain, parts in lines:
-        console.print(Text.assemble(*((visible(text), style or "") for text, style in parts)))
+    if console is None:
+        console = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+    if lines:
+        styled_lines = (Text.assemble(*((visible(part), style or "") for part, style in parts)) for _, parts in lines)
+        console.print(Text("\n").join(styled_lines), soft_wrap=True)
 
 
 def _info(message: str) -> None:
@@ -75,7 +84,7 @@ def project_list(as_json: bool) -> bool:
     for row in rows:
         mark, name, rest = project_row(row, width)
         lines.append((f"{mark}{name}{rest}", [(mark, None), (name, "bold"), (rest, None)]))
-    _print_lines(lines)
+    print_lines(lines)
     return True
 
 
@@ -127,7 +136,7 @@ def state_list(project: str | None, as_json: bool) -> bool:
     for s in ordered:
         text = state_row(s, proj.current)
         lines.append((text, [(text, None)]))
-    _print_lines(lines)
+    print_lines(lines)
     return True
 
 
@@ -142,7 +151,7 @@ def state_tree(project: str | None, as_json: bool) -> bool:
     lines = listings.state_tree(project)
     if lines is None:
         return False
-    _print_lines([(line, [(line, None)]) for line in lines])
+    print_lines([(line, [(line, None)]) for line in lines])
     return True
 
 

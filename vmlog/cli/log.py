@@ -9,9 +9,9 @@ from datetime import datetime
 from typing import Annotated
 
 import typer
-from rich.text import Text
 
 from vmlog.app import logbook
+from vmlog.cli.fast import Parts, print_lines
 from vmlog.cli.output import info, out, print_json
 from vmlog.errors import InvalidInput
 
@@ -39,7 +39,7 @@ def _state(state_id: str | None) -> str:
     return f" {state_id[:8]}" if state_id else ""
 
 
-def _print_sender_row(record: logbook.SenderRecord) -> None:
+def _sender_row(record: logbook.SenderRecord) -> Parts:
     """A row an imported state arrived with: who did it at the sender's, and when, marked as the sender's."""
     when = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(record.when)) if record.when else "-"
     row = record.row
@@ -48,9 +48,7 @@ def _print_sender_row(record: logbook.SenderRecord) -> None:
     else:
         message = f"  {row['message']}" if row.get("message") else ""
         what = f"{record.what:<14} {row.get('outcome') or ''}{_state(record.state_id)}{message}"
-    line = Text(f"{when}  {record.project or '-':<14} {what}  ")
-    line.append(f"{record.who} (sender's logbook)", style="dim")
-    out.print(line, soft_wrap=True)
+    return [(f"{when}  {record.project or '-':<14} {what}  ", None), (f"{record.who} (sender's logbook)", "dim")]
 
 
 def log(
@@ -82,29 +80,31 @@ def log(
     use_pager = sys.stdout.isatty() if pager is None else pager
     if use_pager:
         with out.pager(styles=True):
-            _print_rows(rows)
+            _print_rows(rows, paged=True)
     else:
         _print_rows(rows)
 
 
-def _print_rows(rows: list) -> None:
-    for record in rows:
-        if isinstance(record, logbook.SenderRecord):
-            _print_sender_row(record)
-            continue
-        row = record.to_dict()
-        if row["kind"] == "note":
-            line = Text(f"{row['created']}  {row['project'] or '-':<14} note{_state(row['state'])}: {row['text']}  ")
-        else:
-            took = f" {row['duration']:.1f}s" if row["duration"] is not None else ""
-            message = f"  {row['message']}" if row["message"] else ""
-            line = Text.assemble(
-                f"{row['started']}  {row['project'] or '-':<14} {row['action']:<14} ",
-                (row["outcome"], COLOURS.get(row["outcome"], "white")),
-                f"{took}{_state(row['state'])}{message}  ",
-            )
-        line.append(row["who"], style="dim")
-        out.print(line, soft_wrap=True)
+def _print_rows(rows: list[logbook.HistoryItem], *, paged: bool = False) -> None:
+    """All rows at once: rich takes 0.4 s for 3,000 lines printed one by one, and a pipe needs no rich at all."""
+    lines = [_sender_row(record) if isinstance(record, logbook.SenderRecord) else _row(record) for record in rows]
+    print_lines([("".join(text for text, _style in parts), parts) for parts in lines], console=out if paged else None)
+
+
+def _row(record: logbook.LoggedOperation | logbook.LoggedNote) -> Parts:
+    row = record.to_dict()
+    if row["kind"] == "note":
+        what = f"note{_state(row['state'])}: {row['text']}"
+        parts: Parts = [(f"{row['created']}  {row['project'] or '-':<14} {what}  ", None)]
+    else:
+        took = f" {row['duration']:.1f}s" if row["duration"] is not None else ""
+        message = f"  {row['message']}" if row["message"] else ""
+        parts = [
+            (f"{row['started']}  {row['project'] or '-':<14} {row['action']:<14} ", None),
+            (row["outcome"], COLOURS.get(row["outcome"], "white")),
+            (f"{took}{_state(row['state'])}{message}  ", None),
+        ]
+    return [*parts, (row["who"], "dim")]
 
 
 def note(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from hypervisors.base import Hypervisor, VMState
@@ -16,18 +15,12 @@ from vmlog.app.session import session
 from vmlog.context.quiesce import sync_guest_clock
 from vmlog.errors import InvalidInput, NotFound
 from vmlog.projects import current as current_project
+from vmlog.projects import release_records
 from vmlog.projects.backends import open_backend, unsaved_changes, vm_state
 from vmlog.projects.driver import Progress, no_progress
 from vmlog.projects.model import Project
 from vmlog.projects.store import ProjectFiles
 from vmlog.workspace import Workspace, workspace
-
-
-def _releases() -> ModuleType:
-    """The release mounts' module, imported by the commands that boot or save memory (not by ``status``: 0.1 s)."""
-    from vmlog.projects import releases
-
-    return releases
 
 
 def start_vm(backend: Hypervisor, files: ProjectFiles, project: Project) -> list[str]:
@@ -45,7 +38,9 @@ def start_vm(backend: Hypervisor, files: ProjectFiles, project: Project) -> list
         backend.resume(project.vm_name)
         return []
     booting = state != VMState.SAVED
-    warnings = _releases().before_boot(files, project) if booting else []
+    from vmlog.projects import releases  # sharing releases in: only a boot needs it (``status`` would pay 0.1 s)
+
+    warnings = releases.before_boot(files, project) if booting else []
     if state == VMState.CRASHED:
         backend.poweroff(project.vm_name)
         state = VMState.STOPPED
@@ -54,7 +49,7 @@ def start_vm(backend: Hypervisor, files: ProjectFiles, project: Project) -> list
     if spec.channel_socket is not None and spec.channel_socket.exists():
         spec.channel_socket.unlink()  # a stale socket of the last run; the hypervisor creates a new one
     backend.start(project.vm_name)
-    return warnings + (_releases().after_boot(files, project) if booting else [])
+    return warnings + (releases.after_boot(files, project) if booting else [])
 
 
 def up(name: str | None = None, *, ctx: Workspace | None = None, progress: Progress = no_progress) -> str:
@@ -108,7 +103,7 @@ def down(
                 return
             progress(f"{mode} of the VM", None)
             if mode == "save":
-                _releases().refuse_memory_save(project, "suspend")
+                release_records.refuse_memory_save(project, "suspend")
                 backend.suspend(project.vm_name)
             elif mode == "poweroff":
                 backend.poweroff(project.vm_name)
@@ -263,7 +258,7 @@ def switch(
             with open_backend(source_project) as backend:
                 if vm_state(backend, source_project.vm_name) not in (VMState.RUNNING, VMState.PAUSED):
                     continue
-                _releases().refuse_memory_save(source_project, "suspend")
+                release_records.refuse_memory_save(source_project, "suspend")
                 progress(f"suspending {name}", 0.2)
                 backend.suspend(source_project.vm_name)
             op.on_rollback(lambda files=source_files: _resume(files))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from hypervisors.base import Capability, VMState
 from vmlog.app.results import VMStatus
+from vmlog.lazy_exports import lazy_exports
 from vmlog.logbook.book import Entry, Note
 from vmlog.projects.driver import Progress
 from vmlog.projects.model import Project, State
@@ -19,10 +20,5 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """``VerifiedBundle`` on first use: the bundle reader is for the commands that read bundles, not every command."""
-    if name == "VerifiedBundle":
-        from vmlog.bundles.reader import VerifiedBundle
-
-        return VerifiedBundle
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# the bundle reader is for the commands that read bundles, not for every command that names these types
+__getattr__, __dir__ = lazy_exports(__name__, {"vmlog.bundles.reader": ("VerifiedBundle",)})
